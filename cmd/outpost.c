@@ -1,0 +1,41 @@
+/*
+ * outpost.c — the one binary. Each subcommand is a component's entry point;
+ * this file only dispatches. Subcommands arrive with the issues that build
+ * their components (broker, detector, post, run, trigger).
+ */
+#include "core/ce.h"
+#include "version.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+  fputs("usage: outpost <command> [options]\n"
+        "\n"
+        "Outpost: an event-driven platform for hands-on lab environments.\n"
+        "\n"
+        "commands:\n"
+        "  version        print the version\n"
+        "  help           print this help\n"
+        "\n"
+        "Coming with their components: run, broker, detector, post, trigger.\n",
+        f);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+    printf("outpost %s (CloudEvents 1.0.2)\n", OUTPOST_VERSION);
+    return 0;
+  }
+  fprintf(stderr, "outpost: unknown command '%s' (see 'outpost --help')\n", cmd);
+  return 2;
+}
