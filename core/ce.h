@@ -150,8 +150,9 @@ int ce_event_set_bool(ce_event *ev, const char *name, bool value, ce_err *err);
 /* Removes attribute `name`. Returns 0, or -ENOENT when it was not set. */
 int ce_event_unset(ce_event *ev, const char *name);
 
-/* The attribute `name`, or NULL. The pointer stays valid until the attribute
- * is set again or removed, or the event freed. */
+/* The attribute `name`, or NULL. The pointer stays valid until the event is
+ * next changed (any set or unset) or freed; the strings it points to stay
+ * valid until the event is freed. */
 const ce_attr *ce_event_get(const ce_event *ev, const char *name);
 /* The value of attribute `name` as a string, or NULL when it is not set. */
 const char *ce_event_get_str(const ce_event *ev, const char *name);

@@ -443,6 +443,7 @@ int ce_json_decode_batch(const void *buf, size_t len, const ce_limits *lim, ce_b
     for (;;) {
       if (lim->max_batch && count == lim->max_batch) {
         rc = ce__fail(err, -EMSGSIZE, NULL, 0, "batch holds more than %zu events", lim->max_batch);
+        if (err) err->index = (int)count; /* the first event past the limit */
         goto done;
       }
       ce_event *ev = ce_event_new();

@@ -1,0 +1,101 @@
+/*
+ * test_util.h — the assertion helpers every unit test shares: a context
+ * string naming the table case being run, and EXPECT_* macros that print
+ * both sides (as decimals, errno names, or escaped bytes) when they fail.
+ * Include after <cmocka.h>.
+ */
+#ifndef OUTPOST_TESTS_UNIT_TEST_UTIL_H
+#define OUTPOST_TESTS_UNIT_TEST_UTIL_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* The case a table-driven test is running, printed with every failure. */
+static char ctx[256] __attribute__((unused));
+#define CTX(...) snprintf(ctx, sizeof ctx, __VA_ARGS__)
+static inline int reset_ctx(void **state) {
+  (void)state;
+  ctx[0] = '\0';
+  return 0;
+}
+#define T(f) cmocka_unit_test_setup(f, reset_ctx)
+
+static inline const char *errname(long long rc) {
+  switch (rc) {
+  case 0:
+    return "0";
+  case -EINVAL:
+    return "-EINVAL";
+  case -EMSGSIZE:
+    return "-EMSGSIZE";
+  case -E2BIG:
+    return "-E2BIG";
+  case -ENOTSUP:
+    return "-ENOTSUP";
+  case -ENOMEM:
+    return "-ENOMEM";
+  case -ENOENT:
+    return "-ENOENT";
+  default:
+    return rc > 0 ? "positive" : "other";
+  }
+}
+
+/* Writes a printable, escaped, possibly shortened copy of p[0..n) into out. */
+static inline const char *show(const void *p, size_t n, char *out, size_t size) {
+  const unsigned char *s = p;
+  size_t o = 0;
+  if (p == NULL) return "(null)";
+  for (size_t i = 0; i < n && o + 8 < size; i++) {
+    if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')
+      out[o++] = (char)s[i];
+    else
+      o += (size_t)snprintf(out + o, size - o, "\\x%02x", s[i]);
+  }
+  if (o + 8 >= size) o += (size_t)snprintf(out + o, size - o, "...");
+  out[o] = '\0';
+  return out;
+}
+
+#define WHERE ctx, ctx[0] ? ": " : ""
+
+#define EXPECT_INT(got, want)                                                                      \
+  do {                                                                                             \
+    long long g_ = (long long)(got), w_ = (long long)(want);                                       \
+    if (g_ != w_) fail_msg("%s%s%s = %lld, want %lld", WHERE, #got, g_, w_);                       \
+  } while (0)
+
+#define EXPECT_RC(got, want)                                                                       \
+  do {                                                                                             \
+    long long g_ = (long long)(got), w_ = (long long)(want);                                       \
+    if (g_ != w_)                                                                                  \
+      fail_msg("%s%s%s = %lld (%s), want %lld (%s)", WHERE, #got, g_, errname(g_), w_,             \
+               errname(w_));                                                                       \
+  } while (0)
+
+#define EXPECT_TRUE(cond)                                                                          \
+  do {                                                                                             \
+    if (!(cond)) fail_msg("%s%sexpected %s", WHERE, #cond);                                        \
+  } while (0)
+
+#define EXPECT_MEM_(label, got, glen, want, wlen)                                                  \
+  do {                                                                                             \
+    const void *g_ = (got), *w_ = (want);                                                          \
+    size_t gl_ = (glen), wl_ = (wlen);                                                             \
+    if (g_ == NULL || w_ == NULL ? g_ != w_ : gl_ != wl_ || memcmp(g_, w_, gl_) != 0) {            \
+      char gs_[200], ws_[200];                                                                     \
+      fail_msg("%s%s%s = \"%s\" (%zu bytes), want \"%s\" (%zu bytes)", WHERE, label,               \
+               show(g_, gl_, gs_, sizeof gs_), gl_, show(w_, wl_, ws_, sizeof ws_), wl_);          \
+    }                                                                                              \
+  } while (0)
+
+#define EXPECT_MEM(got, glen, want, wlen) EXPECT_MEM_(#got, got, glen, want, wlen)
+
+#define EXPECT_STR(got, want)                                                                      \
+  do {                                                                                             \
+    const char *gs1_ = (got), *ws1_ = (want);                                                      \
+    EXPECT_MEM_(#got, gs1_, gs1_ ? strlen(gs1_) : 0, ws1_, ws1_ ? strlen(ws1_) : 0);               \
+  } while (0)
+
+#endif
