@@ -1,0 +1,106 @@
+/*
+ * broker.h — the broker component: the log that keeps CloudEvents durably
+ * until every trigger has dealt with them, behind one interface with two
+ * implementations (the embedded SQLite log, the Kafka log).
+ *
+ * Records are CloudEvents in the Kafka binding's binary mode (ce_ headers, a
+ * content-type header, the data as value, partitionkey as key), whichever
+ * log holds them, so readers decode every record the same way
+ * (ce_kafka_decode).
+ *
+ * Thread rules: every broker_log function may be called from any thread.
+ * Append callbacks run on a thread of the log's own.
+ */
+#ifndef OUTPOST_BROKER_BROKER_H
+#define OUTPOST_BROKER_BROKER_H
+
+#include "core/ce.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One record. In input, every pointer is borrowed for the duration of the
+ * call. key == NULL means no key; value == NULL means no value. */
+typedef struct broker_record {
+  int32_t partition; /* input: -1 to let the log choose (by key hash) */
+  int64_t offset;    /* output of reads */
+  int64_t timestamp_ms;
+  const void *key;
+  size_t key_len;
+  const ce_kv *headers;
+  size_t n_headers;
+  const void *value;
+  size_t value_len;
+} broker_record;
+
+/* Records returned by a read; broker_records_cleanup frees what they point to. */
+typedef struct broker_records {
+  broker_record *recs;
+  size_t n;
+  void *mem; /* private */
+} broker_records;
+
+void broker_records_init(broker_records *r);
+void broker_records_cleanup(broker_records *r);
+
+/* Called once per append, on the log's thread, when the records are durable
+ * (status 0) or cannot be (negative errno: -EIO store failure, -ENOSPC full,
+ * -ETIMEDOUT, -ESHUTDOWN log closing). */
+typedef void (*broker_append_cb)(void *opaque, int status);
+
+typedef struct broker_log broker_log;
+
+/* Appends n records to topic, all or nothing where the log allows it (the
+ * embedded log: one transaction; Kafka: each record acknowledged, so a
+ * failure may leave some stored — at least once). Copies what it needs
+ * before returning. Returns 0 when queued (cb will be called exactly once),
+ * or a negative errno (cb will not be called). */
+int broker_log_append(broker_log *log, const char *topic, const broker_record *recs, size_t n,
+                      broker_append_cb cb, void *opaque);
+
+/* Reads up to max records of topic/partition from offset `from` on, in
+ * offset order. Fills *out (caller cleans it up). Returns the count. */
+int broker_log_read(broker_log *log, const char *topic, int32_t partition, int64_t from, size_t max,
+                    broker_records *out);
+
+/* Records that consumer group `group` is done with every record of
+ * topic/partition before `next`. */
+int broker_log_commit(broker_log *log, const char *group, const char *topic, int32_t partition,
+                      int64_t next);
+
+/* The position committed by `group` (0 when none). */
+int broker_log_committed(broker_log *log, const char *group, const char *topic, int32_t partition,
+                         int64_t *next);
+
+/* The number of partitions of topic (creating the topic when it is new). */
+int broker_log_partitions(broker_log *log, const char *topic);
+
+/* The offset the next appended record of topic/partition will get. */
+int broker_log_end(broker_log *log, const char *topic, int32_t partition, int64_t *end);
+
+/* Closes the log: pending appends complete (or fail with -ESHUTDOWN) before
+ * it returns. broker_log_free(NULL) does nothing. */
+void broker_log_free(broker_log *log);
+
+/* ---- the embedded log (SQLite in WAL mode) ---- */
+
+typedef struct broker_sqlite_opts {
+  int32_t partitions;      /* partitions of a new topic (default 1) */
+  int64_t retention_ms;    /* delete consumed records older than this (default 7 days; 0 = keep) */
+  int64_t retention_bytes; /* delete oldest consumed records past this size (0 = no limit) */
+  int64_t max_bytes;       /* refuse appends (-ENOSPC) past this size (0 = no limit) */
+} broker_sqlite_opts;
+
+void broker_sqlite_opts_init(broker_sqlite_opts *o);
+
+/* Opens (creating when needed) the embedded log in file `path`. Every append
+ * is synced to disk before its callback reports success; appends that arrive
+ * while a sync is running share the next one (group commit). Retention only
+ * ever deletes records that every consumer group that ever committed on the
+ * topic has committed past: the log refuses new records rather than drop
+ * unconsumed ones. Returns NULL with a message in errbuf on failure. */
+broker_log *broker_log_sqlite_open(const char *path, const broker_sqlite_opts *opts, char *errbuf,
+                                   size_t errlen);
+
+#endif

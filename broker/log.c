@@ -1,0 +1,118 @@
+/*
+ * log.c — the log interface: dispatch to an implementation, and the record
+ * helpers every implementation shares (header packing, partition choice).
+ */
+#include "broker/broker.h"
+#include "broker/broker_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int broker_log_append(broker_log *log, const char *topic, const broker_record *recs, size_t n,
+                      broker_append_cb cb, void *opaque) {
+  return log->ops->append(log, topic, recs, n, cb, opaque);
+}
+
+int broker_log_read(broker_log *log, const char *topic, int32_t partition, int64_t from, size_t max,
+                    broker_records *out) {
+  return log->ops->read(log, topic, partition, from, max, out);
+}
+
+int broker_log_commit(broker_log *log, const char *group, const char *topic, int32_t partition,
+                      int64_t next) {
+  return log->ops->commit(log, group, topic, partition, next);
+}
+
+int broker_log_committed(broker_log *log, const char *group, const char *topic, int32_t partition,
+                         int64_t *next) {
+  return log->ops->committed(log, group, topic, partition, next);
+}
+
+int broker_log_partitions(broker_log *log, const char *topic) {
+  return log->ops->partitions(log, topic);
+}
+
+int broker_log_end(broker_log *log, const char *topic, int32_t partition, int64_t *end) {
+  return log->ops->end(log, topic, partition, end);
+}
+
+void broker_log_free(broker_log *log) {
+  if (log) log->ops->free(log);
+}
+
+void broker_records_init(broker_records *r) {
+  r->recs = NULL;
+  r->n = 0;
+  r->mem = NULL;
+}
+
+void broker_records_cleanup(broker_records *r) {
+  free(r->recs);
+  free(r->mem);
+  broker_records_init(r);
+}
+
+static void put32(ce_buf *out, uint32_t v) {
+  uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+  ce_buf_append(out, b, 4);
+}
+
+static uint32_t get32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int broker__headers_pack(const ce_kv *h, size_t n, ce_buf *out) {
+  size_t need = 0;
+  for (size_t i = 0; i < n; i++) need += 8 + h[i].name_len + h[i].value_len;
+  int rc = ce_buf_reserve(out, need);
+  if (rc) return rc;
+  for (size_t i = 0; i < n; i++) {
+    put32(out, (uint32_t)h[i].name_len);
+    ce_buf_append(out, h[i].name, h[i].name_len);
+    put32(out, (uint32_t)h[i].value_len);
+    ce_buf_append(out, h[i].value, h[i].value_len);
+  }
+  return 0;
+}
+
+static int walk(const void *blob, size_t len, ce_kv *kv, size_t max, size_t *n) {
+  const uint8_t *p = blob, *end = p + len;
+  size_t count = 0;
+  while (p < end) {
+    if (end - p < 4) return -EINVAL;
+    uint32_t nl = get32(p);
+    p += 4;
+    if ((size_t)(end - p) < nl) return -EINVAL;
+    const uint8_t *name = p;
+    p += nl;
+    if (end - p < 4) return -EINVAL;
+    uint32_t vl = get32(p);
+    p += 4;
+    if ((size_t)(end - p) < vl) return -EINVAL;
+    if (kv) {
+      if (count == max) return -EINVAL;
+      kv[count] = (ce_kv){(const char *)name, nl, (const char *)p, vl};
+    }
+    p += vl;
+    count++;
+  }
+  *n = count;
+  return 0;
+}
+
+int broker__headers_unpack(const void *blob, size_t len, ce_kv *kv, size_t max, size_t *n) {
+  return walk(blob, len, kv, max, n);
+}
+
+int broker__headers_count(const void *blob, size_t len, size_t *n) {
+  return walk(blob, len, NULL, 0, n);
+}
+
+int32_t broker__partition_for(const void *key, size_t len, int32_t partitions) {
+  if (partitions <= 1) return 0;
+  uint32_t h = 2166136261u;
+  const uint8_t *p = key;
+  for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 16777619u;
+  return (int32_t)(h % (uint32_t)partitions);
+}
