@@ -280,8 +280,8 @@ int ce__encode_binary(const ce_event *ev, const char *prefix, bool percent, ce_h
   return rc == -ENOMEM ? ce__fail(err, rc, NULL, 0, "out of memory") : rc;
 }
 
-static const char structured_ct[] = CE_MEDIA_JSON "; charset=UTF-8";
-static const char batch_ct[] = CE_MEDIA_BATCH "; charset=UTF-8";
+static const char structured_ct[] = CE_MEDIA_JSON "; charset=utf-8";
+static const char batch_ct[] = CE_MEDIA_BATCH "; charset=utf-8";
 
 int ce_http_encode(const ce_event *ev, ce_mode mode, ce_headers *hdrs, ce_buf *body, ce_err *err) {
   int rc;

@@ -29,7 +29,7 @@ int ce_kafka_decode(const ce_kv *headers, size_t n_headers, const void *value, s
   return rc ? rc : mode;
 }
 
-static const char structured_ct[] = CE_MEDIA_JSON "; charset=UTF-8";
+static const char structured_ct[] = CE_MEDIA_JSON "; charset=utf-8";
 
 int ce_kafka_encode(const ce_event *ev, ce_mode mode, ce_headers *hdrs, ce_buf *key, bool *has_key,
                     ce_buf *value, bool *has_value, ce_err *err) {
