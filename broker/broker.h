@@ -103,4 +103,42 @@ void broker_sqlite_opts_init(broker_sqlite_opts *o);
 broker_log *broker_log_sqlite_open(const char *path, const broker_sqlite_opts *opts, char *errbuf,
                                    size_t errlen);
 
+/* ---- the ingress (Knative-compatible HTTP) ---- */
+
+#include "core/httpd.h"
+
+typedef struct broker_ingress_opts {
+  httpd_opts http;
+  ce_limits limits;        /* per-event and per-request limits (defaults: ce_limits_init) */
+  size_t max_inflight;     /* requests waiting for the log before 429 (default 4096) */
+  unsigned retry_after_s;  /* Retry-After of 429 and 503 answers (default 1) */
+  int32_t default_ttl;     /* knativebrokerttl given to events without one (default 255) */
+  const char *admin_token; /* bearer token for /v1/brokers; NULL: admin API open */
+} broker_ingress_opts;
+
+void broker_ingress_opts_init(broker_ingress_opts *o);
+
+typedef struct broker_ingress broker_ingress;
+
+/* Serves POST /<namespace>/<broker> (binary, structured and batched modes),
+ * OPTIONS, /healthz, /readyz, /metrics and the admin API /v1/brokers, and
+ * appends accepted events to log (which the caller keeps open until after
+ * broker_ingress_stop). 202 is answered only once the log says the events
+ * are durable. Returns NULL with a message in errbuf. */
+broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log *log, char *errbuf,
+                                     size_t errlen);
+uint16_t broker_ingress_port(const broker_ingress *in);
+/* Declares broker ns/name writing to topic (NULL: "knative-broker-<ns>-<name>").
+ * Returns 0, -EINVAL for a bad name, -ENOMEM. Redeclaring replaces the topic. */
+int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, const char *topic);
+/* Removes a broker: its path answers 404 from then on. Returns 0 or -ENOENT. */
+int broker_ingress_remove(broker_ingress *in, const char *ns, const char *name);
+/* Stops taking events (503), waits for those in flight to be answered (up to
+ * 30 s), stops the server and frees. broker_ingress_stop(NULL) does nothing. */
+void broker_ingress_stop(broker_ingress *in);
+
+/* `outpost broker [options]`: runs the ingress on the embedded log until
+ * SIGINT or SIGTERM. Returns the process exit code. */
+int broker_main(int argc, char **argv);
+
 #endif

@@ -3,6 +3,7 @@
  * this file only dispatches. Subcommands arrive with the issues that build
  * their components (broker, detector, post, run, trigger).
  */
+#include "broker/broker.h"
 #include "core/ce.h"
 #include "version.h"
 
@@ -15,10 +16,12 @@ static void usage(FILE *f) {
         "Outpost: an event-driven platform for hands-on lab environments.\n"
         "\n"
         "commands:\n"
+        "  broker         run the CloudEvents ingress on the embedded log\n"
         "  version        print the version\n"
         "  help           print this help\n"
         "\n"
-        "Coming with their components: run, broker, detector, post, trigger.\n",
+        "Coming with their components: run, detector, post, trigger.\n"
+        "'outpost <command> --help' describes a command.\n",
         f);
 }
 
@@ -36,6 +39,7 @@ int main(int argc, char **argv) {
     printf("outpost %s (CloudEvents 1.0.2)\n", OUTPOST_VERSION);
     return 0;
   }
+  if (!strcmp(cmd, "broker")) return broker_main(argc - 1, argv + 1);
   fprintf(stderr, "outpost: unknown command '%s' (see 'outpost --help')\n", cmd);
   return 2;
 }

@@ -1,0 +1,514 @@
+/*
+ * ingress.c — the broker's HTTP front door, after Knative's broker ingress
+ * data-plane contract: POST /<namespace>/<broker> in binary, structured or
+ * batched mode; 202 only once the log reports the events durable; every
+ * refusal with its own status and a JSON body naming what was wrong.
+ *
+ * Events are stored in the Kafka binding's binary mode, with
+ * knativearrivaltime set and a knativebrokerttl (default 255) that replies
+ * decrement, so that loops die.
+ */
+#include "broker/broker.h"
+#include "core/metrics.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum reason {
+  R_INVALID,
+  R_TTL,
+  R_TOO_LARGE,
+  R_HEADERS,
+  R_MEDIA,
+  R_UNKNOWN,
+  R_METHOD,
+  R_OVERLOADED,
+  R_LOG,
+  R_DRAINING,
+  R_COUNT
+};
+static const char *const reason_names[R_COUNT] = {"invalid",
+                                                  "ttl_expired",
+                                                  "too_large",
+                                                  "too_many_headers",
+                                                  "unsupported_media_type",
+                                                  "unknown_broker",
+                                                  "method_not_allowed",
+                                                  "overloaded",
+                                                  "log_unavailable",
+                                                  "draining"};
+
+typedef struct entry {
+  struct entry *next;
+  char *ns, *name, *topic;
+  bool removed;
+  _Atomic uint64_t accepted; /* events */
+} entry;
+
+struct broker_ingress {
+  broker_ingress_opts opts;
+  broker_log *log;
+  httpd *http;
+  pthread_rwlock_t lock; /* guards the entry list; entries live until stop */
+  entry *entries;
+  _Atomic size_t inflight;
+  _Atomic bool draining;
+  _Atomic uint64_t rejected[R_COUNT];
+  _Atomic uint64_t bytes;
+  metrics_hist request_hist, append_hist;
+  char retry_after[16];
+};
+
+/* One POST waiting for the log. */
+typedef struct pending {
+  broker_ingress *in;
+  httpd_req *req;
+  entry *e;
+  size_t events, bytes;
+  uint64_t start_ns, append_ns;
+} pending;
+
+void broker_ingress_opts_init(broker_ingress_opts *o) {
+  httpd_opts_init(&o->http);
+  o->http.port = 8080;
+  ce_limits_init(&o->limits);
+  o->max_inflight = 4096;
+  o->retry_after_s = 1;
+  o->default_ttl = 255;
+  o->admin_token = NULL;
+}
+
+static void reject(broker_ingress *in, httpd_req *req, enum reason r, unsigned status,
+                   const char *msg, const char *attr, int index) {
+  atomic_fetch_add(&in->rejected[r], 1);
+  const char *retry[] = {"Retry-After", in->retry_after};
+  bool with_retry = status == 429 || status == 503;
+  httpd_respond_error(req, status, msg, attr, index, with_retry ? retry : NULL, with_retry);
+}
+
+/* Kubernetes names (RFC 1123 labels): [a-z0-9]([-a-z0-9]*[a-z0-9])?, 63 at most. */
+static bool valid_name(const char *s, size_t n) {
+  if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+      return false;
+  return true;
+}
+
+static entry *find(broker_ingress *in, const char *ns, size_t nslen, const char *name,
+                   size_t namelen) {
+  for (entry *e = in->entries; e; e = e->next)
+    if (!e->removed && strlen(e->ns) == nslen && !memcmp(e->ns, ns, nslen) &&
+        strlen(e->name) == namelen && !memcmp(e->name, name, namelen))
+      return e;
+  return NULL;
+}
+
+int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, const char *topic) {
+  if (!valid_name(ns, strlen(ns)) || !valid_name(name, strlen(name))) return -EINVAL;
+  entry *e = calloc(1, sizeof *e);
+  if (!e) return -ENOMEM;
+  char def[160];
+  snprintf(def, sizeof def, "knative-broker-%s-%s", ns, name);
+  e->ns = strdup(ns);
+  e->name = strdup(name);
+  e->topic = strdup(topic ? topic : def);
+  if (!e->ns || !e->name || !e->topic) {
+    free(e->ns), free(e->name), free(e->topic), free(e);
+    return -ENOMEM;
+  }
+  pthread_rwlock_wrlock(&in->lock);
+  entry *old = find(in, ns, strlen(ns), name, strlen(name));
+  if (old) old->removed = true; /* kept for requests still using it */
+  e->next = in->entries;
+  in->entries = e;
+  pthread_rwlock_unlock(&in->lock);
+  return 0;
+}
+
+int broker_ingress_remove(broker_ingress *in, const char *ns, const char *name) {
+  pthread_rwlock_wrlock(&in->lock);
+  entry *e = find(in, ns, strlen(ns), name, strlen(name));
+  if (e) e->removed = true;
+  pthread_rwlock_unlock(&in->lock);
+  return e ? 0 : -ENOENT;
+}
+
+static void on_durable(void *opaque, int status) {
+  pending *p = opaque;
+  broker_ingress *in = p->in;
+  uint64_t now = metrics_now_ns();
+  metrics_hist_observe(&in->append_hist, now - p->append_ns);
+  if (status == 0) {
+    atomic_fetch_add(&p->e->accepted, p->events);
+    atomic_fetch_add(&in->bytes, p->bytes);
+    httpd_respond(p->req, 202, NULL, NULL, 0, NULL, 0);
+  } else {
+    char msg[160];
+    snprintf(msg, sizeof msg, "the log cannot take the event now (%s); retry",
+             status == -ENOSPC ? "log full" : strerror(-status));
+    reject(in, p->req, R_LOG, 503, msg, NULL, -1);
+  }
+  metrics_hist_observe(&in->request_hist, metrics_now_ns() - p->start_ns);
+  atomic_fetch_sub(&in->inflight, 1);
+  free(p);
+}
+
+/* Sets the broker's own extensions; fails when the TTL says the event looped. */
+static int stamp(broker_ingress *in, ce_event *ev, const char *now, ce_err *err) {
+  int32_t ttl;
+  int rc = ce_event_get_int(ev, "knativebrokerttl", &ttl);
+  if (rc == -ENOENT) {
+    rc = ce_event_set_int(ev, "knativebrokerttl", in->opts.default_ttl, err);
+  } else if (rc) {
+    snprintf(err->attr, sizeof err->attr, "knativebrokerttl");
+    snprintf(err->reason, sizeof err->reason, "must be an integer");
+    return -EINVAL;
+  } else if (ttl <= 0) {
+    snprintf(err->attr, sizeof err->attr, "knativebrokerttl");
+    snprintf(err->reason, sizeof err->reason,
+             "TTL is %d: the event has passed through the broker too many times (a reply loop?)",
+             ttl);
+    return -ELOOP;
+  }
+  if (rc) return rc;
+  return ce_event_set(ev, "knativearrivaltime", CE_TYPE_TIMESTAMP, now, strlen(now), err);
+}
+
+static unsigned status_for(int rc, enum reason *r) {
+  switch (rc) {
+  case -EMSGSIZE:
+    *r = R_TOO_LARGE;
+    return 413;
+  case -E2BIG:
+    *r = R_HEADERS;
+    return 431;
+  case -ENOTSUP:
+    *r = R_MEDIA;
+    return 415;
+  case -ELOOP:
+    *r = R_TTL;
+    return 400;
+  default:
+    *r = R_INVALID;
+    return 400;
+  }
+}
+
+/* Decodes, stamps and appends the events of a POST. Returns true when the
+ * request now waits for the log (on_durable answers it). */
+static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t start) {
+  size_t nh, body_len;
+  const ce_kv *hdrs = httpd_headers(req, &nh);
+  const char *body = httpd_body(req, &body_len);
+  ce_batch batch;
+  ce_batch_init(&batch);
+  ce_err err = {.index = -1};
+  enum reason r;
+  int rc = ce_http_decode(hdrs, nh, body, body_len, &in->opts.limits, &batch, &err);
+  if (rc >= 0 && batch.n == 0) {
+    rc = -EINVAL;
+    snprintf(err.reason, sizeof err.reason, "the batch holds no event");
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  char now[40];
+  ce_timestamp_format(ts.tv_sec, (int32_t)ts.tv_nsec, now, sizeof now);
+  for (size_t i = 0; rc >= 0 && i < batch.n; i++)
+    if ((rc = stamp(in, batch.ev[i], now, &err)) && batch.n > 1) err.index = (int)i;
+  /* Encode every event (Kafka binary mode) before appending any: all or nothing. */
+  ce_headers *eh = calloc(batch.n ? batch.n : 1, sizeof *eh);
+  ce_buf *keys = calloc(batch.n ? batch.n : 1, 2 * sizeof *keys);
+  broker_record *recs = calloc(batch.n ? batch.n : 1, sizeof *recs);
+  if (!eh || !keys || !recs) rc = -ENOMEM;
+  for (size_t i = 0; rc >= 0 && i < batch.n; i++) {
+    bool has_key, has_value;
+    ce_headers_init(&eh[i]);
+    ce_buf_init(&keys[2 * i]);
+    ce_buf_init(&keys[2 * i + 1]);
+    rc = ce_kafka_encode(batch.ev[i], CE_MODE_BINARY, &eh[i], &keys[2 * i], &has_key,
+                         &keys[2 * i + 1], &has_value, &err);
+    recs[i] = (broker_record){
+        .partition = -1,
+        .key = has_key ? keys[2 * i].data : NULL,
+        .key_len = keys[2 * i].len,
+        .headers = eh[i].items,
+        .n_headers = eh[i].n,
+        .value = has_value ? (keys[2 * i + 1].data ? keys[2 * i + 1].data : "") : NULL,
+        .value_len = keys[2 * i + 1].len};
+  }
+  if (rc == -ENOMEM) {
+    reject(in, req, R_LOG, 503, "out of memory", NULL, -1);
+  } else if (rc < 0) {
+    unsigned status = status_for(rc, &r);
+    reject(in, req, r, status, err.reason, err.attr, err.index);
+  } else {
+    pending *p = malloc(sizeof *p);
+    if (p) {
+      *p = (pending){in, req, e, batch.n, body_len, start, metrics_now_ns()};
+      rc = broker_log_append(in->log, e->topic, recs, batch.n, on_durable, p);
+      if (rc) free(p);
+    } else {
+      rc = -ENOMEM;
+    }
+    if (rc) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "the log cannot take the event now (%s); retry", strerror(-rc));
+      reject(in, req, R_LOG, 503, msg, NULL, -1);
+    }
+  }
+  for (size_t i = 0; eh && keys && i < batch.n; i++) {
+    ce_headers_cleanup(&eh[i]);
+    ce_buf_cleanup(&keys[2 * i]);
+    ce_buf_cleanup(&keys[2 * i + 1]);
+  }
+  free(eh);
+  free(keys);
+  free(recs);
+  ce_batch_cleanup(&batch);
+  return rc >= 0;
+}
+
+static void respond_text(httpd_req *req, unsigned status, const char *ct, ce_buf *b) {
+  httpd_respond(req, status, ct, b->data, b->len, NULL, 0);
+}
+
+static void render_metrics(broker_ingress *in, httpd_req *req) {
+  ce_buf b;
+  ce_buf_init(&b);
+  char labels[256];
+  metrics_family(&b, "outpost_ingress_events_accepted_total", "counter",
+                 "Events the log made durable and the ingress answered 202 for.");
+  pthread_rwlock_rdlock(&in->lock);
+  for (entry *e = in->entries; e; e = e->next) {
+    if (e->removed) continue;
+    snprintf(labels, sizeof labels, "broker=\"%s/%s\"", e->ns, e->name);
+    metrics_sample(&b, "outpost_ingress_events_accepted_total", labels, atomic_load(&e->accepted));
+  }
+  pthread_rwlock_unlock(&in->lock);
+  metrics_family(&b, "outpost_ingress_requests_rejected_total", "counter",
+                 "Requests refused, by reason.");
+  for (int r = 0; r < R_COUNT; r++) {
+    snprintf(labels, sizeof labels, "reason=\"%s\"", reason_names[r]);
+    metrics_sample(&b, "outpost_ingress_requests_rejected_total", labels,
+                   atomic_load(&in->rejected[r]));
+  }
+  metrics_family(&b, "outpost_ingress_accepted_bytes_total", "counter",
+                 "Body bytes of accepted requests.");
+  metrics_sample(&b, "outpost_ingress_accepted_bytes_total", NULL, atomic_load(&in->bytes));
+  metrics_family(&b, "outpost_ingress_inflight_requests", "gauge",
+                 "Requests waiting for the log to make their events durable.");
+  metrics_sample(&b, "outpost_ingress_inflight_requests", NULL, atomic_load(&in->inflight));
+  metrics_family(&b, "outpost_ingress_request_duration_seconds", "histogram",
+                 "From a whole request received to its answer.");
+  metrics_hist_render(&b, "outpost_ingress_request_duration_seconds", NULL, &in->request_hist);
+  metrics_family(&b, "outpost_ingress_log_append_duration_seconds", "histogram",
+                 "From append to durable (includes waiting for the group commit).");
+  metrics_hist_render(&b, "outpost_ingress_log_append_duration_seconds", NULL, &in->append_hist);
+  respond_text(req, 200, "text/plain; version=0.0.4", &b);
+  ce_buf_cleanup(&b);
+}
+
+static void list_brokers(broker_ingress *in, httpd_req *req) {
+  ce_buf b;
+  ce_buf_init(&b);
+  ce_buf_append_str(&b, "{\"brokers\":[");
+  bool first = true;
+  pthread_rwlock_rdlock(&in->lock);
+  for (entry *e = in->entries; e; e = e->next) {
+    if (e->removed) continue;
+    char line[512];
+    snprintf(line, sizeof line, "%s{\"namespace\":\"%s\",\"name\":\"%s\",\"topic\":\"%s\"}",
+             first ? "" : ",", e->ns, e->name, e->topic);
+    ce_buf_append_str(&b, line);
+    first = false;
+  }
+  pthread_rwlock_unlock(&in->lock);
+  ce_buf_append_str(&b, "]}\n");
+  respond_text(req, 200, "application/json", &b);
+  ce_buf_cleanup(&b);
+}
+
+/* /v1/brokers[/<ns>/<name>]: GET lists, PUT declares, DELETE removes. */
+static void admin(broker_ingress *in, httpd_req *req, const char *rest) {
+  const char *m = httpd_method(req);
+  if (in->opts.admin_token) {
+    const char *auth = httpd_header(req, "Authorization");
+    if (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, in->opts.admin_token)) {
+      const char *www[] = {"WWW-Authenticate", "Bearer"};
+      httpd_respond_error(req, 401, "the admin API needs the admin bearer token", NULL, -1, www, 1);
+      return;
+    }
+  }
+  if (*rest == '\0') {
+    if (strcmp(m, "GET") == 0) {
+      list_brokers(in, req);
+      return;
+    }
+    const char *allow[] = {"Allow", "GET"};
+    httpd_respond_error(req, 405, "use GET to list brokers", NULL, -1, allow, 1);
+    return;
+  }
+  char ns[64], name[64];
+  const char *slash = strchr(rest + 1, '/');
+  size_t nl = slash ? (size_t)(slash - rest - 1) : 0, ml = slash ? strlen(slash + 1) : 0;
+  if (rest[0] != '/' || !slash || !valid_name(rest + 1, nl) || !valid_name(slash + 1, ml)) {
+    httpd_respond_error(req, 400,
+                        "broker paths are /v1/brokers/<namespace>/<name>, each a DNS "
+                        "label ([a-z0-9-], at most 63)",
+                        NULL, -1, NULL, 0);
+    return;
+  }
+  memcpy(ns, rest + 1, nl);
+  ns[nl] = '\0';
+  memcpy(name, slash + 1, ml);
+  name[ml] = '\0';
+  if (strcmp(m, "PUT") == 0) {
+    int rc = broker_ingress_add(in, ns, name, NULL);
+    if (rc) {
+      httpd_respond_error(req, 500, strerror(-rc), NULL, -1, NULL, 0);
+      return;
+    }
+    httpd_respond(req, 201, NULL, NULL, 0, NULL, 0);
+    return;
+  }
+  if (strcmp(m, "DELETE") == 0) {
+    if (broker_ingress_remove(in, ns, name)) {
+      httpd_respond_error(req, 404, "no such broker", NULL, -1, NULL, 0);
+      return;
+    }
+    httpd_respond(req, 204, NULL, NULL, 0, NULL, 0);
+    return;
+  }
+  const char *allow[] = {"Allow", "PUT, DELETE"};
+  httpd_respond_error(req, 405, "use PUT to declare a broker and DELETE to remove it", NULL, -1,
+                      allow, 1);
+}
+
+static void handle(void *ctx, httpd_req *req) {
+  broker_ingress *in = ctx;
+  uint64_t start = metrics_now_ns();
+  const char *path = httpd_path(req), *m = httpd_method(req), *why;
+  unsigned limit = httpd_limit(req, &why);
+  if (limit) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s (limits: %zu body bytes, %zu headers)", why,
+             in->opts.http.max_body, in->opts.http.max_headers);
+    reject(in, req, limit == 413 ? R_TOO_LARGE : R_HEADERS, limit, msg, NULL, -1);
+    return;
+  }
+  if (strcmp(path, "/healthz") == 0) {
+    httpd_respond(req, 200, "text/plain", "ok\n", 3, NULL, 0);
+    return;
+  }
+  if (strcmp(path, "/readyz") == 0) {
+    if (atomic_load(&in->draining)) {
+      httpd_respond(req, 503, "text/plain", "draining\n", 9, NULL, 0);
+      return;
+    }
+    httpd_respond(req, 200, "text/plain", "ready\n", 6, NULL, 0);
+    return;
+  }
+  if (strcmp(path, "/metrics") == 0) {
+    render_metrics(in, req);
+    return;
+  }
+  if (strncmp(path, "/v1/brokers", 11) == 0 && (path[11] == '\0' || path[11] == '/')) {
+    admin(in, req, path + 11);
+    return;
+  }
+
+  /* /<namespace>/<broker> */
+  const char *slash = path[0] == '/' ? strchr(path + 1, '/') : NULL;
+  entry *e = NULL;
+  pthread_rwlock_rdlock(&in->lock);
+  if (slash && !strchr(slash + 1, '/'))
+    e = find(in, path + 1, (size_t)(slash - path - 1), slash + 1, strlen(slash + 1));
+  pthread_rwlock_unlock(&in->lock);
+  if (!e) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "no broker at %.120s (brokers are declared, not implied)", path);
+    reject(in, req, R_UNKNOWN, 404, msg, NULL, -1);
+    return;
+  }
+  if (strcmp(m, "OPTIONS") == 0) {
+    /* The CloudEvents webhook abuse-protection handshake. */
+    const char *origin = httpd_header(req, "WebHook-Request-Origin");
+    const char *h[] = {"Allow",
+                       "POST, OPTIONS",
+                       "WebHook-Allowed-Origin",
+                       origin ? origin : "*",
+                       "WebHook-Allowed-Rate",
+                       "*"};
+    httpd_respond(req, 200, NULL, NULL, 0, h, 3);
+    return;
+  }
+  if (strcmp(m, "POST") != 0) {
+    const char *allow[] = {"Allow", "POST, OPTIONS"};
+    atomic_fetch_add(&in->rejected[R_METHOD], 1);
+    httpd_respond_error(req, 405, "send events with POST", NULL, -1, allow, 1);
+    return;
+  }
+  if (atomic_load(&in->draining)) {
+    reject(in, req, R_DRAINING, 503, "the broker is shutting down; retry", NULL, -1);
+    return;
+  }
+  if (atomic_fetch_add(&in->inflight, 1) >= in->opts.max_inflight) {
+    atomic_fetch_sub(&in->inflight, 1);
+    reject(in, req, R_OVERLOADED, 429, "too many requests waiting for the log; retry", NULL, -1);
+    return;
+  }
+  if (!post_events(in, req, e, start)) atomic_fetch_sub(&in->inflight, 1);
+}
+
+broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log *log, char *errbuf,
+                                     size_t errlen) {
+  broker_ingress *in = calloc(1, sizeof *in);
+  if (!in) {
+    snprintf(errbuf, errlen, "out of memory");
+    return NULL;
+  }
+  if (opts)
+    in->opts = *opts;
+  else
+    broker_ingress_opts_init(&in->opts);
+  /* The HTTP layer bounds the body by the same limit the codec enforces. */
+  if (in->opts.limits.max_body) in->opts.http.max_body = in->opts.limits.max_body;
+  if (in->opts.limits.max_headers) in->opts.http.max_headers = in->opts.limits.max_headers;
+  snprintf(in->retry_after, sizeof in->retry_after, "%u", in->opts.retry_after_s);
+  in->log = log;
+  pthread_rwlock_init(&in->lock, NULL);
+  in->http = httpd_start(&in->opts.http, handle, in, errbuf, errlen);
+  if (!in->http) {
+    pthread_rwlock_destroy(&in->lock);
+    free(in);
+    return NULL;
+  }
+  return in;
+}
+
+uint16_t broker_ingress_port(const broker_ingress *in) {
+  return httpd_port(in->http);
+}
+
+void broker_ingress_stop(broker_ingress *in) {
+  if (!in) return;
+  atomic_store(&in->draining, true);
+  /* Suspended requests must be answered before the server stops. */
+  for (int i = 0; i < 3000 && atomic_load(&in->inflight) > 0; i++) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  httpd_stop(in->http);
+  for (entry *e = in->entries, *next; e; e = next) {
+    next = e->next;
+    free(e->ns), free(e->name), free(e->topic), free(e);
+  }
+  pthread_rwlock_destroy(&in->lock);
+  free(in);
+}

@@ -1,0 +1,172 @@
+/*
+ * main.c — `outpost broker`: the ingress and the embedded log as one
+ * process, configured by flags, stopped by SIGINT or SIGTERM (in-flight
+ * requests are answered first).
+ */
+#include "broker/broker.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void usage(FILE *f) {
+  fputs("usage: outpost broker [options]\n"
+        "\n"
+        "Knative-compatible CloudEvents ingress (POST /<namespace>/<broker>) on the\n"
+        "embedded durable log.\n"
+        "\n"
+        "  --listen HOST:PORT    where to listen (default 127.0.0.1:8080)\n"
+        "  --data FILE           the embedded log's file (default outpost-data/broker.db)\n"
+        "  --broker NS/NAME      declare a broker (repeatable; default default/default)\n"
+        "  --partitions N        partitions of new topics (default 1)\n"
+        "  --max-body BYTES      largest request body (default 1048576)\n"
+        "  --max-headers N       most request headers (default 100)\n"
+        "  --max-inflight N      requests waiting for the log before 429 (default 4096)\n"
+        "  --threads N           HTTP threads (default: the number of cores)\n"
+        "  --admin-token TOKEN   bearer token for the /v1/brokers admin API\n",
+        f);
+}
+
+static int parse_size(const char *s, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || end == s) return -EINVAL;
+  *out = (size_t)v;
+  return 0;
+}
+
+int broker_main(int argc, char **argv) {
+  static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
+                                           {"data", required_argument, NULL, 'd'},
+                                           {"broker", required_argument, NULL, 'b'},
+                                           {"partitions", required_argument, NULL, 'p'},
+                                           {"max-body", required_argument, NULL, 'B'},
+                                           {"max-headers", required_argument, NULL, 'H'},
+                                           {"max-inflight", required_argument, NULL, 'i'},
+                                           {"threads", required_argument, NULL, 't'},
+                                           {"admin-token", required_argument, NULL, 'a'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
+  broker_ingress_opts o;
+  broker_ingress_opts_init(&o);
+  broker_sqlite_opts so;
+  broker_sqlite_opts_init(&so);
+  const char *data = "outpost-data/broker.db";
+  char host[64] = "127.0.0.1";
+  const char *brokers[64];
+  size_t n_brokers = 0;
+  int c;
+  size_t v;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'l': {
+      const char *colon = strrchr(optarg, ':');
+      if (!colon || (size_t)(colon - optarg) >= sizeof host || parse_size(colon + 1, &v) ||
+          v > 65535) {
+        fprintf(stderr, "outpost broker: --listen wants HOST:PORT, not '%s'\n", optarg);
+        return 2;
+      }
+      memcpy(host, optarg, (size_t)(colon - optarg));
+      host[colon - optarg] = '\0';
+      o.http.port = (uint16_t)v;
+      break;
+    }
+    case 'd':
+      data = optarg;
+      break;
+    case 'b':
+      if (n_brokers == 64) {
+        fprintf(stderr, "outpost broker: at most 64 --broker\n");
+        return 2;
+      }
+      brokers[n_brokers++] = optarg;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'a':
+      o.admin_token = optarg;
+      break;
+    default: {
+      if (c == '?' || parse_size(optarg, &v) || v == 0) {
+        if (c != '?') fprintf(stderr, "outpost broker: bad number '%s'\n", optarg);
+        usage(stderr);
+        return 2;
+      }
+      if (c == 'p') so.partitions = v > INT32_MAX ? INT32_MAX : (int32_t)v;
+      if (c == 'B') o.limits.max_body = v;
+      if (c == 'H') o.limits.max_headers = v;
+      if (c == 'i') o.max_inflight = v;
+      if (c == 't') o.http.threads = (unsigned)v;
+    }
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "outpost broker: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  o.http.host = host;
+  /* The log's directory is created when it is the default one. */
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", data);
+  char *slash = strrchr(dir, '/');
+  if (slash) {
+    *slash = '\0';
+    mkdir(dir, 0750);
+  }
+  /* Signals are taken by sigwait below, so every thread starts with them blocked. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  char err[512];
+  broker_log *log = broker_log_sqlite_open(data, &so, err, sizeof err);
+  if (!log) {
+    fprintf(stderr, "outpost broker: %s\n", err);
+    return 1;
+  }
+  broker_ingress *in = broker_ingress_start(&o, log, err, sizeof err);
+  if (!in) {
+    fprintf(stderr, "outpost broker: %s\n", err);
+    broker_log_free(log);
+    return 1;
+  }
+  if (n_brokers == 0) brokers[n_brokers++] = "default/default";
+  for (size_t i = 0; i < n_brokers; i++) {
+    char ns[128];
+    const char *s = strchr(brokers[i], '/');
+    int rc = -EINVAL;
+    if (s && (size_t)(s - brokers[i]) < sizeof ns) {
+      memcpy(ns, brokers[i], (size_t)(s - brokers[i]));
+      ns[s - brokers[i]] = '\0';
+      rc = broker_ingress_add(in, ns, s + 1, NULL);
+    }
+    if (rc) {
+      fprintf(stderr, "outpost broker: bad --broker '%s' (NAMESPACE/NAME, DNS labels)\n",
+              brokers[i]);
+      broker_ingress_stop(in);
+      broker_log_free(log);
+      return 2;
+    }
+    printf("broker %s: POST http://%s:%u/%s\n", brokers[i], host, broker_ingress_port(in),
+           brokers[i]);
+  }
+  printf("listening on http://%s:%u (log: %s)\n", host, broker_ingress_port(in), data);
+  fflush(stdout);
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  fprintf(stderr, "outpost broker: signal %d, stopping\n", sig);
+  broker_ingress_stop(in);
+  broker_log_free(log);
+  return 0;
+}

@@ -1,0 +1,293 @@
+/*
+ * httpd.c — the HTTP server on libmicrohttpd.
+ *
+ * A request's body is gathered into a buffer bounded by max_body; the
+ * handler runs on the final call. When the handler has not answered by the
+ * time it returns, the connection is suspended, and httpd_respond resumes
+ * it from whichever thread answers: that is how the broker answers 202
+ * after a group commit without keeping a server thread waiting.
+ */
+#include "core/httpd.h"
+#include "core/ce_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct httpd {
+  struct MHD_Daemon *d;
+  httpd_opts opts;
+  httpd_handler handler;
+  void *ctx;
+};
+
+enum { MAX_EXTRA = 8 };
+
+struct httpd_req {
+  httpd *h;
+  struct MHD_Connection *conn;
+  const char *method, *url;
+  ce_kv *hdrs;
+  size_t n_hdrs;
+  ce_buf body;
+  unsigned early_status; /* a limit broken before the handler ran */
+  const char *early_msg;
+  bool handled;
+  /* The answer, filled by httpd_respond. */
+  pthread_mutex_t mu;
+  bool suspended, answered;
+  struct MHD_Response *resp;
+  unsigned status;
+};
+
+void httpd_opts_init(httpd_opts *o) {
+  o->host = "127.0.0.1";
+  o->port = 0;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  o->threads = n > 0 ? (unsigned)n : 1;
+  o->max_body = 1024 * 1024;
+  o->max_headers = 100;
+  o->max_header_bytes = 64 * 1024;
+  o->max_connections = 4096;
+  o->idle_timeout_s = 60;
+}
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    size_t key_size, const char *value, size_t value_size) {
+  httpd_req *req = cls;
+  if (req->hdrs) req->hdrs[req->n_hdrs] = (ce_kv){key, key_size, value ? value : "", value_size};
+  req->n_hdrs++;
+  return MHD_YES;
+}
+
+static int collect_headers(httpd_req *req) {
+  req->n_hdrs = 0;
+  MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, count_header, req);
+  size_t n = req->n_hdrs;
+  if (req->h->opts.max_headers && n > req->h->opts.max_headers) return -E2BIG;
+  req->hdrs = calloc(n ? n : 1, sizeof *req->hdrs);
+  if (!req->hdrs) return -ENOMEM;
+  req->n_hdrs = 0;
+  MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, count_header, req);
+  return 0;
+}
+
+static void set_answer(httpd_req *req, unsigned status, struct MHD_Response *resp) {
+  pthread_mutex_lock(&req->mu);
+  req->status = status;
+  req->resp = resp;
+  req->answered = true;
+  bool resume = req->suspended;
+  req->suspended = false;
+  pthread_mutex_unlock(&req->mu);
+  if (resume) MHD_resume_connection(req->conn);
+}
+
+static void add_headers(struct MHD_Response *resp, const char *const *extra, size_t n_extra) {
+  for (size_t i = 0; i < n_extra; i++)
+    MHD_add_response_header(resp, extra[2 * i], extra[2 * i + 1]);
+}
+
+void httpd_respond(httpd_req *req, unsigned status, const char *content_type, const void *body,
+                   size_t len, const char *const *extra, size_t n_extra) {
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
+  if (resp) {
+    if (content_type) MHD_add_response_header(resp, "Content-Type", content_type);
+    add_headers(resp, extra, n_extra);
+  }
+  set_answer(req, status, resp);
+}
+
+void httpd_respond_error(httpd_req *req, unsigned status, const char *message, const char *attr,
+                         int index, const char *const *extra, size_t n_extra) {
+  ce_buf b;
+  ce_buf_init(&b);
+  ce_buf_append_str(&b, "{\"error\":");
+  ce__json_put_string(&b, message, strlen(message));
+  if (attr && *attr) {
+    ce_buf_append_str(&b, ",\"attribute\":");
+    ce__json_put_string(&b, attr, strlen(attr));
+  }
+  if (index >= 0) {
+    char n[32];
+    snprintf(n, sizeof n, ",\"index\":%d", index);
+    ce_buf_append_str(&b, n);
+  }
+  ce_buf_append_str(&b, "}\n");
+  httpd_respond(req, status, "application/json", b.data, b.len, extra, n_extra);
+  ce_buf_cleanup(&b);
+}
+
+static enum MHD_Result queue_answer(httpd_req *req) {
+  enum MHD_Result r;
+  if (!req->resp) {
+    /* Out of memory building the answer: say so without a body. */
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    r = resp ? MHD_queue_response(req->conn, 500, resp) : MHD_NO;
+    if (resp) MHD_destroy_response(resp);
+    return r;
+  }
+  r = MHD_queue_response(req->conn, req->status, req->resp);
+  MHD_destroy_response(req->resp);
+  req->resp = NULL;
+  return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
+  httpd *h = cls;
+  httpd_req *req = *con_cls;
+  if (!req) {
+    req = calloc(1, sizeof *req);
+    if (!req) return MHD_NO;
+    req->h = h;
+    req->conn = conn;
+    req->method = method;
+    req->url = url;
+    ce_buf_init(&req->body);
+    pthread_mutex_init(&req->mu, NULL);
+    *con_cls = req;
+    int rc = collect_headers(req);
+    if (rc == -E2BIG) {
+      req->early_status = 431;
+      req->early_msg = "too many request headers";
+    } else if (rc) {
+      return MHD_NO;
+    }
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (!req->early_status && cl && h->opts.max_body &&
+        strtoull(cl, NULL, 10) > (unsigned long long)h->opts.max_body) {
+      req->early_status = 413;
+      req->early_msg = "request body too large";
+    }
+    return MHD_YES;
+  }
+  if (*upload_data_size) {
+    /* Past a limit the rest of the body is read and dropped. */
+    if (!req->early_status) {
+      if (h->opts.max_body && req->body.len + *upload_data_size > h->opts.max_body) {
+        req->early_status = 413;
+        req->early_msg = "request body too large";
+      } else if (ce_buf_append(&req->body, upload_data, *upload_data_size)) {
+        return MHD_NO;
+      }
+    }
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  if (!req->handled) {
+    req->handled = true;
+    h->handler(h->ctx, req);
+  }
+  pthread_mutex_lock(&req->mu);
+  if (!req->answered) {
+    req->suspended = true;
+    MHD_suspend_connection(conn);
+    pthread_mutex_unlock(&req->mu);
+    return MHD_YES;
+  }
+  pthread_mutex_unlock(&req->mu);
+  return queue_answer(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  httpd_req *req = *con_cls;
+  if (!req) return;
+  if (req->resp) MHD_destroy_response(req->resp);
+  ce_buf_cleanup(&req->body);
+  free(req->hdrs);
+  pthread_mutex_destroy(&req->mu);
+  free(req);
+  *con_cls = NULL;
+}
+
+httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, char *errbuf,
+                   size_t errlen) {
+  httpd *h = calloc(1, sizeof *h);
+  if (!h) {
+    snprintf(errbuf, errlen, "out of memory");
+    return NULL;
+  }
+  if (opts)
+    h->opts = *opts;
+  else
+    httpd_opts_init(&h->opts);
+  h->handler = handler;
+  h->ctx = ctx;
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(h->opts.port)};
+  if (inet_pton(AF_INET, h->opts.host ? h->opts.host : "127.0.0.1", &sa.sin_addr) != 1) {
+    snprintf(errbuf, errlen, "bad listen address '%s' (an IPv4 address is expected)", h->opts.host);
+    free(h);
+    return NULL;
+  }
+  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+  size_t mem = h->opts.max_header_bytes ? h->opts.max_header_bytes + 16 * 1024 : 64 * 1024;
+  h->d = MHD_start_daemon(
+      flags, h->opts.port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(h->opts.threads ? h->opts.threads : 1),
+      MHD_OPTION_CONNECTION_LIMIT, h->opts.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+      h->opts.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_NOTIFY_COMPLETED,
+      on_completed, h, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+  if (!h->d) {
+    snprintf(errbuf, errlen, "cannot listen on %s:%u: %s", h->opts.host, h->opts.port,
+             strerror(errno));
+    free(h);
+    return NULL;
+  }
+  return h;
+}
+
+uint16_t httpd_port(const httpd *h) {
+  const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+  return i ? i->port : 0;
+}
+
+void httpd_stop(httpd *h) {
+  if (!h) return;
+  MHD_stop_daemon(h->d);
+  free(h);
+}
+
+const char *httpd_method(const httpd_req *req) {
+  return req->method;
+}
+
+const char *httpd_path(const httpd_req *req) {
+  return req->url;
+}
+
+const char *httpd_header(const httpd_req *req, const char *name) {
+  for (size_t i = 0; i < req->n_hdrs; i++)
+    if (ce__ieq(req->hdrs[i].name, req->hdrs[i].name_len, name)) return req->hdrs[i].value;
+  return NULL;
+}
+
+const ce_kv *httpd_headers(const httpd_req *req, size_t *n) {
+  *n = req->n_hdrs;
+  return req->hdrs;
+}
+
+const char *httpd_body(const httpd_req *req, size_t *len) {
+  *len = req->body.len;
+  return req->body.data ? req->body.data : "";
+}
+
+unsigned httpd_limit(const httpd_req *req, const char **why) {
+  if (why) *why = req->early_msg;
+  return req->early_status;
+}
+
+const char *httpd_query(const httpd_req *req, const char *name) {
+  return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}

@@ -1,0 +1,72 @@
+/*
+ * httpd.h — the HTTP server every Outpost endpoint runs on: libmicrohttpd
+ * underneath, with explicit limits and responses that may come later from
+ * another thread (a request waits, without holding a thread, until the
+ * component answers it).
+ *
+ * Thread rules: handlers run on the server's threads, several at once.
+ * httpd_respond may be called from any thread, exactly once per request.
+ */
+#ifndef OUTPOST_CORE_HTTPD_H
+#define OUTPOST_CORE_HTTPD_H
+
+#include "core/ce.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct httpd httpd;
+typedef struct httpd_req httpd_req;
+
+/* Called once per request, when its headers and body have arrived. A request
+ * past a limit reaches the handler too, without its body, so that the
+ * component can count it and answer in its own words: see httpd_limit. The
+ * handler answers with httpd_respond, now or later from any thread; the
+ * request stays valid until it has. */
+typedef void (*httpd_handler)(void *ctx, httpd_req *req);
+
+typedef struct httpd_opts {
+  const char *host;         /* address to listen on (default "127.0.0.1") */
+  uint16_t port;            /* 0: any free port (see httpd_port) */
+  unsigned threads;         /* polling threads (default: the number of cores) */
+  size_t max_body;          /* bytes (default 1 MiB) */
+  size_t max_headers;       /* header count (default 100) */
+  size_t max_header_bytes;  /* all header bytes of a request (default 64 KiB) */
+  unsigned max_connections; /* default 4096 */
+  unsigned idle_timeout_s;  /* close idle keep-alive connections (default 60) */
+} httpd_opts;
+
+void httpd_opts_init(httpd_opts *o);
+
+/* Starts serving. Returns NULL with a message in errbuf on failure. */
+httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, char *errbuf,
+                   size_t errlen);
+/* The port it listens on. */
+uint16_t httpd_port(const httpd *h);
+/* Stops serving and frees. Requests still waiting for an answer must have
+ * been answered before. httpd_stop(NULL) does nothing. */
+void httpd_stop(httpd *h);
+
+/* The request: read-only, valid until answered. */
+const char *httpd_method(const httpd_req *req);
+const char *httpd_path(const httpd_req *req);                     /* without the query string */
+const char *httpd_header(const httpd_req *req, const char *name); /* case-insensitive */
+const ce_kv *httpd_headers(const httpd_req *req, size_t *n);
+const char *httpd_body(const httpd_req *req, size_t *len);
+/* 0 when the request is within the limits; else the status it deserves
+ * (413 body too large, 431 too many headers) with a reason in *why. */
+unsigned httpd_limit(const httpd_req *req, const char **why);
+/* A query-string argument, or NULL. */
+const char *httpd_query(const httpd_req *req, const char *name);
+
+/* Answers the request: status, an optional content type and body (copied),
+ * and extra headers ("Name", "value" pairs, n_extra pairs). After this the
+ * request must not be touched. */
+void httpd_respond(httpd_req *req, unsigned status, const char *content_type, const void *body,
+                   size_t len, const char *const *extra, size_t n_extra);
+/* Answers with a JSON error body {"error": message, "attribute": attr,
+ * "index": index} (attr NULL and index < 0 are left out). */
+void httpd_respond_error(httpd_req *req, unsigned status, const char *message, const char *attr,
+                         int index, const char *const *extra, size_t n_extra);
+
+#endif

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Integration tests of `outpost broker`: real HTTP on 127.0.0.1, the real
+embedded log on disk. Every answer the ingress promises (202, 400 with the
+attribute, 404, 405, OPTIONS, 413, 415, 431, TTL), keep-alive, the admin
+API, /metrics, and the crash test: concurrent clients, `kill -9` mid-way,
+restart, and every event that got a 202 is in the log exactly as posted.
+
+Usage: test_ingress.py /path/to/outpost
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+OUTPOST = None
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Broker:
+    """One `outpost broker` process on a free port and a data file."""
+
+    def __init__(self, data, *extra):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.port}", "--data", data, *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.proc.stdout.readline()
+        while line and not line.startswith("listening on"):
+            line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("outpost broker did not start")
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def request(self, method, path, body=None, headers=None):
+        c = self.conn()
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, data
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+        return self.proc.returncode
+
+
+def binary_headers(i, **extra):
+    h = {"ce-specversion": "1.0", "ce-id": str(i), "ce-source": "/test",
+         "ce-type": "dev.outpost.test", "Content-Type": "application/json"}
+    h.update(extra)
+    return h
+
+
+def unpack_headers(blob):
+    """The log's header blob: u32 name length, name, u32 value length, value."""
+    out, i = {}, 0
+    while i < len(blob):
+        (n,) = struct.unpack_from("<I", blob, i)
+        name = blob[i + 4:i + 4 + n].decode()
+        i += 4 + n
+        (m,) = struct.unpack_from("<I", blob, i)
+        out[name] = blob[i + 4:i + 4 + m].decode()
+        i += 4 + m
+    return out
+
+
+def records(path):
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT topic, part, off, key, headers, value FROM records ORDER BY part, off")
+    out = [(t, p, o, k, unpack_headers(h), v) for t, p, o, k, h, v in rows]
+    db.close()
+    return out
+
+
+class IngressTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.data = os.path.join(self.dir.name, "broker.db")
+        self.b = Broker(self.data, "--max-headers", "40")
+
+    def tearDown(self):
+        self.assertEqual(self.b.stop(), 0, "clean exit on SIGTERM")
+        self.dir.cleanup()
+
+    def test_binary_202_and_stored_as_kafka_binary(self):
+        r, body = self.b.request("POST", "/default/default", b'{"a":1}',
+                                 binary_headers(1, **{"ce-subject": "Euro%20%E2%82%AC"}))
+        self.assertEqual(r.status, 202, body)
+        (topic, part, off, key, h, value), = records(self.data)
+        self.assertEqual(topic, "knative-broker-default-default")
+        self.assertEqual(off, 0)
+        self.assertEqual(value, b'{"a":1}')
+        self.assertEqual(h["ce_id"], "1")
+        self.assertEqual(h["ce_subject"], "Euro €")  # Kafka headers are raw UTF-8
+        self.assertEqual(h["content-type"], "application/json")
+        self.assertEqual(h["ce_knativebrokerttl"], "255")
+        self.assertRegex(h["ce_knativearrivaltime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+
+    def test_structured_and_partition_key(self):
+        ev = {"specversion": "1.0", "id": "s1", "source": "/s", "type": "t",
+              "partitionkey": "env-7", "knativebrokerttl": 9, "data": {"n": 12345678901234567890}}
+        r, body = self.b.request("POST", "/default/default", json.dumps(ev),
+                                 {"Content-Type": "application/cloudevents+json; charset=utf-8"})
+        self.assertEqual(r.status, 202, body)
+        (_, _, _, key, h, value), = records(self.data)
+        self.assertEqual(key, b"env-7")
+        self.assertEqual(h["ce_knativebrokerttl"], "9")  # kept, not reset
+        self.assertEqual(value, b'{"n": 12345678901234567890}')  # data byte-exact
+
+    def test_batch_is_all_or_nothing(self):
+        good = {"specversion": "1.0", "id": "b1", "source": "/s", "type": "t"}
+        bad = dict(good, id="b2", time="yesterday")
+        r, body = self.b.request("POST", "/default/default", json.dumps([good, bad]),
+                                 {"Content-Type": "application/cloudevents-batch+json"})
+        self.assertEqual(r.status, 400)
+        err = json.loads(body)
+        self.assertEqual((err["attribute"], err["index"]), ("time", 1))
+        self.assertEqual(records(self.data), [])
+        r, _ = self.b.request("POST", "/default/default", json.dumps([good, dict(good, id="b3")]),
+                              {"Content-Type": "application/cloudevents-batch+json"})
+        self.assertEqual(r.status, 202)
+        self.assertEqual([h["ce_id"] for *_, h, _ in records(self.data)], ["b1", "b3"])
+
+    def test_refusals(self):
+        cases = [
+            ("missing type", "POST", "/default/default", b"", {k: v for k, v in binary_headers(1).items() if k != "ce-type"}, 400, "type"),
+            ("bad percent", "POST", "/default/default", b"", binary_headers(1, **{"ce-subject": "%C0%A0"}), 400, "subject"),
+            ("specversion", "POST", "/default/default", b"", binary_headers(1, **{"ce-specversion": "0.3"}), 400, "specversion"),
+            ("ttl", "POST", "/default/default", b"", binary_headers(1, **{"ce-knativebrokerttl": "0"}), 400, "knativebrokerttl"),
+            ("unknown broker", "POST", "/default/nope", b"", binary_headers(1), 404, None),
+            ("implied path", "POST", "/a/b/c", b"", binary_headers(1), 404, None),
+            ("method", "PUT", "/default/default", b"", binary_headers(1), 405, None),
+            ("format", "POST", "/default/default", b"x", {"Content-Type": "application/cloudevents+avro"}, 415, "content-type"),
+            ("charset", "POST", "/default/default", b"{}", {"Content-Type": "application/cloudevents+json; charset=latin1"}, 415, "content-type"),
+            ("too large", "POST", "/default/default", b"x" * (1024 * 1024 + 1), binary_headers(1), 413, None),
+            ("headers", "POST", "/default/default", b"", dict(binary_headers(1), **{f"x-h{i}": "v" for i in range(50)}), 431, None),
+            ("empty batch", "POST", "/default/default", b"[]", {"Content-Type": "application/cloudevents-batch+json"}, 400, None),
+        ]
+        for name, method, path, body, headers, status, attr in cases:
+            with self.subTest(name):
+                r, data = self.b.request(method, path, body, headers)
+                self.assertEqual(r.status, status, data)
+                err = json.loads(data)
+                self.assertTrue(err["error"])
+                if attr:
+                    self.assertEqual(err["attribute"], attr)
+                if status == 405:
+                    self.assertEqual(r.getheader("Allow"), "POST, OPTIONS")
+        self.assertEqual(records(self.data), [], "nothing refused reached the log")
+        r, metrics = self.b.request("GET", "/metrics")
+        text = metrics.decode()
+        for reason, n in [("invalid", 4), ("ttl_expired", 1), ("unknown_broker", 2),
+                          ("method_not_allowed", 1), ("unsupported_media_type", 2),
+                          ("too_large", 1), ("too_many_headers", 1)]:
+            self.assertIn(f'outpost_ingress_requests_rejected_total{{reason="{reason}"}} {n}\n', text)
+
+    def test_options_handshake(self):
+        r, _ = self.b.request("OPTIONS", "/default/default", None,
+                              {"WebHook-Request-Origin": "eventemitter.example.com"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("WebHook-Allowed-Origin"), "eventemitter.example.com")
+        self.assertEqual(r.getheader("Allow"), "POST, OPTIONS")
+
+    def test_keep_alive(self):
+        c = self.b.conn()
+        for i in range(200):
+            c.request("POST", "/default/default", body=b"{}", headers=binary_headers(i))
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 202)
+        c.close()
+        self.assertEqual(len(records(self.data)), 200)
+
+    def test_admin_api_and_health(self):
+        r, _ = self.b.request("PUT", "/v1/brokers/team-a/main")
+        self.assertEqual(r.status, 201)
+        r, _ = self.b.request("POST", "/team-a/main", b"", binary_headers(1))
+        self.assertEqual(r.status, 202)
+        r, body = self.b.request("GET", "/v1/brokers")
+        names = {(x["namespace"], x["name"]) for x in json.loads(body)["brokers"]}
+        self.assertEqual(names, {("default", "default"), ("team-a", "main")})
+        r, _ = self.b.request("PUT", "/v1/brokers/Team_A/x")
+        self.assertEqual(r.status, 400)
+        r, _ = self.b.request("DELETE", "/v1/brokers/team-a/main")
+        self.assertEqual(r.status, 204)
+        r, _ = self.b.request("POST", "/team-a/main", b"", binary_headers(2))
+        self.assertEqual(r.status, 404)
+        for path in ("/healthz", "/readyz"):
+            r, _ = self.b.request("GET", path)
+            self.assertEqual(r.status, 200)
+
+
+class CrashTest(unittest.TestCase):
+    """kill -9 while many clients post: nothing that got a 202 is lost."""
+
+    def test_kill9_loses_no_acknowledged_event(self):
+        with tempfile.TemporaryDirectory() as d:
+            data = os.path.join(d, "broker.db")
+            b = Broker(data)
+            acked, lock, stop = {}, threading.Lock(), threading.Event()
+
+            def client(cid):
+                c = b.conn()
+                i = 0
+                while not stop.is_set():
+                    eid = f"c{cid}-{i}"
+                    body = json.dumps({"client": cid, "n": i}).encode()
+                    try:
+                        c.request("POST", "/default/default", body=body, headers=binary_headers(eid))
+                        r = c.getresponse()
+                        r.read()
+                    except (OSError, http.client.HTTPException):
+                        c.close()
+                        return  # the broker died under us: this event was not acknowledged
+                    if r.status == 202:
+                        with lock:
+                            acked[eid] = body
+                    i += 1
+                c.close()
+
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
+            for t in threads:
+                t.start()
+            time.sleep(1.5)
+            b.proc.send_signal(signal.SIGKILL)
+            b.proc.wait()
+            stop.set()
+            for t in threads:
+                t.join()
+            b.proc.stdout.close()
+            self.assertGreater(len(acked), 100, "the clients got some 202s before the kill")
+
+            b = Broker(data)  # restart on the same file: it must open cleanly
+            r, _ = b.request("POST", "/default/default", b"{}", binary_headers("after"))
+            self.assertEqual(r.status, 202)
+            self.assertEqual(b.stop(), 0)
+            stored = {h["ce_id"]: v for *_, h, v in records(data)}
+            missing = [e for e in acked if e not in stored]
+            self.assertEqual(missing, [], f"{len(missing)} acknowledged events lost")
+            for eid, body in acked.items():
+                self.assertEqual(stored[eid], body, eid)
+            offsets = [o for _, _, o, *_ in records(data)]
+            self.assertEqual(offsets, list(range(len(offsets))), "offsets dense after restart")
+            print(f"crash test: {len(acked)} acknowledged before kill -9, "
+                  f"{len(stored)} stored, 0 lost", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    OUTPOST = sys.argv.pop(1)
+    unittest.main(verbosity=2)
