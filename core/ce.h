@@ -259,7 +259,11 @@ int ce_http_header_encode(const char *s, size_t len, ce_buf *out);
 int ce_http_header_decode(const char *s, size_t len, ce_buf *out);
 
 /* Encodes ev in binary or structured mode: headers are appended to *hdrs
- * (ce-* headers and Content-Type) and the body to *body. */
+ * (ce-* headers and Content-Type) and the body to *body. In binary mode,
+ * data that is present but empty becomes an empty body, which a receiver
+ * reads as no data (HTTP cannot tell the two apart); and an event whose
+ * datacontenttype is a CloudEvents format is refused (-EINVAL), since a
+ * receiver would read the body as structured mode. */
 int ce_http_encode(const ce_event *ev, ce_mode mode, ce_headers *hdrs, ce_buf *body, ce_err *err);
 /* Encodes n events in batched mode. */
 int ce_http_encode_batch(ce_event *const *evs, size_t n, ce_headers *hdrs, ce_buf *body,

@@ -257,6 +257,13 @@ int ce__encode_binary(const ce_event *ev, const char *prefix, bool percent, ce_h
                       ce_err *err) {
   int rc = ce_event_validate(ev, err);
   if (rc) return rc;
+  /* A receiver takes a CloudEvents media type in the content-type header to
+   * mean structured mode: such data can only travel in structured mode. */
+  const char *dct = ce_event_get_str(ev, "datacontenttype");
+  if (dct && ce_http_mode(dct, strlen(dct)) != CE_MODE_BINARY)
+    return ce__fail(err, -EINVAL, "datacontenttype", 15,
+                    "a CloudEvents format as datacontenttype cannot travel in binary mode: use "
+                    "structured mode");
   ce_buf name, val;
   ce_buf_init(&name);
   ce_buf_init(&val);

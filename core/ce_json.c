@@ -531,12 +531,17 @@ static int encode_data(const ce_event *ev, ce_buf *out) {
   const char *ct = ce_event_get_str(ev, "datacontenttype");
   size_t ctlen = ct ? strlen(ct) : 0, start, vlen;
   int rc;
-  if (ce_media_type_is_json(ct, ctlen) && ce__json_is_value(d, len, HARD_DEPTH, &start, &vlen)) {
-    /* Whitespace around a JSON value is not part of it: it is dropped. */
+  bool json = ce_media_type_is_json(ct, ctlen);
+  /* JSON data is written as JSON only when the bytes are exactly one JSON
+   * value: whitespace around it would be lost on the way back, and the data
+   * must come back byte for byte. */
+  if (json && ce__json_is_value(d, len, HARD_DEPTH, &start, &vlen) && start == 0 && vlen == len) {
     if ((rc = ce_buf_append_str(out, ",\"data\":"))) return rc;
-    return ce_buf_append(out, d + start, vlen);
+    return ce_buf_append(out, d, len);
   }
-  if (ce__media_type_is_text(ct, ctlen) && ce_valid_utf8(d, len)) {
+  /* A string under a JSON content type would be read back as JSON text
+   * (quotes included), so JSON types that are not JSON go as base64. */
+  if (!json && ce__media_type_is_text(ct, ctlen) && ce_valid_utf8(d, len)) {
     if ((rc = ce_buf_append_str(out, ",\"data\":"))) return rc;
     return ce__json_put_string(out, d, len);
   }

@@ -268,14 +268,16 @@ bool ce_valid_media_type(const char *s, size_t len) {
   size_t t = token(s + i + 1, len - i - 1);
   if (t == 0) return false;
   i += 1 + t;
-  /* *( OWS ";" OWS parameter ), parameter = token "=" ( token / quoted-string ) */
+  /* *( OWS ";" OWS parameter ), parameter = token "=" ( token / quoted-string );
+   * whitespace only before a ';', never at the end. */
   for (;;) {
-    i += ows(s + i, len - i);
     if (i == len) return true;
-    if (s[i] != ';') return false;
-    i++;
     i += ows(s + i, len - i);
+    if (i == len || s[i] != ';') return false;
+    i++;
     if (i == len) return true; /* a trailing ';' is tolerated, as browsers do */
+    i += ows(s + i, len - i);
+    if (i == len) return false;
     size_t k = token(s + i, len - i);
     if (k == 0 || i + k == len || s[i + k] != '=') return false;
     i += k + 1;

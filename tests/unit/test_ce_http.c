@@ -534,6 +534,17 @@ static void encode_binary(void **state) {
   EXPECT_STR(ce_headers_find(&h, "ce-flag")->value, "true");
   EXPECT_TRUE(ce_headers_find(&h, "content-type") == NULL);
   EXPECT_INT(body.len, 0);
+
+  CTX("a CloudEvents format as datacontenttype cannot go in binary mode");
+  EXPECT_RC(ce_event_set_str(ev, "datacontenttype", "application/cloudevents+json", NULL), 0);
+  EXPECT_RC(ce_event_set_data(ev, "{}", 2), 0);
+  ce_headers_reset(&h);
+  ce_buf_reset(&body);
+  ce_err err;
+  EXPECT_RC(ce_http_encode(ev, CE_MODE_BINARY, &h, &body, &err), -EINVAL);
+  EXPECT_STR(err.attr, "datacontenttype");
+  EXPECT_INT(h.n, 0);
+  EXPECT_RC(ce_http_encode(ev, CE_MODE_STRUCTURED, &h, &body, NULL), 0);
   ce_event_free(ev);
   ce_headers_cleanup(&h);
   ce_buf_cleanup(&body);

@@ -566,6 +566,12 @@ static void encode_data_forms(void **state) {
       C("application/octet-stream", "\x00\x01\x02\xff", AS_BASE64, "AAEC/w=="),
       C("text/plain", "\xff\xfe", AS_BASE64, "//4="),
       C("image/png", "hello", AS_BASE64, "aGVsbG8="),
+      /* Found by fuzzing: JSON with whitespace around it, or a JSON type whose
+       * bytes are not JSON, must come back byte for byte, so they go as base64. */
+      C(NULL, " 1 ", AS_BASE64, "IDEg"),
+      C("application/json", "{}\n", AS_BASE64, "e30K"),
+      C("text/json", "x", AS_BASE64, "eA=="),
+      C("application/json; charset=utf-8", "not json", AS_BASE64, "bm90IGpzb24="),
 #undef C
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -250,6 +250,12 @@ static void media_types(void **state) {
       N("text/plain; charset"),
       N("text/plain\x01"),
       N("text/\xc3\xa9"),
+      /* Whitespace only before a ';' (a binary-mode hop would trim it). */
+      N("image/png "),
+      N("image/png\t"),
+      N("image/png; a=b "),
+      N("image/png; "),
+      Y("image/png ; a=b"),
   };
   RUN(ce_valid_media_type, rows);
 }
