@@ -77,8 +77,12 @@ int broker__headers_pack(const ce_kv *h, size_t n, ce_buf *out) {
 }
 
 static int walk(const void *blob, size_t len, ce_kv *kv, size_t max, size_t *n) {
-  const uint8_t *p = blob, *end = p + len;
   size_t count = 0;
+  if (len == 0) { /* SQLite hands back NULL for an empty blob */
+    *n = 0;
+    return 0;
+  }
+  const uint8_t *p = blob, *end = p + len;
   while (p < end) {
     if (end - p < 4) return -EINVAL;
     uint32_t nl = get32(p);

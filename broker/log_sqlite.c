@@ -487,7 +487,7 @@ static int sq_read(broker_log *log, const char *topic_name, int32_t partition, i
     out->recs = malloc(n * sizeof(broker_record) + total_headers * sizeof(ce_kv));
     if (!out->recs) rc = -ENOMEM;
   }
-  if (rc == 0) {
+  if (rc == 0 && n) {
     ce_kv *kv = (ce_kv *)(out->recs + n);
     for (size_t i = 0; i < n; i++) {
       row *w = &rows[i];
