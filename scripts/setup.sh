@@ -9,7 +9,7 @@ DEB_PKGS=(
   build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
   libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev librdkafka-dev
   libbpf-dev libcmocka-dev libsqlite3-dev libyaml-dev
-  ca-certificates
+  ca-certificates git python3
 )
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

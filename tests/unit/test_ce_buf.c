@@ -22,14 +22,14 @@
 #include "test_util.h"
 
 static void limits_defaults(void **state) {
-  ce_limits lim;
-  memset(&lim, 0xff, sizeof lim);
-  ce_limits_init(&lim);
-  EXPECT_INT(lim.max_body, 1048576);
-  EXPECT_INT(lim.max_headers, 100);
-  EXPECT_INT(lim.max_header_size, 8192);
-  EXPECT_INT(lim.max_batch, 1000);
-  EXPECT_INT(lim.max_depth, 64);
+  ce_limits fresh;
+  memset(&fresh, 0xff, sizeof fresh);
+  ce_limits_init(&fresh);
+  EXPECT_INT(fresh.max_body, 1048576);
+  EXPECT_INT(fresh.max_headers, 100);
+  EXPECT_INT(fresh.max_header_size, 8192);
+  EXPECT_INT(fresh.max_batch, 1000);
+  EXPECT_INT(fresh.max_depth, 64);
 }
 
 static void buf_append(void **state) {

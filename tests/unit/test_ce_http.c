@@ -25,16 +25,8 @@
 
 #include "test_util.h"
 
-#define EURO     "Euro \xe2\x82\xac \xf0\x9f\x98\x80"
-#define EURO_ENC "Euro%20%E2%82%AC%20%F0%9F%98%80"
-
-static ce_limits lim;
-static int init_limits(void **state) {
-  ce_limits_init(&lim);
-  return reset_ctx(state);
-}
 #undef T
-#define T(f) cmocka_unit_test_setup(f, init_limits)
+#define T(f) T_LIM(f)
 
 /* A header as a pair of C strings. */
 typedef struct hp {

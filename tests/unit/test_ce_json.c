@@ -29,13 +29,8 @@
 /* The four required members, to splice into test documents. */
 #define REQ "\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/src\",\"type\":\"t\""
 
-static ce_limits lim;
-static int init_limits(void **state) {
-  ce_limits_init(&lim);
-  return reset_ctx(state);
-}
 #undef T
-#define T(f) cmocka_unit_test_setup(f, init_limits)
+#define T(f) T_LIM(f)
 
 static int decode(const char *json, ce_event **ev, ce_err *err) {
   memset(err, 0, sizeof *err);

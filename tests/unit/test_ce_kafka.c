@@ -24,15 +24,8 @@
 
 #include "test_util.h"
 
-#define EURO "Euro \xe2\x82\xac \xf0\x9f\x98\x80"
-
-static ce_limits lim;
-static int init_limits(void **state) {
-  ce_limits_init(&lim);
-  return reset_ctx(state);
-}
 #undef T
-#define T(f) cmocka_unit_test_setup(f, init_limits)
+#define T(f) T_LIM(f)
 
 typedef struct hp {
   const char *n, *v;

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/ce.h"
+
 /* The case a table-driven test is running, printed with every failure. */
 static char ctx[256] __attribute__((unused));
 #define CTX(...) snprintf(ctx, sizeof ctx, __VA_ARGS__)
@@ -97,5 +99,17 @@ static inline const char *show(const void *p, size_t n, char *out, size_t size) 
     const char *gs1_ = (got), *ws1_ = (want);                                                      \
     EXPECT_MEM_(#got, gs1_, gs1_ ? strlen(gs1_) : 0, ws1_, ws1_ ? strlen(ws1_) : 0);               \
   } while (0)
+
+/* The spec's percent-encoding example (HTTP binding 3.1.3.2). */
+#define EURO     "Euro \xe2\x82\xac \xf0\x9f\x98\x80"
+#define EURO_ENC "Euro%20%E2%82%AC%20%F0%9F%98%80"
+
+/* Default decoder limits, reset before each test registered with T_LIM. */
+static ce_limits lim __attribute__((unused));
+static inline int init_limits(void **state) {
+  ce_limits_init(&lim);
+  return reset_ctx(state);
+}
+#define T_LIM(f) cmocka_unit_test_setup(f, init_limits)
 
 #endif
