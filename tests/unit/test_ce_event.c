@@ -23,7 +23,7 @@
 #include "test_util.h"
 
 /* A new event holding the four required attributes. */
-static ce_event *new_min(void) {
+static ce_event *new_example(void) {
   ce_event *ev = ce_event_new();
   assert_non_null(ev);
   EXPECT_RC(ce_event_set_str(ev, "specversion", "1.0", NULL), 0);
@@ -74,7 +74,7 @@ static void set_get_string(void **state) {
 }
 
 static void replace_keeps_order(void **state) {
-  ce_event *ev = new_min();
+  ce_event *ev = new_example();
   EXPECT_RC(ce_event_set_str(ev, "id", "second", NULL), 0);
   EXPECT_INT(ce_event_attr_count(ev), 4);
   static const char *order[] = {"specversion", "id", "source", "type"};
@@ -96,7 +96,7 @@ static void replace_keeps_order(void **state) {
 }
 
 static void unset(void **state) {
-  ce_event *ev = new_min();
+  ce_event *ev = new_example();
   EXPECT_RC(ce_event_unset(ev, "id"), 0);
   EXPECT_TRUE(ce_event_get(ev, "id") == NULL);
   EXPECT_INT(ce_event_attr_count(ev), 3);
@@ -249,7 +249,7 @@ static void set_rejects(void **state) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     CTX("set %s=\"%s\"", cases[i].name, cases[i].value);
-    ce_event *ev = new_min();
+    ce_event *ev = new_example();
     EXPECT_RC(ce_event_set_str(ev, "subject", "before", NULL), 0);
     EXPECT_RC(ce_event_set_str(ev, "time", "2020-01-01T00:00:00Z", NULL), 0);
     char time_before[64];
@@ -332,7 +332,7 @@ static void data_present_empty_absent(void **state) {
 }
 
 static void clone_is_deep(void **state) {
-  ce_event *ev = new_min();
+  ce_event *ev = new_example();
   EXPECT_RC(ce_event_set_int(ev, "count", -3, NULL), 0);
   EXPECT_RC(ce_event_set_bool(ev, "flag", true, NULL), 0);
   EXPECT_RC(ce_event_set_str(ev, "time", "2018-04-05T17:31:00Z", NULL), 0);
@@ -355,7 +355,7 @@ static void clone_is_deep(void **state) {
   ce_event_free(c);
 
   /* Empty data and absent data survive cloning as they are. */
-  ev = new_min();
+  ev = new_example();
   EXPECT_RC(ce_event_set_data(ev, "", 0), 0);
   c = ce_event_clone(ev);
   EXPECT_TRUE(ce_event_has_data(c));
@@ -368,7 +368,7 @@ static void clone_is_deep(void **state) {
 }
 
 static void equal(void **state) {
-  ce_event *a = new_min(), *b = ce_event_new();
+  ce_event *a = new_example(), *b = ce_event_new();
   /* Same attributes set in another order. */
   EXPECT_RC(ce_event_set_str(b, "type", "com.example.someevent", NULL), 0);
   EXPECT_RC(ce_event_set_str(b, "source", "/mycontext", NULL), 0);
@@ -412,7 +412,7 @@ static void equal(void **state) {
 }
 
 static void validate_ok(void **state) {
-  ce_event *ev = new_min();
+  ce_event *ev = new_example();
   ce_err err;
   EXPECT_RC(ce_event_validate(ev, &err), 0);
   EXPECT_RC(ce_event_set_str(ev, "time", "2018-04-05T17:31:00Z", NULL), 0);
@@ -429,7 +429,7 @@ static void validate_ok(void **state) {
  * from ce_event_set (a rule of the value's type) or from ce_event_validate
  * (a rule of the event): both are allowed to catch it. */
 static void expect_set_or_validate_fails(const char *name, const char *value, const char *attr) {
-  ce_event *ev = new_min();
+  ce_event *ev = new_example();
   ce_err err;
   memset(&err, 0, sizeof err);
   int rc = ce_event_set_str(ev, name, value, &err);
@@ -447,7 +447,7 @@ static void validate_required(void **state) {
   static const char *req[] = {"id", "source", "specversion", "type"};
   for (size_t i = 0; i < 4; i++) {
     CTX("without %s", req[i]);
-    ce_event *ev = new_min();
+    ce_event *ev = new_example();
     EXPECT_RC(ce_event_unset(ev, req[i]), 0);
     ce_err err;
     memset(&err, 0, sizeof err);

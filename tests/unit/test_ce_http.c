@@ -363,16 +363,6 @@ static void decode_limits(void **state) {
 /* The structured body for the event of new_min(). */
 #define MIN_JSON "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/src\",\"type\":\"t\"}"
 
-static ce_event *new_min(void) {
-  ce_event *ev = ce_event_new();
-  assert_non_null(ev);
-  EXPECT_RC(ce_event_set_str(ev, "specversion", "1.0", NULL), 0);
-  EXPECT_RC(ce_event_set_str(ev, "id", "1", NULL), 0);
-  EXPECT_RC(ce_event_set_str(ev, "source", "/src", NULL), 0);
-  EXPECT_RC(ce_event_set_str(ev, "type", "t", NULL), 0);
-  return ev;
-}
-
 static void decode_structured(void **state) {
   static const char *cts[] = {"application/cloudevents+json",
                               "Application/CloudEvents+JSON; charset=utf-8",

@@ -476,16 +476,6 @@ static void decode_batch(void **state) {
 
 /* ------------------------------------------------------------ encoding */
 
-static ce_event *new_min(void) {
-  ce_event *ev = ce_event_new();
-  assert_non_null(ev);
-  EXPECT_RC(ce_event_set_str(ev, "specversion", "1.0", NULL), 0);
-  EXPECT_RC(ce_event_set_str(ev, "id", "1", NULL), 0);
-  EXPECT_RC(ce_event_set_str(ev, "source", "/src", NULL), 0);
-  EXPECT_RC(ce_event_set_str(ev, "type", "t", NULL), 0);
-  return ev;
-}
-
 /* Encodes ev, checks the result parses as a JSON object and, when
  * round_trip, decodes it again and checks the two events are equal. Returns
  * the parsed object. */

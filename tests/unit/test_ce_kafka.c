@@ -52,16 +52,6 @@ static int decode(const hp *h, size_t n, const hp *extra, size_t n_extra, const 
   return rc;
 }
 
-static ce_event *new_min(void) {
-  ce_event *ev = ce_event_new();
-  assert_non_null(ev);
-  EXPECT_RC(ce_event_set_str(ev, "specversion", "1.0", NULL), 0);
-  EXPECT_RC(ce_event_set_str(ev, "id", "1", NULL), 0);
-  EXPECT_RC(ce_event_set_str(ev, "source", "/src", NULL), 0);
-  EXPECT_RC(ce_event_set_str(ev, "type", "t", NULL), 0);
-  return ev;
-}
-
 static void decode_binary(void **state) {
   static const hp h[] = {REQ_HDRS,
                          {"ce_subject", EURO},

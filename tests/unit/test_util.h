@@ -112,4 +112,16 @@ static inline int init_limits(void **state) {
 }
 #define T_LIM(f) cmocka_unit_test_setup(f, init_limits)
 
+/* A new event holding only the four required attributes (id "1", source
+ * "/src", type "t"). */
+static inline ce_event *new_min(void) {
+  ce_event *ev = ce_event_new();
+  assert_non_null(ev);
+  EXPECT_RC(ce_event_set_str(ev, "specversion", "1.0", NULL), 0);
+  EXPECT_RC(ce_event_set_str(ev, "id", "1", NULL), 0);
+  EXPECT_RC(ce_event_set_str(ev, "source", "/src", NULL), 0);
+  EXPECT_RC(ce_event_set_str(ev, "type", "t", NULL), 0);
+  return ev;
+}
+
 #endif
