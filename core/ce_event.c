@@ -201,8 +201,9 @@ static int check_attr(const char *name, size_t name_len, ce_type type, const cha
     return ce__fail(err, -EINVAL, name, name_len, "'data' is reserved and cannot be an attribute");
   int kt = ce__known_type(name, name_len);
   if (kt >= 0) type = (ce_type)kt;
-  if (!ce_valid_utf8(v, len))
-    return ce__fail(err, -EINVAL, name, name_len, "value is not valid UTF-8");
+  /* Every type's check refuses malformed UTF-8 itself (strings decode it,
+   * the other types accept ASCII only), so the UTF-8 pass runs only to word
+   * the error of a value that failed. */
   bool ok = true;
   switch (type) {
   case CE_TYPE_STRING:
@@ -229,6 +230,8 @@ static int check_attr(const char *name, size_t name_len, ce_type type, const cha
     ok = ce_valid_timestamp(v, len);
     break;
   }
+  if (!ok && !ce_valid_utf8(v, len))
+    return ce__fail(err, -EINVAL, name, name_len, "value is not valid UTF-8");
   if (!ok) return ce__fail(err, -EINVAL, name, name_len, "value must be %s", type_words(type));
   /* Every attribute the core spec defines must be non-empty when present. */
   if (kt >= 0 && len == 0) return ce__fail(err, -EINVAL, name, name_len, "must not be empty");
