@@ -159,6 +159,12 @@ static void on_durable(void *opaque, int status) {
   free(p);
 }
 
+/* One event encoded as a record; zeroed memory is a valid empty one. */
+typedef struct encoded {
+  ce_headers hdrs;
+  ce_buf key, value;
+} encoded;
+
 /* Sets the broker's own extensions; fails when the TTL says the event looped. */
 static int stamp(broker_ingress *in, ce_event *ev, const char *now, ce_err *err) {
   int32_t ttl;
@@ -222,25 +228,21 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
   for (size_t i = 0; rc >= 0 && i < batch.n; i++)
     if ((rc = stamp(in, batch.ev[i], now, &err)) && batch.n > 1) err.index = (int)i;
   /* Encode every event (Kafka binary mode) before appending any: all or nothing. */
-  ce_headers *eh = calloc(batch.n ? batch.n : 1, sizeof *eh);
-  ce_buf *keys = calloc(batch.n ? batch.n : 1, 2 * sizeof *keys);
+  encoded *enc = calloc(batch.n ? batch.n : 1, sizeof *enc);
   broker_record *recs = calloc(batch.n ? batch.n : 1, sizeof *recs);
-  if (!eh || !keys || !recs) rc = -ENOMEM;
+  if (!enc || !recs) rc = -ENOMEM;
   for (size_t i = 0; rc >= 0 && i < batch.n; i++) {
+    encoded *x = &enc[i];
     bool has_key, has_value;
-    ce_headers_init(&eh[i]);
-    ce_buf_init(&keys[2 * i]);
-    ce_buf_init(&keys[2 * i + 1]);
-    rc = ce_kafka_encode(batch.ev[i], CE_MODE_BINARY, &eh[i], &keys[2 * i], &has_key,
-                         &keys[2 * i + 1], &has_value, &err);
-    recs[i] = (broker_record){
-        .partition = -1,
-        .key = has_key ? keys[2 * i].data : NULL,
-        .key_len = keys[2 * i].len,
-        .headers = eh[i].items,
-        .n_headers = eh[i].n,
-        .value = has_value ? (keys[2 * i + 1].data ? keys[2 * i + 1].data : "") : NULL,
-        .value_len = keys[2 * i + 1].len};
+    rc = ce_kafka_encode(batch.ev[i], CE_MODE_BINARY, &x->hdrs, &x->key, &has_key, &x->value,
+                         &has_value, &err);
+    recs[i] = (broker_record){.partition = -1,
+                              .key = has_key ? x->key.data : NULL,
+                              .key_len = x->key.len,
+                              .headers = x->hdrs.items,
+                              .n_headers = x->hdrs.n,
+                              .value = has_value ? (x->value.data ? x->value.data : "") : NULL,
+                              .value_len = x->value.len};
   }
   if (rc == -ENOMEM) {
     reject(in, req, R_LOG, 503, "out of memory", NULL, -1);
@@ -262,13 +264,12 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
       reject(in, req, R_LOG, 503, msg, NULL, -1);
     }
   }
-  for (size_t i = 0; eh && keys && i < batch.n; i++) {
-    ce_headers_cleanup(&eh[i]);
-    ce_buf_cleanup(&keys[2 * i]);
-    ce_buf_cleanup(&keys[2 * i + 1]);
+  for (size_t i = 0; enc && i < batch.n; i++) {
+    ce_headers_cleanup(&enc[i].hdrs);
+    ce_buf_cleanup(&enc[i].key);
+    ce_buf_cleanup(&enc[i].value);
   }
-  free(eh);
-  free(keys);
+  free(enc);
   free(recs);
   ce_batch_cleanup(&batch);
   return rc >= 0;
