@@ -103,6 +103,43 @@ void broker_sqlite_opts_init(broker_sqlite_opts *o);
 broker_log *broker_log_sqlite_open(const char *path, const broker_sqlite_opts *opts, char *errbuf,
                                    size_t errlen);
 
+/* ---- the Kafka log (librdkafka) ---- */
+
+typedef struct broker_kafka_mock broker_kafka_mock;
+
+typedef struct broker_kafka_opts {
+  const char *bootstrap;    /* bootstrap.servers (required) */
+  const char *const *props; /* "name=value" librdkafka properties for every client the log
+                               makes (security.protocol, sasl.*, ssl.*, linger.ms, ...) */
+  size_t n_props;
+  int32_t partitions;      /* partitions of a topic the log creates (default 3) */
+  int16_t replication;     /* its replication factor (default -1: the cluster's default) */
+  int delivery_timeout_ms; /* an append not acknowledged by then fails (default 10000) */
+  int read_wait_ms;        /* how long a read waits for a first record (default 100) */
+  int admin_timeout_ms;    /* metadata, topic creation, positions (default 10000) */
+  broker_kafka_mock *mock; /* the cluster is this in-process mock: topics are created
+                              through its API, as it has no CreateTopics */
+} broker_kafka_opts;
+
+void broker_kafka_opts_init(broker_kafka_opts *o);
+
+/* Opens the Kafka log: an idempotent producer with acks=all (an append
+ * succeeds only when every record is acknowledged by the in-sync replicas),
+ * keys partitioned by murmur2 as Java clients do. Properties that would
+ * weaken that (enable.idempotence, acks, group.id, enable.auto.commit) are
+ * refused. Positions are the consumer groups' committed offsets on the
+ * cluster. Returns NULL with a message in errbuf. */
+broker_log *broker_log_kafka_open(const broker_kafka_opts *opts, char *errbuf, size_t errlen);
+
+/* librdkafka's mock cluster, in this process, over TCP on 127.0.0.1: for
+ * demos and tests only — in memory, nothing survives the process. */
+broker_kafka_mock *broker_kafka_mock_start(int brokers, char *errbuf, size_t errlen);
+/* "host:port,host:port,..." for bootstrap.servers. */
+const char *broker_kafka_mock_bootstraps(const broker_kafka_mock *m);
+void broker_kafka_mock_stop(broker_kafka_mock *m);
+/* The cluster, for librdkafka's fault injection (rdkafka_mock.h) in tests. */
+struct rd_kafka_mock_cluster_s *broker_kafka_mock_cluster(broker_kafka_mock *m);
+
 /* ---- the ingress (Knative-compatible HTTP) ---- */
 
 #include "core/httpd.h"
@@ -129,7 +166,8 @@ broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log
                                      size_t errlen);
 uint16_t broker_ingress_port(const broker_ingress *in);
 /* Declares broker ns/name writing to topic (NULL: "knative-broker-<ns>-<name>").
- * Returns 0, -EINVAL for a bad name, -ENOMEM. Redeclaring replaces the topic. */
+ * The log makes the topic now (or finds it). Returns 0, -EINVAL for a bad
+ * name, -ENOMEM, or the log's error. Redeclaring replaces the topic. */
 int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, const char *topic);
 /* Removes a broker: its path answers 404 from then on. Returns 0 or -ENOENT. */
 int broker_ingress_remove(broker_ingress *in, const char *ns, const char *name);

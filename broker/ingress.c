@@ -111,10 +111,13 @@ static entry *find(broker_ingress *in, const char *ns, size_t nslen, const char 
 
 int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, const char *topic) {
   if (!valid_name(ns, strlen(ns)) || !valid_name(name, strlen(name))) return -EINVAL;
-  entry *e = calloc(1, sizeof *e);
-  if (!e) return -ENOMEM;
   char def[160];
   snprintf(def, sizeof def, "knative-broker-%s-%s", ns, name);
+  /* The topic is made (or found) now, so that the first event does not wait for it. */
+  int parts = broker_log_partitions(in->log, topic ? topic : def);
+  if (parts < 0) return parts;
+  entry *e = calloc(1, sizeof *e);
+  if (!e) return -ENOMEM;
   e->ns = strdup(ns);
   e->name = strdup(name);
   e->topic = strdup(topic ? topic : def);
@@ -372,7 +375,9 @@ static void admin(broker_ingress *in, httpd_req *req, const char *rest) {
   if (strcmp(m, "PUT") == 0) {
     int rc = broker_ingress_add(in, ns, name, NULL);
     if (rc) {
-      httpd_respond_error(req, 500, strerror(-rc), NULL, -1, NULL, 0);
+      char msg[160];
+      snprintf(msg, sizeof msg, "the log cannot make the broker's topic (%s)", strerror(-rc));
+      httpd_respond_error(req, rc == -ENOMEM ? 500 : 503, msg, NULL, -1, NULL, 0);
       return;
     }
     httpd_respond(req, 201, NULL, NULL, 0, NULL, 0);

@@ -18,10 +18,17 @@ static void usage(FILE *f) {
   fputs("usage: outpost broker [options]\n"
         "\n"
         "Knative-compatible CloudEvents ingress (POST /<namespace>/<broker>) on the\n"
-        "embedded durable log.\n"
+        "embedded durable log, or on Kafka.\n"
         "\n"
         "  --listen HOST:PORT    where to listen (default 127.0.0.1:8080)\n"
         "  --data FILE           the embedded log's file (default outpost-data/broker.db)\n"
+        "  --kafka SERVERS       use Kafka (bootstrap servers host:port,...) instead of the\n"
+        "                        embedded log; 'mock' starts librdkafka's mock cluster in this\n"
+        "                        process (3 brokers, in memory: for demos and tests only)\n"
+        "  --kafka-property K=V  a librdkafka property (repeatable): security.protocol,\n"
+        "                        sasl.*, ssl.*, linger.ms, ...\n"
+        "  --delivery-timeout MS Kafka: an event not acknowledged by then is answered 503\n"
+        "                        (default 10000)\n"
         "  --broker NS/NAME      declare a broker (repeatable; default default/default)\n"
         "  --partitions N        partitions of new topics (default 1)\n"
         "  --max-body BYTES      largest request body (default 1048576)\n"
@@ -51,12 +58,20 @@ int broker_main(int argc, char **argv) {
                                            {"max-inflight", required_argument, NULL, 'i'},
                                            {"threads", required_argument, NULL, 't'},
                                            {"admin-token", required_argument, NULL, 'a'},
+                                           {"kafka", required_argument, NULL, 'k'},
+                                           {"kafka-property", required_argument, NULL, 'K'},
+                                           {"delivery-timeout", required_argument, NULL, 'T'},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
   broker_ingress_opts_init(&o);
   broker_sqlite_opts so;
   broker_sqlite_opts_init(&so);
+  broker_kafka_opts ko;
+  broker_kafka_opts_init(&ko);
+  const char *kafka = NULL;
+  const char *props[64];
+  size_t n_props = 0;
   const char *data = "outpost-data/broker.db";
   char host[64] = "127.0.0.1";
   const char *brokers[64];
@@ -94,13 +109,24 @@ int broker_main(int argc, char **argv) {
     case 'a':
       o.admin_token = optarg;
       break;
+    case 'k':
+      kafka = optarg;
+      break;
+    case 'K':
+      if (n_props == 64) {
+        fprintf(stderr, "outpost broker: at most 64 --kafka-property\n");
+        return 2;
+      }
+      props[n_props++] = optarg;
+      break;
     default: {
       if (c == '?' || parse_size(optarg, &v) || v == 0) {
         if (c != '?') fprintf(stderr, "outpost broker: bad number '%s'\n", optarg);
         usage(stderr);
         return 2;
       }
-      if (c == 'p') so.partitions = v > INT32_MAX ? INT32_MAX : (int32_t)v;
+      if (c == 'p') so.partitions = ko.partitions = v > INT32_MAX ? INT32_MAX : (int32_t)v;
+      if (c == 'T') ko.delivery_timeout_ms = v > INT32_MAX ? INT32_MAX : (int)v;
       if (c == 'B') o.limits.max_body = v;
       if (c == 'H') o.limits.max_headers = v;
       if (c == 'i') o.max_inflight = v;
@@ -113,14 +139,6 @@ int broker_main(int argc, char **argv) {
     return 2;
   }
   o.http.host = host;
-  /* The log's directory is created when it is the default one. */
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s", data);
-  char *slash = strrchr(dir, '/');
-  if (slash) {
-    *slash = '\0';
-    mkdir(dir, 0750);
-  }
   /* Signals are taken by sigwait below, so every thread starts with them blocked. */
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -129,16 +147,47 @@ int broker_main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  char err[512];
-  broker_log *log = broker_log_sqlite_open(data, &so, err, sizeof err);
+  char err[512], where[600];
+  broker_kafka_mock *mock = NULL;
+  broker_log *log = NULL;
+  if (kafka) {
+    if (strcmp(kafka, "mock") == 0) {
+      mock = broker_kafka_mock_start(3, err, sizeof err);
+      if (!mock) {
+        fprintf(stderr, "outpost broker: %s\n", err);
+        return 1;
+      }
+      kafka = broker_kafka_mock_bootstraps(mock);
+      ko.mock = mock;
+      printf("kafka mock cluster (in memory, not durable): %s\n", kafka);
+    }
+    ko.bootstrap = kafka;
+    ko.props = props;
+    ko.n_props = n_props;
+    log = broker_log_kafka_open(&ko, err, sizeof err);
+    snprintf(where, sizeof where, "kafka %s", kafka);
+  } else {
+    /* The log's directory is created when it is missing. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", data);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+      *slash = '\0';
+      mkdir(dir, 0750);
+    }
+    log = broker_log_sqlite_open(data, &so, err, sizeof err);
+    snprintf(where, sizeof where, "embedded %s", data);
+  }
   if (!log) {
     fprintf(stderr, "outpost broker: %s\n", err);
+    broker_kafka_mock_stop(mock);
     return 1;
   }
   broker_ingress *in = broker_ingress_start(&o, log, err, sizeof err);
   if (!in) {
     fprintf(stderr, "outpost broker: %s\n", err);
     broker_log_free(log);
+    broker_kafka_mock_stop(mock);
     return 1;
   }
   if (n_brokers == 0) brokers[n_brokers++] = "default/default";
@@ -152,21 +201,27 @@ int broker_main(int argc, char **argv) {
       rc = broker_ingress_add(in, ns, s + 1, NULL);
     }
     if (rc) {
-      fprintf(stderr, "outpost broker: bad --broker '%s' (NAMESPACE/NAME, DNS labels)\n",
-              brokers[i]);
+      if (rc == -EINVAL)
+        fprintf(stderr, "outpost broker: bad --broker '%s' (NAMESPACE/NAME, DNS labels)\n",
+                brokers[i]);
+      else
+        fprintf(stderr, "outpost broker: broker '%s': the log cannot make its topic (%s)\n",
+                brokers[i], strerror(-rc));
       broker_ingress_stop(in);
       broker_log_free(log);
-      return 2;
+      broker_kafka_mock_stop(mock);
+      return rc == -EINVAL ? 2 : 1;
     }
     printf("broker %s: POST http://%s:%u/%s\n", brokers[i], host, broker_ingress_port(in),
            brokers[i]);
   }
-  printf("listening on http://%s:%u (log: %s)\n", host, broker_ingress_port(in), data);
+  printf("listening on http://%s:%u (log: %s)\n", host, broker_ingress_port(in), where);
   fflush(stdout);
   int sig = 0;
   sigwait(&sigs, &sig);
   fprintf(stderr, "outpost broker: signal %d, stopping\n", sig);
   broker_ingress_stop(in);
   broker_log_free(log);
+  broker_kafka_mock_stop(mock);
   return 0;
 }

@@ -10,6 +10,7 @@ DEB_PKGS=(
   libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev librdkafka-dev
   libbpf-dev libcmocka-dev libsqlite3-dev libyaml-dev
   ca-certificates git python3
+  kcat python3-kafka
 )
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""`outpost broker --kafka` against librdkafka's mock cluster (3 brokers, the
+Kafka protocol over TCP on 127.0.0.1, run by the kafka_mock test tool).
+
+Events POSTed over HTTP in binary, structured and batched mode are read back
+by two Kafka consumers that share no code with Outpost: kcat (`kcat -C -J`,
+on librdkafka) and python3-kafka (its own implementation of the protocol).
+Each must see the CloudEvents Kafka binding's binary mode: ce_ headers,
+content-type, partitionkey as the key, the data as the value.
+
+Faults injected through the mock: produce requests failing with retriable
+errors (still 202, each event stored once), a partition's leader moving, and
+every broker down (503 with Retry-After, never 202 for an event that is not
+stored). At the end every event that got a 202 is in the topic exactly once.
+
+Usage: test_kafka.py /path/to/outpost /path/to/kafka_mock
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+OUTPOST = KAFKA_MOCK = None
+TOPIC = "knative-broker-default-default"
+TOPIC_B = "knative-broker-team-a-orders"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Mock:
+    """The kafka_mock tool: a mock cluster and its fault injection."""
+
+    def __init__(self, brokers=3):
+        self.proc = subprocess.Popen([KAFKA_MOCK, str(brokers)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("bootstrap "):
+            raise RuntimeError(f"kafka_mock did not start: {line!r}")
+        self.bootstrap = line.split()[1]
+
+    def do(self, cmd):
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        if answer != "ok":
+            raise RuntimeError(f"kafka_mock {cmd!r}: {answer}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+
+
+class Broker:
+    """`outpost broker --kafka` on a free port; its log lines go to a file."""
+
+    def __init__(self, bootstrap, *extra):
+        self.port = free_port()
+        self.logfile = tempfile.NamedTemporaryFile("w+", prefix="outpost-kafka-", suffix=".log")
+        self.proc = subprocess.Popen(
+            [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.port}", "--kafka", bootstrap,
+             "--broker", "default/default", "--broker", "team-a/orders", *extra],
+            stdout=subprocess.PIPE, stderr=self.logfile, text=True)
+        line = self.proc.stdout.readline()
+        while line and not line.startswith("listening on"):
+            line = self.proc.stdout.readline()
+        if not line:
+            self.logfile.seek(0)
+            raise RuntimeError("outpost broker did not start: " + self.logfile.read())
+
+    def post(self, path, body, headers, timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c.request("POST", path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, data
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        self.proc.stdout.close()
+        self.logfile.close()
+        return self.proc.returncode
+
+
+def binary(i, **extra):
+    h = {"ce-specversion": "1.0", "ce-id": str(i), "ce-source": "/test",
+         "ce-type": "dev.outpost.test", "Content-Type": "application/json"}
+    h.update(extra)
+    return h
+
+
+def kcat(bootstrap, topic):
+    """Every record of topic, as kcat -J prints them (one JSON object a line)."""
+    out = subprocess.run(["kcat", "-C", "-J", "-b", bootstrap, "-t", topic, "-o", "beginning",
+                          "-e", "-q"], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError("kcat: " + out.stderr)
+    recs = []
+    for line in out.stdout.splitlines():
+        m = json.loads(line)
+        h = m.get("headers") or []
+        m["hdrs"] = dict(zip(h[0::2], h[1::2]))
+        recs.append(m)
+    return recs
+
+
+def python_kafka(bootstrap, topic, want):
+    """Every record of topic read by python3-kafka (kafka-python), no group."""
+    from kafka import KafkaConsumer, TopicPartition
+    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
+                      api_version_auto_timeout_ms=10000, consumer_timeout_ms=3000)
+    parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+    c.assign(parts)
+    c.seek_to_beginning(*parts)
+    recs, deadline = [], time.time() + 30
+    while len(recs) < want and time.time() < deadline:
+        for m in c:
+            recs.append(m)
+            if len(recs) >= want:
+                break
+    c.close()
+    return recs
+
+
+class KafkaTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.mock = Mock(3)
+        for t in (TOPIC, TOPIC_B):
+            cls.mock.do(f"topic {t} 3 3")
+        cls.broker = Broker(cls.mock.bootstrap, "--delivery-timeout", "3000")
+        cls.accepted = []  # ce-id of every event that got a 202, in TOPIC
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.broker.stop()
+        cls.mock.stop()
+        assert rc == 0, rc
+
+    def post(self, i, **extra):
+        r, body = self.broker.post("/default/default", json.dumps({"n": i}), binary(i, **extra))
+        if r.status == 202:
+            self.accepted.append(str(i))
+        return r, body
+
+    def test_1_binary_structured_batch_read_back_by_kcat_and_python_kafka(self):
+        euro = "Euro \u20ac \U0001F600"
+        r, body = self.post("b1", **{"ce-partitionkey": "env-7", "ce-subject": "Euro%20%E2%82%AC%20%F0%9F%98%80"})
+        self.assertEqual(r.status, 202, body)
+        structured = {"specversion": "1.0", "id": "s1", "source": "/test", "type": "dev.outpost.test",
+                      "partitionkey": "env-7", "datacontenttype": "application/json",
+                      "data": {"structured": True}}
+        r, body = self.broker.post("/default/default", json.dumps(structured),
+                                   {"Content-Type": "application/cloudevents+json"})
+        self.assertEqual(r.status, 202, body)
+        self.accepted.append("s1")
+        batch = [dict(structured, id=f"batch-{k}", partitionkey=f"env-{k}") for k in range(3)]
+        r, body = self.broker.post("/default/default", json.dumps(batch),
+                                   {"Content-Type": "application/cloudevents-batch+json"})
+        self.assertEqual(r.status, 202, body)
+        self.accepted += [f"batch-{k}" for k in range(3)]
+        # Another broker writes to its own topic.
+        r, body = self.broker.post("/team-a/orders", "{}", binary("o1"))
+        self.assertEqual(r.status, 202, body)
+
+        recs = {m["hdrs"]["ce_id"]: m for m in kcat(self.mock.bootstrap, TOPIC)}
+        for want in ["b1", "s1", "batch-0", "batch-1", "batch-2"]:
+            self.assertIn(want, recs)
+        b1 = recs["b1"]
+        self.assertEqual(b1["key"], "env-7")
+        self.assertEqual(b1["payload"], '{"n": "b1"}')
+        h = b1["hdrs"]
+        self.assertEqual(h["ce_specversion"], "1.0")
+        self.assertEqual(h["ce_source"], "/test")
+        self.assertEqual(h["ce_type"], "dev.outpost.test")
+        self.assertEqual(h["ce_subject"], euro)  # percent-decoded from HTTP, UTF-8 in Kafka
+        self.assertEqual(h["content-type"], "application/json")
+        self.assertEqual(h["ce_knativebrokerttl"], "255")
+        self.assertRegex(h["ce_knativearrivaltime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$")
+        # Structured in, binary mode in Kafka: attributes as headers, data as the value.
+        s1 = recs["s1"]
+        self.assertEqual(s1["key"], "env-7")
+        self.assertEqual(json.loads(s1["payload"]), {"structured": True})
+        self.assertEqual(s1["hdrs"]["content-type"], "application/json")
+        self.assertNotIn("ce_datacontenttype", s1["hdrs"])
+        # One key, one partition: b1 and s1 (env-7) side by side, in order.
+        self.assertEqual(b1["partition"], s1["partition"])
+        self.assertLess(b1["offset"], s1["offset"])
+        for k in range(3):
+            self.assertEqual(recs[f"batch-{k}"]["key"], f"env-{k}")
+        self.assertEqual([m["hdrs"]["ce_id"] for m in kcat(self.mock.bootstrap, TOPIC_B)], ["o1"])
+
+        # python3-kafka, an independent implementation, reads the same records.
+        py = python_kafka(self.mock.bootstrap, TOPIC, len(recs))
+        self.assertEqual(len(py), len(recs))
+        for m in py:
+            hdrs = {k: v.decode() for k, v in m.headers}
+            k = recs[hdrs["ce_id"]]
+            self.assertEqual(hdrs, k["hdrs"])
+            self.assertEqual(m.key.decode() if m.key else None, k["key"])
+            self.assertEqual(m.value.decode(), k["payload"])
+            self.assertEqual((m.partition, m.offset), (k["partition"], k["offset"]))
+
+    def test_2_produce_errors_are_retried_and_stored_once(self):
+        # ApiKey 0 = Produce; 19 = NOT_ENOUGH_REPLICAS, 6 = NOT_LEADER_FOR_PARTITION: retriable.
+        self.mock.do("errors 0 19 3")
+        self.mock.do("errors 0 6 2")
+        for i in range(20):
+            r, body = self.post(f"retry-{i}", **{"ce-partitionkey": "env-r"})
+            self.assertEqual(r.status, 202, body)
+        # A leader moving under load.
+        self.mock.do(f"leader {TOPIC} 0 2")
+        self.mock.do(f"leader {TOPIC} 1 3")
+        self.mock.do(f"leader {TOPIC} 2 1")
+        for i in range(20):
+            r, body = self.post(f"moved-{i}", **{"ce-partitionkey": f"env-{i}"})
+            self.assertEqual(r.status, 202, body)
+        ids = [m["hdrs"]["ce_id"] for m in kcat(self.mock.bootstrap, TOPIC)]
+        for i in range(20):
+            self.assertEqual(ids.count(f"retry-{i}"), 1)
+            self.assertEqual(ids.count(f"moved-{i}"), 1)
+        # Ordered per key despite the retries.
+        retry = [x for x in ids if x.startswith("retry-")]
+        self.assertEqual(retry, [f"retry-{i}" for i in range(20)])
+
+    def test_3_cluster_down_gives_503_and_nothing_acknowledged_is_lost(self):
+        for b in (1, 2, 3):
+            self.mock.do(f"down {b}")
+        t0 = time.time()
+        r, body = self.post("down-1")
+        self.assertEqual(r.status, 503, body)
+        self.assertEqual(r.getheader("Retry-After"), "1")
+        err = json.loads(body)
+        self.assertIn("log", err["error"])
+        # Answered by the delivery timeout (3 s), not left hanging.
+        self.assertLess(time.time() - t0, 20)
+        for b in (1, 2, 3):
+            self.mock.do(f"up {b}")
+        # Back: the broker accepts again once the client has reconnected.
+        deadline, ok = time.time() + 60, False
+        n = 0
+        while time.time() < deadline and not ok:
+            n += 1
+            r, body = self.post(f"back-{n}")
+            ok = r.status == 202
+            if not ok:
+                self.assertEqual(r.status, 503, body)
+        self.assertTrue(ok, "the broker never came back after the cluster did")
+        # Metrics count the 503s as log_unavailable.
+        c = http.client.HTTPConnection("127.0.0.1", self.broker.port, timeout=10)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+        line = [x for x in text.splitlines()
+                if x.startswith('outpost_ingress_requests_rejected_total{reason="log_unavailable"}')]
+        self.assertTrue(line and int(line[0].split()[-1]) >= 1, line)
+
+    def test_4_every_acknowledged_event_is_there_exactly_once(self):
+        ids = [m["hdrs"]["ce_id"] for m in kcat(self.mock.bootstrap, TOPIC)]
+        for i in self.accepted:
+            self.assertEqual(ids.count(i), 1, i)
+
+
+if __name__ == "__main__":
+    OUTPOST, KAFKA_MOCK = sys.argv[1], sys.argv[2]
+    unittest.main(argv=[sys.argv[0], "-v"])
