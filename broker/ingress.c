@@ -83,12 +83,20 @@ void broker_ingress_opts_init(broker_ingress_opts *o) {
   o->admin_token = NULL;
 }
 
+/* Counts and answers a refusal; the status brings its header (Retry-After
+ * for 429 and 503, Allow for 405). */
 static void reject(broker_ingress *in, httpd_req *req, enum reason r, unsigned status,
                    const char *msg, const char *attr, int index) {
   atomic_fetch_add(&in->rejected[r], 1);
-  const char *retry[] = {"Retry-After", in->retry_after};
-  bool with_retry = status == 429 || status == 503;
-  httpd_respond_error(req, status, msg, attr, index, with_retry ? retry : NULL, with_retry);
+  const char *h[2] = {NULL, NULL};
+  if (status == 429 || status == 503) {
+    h[0] = "Retry-After";
+    h[1] = in->retry_after;
+  } else if (status == 405) {
+    h[0] = "Allow";
+    h[1] = "POST, OPTIONS";
+  }
+  httpd_respond_error(req, status, msg, attr, index, h[0] ? h : NULL, h[0] ? 1 : 0);
 }
 
 /* Kubernetes names (RFC 1123 labels): [a-z0-9]([-a-z0-9]*[a-z0-9])?, 63 at most. */
@@ -455,9 +463,7 @@ static void handle(void *ctx, httpd_req *req) {
     return;
   }
   if (strcmp(m, "POST") != 0) {
-    const char *allow[] = {"Allow", "POST, OPTIONS"};
-    atomic_fetch_add(&in->rejected[R_METHOD], 1);
-    httpd_respond_error(req, 405, "send events with POST", NULL, -1, allow, 1);
+    reject(in, req, R_METHOD, 405, "send events with POST", NULL, -1);
     return;
   }
   if (atomic_load(&in->draining)) {
