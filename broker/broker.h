@@ -175,6 +175,22 @@ int broker_ingress_remove(broker_ingress *in, const char *ns, const char *name);
  * 30 s), stops the server and frees. broker_ingress_stop(NULL) does nothing. */
 void broker_ingress_stop(broker_ingress *in);
 
+/* A broker declared in a configuration file. */
+typedef struct broker_decl {
+  char *ns, *name;
+  char *topic; /* NULL: the default name */
+} broker_decl;
+
+/* Reads the Broker resources of a configuration file (YAML or JSON; Knative's
+ * shape: apiVersion eventing.knative.dev/v1, kind Broker, metadata.name,
+ * metadata.namespace (default "default"), the annotation
+ * kafka.eventing.knative.dev/external.topic naming its topic). Trigger
+ * resources are skipped (they are the triggers'); any other kind is refused.
+ * Fills *out with *n declarations (free with broker_decls_cleanup). Returns 0,
+ * or a negative errno with a message naming the file, line and column. */
+int broker_config_load(const char *path, broker_decl **out, size_t *n, char *errbuf, size_t errlen);
+void broker_decls_cleanup(broker_decl *d, size_t n);
+
 /* `outpost broker [options]`: runs the ingress on the embedded log until
  * SIGINT or SIGTERM. Returns the process exit code. */
 int broker_main(int argc, char **argv);

@@ -29,7 +29,10 @@ static void usage(FILE *f) {
         "                        sasl.*, ssl.*, linger.ms, ...\n"
         "  --delivery-timeout MS Kafka: an event not acknowledged by then is answered 503\n"
         "                        (default 10000)\n"
-        "  --broker NS/NAME      declare a broker (repeatable; default default/default)\n"
+        "  --config FILE         declare the Broker resources of FILE (YAML or JSON, Knative's\n"
+        "                        shape; Trigger resources in it are skipped)\n"
+        "  --broker NS/NAME      declare a broker (repeatable; default default/default when\n"
+        "                        neither this nor --config declares one)\n"
         "  --partitions N        partitions of new topics (default 1)\n"
         "  --max-body BYTES      largest request body (default 1048576)\n"
         "  --max-headers N       most request headers (default 100)\n"
@@ -52,6 +55,7 @@ int broker_main(int argc, char **argv) {
   static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
                                            {"data", required_argument, NULL, 'd'},
                                            {"broker", required_argument, NULL, 'b'},
+                                           {"config", required_argument, NULL, 'c'},
                                            {"partitions", required_argument, NULL, 'p'},
                                            {"max-body", required_argument, NULL, 'B'},
                                            {"max-headers", required_argument, NULL, 'H'},
@@ -69,7 +73,7 @@ int broker_main(int argc, char **argv) {
   broker_sqlite_opts_init(&so);
   broker_kafka_opts ko;
   broker_kafka_opts_init(&ko);
-  const char *kafka = NULL;
+  const char *kafka = NULL, *config = NULL;
   const char *props[64];
   size_t n_props = 0;
   const char *data = "outpost-data/broker.db";
@@ -95,6 +99,9 @@ int broker_main(int argc, char **argv) {
     }
     case 'd':
       data = optarg;
+      break;
+    case 'c':
+      config = optarg;
       break;
     case 'b':
       if (n_brokers == 64) {
@@ -139,6 +146,33 @@ int broker_main(int argc, char **argv) {
     return 2;
   }
   o.http.host = host;
+  /* Every declaration, from the file and the flags, is checked before anything starts. */
+  char err[512], where[600];
+  broker_decl *decls = NULL;
+  size_t n_decls = 0;
+  if (config && broker_config_load(config, &decls, &n_decls, err, sizeof err)) {
+    fprintf(stderr, "outpost broker: %s\n", err);
+    return 2;
+  }
+  if (n_brokers == 0 && n_decls == 0) brokers[n_brokers++] = "default/default";
+  broker_decl *all = realloc(decls, (n_decls + n_brokers + 1) * sizeof *all);
+  if (!all) {
+    broker_decls_cleanup(decls, n_decls);
+    return 1;
+  }
+  decls = all;
+  for (size_t i = 0; i < n_brokers; i++) {
+    const char *sl = strchr(brokers[i], '/');
+    broker_decl *d = &decls[n_decls++];
+    d->ns = sl ? strndup(brokers[i], (size_t)(sl - brokers[i])) : NULL;
+    d->name = sl ? strdup(sl + 1) : NULL;
+    d->topic = NULL;
+    if (!d->ns || !d->name) {
+      fprintf(stderr, "outpost broker: bad --broker '%s' (NAMESPACE/NAME)\n", brokers[i]);
+      broker_decls_cleanup(decls, n_decls);
+      return 2;
+    }
+  }
   /* Signals are taken by sigwait below, so every thread starts with them blocked. */
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -147,7 +181,6 @@ int broker_main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  char err[512], where[600];
   broker_kafka_mock *mock = NULL;
   broker_log *log = NULL;
   if (kafka) {
@@ -155,6 +188,7 @@ int broker_main(int argc, char **argv) {
       mock = broker_kafka_mock_start(3, err, sizeof err);
       if (!mock) {
         fprintf(stderr, "outpost broker: %s\n", err);
+        broker_decls_cleanup(decls, n_decls);
         return 1;
       }
       kafka = broker_kafka_mock_bootstraps(mock);
@@ -178,42 +212,31 @@ int broker_main(int argc, char **argv) {
     log = broker_log_sqlite_open(data, &so, err, sizeof err);
     snprintf(where, sizeof where, "embedded %s", data);
   }
-  if (!log) {
-    fprintf(stderr, "outpost broker: %s\n", err);
-    broker_kafka_mock_stop(mock);
-    return 1;
+  broker_ingress *in = log ? broker_ingress_start(&o, log, err, sizeof err) : NULL;
+  int rc = in ? 0 : 1;
+  if (!in) fprintf(stderr, "outpost broker: %s\n", err);
+  for (size_t i = 0; in && i < n_decls && rc == 0; i++) {
+    const broker_decl *d = &decls[i];
+    int add = broker_ingress_add(in, d->ns, d->name, d->topic);
+    if (add == -EINVAL) {
+      fprintf(stderr, "outpost broker: bad broker name %s/%s (DNS labels: [a-z0-9-], at most 63)\n",
+              d->ns, d->name);
+      rc = 2;
+    } else if (add) {
+      fprintf(stderr, "outpost broker: broker %s/%s: the log cannot make its topic (%s)\n", d->ns,
+              d->name, strerror(-add));
+      rc = 1;
+    } else {
+      printf("broker %s/%s: POST http://%s:%u/%s/%s\n", d->ns, d->name, host,
+             broker_ingress_port(in), d->ns, d->name);
+    }
   }
-  broker_ingress *in = broker_ingress_start(&o, log, err, sizeof err);
-  if (!in) {
-    fprintf(stderr, "outpost broker: %s\n", err);
+  broker_decls_cleanup(decls, n_decls);
+  if (rc) {
+    broker_ingress_stop(in);
     broker_log_free(log);
     broker_kafka_mock_stop(mock);
-    return 1;
-  }
-  if (n_brokers == 0) brokers[n_brokers++] = "default/default";
-  for (size_t i = 0; i < n_brokers; i++) {
-    char ns[128];
-    const char *s = strchr(brokers[i], '/');
-    int rc = -EINVAL;
-    if (s && (size_t)(s - brokers[i]) < sizeof ns) {
-      memcpy(ns, brokers[i], (size_t)(s - brokers[i]));
-      ns[s - brokers[i]] = '\0';
-      rc = broker_ingress_add(in, ns, s + 1, NULL);
-    }
-    if (rc) {
-      if (rc == -EINVAL)
-        fprintf(stderr, "outpost broker: bad --broker '%s' (NAMESPACE/NAME, DNS labels)\n",
-                brokers[i]);
-      else
-        fprintf(stderr, "outpost broker: broker '%s': the log cannot make its topic (%s)\n",
-                brokers[i], strerror(-rc));
-      broker_ingress_stop(in);
-      broker_log_free(log);
-      broker_kafka_mock_stop(mock);
-      return rc == -EINVAL ? 2 : 1;
-    }
-    printf("broker %s: POST http://%s:%u/%s\n", brokers[i], host, broker_ingress_port(in),
-           brokers[i]);
+    return rc;
   }
   printf("listening on http://%s:%u (log: %s)\n", host, broker_ingress_port(in), where);
   fflush(stdout);

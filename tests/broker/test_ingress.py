@@ -211,6 +211,82 @@ class IngressTest(unittest.TestCase):
             self.assertEqual(r.status, 200)
 
 
+CONFIG = """\
+# Brokers as Knative declares them; the Trigger is for the triggers, skipped here.
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: orders
+  namespace: team-a
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: audit
+  namespace: team-a
+  annotations:
+    kafka.eventing.knative.dev/external.topic: shared-audit
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t1, namespace: team-a}
+spec: {broker: orders, subscriber: {uri: "http://127.0.0.1:1/"}}
+"""
+
+
+class ConfigTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.data = os.path.join(self.dir.name, "broker.db")
+        self.config = os.path.join(self.dir.name, "outpost.yaml")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def test_brokers_from_a_config_file(self):
+        with open(self.config, "w") as f:
+            f.write(CONFIG)
+        b = Broker(self.data, "--config", self.config)
+        try:
+            r, body = b.request("GET", "/v1/brokers")
+            got = sorted((x["namespace"], x["name"], x["topic"]) for x in json.loads(body)["brokers"])
+            self.assertEqual(got, [("team-a", "audit", "shared-audit"),
+                                   ("team-a", "orders", "knative-broker-team-a-orders")])
+            for path in ("/team-a/orders", "/team-a/audit"):
+                r, body = b.request("POST", path, b"{}", binary_headers(path))
+                self.assertEqual(r.status, 202, body)
+            # No implied default broker when the file declares some.
+            r, _ = b.request("POST", "/default/default", b"{}", binary_headers(1))
+            self.assertEqual(r.status, 404)
+        finally:
+            self.assertEqual(b.stop(), 0)
+        self.assertEqual(sorted(t for (t, *_rest) in records(self.data)),
+                         ["knative-broker-team-a-orders", "shared-audit"])
+
+    def test_bad_config_refused_with_its_place(self):
+        cases = [
+            ("kind: Broker\napiVersion: eventing.knative.dev/v1\nmetadata: {name: a, name: b}\n",
+             "line 3"),
+            ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "ConfigMap"),
+            ("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {namespace: x}\n",
+             "metadata.name"),
+            ("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: Bad_Name}\n",
+             "Bad_Name"),
+        ]
+        for text, want in cases:
+            with open(self.config, "w") as f:
+                f.write(text)
+            p = subprocess.run([OUTPOST, "broker", "--listen", "127.0.0.1:0", "--data", self.data,
+                                "--config", self.config], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(p.returncode, 2, (text, p.stderr))
+            self.assertIn(want, p.stderr, text)
+        p = subprocess.run([OUTPOST, "broker", "--config", "/nonexistent.yaml"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("/nonexistent.yaml", p.stderr)
+
+
 class CrashTest(unittest.TestCase):
     """kill -9 while many clients post: nothing that got a 202 is lost."""
 
