@@ -151,6 +151,7 @@ typedef struct broker_ingress_opts {
   unsigned retry_after_s;  /* Retry-After of 429 and 503 answers (default 1) */
   int32_t default_ttl;     /* knativebrokerttl given to events without one (default 255) */
   const char *admin_token; /* bearer token for /v1/brokers; NULL: admin API open */
+  unsigned drain_ms;       /* how long stop waits for the log's reports (default 30000) */
 } broker_ingress_opts;
 
 void broker_ingress_opts_init(broker_ingress_opts *o);
@@ -172,7 +173,10 @@ int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, con
 /* Removes a broker: its path answers 404 from then on. Returns 0 or -ENOENT. */
 int broker_ingress_remove(broker_ingress *in, const char *ns, const char *name);
 /* Stops taking events (503), waits for those in flight to be answered (up to
- * 30 s), stops the server and frees. broker_ingress_stop(NULL) does nothing. */
+ * drain_ms), answers 503 to those the log has still not reported on, stops
+ * the server and frees — or, when such reports are still to come, leaves the
+ * last of them to free it, so the log may report after stop returns (as
+ * broker_log_free makes it). broker_ingress_stop(NULL) does nothing. */
 void broker_ingress_stop(broker_ingress *in);
 
 /* A broker declared in a configuration file. */

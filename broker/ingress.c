@@ -58,6 +58,11 @@ struct broker_ingress {
   entry *entries;
   _Atomic size_t inflight;
   _Atomic bool draining;
+  /* Requests waiting for the log, so that stop can answer those the log
+   * never reports on; after stop, the last late report frees the ingress. */
+  pthread_mutex_t plock;
+  struct pending *waiting;
+  bool stopped;
   _Atomic uint64_t rejected[R_COUNT];
   _Atomic uint64_t bytes;
   metrics_hist request_hist, append_hist;
@@ -66,6 +71,8 @@ struct broker_ingress {
 
 /* One POST waiting for the log. */
 typedef struct pending {
+  struct pending *prev, *next;
+  bool abandoned; /* answered 503 by stop: the log's report only frees it */
   broker_ingress *in;
   httpd_req *req;
   entry *e;
@@ -81,6 +88,7 @@ void broker_ingress_opts_init(broker_ingress_opts *o) {
   o->retry_after_s = 1;
   o->default_ttl = 255;
   o->admin_token = NULL;
+  o->drain_ms = 30000;
 }
 
 /* Counts and answers a refusal; the status brings its header (Retry-After
@@ -150,24 +158,37 @@ int broker_ingress_remove(broker_ingress *in, const char *ns, const char *name) 
   return e ? 0 : -ENOENT;
 }
 
+static void ingress_free(broker_ingress *in);
+
 static void on_durable(void *opaque, int status) {
   pending *p = opaque;
   broker_ingress *in = p->in;
   uint64_t now = metrics_now_ns();
-  metrics_hist_observe(&in->append_hist, now - p->append_ns);
-  if (status == 0) {
-    atomic_fetch_add(&p->e->accepted, p->events);
-    atomic_fetch_add(&in->bytes, p->bytes);
-    httpd_respond(p->req, 202, NULL, NULL, 0, NULL, 0);
-  } else {
-    char msg[160];
-    snprintf(msg, sizeof msg, "the log cannot take the event now (%s); retry",
-             status == -ENOSPC ? "log full" : strerror(-status));
-    reject(in, p->req, R_LOG, 503, msg, NULL, -1);
+  pthread_mutex_lock(&in->plock);
+  if (p->prev)
+    p->prev->next = p->next;
+  else
+    in->waiting = p->next;
+  if (p->next) p->next->prev = p->prev;
+  if (!p->abandoned) {
+    metrics_hist_observe(&in->append_hist, now - p->append_ns);
+    if (status == 0) {
+      atomic_fetch_add(&p->e->accepted, p->events);
+      atomic_fetch_add(&in->bytes, p->bytes);
+      httpd_respond(p->req, 202, NULL, NULL, 0, NULL, 0);
+    } else {
+      char msg[160];
+      snprintf(msg, sizeof msg, "the log cannot take the event now (%s); retry",
+               status == -ENOSPC ? "log full" : strerror(-status));
+      reject(in, p->req, R_LOG, 503, msg, NULL, -1);
+    }
+    metrics_hist_observe(&in->request_hist, metrics_now_ns() - p->start_ns);
   }
-  metrics_hist_observe(&in->request_hist, metrics_now_ns() - p->start_ns);
   atomic_fetch_sub(&in->inflight, 1);
+  bool last = in->stopped && !in->waiting;
+  pthread_mutex_unlock(&in->plock);
   free(p);
+  if (last) ingress_free(in);
 }
 
 /* One event encoded as a record; zeroed memory is a valid empty one. */
@@ -263,9 +284,24 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
   } else {
     pending *p = malloc(sizeof *p);
     if (p) {
-      *p = (pending){in, req, e, batch.n, body_len, start, metrics_now_ns()};
+      *p = (pending){NULL, NULL, false, in, req, e, batch.n, body_len, start, metrics_now_ns()};
+      /* Listed before the append: the log may report before it returns. */
+      pthread_mutex_lock(&in->plock);
+      p->next = in->waiting;
+      if (in->waiting) in->waiting->prev = p;
+      in->waiting = p;
+      pthread_mutex_unlock(&in->plock);
       rc = broker_log_append(in->log, e->topic, recs, batch.n, on_durable, p);
-      if (rc) free(p);
+      if (rc) {
+        pthread_mutex_lock(&in->plock);
+        if (p->prev)
+          p->prev->next = p->next;
+        else
+          in->waiting = p->next;
+        if (p->next) p->next->prev = p->prev;
+        pthread_mutex_unlock(&in->plock);
+        free(p);
+      }
     } else {
       rc = -ENOMEM;
     }
@@ -495,9 +531,11 @@ broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log
   snprintf(in->retry_after, sizeof in->retry_after, "%u", in->opts.retry_after_s);
   in->log = log;
   pthread_rwlock_init(&in->lock, NULL);
+  pthread_mutex_init(&in->plock, NULL);
   in->http = httpd_start(&in->opts.http, handle, in, errbuf, errlen);
   if (!in->http) {
     pthread_rwlock_destroy(&in->lock);
+    pthread_mutex_destroy(&in->plock);
     free(in);
     return NULL;
   }
@@ -508,19 +546,38 @@ uint16_t broker_ingress_port(const broker_ingress *in) {
   return httpd_port(in->http);
 }
 
-void broker_ingress_stop(broker_ingress *in) {
-  if (!in) return;
-  atomic_store(&in->draining, true);
-  /* Suspended requests must be answered before the server stops. */
-  for (int i = 0; i < 3000 && atomic_load(&in->inflight) > 0; i++) {
-    struct timespec ts = {0, 10 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  httpd_stop(in->http);
+static void ingress_free(broker_ingress *in) {
   for (entry *e = in->entries, *next; e; e = next) {
     next = e->next;
     free(e->ns), free(e->name), free(e->topic), free(e);
   }
   pthread_rwlock_destroy(&in->lock);
+  pthread_mutex_destroy(&in->plock);
   free(in);
+}
+
+void broker_ingress_stop(broker_ingress *in) {
+  if (!in) return;
+  atomic_store(&in->draining, true);
+  /* Suspended requests must be answered before the server stops. */
+  for (unsigned i = 0; i < in->opts.drain_ms / 10 && atomic_load(&in->inflight) > 0; i++) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  /* Those the log still has not reported on are answered 503 now (the
+   * events may yet be stored: the client retries, at least once). */
+  pthread_mutex_lock(&in->plock);
+  for (pending *p = in->waiting; p; p = p->next) {
+    p->abandoned = true;
+    reject(in, p->req, R_DRAINING, 503,
+           "the broker is shutting down before the log confirmed the event; retry", NULL, -1);
+  }
+  pthread_mutex_unlock(&in->plock);
+  httpd_stop(in->http);
+  pthread_mutex_lock(&in->plock);
+  in->stopped = true;
+  bool idle = !in->waiting;
+  pthread_mutex_unlock(&in->plock);
+  /* Otherwise the log's last late report frees it (see on_durable). */
+  if (idle) ingress_free(in);
 }

@@ -37,7 +37,9 @@ static void usage(FILE *f) {
         "  --max-body BYTES      largest request body (default 1048576)\n"
         "  --max-headers N       most request headers (default 100)\n"
         "  --max-inflight N      requests waiting for the log before 429 (default 4096)\n"
-        "  --threads N           HTTP threads (default: the number of cores)\n"
+        "  --threads N           HTTP threads of the epoll pool (default: the number of cores)\n"
+        "  --thread-per-connection  serve each connection on its own thread instead of the\n"
+        "                        epoll pool (see bench/README.md for the measurements)\n"
         "  --admin-token TOKEN   bearer token for the /v1/brokers admin API\n",
         f);
 }
@@ -63,6 +65,7 @@ int broker_main(int argc, char **argv) {
                                            {"threads", required_argument, NULL, 't'},
                                            {"admin-token", required_argument, NULL, 'a'},
                                            {"kafka", required_argument, NULL, 'k'},
+                                           {"thread-per-connection", no_argument, NULL, 'P'},
                                            {"kafka-property", required_argument, NULL, 'K'},
                                            {"delivery-timeout", required_argument, NULL, 'T'},
                                            {"help", no_argument, NULL, 'h'},
@@ -118,6 +121,9 @@ int broker_main(int argc, char **argv) {
       break;
     case 'k':
       kafka = optarg;
+      break;
+    case 'P':
+      o.http.model = HTTPD_THREAD_PER_CONNECTION;
       break;
     case 'K':
       if (n_props == 64) {

@@ -25,13 +25,23 @@ typedef struct httpd_req httpd_req;
  * request stays valid until it has. */
 typedef void (*httpd_handler)(void *ctx, httpd_req *req);
 
+/* How connections are served. */
+typedef enum httpd_model {
+  /* A pool of epoll threads; a request the handler leaves unanswered is
+   * suspended, and resumed by httpd_respond from whichever thread answers. */
+  HTTPD_EPOLL_POOL = 0,
+  /* A thread per connection, which waits for httpd_respond itself. */
+  HTTPD_THREAD_PER_CONNECTION,
+} httpd_model;
+
 typedef struct httpd_opts {
   const char *host;         /* address to listen on (default "127.0.0.1") */
   uint16_t port;            /* 0: any free port (see httpd_port) */
-  unsigned threads;         /* polling threads (default: the number of cores) */
+  httpd_model model;        /* default HTTPD_EPOLL_POOL */
+  unsigned threads;         /* polling threads of the pool (default: the number of cores) */
   size_t max_body;          /* bytes (default 1 MiB) */
   size_t max_headers;       /* header count (default 100) */
-  size_t max_header_bytes;  /* all header bytes of a request (default 64 KiB) */
+  size_t max_header_bytes;  /* all header bytes of a request (default 16 KiB) */
   unsigned max_connections; /* default 4096 */
   unsigned idle_timeout_s;  /* close idle keep-alive connections (default 60) */
 } httpd_opts;
@@ -44,7 +54,8 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
 /* The port it listens on. */
 uint16_t httpd_port(const httpd *h);
 /* Stops serving and frees. Requests still waiting for an answer must have
- * been answered before. httpd_stop(NULL) does nothing. */
+ * been answered before; answers not yet written are given up to 5 s to go
+ * out. httpd_stop(NULL) does nothing. */
 void httpd_stop(httpd *h);
 
 /* The request: read-only, valid until answered. */

@@ -5,7 +5,7 @@ attribute, 404, 405, OPTIONS, 413, 415, 431, TTL), keep-alive, the admin
 API, /metrics, and the crash test: concurrent clients, `kill -9` mid-way,
 restart, and every event that got a 202 is in the log exactly as posted.
 
-Usage: test_ingress.py /path/to/outpost
+Usage: [OUTPOST_BROKER_ARGS=...] test_ingress.py /path/to/outpost
 """
 import http.client
 import json
@@ -22,6 +22,9 @@ import time
 import unittest
 
 OUTPOST = None
+# More flags for every broker the tests start: CTest runs the suite once per
+# HTTP thread model (OUTPOST_BROKER_ARGS=--thread-per-connection).
+EXTRA = os.environ.get("OUTPOST_BROKER_ARGS", "").split()
 
 
 def free_port():
@@ -38,7 +41,8 @@ class Broker:
     def __init__(self, data, *extra):
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.port}", "--data", data, *extra],
+            [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.port}", "--data", data, *extra,
+             *EXTRA],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.proc.stdout.readline()
         while line and not line.startswith("listening on"):
