@@ -31,7 +31,8 @@
 
 struct httpd {
   struct MHD_Daemon *d;
-  _Atomic long unsent; /* answered, not yet completed (sent or closed) */
+  _Atomic long unsent;        /* answered, not yet completed (sent or closed) */
+  struct MHD_Response *empty; /* the one bodiless answer without headers, shared */
   httpd_opts opts;
   httpd_handler handler;
   void *ctx;
@@ -54,6 +55,7 @@ struct httpd_req {
   pthread_cond_t cv; /* thread per connection: signalled when answered */
   bool suspended, answered;
   struct MHD_Response *resp;
+  bool shared; /* resp is h->empty: queued, never destroyed here */
   unsigned status;
 };
 
@@ -109,6 +111,12 @@ static void add_headers(struct MHD_Response *resp, const char *const *extra, siz
 
 void httpd_respond(httpd_req *req, unsigned status, const char *content_type, const void *body,
                    size_t len, const char *const *extra, size_t n_extra) {
+  if (len == 0 && !content_type && n_extra == 0 && req->h->empty) {
+    /* The broker's 202: no allocation, the same response each time. */
+    req->shared = true;
+    set_answer(req, status, req->h->empty);
+    return;
+  }
   struct MHD_Response *resp =
       MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
   if (resp) {
@@ -148,7 +156,7 @@ static enum MHD_Result queue_answer(httpd_req *req) {
     return r;
   }
   r = MHD_queue_response(req->conn, req->status, req->resp);
-  MHD_destroy_response(req->resp);
+  if (!req->shared) MHD_destroy_response(req->resp);
   req->resp = NULL;
   return r;
 }
@@ -219,7 +227,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   httpd_req *req = *con_cls;
   if (!req) return;
   if (req->answered) atomic_fetch_sub(&req->h->unsent, 1);
-  if (req->resp) MHD_destroy_response(req->resp);
+  if (req->resp && !req->shared) MHD_destroy_response(req->resp);
   ce_buf_cleanup(&req->body);
   free(req->hdrs);
   pthread_mutex_destroy(&req->mu);
@@ -269,6 +277,8 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
     free(h);
     return NULL;
   }
+  /* Without it every bodiless answer is built afresh (still correct). */
+  h->empty = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
   return h;
 }
 
@@ -285,6 +295,7 @@ void httpd_stop(httpd *h) {
     nanosleep(&ts, NULL);
   }
   MHD_stop_daemon(h->d);
+  if (h->empty) MHD_destroy_response(h->empty);
   free(h);
 }
 
