@@ -199,6 +199,25 @@ int trigger_index_add(trigger_index *ix, const trigger *tr) {
   return 0;
 }
 
+/* Empties slot i and shifts back the entries after it that probed past it
+ * (linear probing without tombstones), so that keys whose last trigger
+ * went do not accumulate. */
+static void drop_slot(trigger_index *ix, size_t i) {
+  size_t mask = ix->cap - 1;
+  free(ix->slots[i].key);
+  free(ix->slots[i].triggers.items);
+  for (size_t j = (i + 1) & mask; ix->slots[j].key; j = (j + 1) & mask) {
+    size_t home = ix->slots[j].hash & mask;
+    /* The entry at j may move to i only if its home is not in (i, j]. */
+    bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (stays) continue;
+    ix->slots[i] = ix->slots[j];
+    i = j;
+  }
+  ix->slots[i] = (slot){0};
+  ix->used--;
+}
+
 int trigger_index_remove(trigger_index *ix, const trigger *tr) {
   const char *attr, *value;
   int kind = key_of(tr, &attr, &value);
@@ -213,10 +232,10 @@ int trigger_index_remove(trigger_index *ix, const trigger *tr) {
   size_t len = make_key(key, cap, kind, attr, value, strlen(value));
   slot *s = find(ix, key, len, fnv(key, len));
   free(key);
-  /* An emptied slot stays (keys are few and come back); its list is empty. */
   if (!s || !list_remove(&s->triggers, tr)) return -ENOENT;
   use_attr(ix, kind == TRIGGER_EXACT ? 0 : 1, attr, -1);
   ix->count--;
+  if (s->triggers.n == 0) drop_slot(ix, (size_t)(s - ix->slots));
   return 0;
 }
 
