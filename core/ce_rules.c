@@ -240,9 +240,33 @@ size_t ce_timestamp_format(int64_t sec, int32_t nsec, char *out, size_t out_size
   int64_t mp = (5 * doy + 2) / 153;
   int d = (int)(doy - (153 * mp + 2) / 5 + 1), m = (int)(mp < 10 ? mp + 3 : mp - 9);
   y += m <= 2;
-  int n = snprintf(out, out_size, "%04lld-%02d-%02dT%02d:%02d:%02d.%09dZ", (long long)y, m, d,
-                   (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), (int)nsec);
-  return n < 0 ? 0 : (size_t)n;
+  if (y < 0 || y > 9999 || nsec < 0 || nsec > 999999999) {
+    int n = snprintf(out, out_size, "%04lld-%02d-%02dT%02d:%02d:%02d.%09dZ", (long long)y, m, d,
+                     (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), (int)nsec);
+    return n < 0 ? 0 : (size_t)n;
+  }
+  /* The common case by hand: the broker stamps every event with one, and
+   * snprintf was 2% of its CPU. Same output, same truncation rule. */
+  char b[31];
+  int parts[6] = {(int)y, m, d, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60)};
+  static const char sep[6] = {'-', '-', 'T', ':', ':', '.'};
+  char *p = b;
+  for (int i = 0; i < 6; i++) {
+    int v = parts[i], w = i == 0 ? 4 : 2;
+    for (int k = w - 1; k >= 0; k--, v /= 10) p[k] = (char)('0' + v % 10);
+    p += w;
+    *p++ = sep[i];
+  }
+  for (int k = 8, v = nsec; k >= 0; k--, v /= 10) p[k] = (char)('0' + v % 10);
+  p += 9;
+  *p++ = 'Z';
+  size_t n = (size_t)(p - b);
+  if (out_size) {
+    size_t c = n < out_size - 1 ? n : out_size - 1;
+    memcpy(out, b, c);
+    out[c] = '\0';
+  }
+  return n;
 }
 
 /* RFC 7230 tchar. */

@@ -378,6 +378,18 @@ static void timestamp_format(void **state) {
     EXPECT_INT(sec, cases[i].sec);
     EXPECT_INT(nsec, cases[i].nsec);
   }
+  /* Truncation as snprintf does it: the length that would have been
+   * written, the buffer cut and terminated. */
+  for (size_t size = 0; size < 32; size++) {
+    CTX("format into %zu bytes", size);
+    char out[32], want[32];
+    memset(out, 'X', sizeof out);
+    size_t n = ce_timestamp_format(1522949460, 123456789, out, size);
+    EXPECT_INT(n, 30);
+    snprintf(want, sizeof want, "%.*s", size ? (int)size - 1 : 0, "2018-04-05T17:31:00.123456789Z");
+    if (size) EXPECT_STR(out, want);
+    EXPECT_INT(out[size < 31 ? size : 31], size < 31 ? 'X' : out[31]);
+  }
 }
 
 int main(void) {
