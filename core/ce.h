@@ -196,6 +196,8 @@ bool ce_valid_uri_ref(const char *s, size_t len);    /* URI-reference */
 bool ce_valid_timestamp(const char *s, size_t len);  /* RFC 3339 */
 bool ce_valid_media_type(const char *s, size_t len); /* RFC 2046 type/subtype[;params] */
 bool ce_valid_base64(const char *s, size_t len);     /* RFC 4648 base64 */
+/* Appends the RFC 4648 base64 (with padding) of in to out. Returns 0 or -ENOMEM. */
+int ce_base64_encode(const void *in, size_t len, ce_buf *out);
 /* Parses an RFC 3339 timestamp into seconds since the epoch (UTC) and
  * nanoseconds (fraction digits past the ninth are ignored). Returns 0 or
  * -EINVAL. */

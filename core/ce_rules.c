@@ -405,6 +405,10 @@ int ce__b64_encode(const uint8_t *in, size_t len, ce_buf *out) {
   return 0;
 }
 
+int ce_base64_encode(const void *in, size_t len, ce_buf *out) {
+  return ce__b64_encode(in, len, out);
+}
+
 /* Padding is optional, but when present it must complete the last quantum;
  * a lone final character (len % 4 == 1) can never be valid. */
 static bool b64_shape(const char *in, size_t len, size_t *body) {
