@@ -10,6 +10,7 @@
  */
 #include "broker/broker.h"
 #include "core/metrics.h"
+#include "core/resources.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -107,15 +108,6 @@ static void reject(broker_ingress *in, httpd_req *req, enum reason r, unsigned s
   httpd_respond_error(req, status, msg, attr, index, h[0] ? h : NULL, h[0] ? 1 : 0);
 }
 
-/* Kubernetes names (RFC 1123 labels): [a-z0-9]([-a-z0-9]*[a-z0-9])?, 63 at most. */
-static bool valid_name(const char *s, size_t n) {
-  if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return false;
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-      return false;
-  return true;
-}
-
 static entry *find(broker_ingress *in, const char *ns, size_t nslen, const char *name,
                    size_t namelen) {
   for (entry *e = in->entries; e; e = e->next)
@@ -126,7 +118,8 @@ static entry *find(broker_ingress *in, const char *ns, size_t nslen, const char 
 }
 
 int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, const char *topic) {
-  if (!valid_name(ns, strlen(ns)) || !valid_name(name, strlen(name))) return -EINVAL;
+  if (!res_valid_dns_label(ns, strlen(ns)) || !res_valid_dns_label(name, strlen(name)))
+    return -EINVAL;
   char def[160];
   snprintf(def, sizeof def, "knative-broker-%s-%s", ns, name);
   /* The topic is made (or found) now, so that the first event does not wait for it. */
@@ -160,16 +153,21 @@ int broker_ingress_remove(broker_ingress *in, const char *ns, const char *name) 
 
 static void ingress_free(broker_ingress *in);
 
-static void on_durable(void *opaque, int status) {
-  pending *p = opaque;
-  broker_ingress *in = p->in;
-  uint64_t now = metrics_now_ns();
-  pthread_mutex_lock(&in->plock);
+/* Takes p off the list of requests waiting for the log. Caller holds plock. */
+static void unlist(broker_ingress *in, pending *p) {
   if (p->prev)
     p->prev->next = p->next;
   else
     in->waiting = p->next;
   if (p->next) p->next->prev = p->prev;
+}
+
+static void on_durable(void *opaque, int status) {
+  pending *p = opaque;
+  broker_ingress *in = p->in;
+  uint64_t now = metrics_now_ns();
+  pthread_mutex_lock(&in->plock);
+  unlist(in, p);
   if (!p->abandoned) {
     metrics_hist_observe(&in->append_hist, now - p->append_ns);
     if (status == 0) {
@@ -294,11 +292,7 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
       rc = broker_log_append(in->log, e->topic, recs, batch.n, on_durable, p);
       if (rc) {
         pthread_mutex_lock(&in->plock);
-        if (p->prev)
-          p->prev->next = p->next;
-        else
-          in->waiting = p->next;
-        if (p->next) p->next->prev = p->prev;
+        unlist(in, p);
         pthread_mutex_unlock(&in->plock);
         free(p);
       }
@@ -405,7 +399,8 @@ static void admin(broker_ingress *in, httpd_req *req, const char *rest) {
   char ns[64], name[64];
   const char *slash = strchr(rest + 1, '/');
   size_t nl = slash ? (size_t)(slash - rest - 1) : 0, ml = slash ? strlen(slash + 1) : 0;
-  if (rest[0] != '/' || !slash || !valid_name(rest + 1, nl) || !valid_name(slash + 1, ml)) {
+  if (rest[0] != '/' || !slash || !res_valid_dns_label(rest + 1, nl) ||
+      !res_valid_dns_label(slash + 1, ml)) {
     httpd_respond_error(req, 400,
                         "broker paths are /v1/brokers/<namespace>/<name>, each a DNS "
                         "label ([a-z0-9-], at most 63)",

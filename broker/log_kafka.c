@@ -384,12 +384,17 @@ static group *find_group(kafka_log *k, const char *name) {
   return g;
 }
 
+static group *group_for(kafka_log *k, const char *name) {
+  pthread_mutex_lock(&k->lock);
+  group *g = find_group(k, name);
+  pthread_mutex_unlock(&k->lock);
+  return g;
+}
+
 static int kafka_commit(broker_log *log, const char *group_name, const char *topic,
                         int32_t partition, int64_t next) {
   kafka_log *k = (kafka_log *)log;
-  pthread_mutex_lock(&k->lock);
-  group *g = find_group(k, group_name);
-  pthread_mutex_unlock(&k->lock);
+  group *g = group_for(k, group_name);
   if (!g) return -ENOMEM;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
@@ -402,9 +407,7 @@ static int kafka_commit(broker_log *log, const char *group_name, const char *top
 static int kafka_committed(broker_log *log, const char *group_name, const char *topic,
                            int32_t partition, int64_t *next) {
   kafka_log *k = (kafka_log *)log;
-  pthread_mutex_lock(&k->lock);
-  group *g = find_group(k, group_name);
-  pthread_mutex_unlock(&k->lock);
+  group *g = group_for(k, group_name);
   if (!g) return -ENOMEM;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(l, topic, partition);

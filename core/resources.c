@@ -788,3 +788,11 @@ bool res_is(const cJSON *obj, const char *api_group, const char *kind) {
   }
   return *version != '\0' && strchr(version, '/') == NULL;
 }
+
+bool res_valid_dns_label(const char *s, size_t n) {
+  if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+      return false;
+  return true;
+}

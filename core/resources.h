@@ -120,4 +120,8 @@ const char *res_str(const cJSON *obj, const char *dotted_path);
  * is the core group, whose apiVersion has no group ("v1"). */
 bool res_is(const cJSON *obj, const char *api_group, const char *kind);
 
+/* Whether s (n bytes) is a Kubernetes name of the DNS-label kind (RFC 1123):
+ * [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters. Namespaces, brokers. */
+bool res_valid_dns_label(const char *s, size_t n);
+
 #endif

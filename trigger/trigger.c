@@ -29,23 +29,14 @@ static void set_err(trigger_err *err, const char *path, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Kubernetes names: DNS labels for namespaces and brokers, DNS subdomains
- * (labels joined by dots, 253 at most) for trigger names. */
-static bool valid_label(const char *s, size_t n) {
-  if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return false;
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-      return false;
-  return true;
-}
-
+/* Trigger names are DNS subdomains: labels joined by dots, 253 at most. */
 static bool valid_subdomain(const char *s) {
   size_t n = strlen(s);
   if (n == 0 || n > 253) return false;
   for (const char *p = s;;) {
     const char *dot = strchr(p, '.');
     size_t len = dot ? (size_t)(dot - p) : strlen(p);
-    if (!valid_label(p, len)) return false;
+    if (!res_valid_dns_label(p, len)) return false;
     if (!dot) return true;
     p = dot + 1;
   }
@@ -307,7 +298,7 @@ static int parse_spec(const cJSON *res, trigger *tr, trigger_err *err) {
     }
   }
   const char *broker = res_str(spec, "broker");
-  if (!broker || !valid_label(broker, strlen(broker))) {
+  if (!broker || !res_valid_dns_label(broker, strlen(broker))) {
     set_err(err, "spec.broker", "must name a broker (a DNS label: [a-z0-9-], at most 63)");
     return -EINVAL;
   }
@@ -391,7 +382,7 @@ trigger *trigger_parse(const cJSON *res, trigger_err *err) {
   if (!name || !valid_subdomain(name)) {
     set_err(err, "metadata.name", "must be a Kubernetes name ([a-z0-9-.], at most 253)");
     rc = -EINVAL;
-  } else if (ns && !valid_label(ns, strlen(ns))) {
+  } else if (ns && !res_valid_dns_label(ns, strlen(ns))) {
     set_err(err, "metadata.namespace", "must be a DNS label ([a-z0-9-], at most 63)");
     rc = -EINVAL;
   } else {
