@@ -6,15 +6,13 @@
  * the ratio to cJSON is what can be compared across machines and runs.
  * Nothing here asserts a speed. See bench/README.md.
  */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 
+#include "bench_util.h"
 #include "core/ce.h"
 
 /* Everything a measurement reads, prepared before any timing. */
@@ -31,9 +29,8 @@ typedef struct fixture {
   ce_limits lim;
 } fixture;
 
-/* Runs an operation n times; returns 0 or -1 when it failed. */
-typedef int (*bench_fn)(const fixture *fx, long n);
-
+/* One row of the table: an operation of ours and its cJSON baseline, each
+ * run on a fixture. */
 typedef struct bench_case {
   const char *codec;
   const char *op;
@@ -57,15 +54,18 @@ static int http_decode(const ce_headers *h, const ce_buf *body, const ce_limits 
   return 0;
 }
 
-static int ours_bin_decode(const fixture *fx, long n) {
+static int ours_bin_decode(const void *arg, long n) {
+  const fixture *fx = arg;
   return http_decode(&fx->bin_hdrs, &fx->bin_body, &fx->lim, n);
 }
 
-static int ours_st_decode(const fixture *fx, long n) {
+static int ours_st_decode(const void *arg, long n) {
+  const fixture *fx = arg;
   return http_decode(&fx->st_hdrs, &fx->st_body, &fx->lim, n);
 }
 
-static int ours_json_decode(const fixture *fx, long n) {
+static int ours_json_decode(const void *arg, long n) {
+  const fixture *fx = arg;
   for (long i = 0; i < n; i++) {
     ce_event *ev = NULL;
     if (ce_json_decode(fx->json.data, fx->json.len, &fx->lim, &ev, NULL) != 0) return -1;
@@ -92,15 +92,18 @@ static int http_encode(const ce_event *ev, ce_mode mode, long n) {
   return 0;
 }
 
-static int ours_bin_encode(const fixture *fx, long n) {
+static int ours_bin_encode(const void *arg, long n) {
+  const fixture *fx = arg;
   return http_encode(fx->ev, CE_MODE_BINARY, n);
 }
 
-static int ours_st_encode(const fixture *fx, long n) {
+static int ours_st_encode(const void *arg, long n) {
+  const fixture *fx = arg;
   return http_encode(fx->ev, CE_MODE_STRUCTURED, n);
 }
 
-static int ours_json_encode(const fixture *fx, long n) {
+static int ours_json_encode(const void *arg, long n) {
+  const fixture *fx = arg;
   for (long i = 0; i < n; i++) {
     ce_buf out;
     ce_buf_init(&out);
@@ -122,15 +125,18 @@ static int cjson_parse(const ce_buf *bytes, long n) {
   return 0;
 }
 
-static int base_bin_decode(const fixture *fx, long n) {
+static int base_bin_decode(const void *arg, long n) {
+  const fixture *fx = arg;
   return cjson_parse(&fx->bin_body, n);
 }
 
-static int base_st_decode(const fixture *fx, long n) {
+static int base_st_decode(const void *arg, long n) {
+  const fixture *fx = arg;
   return cjson_parse(&fx->st_body, n);
 }
 
-static int base_json_decode(const fixture *fx, long n) {
+static int base_json_decode(const void *arg, long n) {
+  const fixture *fx = arg;
   return cjson_parse(&fx->json, n);
 }
 
@@ -144,11 +150,13 @@ static int cjson_print(const cJSON *tree, long n) {
   return 0;
 }
 
-static int base_data_encode(const fixture *fx, long n) {
+static int base_data_encode(const void *arg, long n) {
+  const fixture *fx = arg;
   return cjson_print(fx->data_tree, n);
 }
 
-static int base_event_encode(const fixture *fx, long n) {
+static int base_event_encode(const void *arg, long n) {
+  const fixture *fx = arg;
   return cjson_print(fx->event_tree, n);
 }
 
@@ -305,138 +313,15 @@ static void fixture_cleanup(fixture *fx) {
   ce_event_free(fx->ev);
 }
 
-/* ------------------------------------------------------------ timing */
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Events per second over n runs of fn, or -1 when fn failed. */
-static double rate(bench_fn fn, const fixture *fx, long n) {
-  double t0 = now();
-  if (fn(fx, n) != 0) return -1;
-  double dt = now() - t0;
-  return dt > 0 ? (double)n / dt : -1;
-}
-
-/* The iteration count that makes one measurement last about `target`
- * seconds; doubling up to it also warms caches and the allocator. */
-static long calibrate(bench_fn fn, const fixture *fx, double target) {
-  long n = 8;
-  for (;;) {
-    double t0 = now();
-    if (fn(fx, n) != 0) return -1;
-    double dt = now() - t0;
-    if (dt >= target / 4 || n > (1L << 40)) return dt > 0 ? (long)((double)n * target / dt) + 1 : n;
-    n *= 2;
-  }
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof(*v), cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-#define MAX_REPEATS     101
-#define MEASURE_SECONDS 0.05 /* one calibrated measurement */
-
-/* Measures ours and the baseline `repeats` times each, back to back and
- * alternating which goes first, so that drift and noise hit both alike. The
- * ratio is the median of the ratios of those adjacent pairs, which cancels
- * slow changes in machine speed better than a ratio of two medians. */
-static int measure(const fixture *fx, const bench_case *c, long iterations, int repeats,
-                   double *ours, double *base, double *ratio) {
-  double r_ours[MAX_REPEATS], r_base[MAX_REPEATS], r_ratio[MAX_REPEATS];
-  long n_ours = iterations, n_base = iterations;
-
-  if (iterations <= 0) {
-    n_ours = calibrate(c->ours, fx, MEASURE_SECONDS);
-    n_base = calibrate(c->base, fx, MEASURE_SECONDS);
-    if (n_ours < 0 || n_base < 0) return -1;
-  } else if (c->ours(fx, iterations / 10 + 1) != 0 || c->base(fx, iterations / 10 + 1) != 0) {
-    return -1; /* the warm-up */
-  }
-  for (int r = 0; r < repeats; r++) {
-    if (r % 2 == 0) {
-      r_ours[r] = rate(c->ours, fx, n_ours);
-      r_base[r] = rate(c->base, fx, n_base);
-    } else {
-      r_base[r] = rate(c->base, fx, n_base);
-      r_ours[r] = rate(c->ours, fx, n_ours);
-    }
-    if (r_ours[r] < 0 || r_base[r] < 0) return -1;
-    r_ratio[r] = r_ours[r] / r_base[r];
-  }
-  *ours = median(r_ours, repeats);
-  *base = median(r_base, repeats);
-  *ratio = median(r_ratio, repeats);
-  return 0;
-}
-
 /* ------------------------------------------------------------ main */
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: bench_codec [--iterations N] [--repeats R]\n"
-          "  --iterations N  runs per measurement (default: calibrated to ~%.2f s)\n"
-          "  --repeats R     measurements per figure, the median is shown (default 15, "
-          "max %d)\n",
-          MEASURE_SECONDS, MAX_REPEATS);
-}
-
-static int parse_args(int argc, char **argv, long *iterations, int *repeats) {
-  for (int i = 1; i < argc; i += 2) {
-    char *end;
-    long v;
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      usage(stdout);
-      exit(0);
-    }
-    if (i + 1 >= argc ||
-        (strcmp(argv[i], "--iterations") != 0 && strcmp(argv[i], "--repeats") != 0))
-      goto bad;
-    errno = 0;
-    v = strtol(argv[i + 1], &end, 10);
-    if (errno || *end || v <= 0) goto bad;
-    if (strcmp(argv[i], "--iterations") == 0) {
-      *iterations = v;
-    } else {
-      if (v > MAX_REPEATS) goto bad;
-      *repeats = (int)v;
-    }
-  }
-  return 0;
-
-bad:
-  usage(stderr);
-  return -1;
-}
-
-static void print_rate(double r) {
-  char digits[32], out[48];
-  int len = snprintf(digits, sizeof(digits), "%.0f", r), o = 0;
-  for (int i = 0; i < len; i++) {
-    if (i > 0 && (len - i) % 3 == 0) out[o++] = ',';
-    out[o++] = digits[i];
-  }
-  out[o] = '\0';
-  printf(" %12s", out);
-}
-
 int main(int argc, char **argv) {
-  long iterations = 0;
-  int repeats = 15, rc = 1;
+  bench_opts opts;
+  int parsed = bench_opts_parse(&opts, argc, argv, "bench_codec", "runs"), rc = 1;
   ce_buf large;
   fixture fx[2] = {{.name = "small"}, {.name = "8 KB"}};
 
-  if (parse_args(argc, argv, &iterations, &repeats) != 0) return 2;
+  if (parsed != 0) return parsed > 0 ? 0 : 2; /* 1: --help was shown */
   ce_buf_init(&large);
   if (large_data(&large) != 0) goto cleanup;
   fx[0].ev = event_build(small_data, sizeof(small_data) - 1);
@@ -445,7 +330,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 2; i++)
     if (fixture_prepare(&fx[i]) != 0) goto cleanup;
 
-  printf("Outpost codec benchmark: events/s, median of %d measurements each\n", repeats);
+  printf("Outpost codec benchmark: events/s, median of %d measurements each\n", opts.repeats);
   printf("ratio = outpost / cJSON alone on the same bytes, measured in the same run "
          "(median of\nadjacent pairs; >1: faster than cJSON)\n\n");
   for (int i = 0; i < 2; i++) {
@@ -461,16 +346,16 @@ int main(int argc, char **argv) {
          "------------", "------------", "------");
   for (int i = 0; i < 2; i++) {
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-      double ours, base, ratio;
-      if (measure(&fx[i], &cases[k], iterations, repeats, &ours, &base, &ratio) != 0) {
+      bench_result res;
+      if (bench_pair_measure(cases[k].ours, cases[k].base, &fx[i], &opts, &res) != 0) {
         fprintf(stderr, "bench_codec: %s %s %s failed\n", fx[i].name, cases[k].codec, cases[k].op);
         goto cleanup;
       }
       printf("%-6s %-16s %-6s %6zu", fx[i].name, cases[k].codec, cases[k].op,
              case_bytes(&fx[i], &cases[k]));
-      print_rate(ours);
-      print_rate(base);
-      printf(" %6.2f\n", ratio);
+      bench_rate_print(res.ours);
+      bench_rate_print(res.base);
+      printf(" %6.2f\n", res.ratio);
       fflush(stdout);
     }
   }

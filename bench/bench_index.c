@@ -8,16 +8,14 @@
  * be compared across machines; nothing here asserts a speed. See
  * bench/README.md.
  */
-#include <errno.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 
+#include "bench_util.h"
 #include "core/ce.h"
 #include "core/resources.h"
 #include "trigger/index.h"
@@ -37,15 +35,14 @@ typedef struct fixture {
   size_t unkeyed;   /* triggers in the list every event visits */
 } fixture;
 
-/* Routes n events (cycling through the fixture's); returns 0. */
-typedef int (*bench_fn)(const fixture *fx, long n);
-
 /* Results are folded into this so the compiler cannot drop the work. */
 static volatile size_t sink;
 
 /* ------------------------------------------------------------ operations */
 
-static int route_index(const fixture *fx, long n) {
+/* Each routes n events (cycling through the fixture's) and returns 0. */
+static int route_index(const void *arg, long n) {
+  const fixture *fx = arg;
   size_t hits = 0;
   for (long i = 0; i < n; i++)
     hits += trigger_index_match(fx->ix, fx->evs[i % N_EVENTS], NULL, NULL, NULL);
@@ -53,7 +50,8 @@ static int route_index(const fixture *fx, long n) {
   return 0;
 }
 
-static int route_linear(const fixture *fx, long n) {
+static int route_linear(const void *arg, long n) {
+  const fixture *fx = arg;
   size_t hits = 0;
   for (long i = 0; i < n; i++) {
     const ce_event *ev = fx->evs[i % N_EVENTS];
@@ -240,147 +238,24 @@ static void fixture_cleanup(fixture *fx) {
   for (size_t e = 0; e < N_EVENTS; e++) ce_event_free(fx->evs[e]);
 }
 
-/* ------------------------------------------------------------ timing */
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Events per second over n events routed by fn, or -1 when fn failed. */
-static double rate(bench_fn fn, const fixture *fx, long n) {
-  double t0 = now();
-  if (fn(fx, n) != 0) return -1;
-  double dt = now() - t0;
-  return dt > 0 ? (double)n / dt : -1;
-}
-
-/* The event count that makes one measurement last about `target` seconds;
- * doubling up to it also warms the caches. */
-static long calibrate(bench_fn fn, const fixture *fx, double target) {
-  long n = 8;
-  for (;;) {
-    double t0 = now();
-    if (fn(fx, n) != 0) return -1;
-    double dt = now() - t0;
-    if (dt >= target / 4 || n > (1L << 40)) return dt > 0 ? (long)((double)n * target / dt) + 1 : n;
-    n *= 2;
-  }
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-#define MAX_REPEATS     101
-#define MEASURE_SECONDS 0.05 /* one calibrated measurement */
-
-/* Measures the index and the linear scan `repeats` times each, back to back
- * and alternating which goes first; the ratio is the median of the ratios of
- * adjacent pairs (as bench_codec does, for the same reason: it cancels slow
- * drifts in the machine's speed). */
-static int measure(const fixture *fx, long iterations, int repeats, double *ours, double *base,
-                   double *ratio) {
-  double r_ours[MAX_REPEATS], r_base[MAX_REPEATS], r_ratio[MAX_REPEATS];
-  long n_ours = iterations, n_base = iterations;
-
-  if (iterations <= 0) {
-    n_ours = calibrate(route_index, fx, MEASURE_SECONDS);
-    n_base = calibrate(route_linear, fx, MEASURE_SECONDS);
-    if (n_ours < 0 || n_base < 0) return -1;
-  } else if (route_index(fx, iterations / 10 + 1) != 0 ||
-             route_linear(fx, iterations / 10 + 1) != 0) {
-    return -1; /* the warm-up */
-  }
-  for (int r = 0; r < repeats; r++) {
-    if (r % 2 == 0) {
-      r_ours[r] = rate(route_index, fx, n_ours);
-      r_base[r] = rate(route_linear, fx, n_base);
-    } else {
-      r_base[r] = rate(route_linear, fx, n_base);
-      r_ours[r] = rate(route_index, fx, n_ours);
-    }
-    if (r_ours[r] < 0 || r_base[r] < 0) return -1;
-    r_ratio[r] = r_ours[r] / r_base[r];
-  }
-  *ours = median(r_ours, repeats);
-  *base = median(r_base, repeats);
-  *ratio = median(r_ratio, repeats);
-  return 0;
-}
-
 /* ------------------------------------------------------------ main */
-
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: bench_index [--iterations N] [--repeats R]\n"
-          "  --iterations N  events per measurement (default: calibrated to ~%.2f s)\n"
-          "  --repeats R     measurements per figure, the median is shown (default 15, "
-          "max %d)\n",
-          MEASURE_SECONDS, MAX_REPEATS);
-}
-
-static int parse_args(int argc, char **argv, long *iterations, int *repeats) {
-  for (int i = 1; i < argc; i += 2) {
-    char *end;
-    long v;
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      usage(stdout);
-      exit(0);
-    }
-    if (i + 1 >= argc ||
-        (strcmp(argv[i], "--iterations") != 0 && strcmp(argv[i], "--repeats") != 0))
-      goto bad;
-    errno = 0;
-    v = strtol(argv[i + 1], &end, 10);
-    if (errno || *end || v <= 0) goto bad;
-    if (strcmp(argv[i], "--iterations") == 0) {
-      *iterations = v;
-    } else {
-      if (v > MAX_REPEATS) goto bad;
-      *repeats = (int)v;
-    }
-  }
-  return 0;
-
-bad:
-  usage(stderr);
-  return -1;
-}
-
-static void print_rate(double r) {
-  char digits[32], out[48];
-  int len = snprintf(digits, sizeof digits, "%.0f", r), o = 0;
-  for (int i = 0; i < len; i++) {
-    if (i > 0 && (len - i) % 3 == 0) out[o++] = ',';
-    out[o++] = digits[i];
-  }
-  out[o] = '\0';
-  printf(" %12s", out);
-}
 
 int main(int argc, char **argv) {
   static const size_t sizes[] = {100, 1000, 10000};
   enum { N_SIZES = sizeof sizes / sizeof *sizes };
-  long iterations = 0;
-  int repeats = 15, rc = 1;
+  bench_opts opts;
+  int parsed = bench_opts_parse(&opts, argc, argv, "bench_index", "events"), rc = 1;
   fixture fx[N_SIZES] = {{0}};
 
-  if (parse_args(argc, argv, &iterations, &repeats) != 0) return 2;
+  if (parsed != 0) return parsed > 0 ? 0 : 2; /* 1: --help was shown */
   for (int i = 0; i < N_SIZES; i++)
     if (fixture_prepare(&fx[i], sizes[i]) != 0) {
       fprintf(stderr, "bench_index: cannot prepare %zu triggers\n", sizes[i]);
       goto cleanup;
     }
 
-  printf("Outpost trigger index benchmark: events/s, median of %d measurements each\n", repeats);
+  printf("Outpost trigger index benchmark: events/s, median of %d measurements each\n",
+         opts.repeats);
   printf("ratio = trigger_index_match / a linear scan calling trigger_match on every trigger,\n"
          "measured in the same run (median of adjacent pairs; >1: the index routes more)\n\n");
   for (int i = 0; i < N_SIZES; i++)
@@ -393,15 +268,15 @@ int main(int argc, char **argv) {
   printf("%8s %12s %12s %7s %10s %8s\n", "--------", "------------", "------------", "-------",
          "----------", "--------");
   for (int i = 0; i < N_SIZES; i++) {
-    double ours, base, ratio;
-    if (measure(&fx[i], iterations, repeats, &ours, &base, &ratio) != 0) {
+    bench_result res;
+    if (bench_pair_measure(route_index, route_linear, &fx[i], &opts, &res) != 0) {
       fprintf(stderr, "bench_index: %zu triggers failed\n", fx[i].n_triggers);
       goto cleanup;
     }
     printf("%8zu", fx[i].n_triggers);
-    print_rate(ours);
-    print_rate(base);
-    printf(" %7.1f %10.1f %8.2f\n", ratio, fx[i].evaluated, fx[i].matches);
+    bench_rate_print(res.ours);
+    bench_rate_print(res.base);
+    printf(" %7.1f %10.1f %8.2f\n", res.ratio, fx[i].evaluated, fx[i].matches);
     fflush(stdout);
   }
   printf("\nevaluated: triggers the index evaluated in full per event, on average (the linear\n"
