@@ -39,6 +39,26 @@ static inline const char *errname(long long rc) {
     return "-ENOMEM";
   case -ENOENT:
     return "-ENOENT";
+  case -ETIMEDOUT:
+    return "-ETIMEDOUT";
+  case -ECONNREFUSED:
+    return "-ECONNREFUSED";
+  case -EHOSTUNREACH:
+    return "-EHOSTUNREACH";
+  case -EPROTO:
+    return "-EPROTO";
+  case -ECANCELED:
+    return "-ECANCELED";
+  case -EAGAIN:
+    return "-EAGAIN";
+  case -EIO:
+    return "-EIO";
+  case -ENOSPC:
+    return "-ENOSPC";
+  case -EFBIG:
+    return "-EFBIG";
+  case -ELOOP:
+    return "-ELOOP";
   default:
     return rc > 0 ? "positive" : "other";
   }
