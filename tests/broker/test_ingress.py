@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -21,18 +20,12 @@ import threading
 import time
 import unittest
 
+from outpost_test import binary_headers, free_port
+
 OUTPOST = None
 # More flags for every broker the tests start: CTest runs the suite once per
 # HTTP thread model (OUTPOST_BROKER_ARGS=--thread-per-connection).
 EXTRA = os.environ.get("OUTPOST_BROKER_ARGS", "").split()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Broker:
@@ -67,13 +60,6 @@ class Broker:
             self.proc.wait(timeout=30)
         self.proc.stdout.close()
         return self.proc.returncode
-
-
-def binary_headers(i, **extra):
-    h = {"ce-specversion": "1.0", "ce-id": str(i), "ce-source": "/test",
-         "ce-type": "dev.outpost.test", "Content-Type": "application/json"}
-    h.update(extra)
-    return h
 
 
 def unpack_headers(blob):

@@ -19,24 +19,17 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
 
+from outpost_test import binary_headers, free_port
+
 OUTPOST = KAFKA_MOCK = None
 TOPIC = "knative-broker-default-default"
 TOPIC_B = "knative-broker-team-a-orders"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Mock:
@@ -99,13 +92,6 @@ class Broker:
         return self.proc.returncode
 
 
-def binary(i, **extra):
-    h = {"ce-specversion": "1.0", "ce-id": str(i), "ce-source": "/test",
-         "ce-type": "dev.outpost.test", "Content-Type": "application/json"}
-    h.update(extra)
-    return h
-
-
 def kcat(bootstrap, topic):
     """Every record of topic, as kcat -J prints them (one JSON object a line)."""
     out = subprocess.run(["kcat", "-C", "-J", "-b", bootstrap, "-t", topic, "-o", "beginning",
@@ -155,7 +141,7 @@ class KafkaTest(unittest.TestCase):
         assert rc == 0, rc
 
     def post(self, i, **extra):
-        r, body = self.broker.post("/default/default", json.dumps({"n": i}), binary(i, **extra))
+        r, body = self.broker.post("/default/default", json.dumps({"n": i}), binary_headers(i, **extra))
         if r.status == 202:
             self.accepted.append(str(i))
         return r, body
@@ -177,7 +163,7 @@ class KafkaTest(unittest.TestCase):
         self.assertEqual(r.status, 202, body)
         self.accepted += [f"batch-{k}" for k in range(3)]
         # Another broker writes to its own topic.
-        r, body = self.broker.post("/team-a/orders", "{}", binary("o1"))
+        r, body = self.broker.post("/team-a/orders", "{}", binary_headers("o1"))
         self.assertEqual(r.status, 202, body)
 
         recs = {m["hdrs"]["ce_id"]: m for m in kcat(self.mock.bootstrap, TOPIC)}

@@ -20,37 +20,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "append_waiter.h"
 #include "broker/broker.h"
-
-typedef struct waiter {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int done, failed, last_status;
-} waiter;
-
-static void on_append(void *opaque, int status) {
-  waiter *w = opaque;
-  pthread_mutex_lock(&w->mu);
-  w->done++;
-  if (status) {
-    w->failed++;
-    w->last_status = status;
-  }
-  pthread_cond_broadcast(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-}
-
-static void wait_for(waiter *w, int want) {
-  pthread_mutex_lock(&w->mu);
-  while (w->done < want) pthread_cond_wait(&w->cv, &w->mu);
-  pthread_mutex_unlock(&w->mu);
-}
-
-static void waiter_init(waiter *w) {
-  memset(w, 0, sizeof *w);
-  pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
-}
 
 typedef struct fixture {
   broker_kafka_mock *mock;

@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "append_waiter.h"
 #include "broker/broker.h"
 
 static char path[256];
@@ -44,36 +45,6 @@ static int teardown(void **state) {
   snprintf(p, sizeof p, "%s-shm", path);
   unlink(p);
   return 0;
-}
-
-/* Waits for append callbacks: the test thread blocks until `done` reaches want. */
-typedef struct waiter {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int done, failed, last_status;
-} waiter;
-
-static void on_append(void *opaque, int status) {
-  waiter *w = opaque;
-  pthread_mutex_lock(&w->mu);
-  w->done++;
-  if (status) w->failed++;
-  w->last_status = status;
-  pthread_cond_broadcast(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-}
-
-static void wait_for(waiter *w, int want) {
-  pthread_mutex_lock(&w->mu);
-  while (w->done < want) pthread_cond_wait(&w->cv, &w->mu);
-  pthread_mutex_unlock(&w->mu);
-}
-
-static waiter *waiter_new(void) {
-  waiter *w = calloc(1, sizeof *w);
-  pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
-  return w;
 }
 
 static broker_log *open_log(int32_t partitions) {
