@@ -53,6 +53,18 @@ static int parse_size(const char *s, size_t *out) {
   return 0;
 }
 
+#define MAX_REPEATED 64
+
+/* Keeps one more value of a repeatable flag (MAX_REPEATED at most). */
+static int push(const char **arr, size_t *n, const char *v, const char *flag) {
+  if (*n == MAX_REPEATED) {
+    fprintf(stderr, "outpost broker: at most %d %s\n", MAX_REPEATED, flag);
+    return -1;
+  }
+  arr[(*n)++] = v;
+  return 0;
+}
+
 int broker_main(int argc, char **argv) {
   static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
                                            {"data", required_argument, NULL, 'd'},
@@ -77,11 +89,11 @@ int broker_main(int argc, char **argv) {
   broker_kafka_opts ko;
   broker_kafka_opts_init(&ko);
   const char *kafka = NULL, *config = NULL;
-  const char *props[64];
+  const char *props[MAX_REPEATED];
   size_t n_props = 0;
   const char *data = "outpost-data/broker.db";
   char host[64] = "127.0.0.1";
-  const char *brokers[64];
+  const char *brokers[MAX_REPEATED];
   size_t n_brokers = 0;
   int c;
   size_t v;
@@ -107,11 +119,7 @@ int broker_main(int argc, char **argv) {
       config = optarg;
       break;
     case 'b':
-      if (n_brokers == 64) {
-        fprintf(stderr, "outpost broker: at most 64 --broker\n");
-        return 2;
-      }
-      brokers[n_brokers++] = optarg;
+      if (push(brokers, &n_brokers, optarg, "--broker")) return 2;
       break;
     case 'h':
       usage(stdout);
@@ -126,11 +134,7 @@ int broker_main(int argc, char **argv) {
       o.http.model = HTTPD_THREAD_PER_CONNECTION;
       break;
     case 'K':
-      if (n_props == 64) {
-        fprintf(stderr, "outpost broker: at most 64 --kafka-property\n");
-        return 2;
-      }
-      props[n_props++] = optarg;
+      if (push(props, &n_props, optarg, "--kafka-property")) return 2;
       break;
     default: {
       if (c == '?' || parse_size(optarg, &v) || v == 0) {

@@ -272,12 +272,12 @@ size_t trigger_index_match(const trigger_index *ix, const ce_event *ev, trigger_
       if (!key) continue; /* out of memory: these candidates are missed */
       size_t len = make_key(key, need, k == 0 ? TRIGGER_EXACT : TRIGGER_PREFIX, name, a->value,
                             a->value_len);
-      size_t head = len - a->value_len;
-      uint64_t h = fnv(key, head);
       if (k == 0) {
         slot *s = find(ix, key, len, fnv(key, len));
         if (s) hits += visit(&s->triggers, ev, fn, opaque, &evals);
       } else {
+        size_t head = len - a->value_len;
+        uint64_t h = fnv(key, head);
         size_t max = a->value_len < MAX_PREFIX ? a->value_len : MAX_PREFIX;
         for (size_t n = 1; n <= max; n++) {
           h = (h ^ (uint8_t)key[head + n - 1]) * 1099511628211ull;

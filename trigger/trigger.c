@@ -218,18 +218,25 @@ static int parse_filter(const cJSON *j, trigger_filter *f, char *path, size_t pl
   return 0;
 }
 
-static int parse_delivery(const cJSON *d, trigger_delivery *out, trigger_err *err) {
-  static const char *const known[] = {"retry",   "backoffPolicy", "backoffDelay",
-                                      "timeout", "retryAfterMax", "deadLetterSink"};
-  for (const cJSON *it = d->child; it; it = it->next) {
-    bool ok = false;
-    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
-      ok |= strcmp(it->string, known[i]) == 0;
-    if (!ok) {
-      set_err(err, "spec.delivery", "unknown field '%s'", it->string);
+/* Refuses a member of obj not named in known (NULL-terminated), as
+ * Kubernetes' strict decoding does: a typo is an error, not a default. */
+static int only_known(const cJSON *obj, const char *const *known, const char *path,
+                      trigger_err *err) {
+  for (const cJSON *it = obj->child; it; it = it->next) {
+    size_t i = 0;
+    while (known[i] && strcmp(it->string, known[i]) != 0) i++;
+    if (!known[i]) {
+      set_err(err, path, "unknown field '%s'", it->string);
       return -EINVAL;
     }
   }
+  return 0;
+}
+
+static int parse_delivery(const cJSON *d, trigger_delivery *out, trigger_err *err) {
+  static const char *const known[] = {
+      "retry", "backoffPolicy", "backoffDelay", "timeout", "retryAfterMax", "deadLetterSink", NULL};
+  if (only_known(d, known, "spec.delivery", err)) return -EINVAL;
   const cJSON *retry = cJSON_GetObjectItemCaseSensitive(d, "retry");
   if (retry) {
     if (!cJSON_IsNumber(retry) || retry->valuedouble < 0 || retry->valuedouble > 1000000 ||
@@ -287,16 +294,9 @@ static int parse_spec(const cJSON *res, trigger *tr, trigger_err *err) {
     set_err(err, "spec", "a Trigger needs a spec");
     return -EINVAL;
   }
-  static const char *const known[] = {"broker", "filter", "filters", "subscriber", "delivery"};
-  for (const cJSON *it = spec->child; it; it = it->next) {
-    bool ok = false;
-    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
-      ok |= strcmp(it->string, known[i]) == 0;
-    if (!ok) {
-      set_err(err, "spec", "unknown field '%s'", it->string);
-      return -EINVAL;
-    }
-  }
+  static const char *const known[] = {"broker",     "filter",   "filters",
+                                      "subscriber", "delivery", NULL};
+  if (only_known(spec, known, "spec", err)) return -EINVAL;
   const char *broker = res_str(spec, "broker");
   if (!broker || !res_valid_dns_label(broker, strlen(broker))) {
     set_err(err, "spec.broker", "must name a broker (a DNS label: [a-z0-9-], at most 63)");
