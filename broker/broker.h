@@ -44,6 +44,22 @@ typedef struct broker_records {
 void broker_records_init(broker_records *r);
 void broker_records_cleanup(broker_records *r);
 
+/* Events encoded as records (the Kafka binding's binary mode, key =
+ * partitionkey, partition chosen by the log), ready for broker_log_append:
+ * recs[0..n). broker_batch_cleanup frees them; zeroed memory is an empty
+ * batch. */
+typedef struct broker_batch {
+  broker_record *recs;
+  size_t n;
+  void *mem; /* private */
+} broker_batch;
+
+/* Encodes n events into *b (which must be empty). Returns 0, or a negative
+ * errno with *err naming the event (err->index, in a batch of more than one)
+ * and the reason: -EINVAL (an event the binding cannot carry), -ENOMEM. */
+int broker_batch_encode(broker_batch *b, ce_event *const *evs, size_t n, ce_err *err);
+void broker_batch_cleanup(broker_batch *b);
+
 /* Called once per append, on the log's thread, when the records are durable
  * (status 0) or cannot be (negative errno: -EIO store failure, -ENOSPC full,
  * -ETIMEDOUT, -ESHUTDOWN log closing). */
@@ -172,6 +188,25 @@ uint16_t broker_ingress_port(const broker_ingress *in);
 int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, const char *topic);
 /* Removes a broker: its path answers 404 from then on. Returns 0 or -ENOENT. */
 int broker_ingress_remove(broker_ingress *in, const char *ns, const char *name);
+/* The topic of broker ns/name, copied into topic (len bytes). Returns 0,
+ * -ENOENT (no such broker) or -ENAMETOOLONG. */
+int broker_ingress_topic(broker_ingress *in, const char *ns, const char *name, char *topic,
+                         size_t len);
+
+/* Another component's requests on the ingress's server: every request whose
+ * path is `prefix` or starts with `prefix` + "/" goes to fn with the rest of
+ * the path ("" or "/..."), after the admin token check. fn answers with
+ * httpd_respond, on any thread. */
+typedef void (*broker_ingress_route_fn)(void *ctx, httpd_req *req, const char *rest);
+/* Another component's metrics, appended to /metrics. */
+typedef void (*broker_ingress_metrics_fn)(void *ctx, ce_buf *out);
+/* Mounts an admin route (prefix a static string, such as "/v1/triggers"),
+ * and a metrics function when metrics is not NULL. Both stay until stop.
+ * Returns 0, or -ENOSPC past BROKER_INGRESS_MOUNTS. */
+#define BROKER_INGRESS_MOUNTS 4
+int broker_ingress_mount(broker_ingress *in, const char *prefix, broker_ingress_route_fn fn,
+                         broker_ingress_metrics_fn metrics, void *ctx);
+
 /* Stops taking events (503), waits for those in flight to be answered (up to
  * drain_ms), answers 503 to those the log has still not reported on, stops
  * the server and frees — or, when such reports are still to come, leaves the

@@ -68,6 +68,13 @@ struct broker_ingress {
   _Atomic uint64_t bytes;
   metrics_hist request_hist, append_hist;
   char retry_after[16];
+  struct mount {
+    const char *prefix;
+    broker_ingress_route_fn fn;
+    broker_ingress_metrics_fn metrics;
+    void *ctx;
+  } mounts[BROKER_INGRESS_MOUNTS];
+  size_t n_mounts; /* guarded by lock */
 };
 
 /* One POST waiting for the log. */
@@ -189,12 +196,6 @@ static void on_durable(void *opaque, int status) {
   if (last) ingress_free(in);
 }
 
-/* One event encoded as a record; zeroed memory is a valid empty one. */
-typedef struct encoded {
-  ce_headers hdrs;
-  ce_buf key, value;
-} encoded;
-
 /* Sets the broker's own extensions; fails when the TTL says the event looped. */
 static int stamp(broker_ingress *in, ce_event *ev, const char *now, ce_err *err) {
   int32_t ttl;
@@ -258,22 +259,8 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
   for (size_t i = 0; rc >= 0 && i < batch.n; i++)
     if ((rc = stamp(in, batch.ev[i], now, &err)) && batch.n > 1) err.index = (int)i;
   /* Encode every event (Kafka binary mode) before appending any: all or nothing. */
-  encoded *enc = calloc(batch.n ? batch.n : 1, sizeof *enc);
-  broker_record *recs = calloc(batch.n ? batch.n : 1, sizeof *recs);
-  if (!enc || !recs) rc = -ENOMEM;
-  for (size_t i = 0; rc >= 0 && i < batch.n; i++) {
-    encoded *x = &enc[i];
-    bool has_key, has_value;
-    rc = ce_kafka_encode(batch.ev[i], CE_MODE_BINARY, &x->hdrs, &x->key, &has_key, &x->value,
-                         &has_value, &err);
-    recs[i] = (broker_record){.partition = -1,
-                              .key = has_key ? x->key.data : NULL,
-                              .key_len = x->key.len,
-                              .headers = x->hdrs.items,
-                              .n_headers = x->hdrs.n,
-                              .value = has_value ? (x->value.data ? x->value.data : "") : NULL,
-                              .value_len = x->value.len};
-  }
+  broker_batch recs = {0};
+  if (rc >= 0) rc = broker_batch_encode(&recs, batch.ev, batch.n, &err);
   if (rc == -ENOMEM) {
     reject(in, req, R_LOG, 503, "out of memory", NULL, -1);
   } else if (rc < 0) {
@@ -289,7 +276,7 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
       if (in->waiting) in->waiting->prev = p;
       in->waiting = p;
       pthread_mutex_unlock(&in->plock);
-      rc = broker_log_append(in->log, e->topic, recs, batch.n, on_durable, p);
+      rc = broker_log_append(in->log, e->topic, recs.recs, recs.n, on_durable, p);
       if (rc) {
         pthread_mutex_lock(&in->plock);
         unlist(in, p);
@@ -305,13 +292,7 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
       reject(in, req, R_LOG, 503, msg, NULL, -1);
     }
   }
-  for (size_t i = 0; enc && i < batch.n; i++) {
-    ce_headers_cleanup(&enc[i].hdrs);
-    ce_buf_cleanup(&enc[i].key);
-    ce_buf_cleanup(&enc[i].value);
-  }
-  free(enc);
-  free(recs);
+  broker_batch_cleanup(&recs);
   ce_batch_cleanup(&batch);
   return rc >= 0;
 }
@@ -352,6 +333,10 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
   metrics_family(&b, "outpost_ingress_log_append_duration_seconds", "histogram",
                  "From append to durable (includes waiting for the group commit).");
   metrics_hist_render(&b, "outpost_ingress_log_append_duration_seconds", NULL, &in->append_hist);
+  pthread_rwlock_rdlock(&in->lock);
+  for (size_t i = 0; i < in->n_mounts; i++)
+    if (in->mounts[i].metrics) in->mounts[i].metrics(in->mounts[i].ctx, &b);
+  pthread_rwlock_unlock(&in->lock);
   respond_text(req, 200, "text/plain; version=0.0.4", &b);
   ce_buf_cleanup(&b);
 }
@@ -376,17 +361,21 @@ static void list_brokers(broker_ingress *in, httpd_req *req) {
   ce_buf_cleanup(&b);
 }
 
+/* Whether req may use the admin API; answers 401 when not. */
+static bool authorized(broker_ingress *in, httpd_req *req) {
+  if (!in->opts.admin_token) return true;
+  const char *auth = httpd_header(req, "Authorization");
+  if (auth && strncmp(auth, "Bearer ", 7) == 0 && strcmp(auth + 7, in->opts.admin_token) == 0)
+    return true;
+  const char *www[] = {"WWW-Authenticate", "Bearer"};
+  httpd_respond_error(req, 401, "the admin API needs the admin bearer token", NULL, -1, www, 1);
+  return false;
+}
+
 /* /v1/brokers[/<ns>/<name>]: GET lists, PUT declares, DELETE removes. */
 static void admin(broker_ingress *in, httpd_req *req, const char *rest) {
   const char *m = httpd_method(req);
-  if (in->opts.admin_token) {
-    const char *auth = httpd_header(req, "Authorization");
-    if (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, in->opts.admin_token)) {
-      const char *www[] = {"WWW-Authenticate", "Bearer"};
-      httpd_respond_error(req, 401, "the admin API needs the admin bearer token", NULL, -1, www, 1);
-      return;
-    }
-  }
+  if (!authorized(in, req)) return;
   if (*rest == '\0') {
     if (strcmp(m, "GET") == 0) {
       list_brokers(in, req);
@@ -435,6 +424,46 @@ static void admin(broker_ingress *in, httpd_req *req, const char *rest) {
                       allow, 1);
 }
 
+/* Passes req to the component mounted on its path, if any. */
+static bool mounted(broker_ingress *in, httpd_req *req, const char *path) {
+  struct mount m = {0};
+  pthread_rwlock_rdlock(&in->lock);
+  for (size_t i = 0; i < in->n_mounts; i++) {
+    size_t n = strlen(in->mounts[i].prefix);
+    if (strncmp(path, in->mounts[i].prefix, n) == 0 && (path[n] == '\0' || path[n] == '/')) {
+      m = in->mounts[i];
+      path += n;
+      break;
+    }
+  }
+  pthread_rwlock_unlock(&in->lock);
+  if (!m.fn) return false;
+  if (authorized(in, req)) m.fn(m.ctx, req, path);
+  return true;
+}
+
+int broker_ingress_mount(broker_ingress *in, const char *prefix, broker_ingress_route_fn fn,
+                         broker_ingress_metrics_fn metrics, void *ctx) {
+  int rc = 0;
+  pthread_rwlock_wrlock(&in->lock);
+  if (in->n_mounts == BROKER_INGRESS_MOUNTS)
+    rc = -ENOSPC;
+  else
+    in->mounts[in->n_mounts++] = (struct mount){prefix, fn, metrics, ctx};
+  pthread_rwlock_unlock(&in->lock);
+  return rc;
+}
+
+int broker_ingress_topic(broker_ingress *in, const char *ns, const char *name, char *topic,
+                         size_t len) {
+  int rc = -ENOENT;
+  pthread_rwlock_rdlock(&in->lock);
+  entry *e = find(in, ns, strlen(ns), name, strlen(name));
+  if (e) rc = snprintf(topic, len, "%s", e->topic) < (int)len ? 0 : -ENAMETOOLONG;
+  pthread_rwlock_unlock(&in->lock);
+  return rc;
+}
+
 static void handle(void *ctx, httpd_req *req) {
   broker_ingress *in = ctx;
   uint64_t start = metrics_now_ns();
@@ -467,6 +496,7 @@ static void handle(void *ctx, httpd_req *req) {
     admin(in, req, path + 11);
     return;
   }
+  if (mounted(in, req, path)) return;
 
   /* /<namespace>/<broker> */
   const char *slash = path[0] == '/' ? strchr(path + 1, '/') : NULL;

@@ -6,6 +6,7 @@
 #include "broker/broker_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,55 @@ int broker_log_end(broker_log *log, const char *topic, int32_t partition, int64_
 
 void broker_log_free(broker_log *log) {
   if (log) log->ops->free(log);
+}
+
+/* One event's record memory; zeroed memory is a valid empty one. */
+typedef struct encoded {
+  ce_headers hdrs;
+  ce_buf key, value;
+} encoded;
+
+int broker_batch_encode(broker_batch *b, ce_event *const *evs, size_t n, ce_err *err) {
+  encoded *enc = calloc(n ? n : 1, sizeof *enc);
+  b->recs = calloc(n ? n : 1, sizeof *b->recs);
+  b->mem = enc;
+  b->n = n;
+  if (!enc || !b->recs) {
+    broker_batch_cleanup(b);
+    snprintf(err->reason, sizeof err->reason, "out of memory");
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    encoded *x = &enc[i];
+    bool has_key, has_value;
+    int rc = ce_kafka_encode(evs[i], CE_MODE_BINARY, &x->hdrs, &x->key, &has_key, &x->value,
+                             &has_value, err);
+    if (rc) {
+      if (n > 1) err->index = (int)i;
+      broker_batch_cleanup(b);
+      return rc;
+    }
+    b->recs[i] = (broker_record){.partition = -1,
+                                 .key = has_key ? x->key.data : NULL,
+                                 .key_len = x->key.len,
+                                 .headers = x->hdrs.items,
+                                 .n_headers = x->hdrs.n,
+                                 .value = has_value ? (x->value.data ? x->value.data : "") : NULL,
+                                 .value_len = x->value.len};
+  }
+  return 0;
+}
+
+void broker_batch_cleanup(broker_batch *b) {
+  encoded *enc = b->mem;
+  for (size_t i = 0; enc && i < b->n; i++) {
+    ce_headers_cleanup(&enc[i].hdrs);
+    ce_buf_cleanup(&enc[i].key);
+    ce_buf_cleanup(&enc[i].value);
+  }
+  free(enc);
+  free(b->recs);
+  *b = (broker_batch){0};
 }
 
 void broker_records_init(broker_records *r) {

@@ -1,9 +1,10 @@
 /*
- * main.c — `outpost broker`: the ingress and the embedded log as one
- * process, configured by flags, stopped by SIGINT or SIGTERM (in-flight
- * requests are answered first).
+ * main.c — `outpost broker`: the ingress, the log (embedded or Kafka) and
+ * the trigger dispatcher as one process, configured by flags and a file,
+ * stopped by SIGINT or SIGTERM (in-flight requests are answered first).
  */
 #include "broker/broker.h"
+#include "trigger/dispatcher.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -29,8 +30,8 @@ static void usage(FILE *f) {
         "                        sasl.*, ssl.*, linger.ms, ...\n"
         "  --delivery-timeout MS Kafka: an event not acknowledged by then is answered 503\n"
         "                        (default 10000)\n"
-        "  --config FILE         declare the Broker resources of FILE (YAML or JSON, Knative's\n"
-        "                        shape; Trigger resources in it are skipped)\n"
+        "  --config FILE         declare the Broker and Trigger resources of FILE (YAML or\n"
+        "                        JSON, Knative's shape)\n"
         "  --broker NS/NAME      declare a broker (repeatable; default default/default when\n"
         "                        neither this nor --config declares one)\n"
         "  --partitions N        partitions of new topics (default 1)\n"
@@ -40,7 +41,10 @@ static void usage(FILE *f) {
         "  --threads N           HTTP threads of the epoll pool (default: the number of cores)\n"
         "  --thread-per-connection  serve each connection on its own thread instead of the\n"
         "                        epoll pool (see bench/README.md for the measurements)\n"
-        "  --admin-token TOKEN   bearer token for the /v1/brokers admin API\n",
+        "  --admin-token TOKEN   bearer token for the admin APIs (/v1/brokers, /v1/triggers)\n"
+        "  --window N            records of a partition in delivery at once (default 256)\n"
+        "  --attempt-timeout MS  one delivery attempt, when a trigger sets no timeout\n"
+        "                        (default 30000)\n",
         f);
 }
 
@@ -65,6 +69,19 @@ static int push(const char **arr, size_t *n, const char *v, const char *flag) {
   return 0;
 }
 
+/* The dispatcher reaches the ingress's brokers and serves on its server. */
+static int topic_for(void *ctx, const char *ns, const char *name, char *topic, size_t len) {
+  return broker_ingress_topic(ctx, ns, name, topic, len);
+}
+
+static void serve_triggers(void *ctx, httpd_req *req, const char *rest) {
+  trigger_dispatcher_http(ctx, req, rest);
+}
+
+static void trigger_metrics(void *ctx, ce_buf *out) {
+  trigger_dispatcher_metrics(ctx, out);
+}
+
 int broker_main(int argc, char **argv) {
   static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
                                            {"data", required_argument, NULL, 'd'},
@@ -80,6 +97,8 @@ int broker_main(int argc, char **argv) {
                                            {"thread-per-connection", no_argument, NULL, 'P'},
                                            {"kafka-property", required_argument, NULL, 'K'},
                                            {"delivery-timeout", required_argument, NULL, 'T'},
+                                           {"window", required_argument, NULL, 'w'},
+                                           {"attempt-timeout", required_argument, NULL, 'A'},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -88,6 +107,8 @@ int broker_main(int argc, char **argv) {
   broker_sqlite_opts_init(&so);
   broker_kafka_opts ko;
   broker_kafka_opts_init(&ko);
+  trigger_dispatcher_opts dopts;
+  trigger_dispatcher_opts_init(&dopts);
   const char *kafka = NULL, *config = NULL;
   const char *props[MAX_REPEATED];
   size_t n_props = 0;
@@ -148,6 +169,8 @@ int broker_main(int argc, char **argv) {
       if (c == 'H') o.limits.max_headers = v;
       if (c == 'i') o.max_inflight = v;
       if (c == 't') o.http.threads = (unsigned)v;
+      if (c == 'w') dopts.window = v;
+      if (c == 'A') dopts.timeout_ms = v > INT32_MAX ? INT32_MAX : (int64_t)v;
     }
     }
   }
@@ -242,8 +265,23 @@ int broker_main(int argc, char **argv) {
     }
   }
   broker_decls_cleanup(decls, n_decls);
+  trigger_dispatcher *disp = NULL;
+  if (rc == 0) {
+    dopts.log = log;
+    dopts.topic_for = topic_for;
+    dopts.topic_ctx = in;
+    disp = trigger_dispatcher_start(&dopts, err, sizeof err);
+    if (disp && config) rc = trigger_dispatcher_load(disp, config, err, sizeof err) ? 2 : 0;
+    if (disp && rc == 0)
+      broker_ingress_mount(in, "/v1/triggers", serve_triggers, trigger_metrics, disp);
+    if (!disp || rc) {
+      fprintf(stderr, "outpost broker: %s\n", err);
+      rc = rc ? rc : 1;
+    }
+  }
   if (rc) {
     broker_ingress_stop(in);
+    trigger_dispatcher_stop(disp);
     broker_log_free(log);
     broker_kafka_mock_stop(mock);
     return rc;
@@ -253,7 +291,8 @@ int broker_main(int argc, char **argv) {
   int sig = 0;
   sigwait(&sigs, &sig);
   fprintf(stderr, "outpost broker: signal %d, stopping\n", sig);
-  broker_ingress_stop(in);
+  broker_ingress_stop(in); /* first: the admin API reaches the dispatcher through it */
+  trigger_dispatcher_stop(disp);
   broker_log_free(log);
   broker_kafka_mock_stop(mock);
   return 0;

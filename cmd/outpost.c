@@ -5,6 +5,7 @@
  */
 #include "broker/broker.h"
 #include "core/ce.h"
+#include "trigger/dispatcher.h"
 #include "version.h"
 
 #include <stdio.h>
@@ -16,11 +17,12 @@ static void usage(FILE *f) {
         "Outpost: an event-driven platform for hands-on lab environments.\n"
         "\n"
         "commands:\n"
-        "  broker         run the CloudEvents ingress on the embedded log\n"
+        "  broker         run the CloudEvents ingress, its log and the trigger dispatcher\n"
+        "  trigger        apply, get or delete triggers on a running broker\n"
         "  version        print the version\n"
         "  help           print this help\n"
         "\n"
-        "Coming with their components: run, detector, post, trigger.\n"
+        "Coming with their components: run, detector, post.\n"
         "'outpost <command> --help' describes a command.\n",
         f);
 }
@@ -40,6 +42,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(cmd, "broker")) return broker_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "trigger")) return trigger_main(argc - 1, argv + 1);
   fprintf(stderr, "outpost: unknown command '%s' (see 'outpost --help')\n", cmd);
   return 2;
 }

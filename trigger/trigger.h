@@ -78,6 +78,7 @@ typedef struct trigger {
   char *subscriber_uri;
   trigger_delivery delivery;
   bool ordered; /* kafka.eventing.knative.dev/delivery.order: ordered */
+  void *owner;  /* free for whoever holds the trigger (the dispatcher's entry); NULL */
 } trigger;
 
 /* Where and why a trigger was refused. */
