@@ -42,6 +42,8 @@ static void usage(FILE *f) {
         "  --thread-per-connection  serve each connection on its own thread instead of the\n"
         "                        epoll pool (see bench/README.md for the measurements)\n"
         "  --admin-token TOKEN   bearer token for the admin APIs (/v1/brokers, /v1/triggers)\n"
+        "  --triggers-state FILE where triggers applied through /v1/triggers are kept across\n"
+        "                        restarts (default: triggers.json beside --data)\n"
         "  --window N            records of a partition in delivery at once (default 256)\n"
         "  --attempt-timeout MS  one delivery attempt, when a trigger sets no timeout\n"
         "                        (default 30000)\n",
@@ -98,6 +100,7 @@ int broker_main(int argc, char **argv) {
                                            {"kafka-property", required_argument, NULL, 'K'},
                                            {"delivery-timeout", required_argument, NULL, 'T'},
                                            {"window", required_argument, NULL, 'w'},
+                                           {"triggers-state", required_argument, NULL, 'S'},
                                            {"attempt-timeout", required_argument, NULL, 'A'},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
@@ -109,7 +112,7 @@ int broker_main(int argc, char **argv) {
   broker_kafka_opts_init(&ko);
   trigger_dispatcher_opts dopts;
   trigger_dispatcher_opts_init(&dopts);
-  const char *kafka = NULL, *config = NULL;
+  const char *kafka = NULL, *config = NULL, *state = NULL;
   const char *props[MAX_REPEATED];
   size_t n_props = 0;
   const char *data = "outpost-data/broker.db";
@@ -138,6 +141,9 @@ int broker_main(int argc, char **argv) {
       break;
     case 'c':
       config = optarg;
+      break;
+    case 'S':
+      state = optarg;
       break;
     case 'b':
       if (push(brokers, &n_brokers, optarg, "--broker")) return 2;
@@ -270,8 +276,22 @@ int broker_main(int argc, char **argv) {
     dopts.log = log;
     dopts.topic_for = topic_for;
     dopts.topic_ctx = in;
+    char state_buf[PATH_MAX];
+    if (!state) {
+      const char *slash = strrchr(data, '/');
+      snprintf(state_buf, sizeof state_buf, "%.*s%striggers.json", slash ? (int)(slash - data) : 0,
+               data, slash ? "/" : "");
+      state = state_buf;
+    }
+    dopts.state_path = state;
     disp = trigger_dispatcher_start(&dopts, err, sizeof err);
     if (disp && config) rc = trigger_dispatcher_load(disp, config, err, sizeof err) ? 2 : 0;
+    if (disp && rc == 0) {
+      int kept = trigger_dispatcher_restore(disp, err, sizeof err);
+      if (err[0]) fprintf(stderr, "outpost broker: %s\n", err);
+      if (kept < 0) rc = 2;
+      if (kept > 0) printf("%d trigger(s) restored from %s\n", kept, state);
+    }
     if (disp && rc == 0)
       broker_ingress_mount(in, "/v1/triggers", serve_triggers, trigger_metrics, disp);
     if (!disp || rc) {

@@ -839,13 +839,16 @@ trigger_dispatcher *trigger_dispatcher_start(const trigger_dispatcher_opts *opts
     return NULL;
   }
   trigger_dispatcher *d = calloc(1, sizeof *d);
-  if (!d || !(d->group_prefix = strdup(opts->group_prefix ? opts->group_prefix : ""))) {
+  if (!d || !(d->group_prefix = strdup(opts->group_prefix ? opts->group_prefix : "")) ||
+      (opts->state_path && !(d->state_path = strdup(opts->state_path)))) {
+    if (d) free(d->group_prefix);
     free(d);
     snprintf(errbuf, errlen, "out of memory");
     return NULL;
   }
   d->opts = *opts;
   d->opts.group_prefix = d->group_prefix;
+  d->opts.state_path = d->state_path;
   if (!d->opts.window) d->opts.window = 256;
   if (d->opts.timeout_ms <= 0) d->opts.timeout_ms = 30000;
   if (d->opts.sink_retry_max_ms <= 0) d->opts.sink_retry_max_ms = 60000;
@@ -867,6 +870,7 @@ trigger_dispatcher *trigger_dispatcher_start(const trigger_dispatcher_opts *opts
     pthread_cond_destroy(&d->cond);
     pthread_cond_destroy(&d->idle);
     free(d->group_prefix);
+    free(d->state_path);
     free(d);
     return NULL;
   }
@@ -936,5 +940,6 @@ void trigger_dispatcher_stop(trigger_dispatcher *d) {
   pthread_cond_destroy(&d->cond);
   pthread_cond_destroy(&d->idle);
   free(d->group_prefix);
+  free(d->state_path);
   free(d);
 }

@@ -68,6 +68,9 @@ typedef struct trigger_dispatcher_opts {
   int32_t reply_ttl_default;  /* TTL an event without knativebrokerttl is taken to have
                                  (default 255) */
   httpc_opts http;            /* the client (zero: its defaults) */
+  const char *state_path;     /* where triggers applied through the admin API are kept
+                                 across restarts (NULL: not kept); see
+                                 trigger_dispatcher_restore */
 } trigger_dispatcher_opts;
 
 void trigger_dispatcher_opts_init(trigger_dispatcher_opts *o);
@@ -103,13 +106,24 @@ void trigger_dispatcher_metrics(trigger_dispatcher *d, ce_buf *out);
  * on "" applies every Trigger resource of the body (YAML or JSON, one or
  * many: all are checked before any is applied); DELETE on /<ns>/<name>
  * deletes. Errors are JSON bodies naming the resource, the field and the
- * reason. Answers req with httpd_respond. */
+ * reason. Changes are saved to opts.state_path (written to a new file,
+ * synced, renamed over the old) before the answer. Answers req with
+ * httpd_respond. */
 void trigger_dispatcher_http(trigger_dispatcher *d, httpd_req *req, const char *rest);
 
 /* Applies the Trigger resources of a configuration file (other kinds are
  * skipped). Returns 0, or a negative errno with a message naming the file,
  * the resource and the field in errbuf. */
 int trigger_dispatcher_load(trigger_dispatcher *d, const char *path, char *errbuf, size_t errlen);
+
+/* Applies the triggers kept in opts.state_path (those applied or deleted
+ * through the admin API since the file was made; a missing file is an
+ * empty one). Call it after trigger_dispatcher_load: a trigger changed
+ * through the API keeps that version over the configuration file's. A kept
+ * trigger that cannot be applied now (its broker is gone) is reported in
+ * errbuf and skipped. Returns the number applied, or a negative errno when
+ * the file cannot be read. */
+int trigger_dispatcher_restore(trigger_dispatcher *d, char *errbuf, size_t errlen);
 
 /* Stops reading and delivering, commits the positions of every event done,
  * waits for the log's reports on appends under way, and frees. Deliveries

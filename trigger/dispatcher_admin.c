@@ -7,10 +7,12 @@
 #include "trigger/dispatcher_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void dispatcher__entry_free(tentry *t) {
   trigger_free(t->tr);
@@ -139,7 +141,8 @@ static void retire(trigger_dispatcher *d, tentry *t, bool deleted) {
   dispatcher__entry_unref(d, t);
 }
 
-int trigger_dispatcher_apply(trigger_dispatcher *d, const cJSON *res, trigger_err *err) {
+/* Applies res; api says it came through the admin API (or its state file). */
+static int apply(trigger_dispatcher *d, const cJSON *res, bool api, trigger_err *err) {
   trigger *tr = trigger_parse(res, err);
   if (!tr) return -EINVAL;
   tentry *t = calloc(1, sizeof *t);
@@ -154,6 +157,7 @@ int trigger_dispatcher_apply(trigger_dispatcher *d, const cJSON *res, trigger_er
   tr->owner = t;
   t->refs = 1;
   t->applied = true;
+  t->api = api;
   pthread_mutex_lock(&d->admin);
   int rc = consumer_for(d, tr, &t->c, err);
   if (rc == 0) {
@@ -175,6 +179,10 @@ int trigger_dispatcher_apply(trigger_dispatcher *d, const cJSON *res, trigger_er
   pthread_mutex_unlock(&d->admin);
   if (rc < 0) dispatcher__entry_free(t);
   return rc;
+}
+
+int trigger_dispatcher_apply(trigger_dispatcher *d, const cJSON *res, trigger_err *err) {
+  return apply(d, res, false, err);
 }
 
 int trigger_dispatcher_delete(trigger_dispatcher *d, const char *ns, const char *name) {
@@ -296,11 +304,86 @@ void trigger_dispatcher_metrics(trigger_dispatcher *d, ce_buf *out) {
 
 /* ---------------------------------------------------------------- files and HTTP */
 
+/* Writes the triggers applied through the API to the state file: a new
+ * file, synced, renamed over the old, the directory synced. */
+static int save_state(trigger_dispatcher *d) {
+  if (!d->state_path) return 0;
+  pthread_mutex_lock(&d->admin); /* one writer of the file at a time */
+  cJSON *arr = cJSON_CreateArray();
+  pthread_mutex_lock(&d->lock);
+  for (tentry *t = d->entries; arr && t; t = t->next)
+    if (t->applied && t->api) cJSON_AddItemToArray(arr, cJSON_Duplicate(t->res, true));
+  pthread_mutex_unlock(&d->lock);
+  char *text = arr ? cJSON_Print(arr) : NULL;
+  cJSON_Delete(arr);
+  if (!text) {
+    pthread_mutex_unlock(&d->admin);
+    return -ENOMEM;
+  }
+  size_t n = strlen(d->state_path) + 5;
+  char *tmp = malloc(n);
+  int rc = tmp ? 0 : -ENOMEM;
+  if (tmp) snprintf(tmp, n, "%s.new", d->state_path);
+  int fd = tmp ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640) : -1;
+  if (tmp && fd < 0) rc = -errno;
+  size_t len = strlen(text);
+  for (size_t off = 0; fd >= 0 && rc == 0 && off < len;) {
+    ssize_t w = write(fd, text + off, len - off);
+    if (w < 0 && errno != EINTR) rc = -errno;
+    if (w > 0) off += (size_t)w;
+  }
+  if (fd >= 0 && rc == 0 && fsync(fd)) rc = -errno;
+  if (fd >= 0) close(fd);
+  if (tmp && rc == 0 && rename(tmp, d->state_path)) rc = -errno;
+  if (tmp && rc) unlink(tmp);
+  if (rc == 0) { /* the rename itself must survive a crash */
+    char *dir = strdup(d->state_path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash) *slash = '\0';
+    int dfd = dir ? open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (dfd >= 0) {
+      fsync(dfd);
+      close(dfd);
+    }
+    free(dir);
+  }
+  pthread_mutex_unlock(&d->admin);
+  if (rc) fprintf(stderr, "outpost: dispatcher: saving %s: %s\n", d->state_path, strerror(-rc));
+  free(tmp);
+  free(text);
+  return rc;
+}
+
+int trigger_dispatcher_restore(trigger_dispatcher *d, char *errbuf, size_t errlen) {
+  if (errlen) errbuf[0] = '\0';
+  if (!d->state_path) return 0;
+  cJSON *docs = NULL;
+  res_err rerr;
+  int rc = res_load_file(d->state_path, 64u << 20, &docs, &rerr);
+  if (rc == -ENOENT) return 0;
+  if (rc) {
+    snprintf(errbuf, errlen, "%s: %s", d->state_path, rerr.msg);
+    return rc;
+  }
+  int applied = 0;
+  for (int i = 0; i < cJSON_GetArraySize(docs); i++) {
+    trigger_err err = {"", ""};
+    if (apply(d, cJSON_GetArrayItem(docs, i), true, &err) >= 0)
+      applied++;
+    else
+      snprintf(errbuf, errlen, "%s: resource %d skipped: %s%s%s", d->state_path, i + 1, err.path,
+               err.path[0] ? ": " : "", err.msg);
+  }
+  cJSON_Delete(docs);
+  return applied;
+}
+
 /* Checks every Trigger resource of docs, then applies them all. Fills
  * *bad (the resource's index) and *err on failure. With results, records
  * what each apply did. */
-static int apply_all(trigger_dispatcher *d, const cJSON *docs, bool others_ok, int *bad,
-                     trigger_err *err, cJSON *results) {
+static int apply_all(trigger_dispatcher *d, const cJSON *docs, bool api, int *bad, trigger_err *err,
+                     cJSON *results) {
+  bool others_ok = !api; /* a configuration file holds Brokers too */
   int n = cJSON_GetArraySize(docs);
   for (int i = 0; i < n; i++) {
     const cJSON *r = cJSON_GetArrayItem(docs, i);
@@ -326,7 +409,7 @@ static int apply_all(trigger_dispatcher *d, const cJSON *docs, bool others_ok, i
     const cJSON *r = cJSON_GetArrayItem(docs, i);
     if (!res_is(r, "eventing.knative.dev", "Trigger")) continue;
     *bad = i;
-    int rc = trigger_dispatcher_apply(d, r, err);
+    int rc = apply(d, r, api, err);
     if (rc < 0) return rc;
     cJSON *o = results ? cJSON_CreateObject() : NULL;
     if (o) {
@@ -351,7 +434,7 @@ int trigger_dispatcher_load(trigger_dispatcher *d, const char *path, char *errbu
   }
   int bad = 0;
   trigger_err err = {"", ""};
-  rc = apply_all(d, docs, true, &bad, &err, NULL);
+  rc = apply_all(d, docs, false, &bad, &err, NULL);
   if (rc)
     snprintf(errbuf, errlen, "%s: resource %d: %s%s%s", path, bad + 1, err.path,
              err.path[0] ? ": " : "", err.msg);
@@ -381,10 +464,12 @@ static void http_apply(trigger_dispatcher *d, httpd_req *req) {
   cJSON *results = cJSON_CreateArray();
   int bad = 0;
   trigger_err err = {"", ""};
-  int rc = results ? apply_all(d, docs, false, &bad, &err, results) : -ENOMEM;
+  int rc = results ? apply_all(d, docs, true, &bad, &err, results) : -ENOMEM;
   cJSON_Delete(docs);
+  if (rc == 0 && save_state(d)) rc = -EIO;
   if (rc) {
     cJSON_Delete(results);
+    if (rc == -EIO) snprintf(err.msg, sizeof err.msg, "applied, but not saved for a restart");
     unsigned status = rc == -EINVAL ? 400 : rc == -ENOENT ? 404 : rc == -ENOMEM ? 500 : 503;
     httpd_respond_error(req, status, err.msg, err.path[0] ? err.path : NULL, bad, NULL, 0);
     return;
@@ -431,6 +516,10 @@ void trigger_dispatcher_http(trigger_dispatcher *d, httpd_req *req, const char *
   if (name[0] && strcmp(m, "DELETE") == 0) {
     if (trigger_dispatcher_delete(d, ns, name)) {
       httpd_respond_error(req, 404, "no such trigger", NULL, -1, NULL, 0);
+      return;
+    }
+    if (save_state(d)) {
+      httpd_respond_error(req, 503, "deleted, but not saved for a restart", NULL, -1, NULL, 0);
       return;
     }
     httpd_respond(req, 204, NULL, NULL, 0, NULL, 0);

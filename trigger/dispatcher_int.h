@@ -79,13 +79,14 @@ typedef struct tentry {
   int refs;     /* deliveries that point here, + 1 while applied */
   bool deleted; /* deliveries under way are abandoned */
   bool applied; /* false once replaced or deleted */
+  bool api;     /* applied through the admin API: kept in the state file */
   keyq **keys;  /* ordered: a queue per partition and key */
   size_t n_keys, cap_keys;
 } tentry;
 
 struct trigger_dispatcher {
   trigger_dispatcher_opts opts;
-  char *group_prefix;
+  char *group_prefix, *state_path;
   httpc *http;
   pthread_mutex_t lock, admin;
   pthread_cond_t cond; /* wakes the delivery thread */
