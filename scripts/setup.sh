@@ -11,6 +11,7 @@ DEB_PKGS=(
   libbpf-dev libcmocka-dev libsqlite3-dev libyaml-dev
   ca-certificates git python3
   kcat python3-kafka
+  bpftool  # detector: vmlinux.h and BPF skeletons are generated with it at build time
 )
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,4 +45,7 @@ if [ -f "$conf/package.json" ] && [ ! -d "$conf/node_modules/cloudevents" ]; the
   echo "setup: npm ci in tests/conformance"
   (cd "$conf" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# podman with runc, its configuration, and the offline C compiler lab image
+# (tests/posts); skips itself when not root or with OUTPOST_SKIP_PODMAN=1.
+bash "$here/setup_podman.sh"
 echo "setup: ok"

@@ -1,0 +1,269 @@
+/*
+ * detector.h — the detector's public interface: load the eBPF programs of
+ * bpf/, choose which cgroups they watch and what they forbid there, read
+ * their events decoded, and turn an event into a CloudEvent.
+ *
+ * Two halves. detector_bpf_* owns the kernel side: the programs, their maps
+ * and the ring buffer (needs root, or CAP_BPF with CAP_PERFMON, and a kernel
+ * with BTF). detector_event_* is pure user space: from a decoded event and
+ * the environment it belongs to, a CloudEvent with the type catalogue of
+ * detector/README.md.
+ *
+ * Errors are negative errno values:
+ *   -EINVAL        a bad argument (a ring size that is not a power of two, a
+ *                  cgroup id of 0 where one is needed, an unknown family)
+ *   -ENAMETOOLONG  a policy path longer than DETECTOR_RULE_PATH_MAX
+ *   -ENOSPC        a kernel map is full
+ *   -ENOENT        unwatching a cgroup that is not watched
+ *   -ENOMEM        out of memory
+ *   others         what the bpf(2) system call returned
+ */
+#ifndef OUTPOST_DETECTOR_DETECTOR_H
+#define OUTPOST_DETECTOR_DETECTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/ce.h"
+
+/* ---------------------------------------------------------------- events */
+
+/* What happened. The values are those of enum det_kind in bpf/detector.h. */
+typedef enum detector_kind {
+  DETECTOR_EXEC = 1, /* a process ran a new program */
+  DETECTOR_EXIT,     /* a process ended (its last thread) */
+  DETECTOR_FORK,     /* a process made a process (threads are not reported) */
+  DETECTOR_CONNECT,  /* connect(2) to an IPv4 or IPv6 address */
+  DETECTOR_OPEN,     /* open, openat or openat2 of a watched or forbidden path */
+  DETECTOR_SETUID,   /* setuid, setreuid, setresuid, setfsuid */
+  DETECTOR_SETGID,   /* setgid, setregid, setresgid, setfsgid */
+  DETECTOR_CAPSET,   /* capset(2) */
+  DETECTOR_PTRACE,   /* ptrace(2) */
+  DETECTOR_MODULE,   /* init_module, finit_module */
+  DETECTOR_MOUNT,    /* mount(2) */
+  DETECTOR_UNSHARE,  /* unshare(2) */
+  DETECTOR_SETNS,    /* setns(2) */
+  DETECTOR_MEMFD,    /* memfd_create(2) */
+  DETECTOR_EXECVEAT, /* execveat(2), the way to run a file that has no path */
+  DETECTOR_BPF,      /* bpf(2) */
+  DETECTOR_KIND_MAX
+} detector_kind;
+
+typedef enum detector_action {
+  DETECTOR_ACTION_NONE = 0,
+  DETECTOR_ACTION_KILLED = 1, /* a policy matched: the process got SIGKILL */
+} detector_action;
+
+#define DETECTOR_COMM_LEN  16
+#define DETECTOR_PATH_MAX  256
+#define DETECTOR_ARGS_MAX  512
+#define DETECTOR_STR_MAX   128
+#define DETECTOR_SYSNAME   16
+#define DETECTOR_ADDR_TEXT 46 /* INET6_ADDRSTRLEN */
+
+/* detector_event.flags */
+#define DETECTOR_F_TRUNC_ARGS 0x1 /* arguments or a string argument were cut */
+#define DETECTOR_F_TRUNC_CWD  0x2 /* cwd is incomplete (too deep) */
+#define DETECTOR_F_TRUNC_PATH 0x4 /* the path or binary may have been cut */
+#define DETECTOR_F_ADDR_FAULT 0x8 /* a user pointer could not be read */
+
+/* One decoded kernel event. A plain value: every string is an array inside
+ * it, NUL-terminated, so it may be copied and kept. Which member of u is
+ * filled follows from kind: exec, exit, fork, connect, open, or sys for
+ * every system call kind after DETECTOR_OPEN. */
+typedef struct detector_event {
+  detector_kind kind;
+  detector_action action;
+  int64_t time_sec; /* wall clock (UTC) of the event, from the kernel's boot clock */
+  int32_t time_nsec;
+  uint64_t boot_ns; /* CLOCK_BOOTTIME when it happened */
+  uint64_t cgroup_id;
+  uint32_t env_id; /* what detector_bpf_watch was given for the cgroup */
+  int32_t pid;     /* process (thread group) id, in the initial pid namespace */
+  int32_t tid;
+  int32_t ppid;
+  uint32_t uid, gid;
+  uint32_t flags;                   /* DETECTOR_F_* */
+  int32_t syscall;                  /* x86_64 system call number, or -1 */
+  char sysname[DETECTOR_SYSNAME];   /* its name ("openat"), or "" */
+  char comm[DETECTOR_COMM_LEN + 1]; /* the task's name */
+  union {
+    struct {
+      char binary[DETECTOR_PATH_MAX]; /* the path given to execve */
+      char args[DETECTOR_ARGS_MAX];   /* argv, each NUL-terminated */
+      size_t args_len;                /* bytes of args used */
+      size_t argc;                    /* strings in args */
+      char cwd[DETECTOR_PATH_MAX];    /* in its mount namespace, or "" when unknown */
+    } exec;
+    struct {
+      int32_t status; /* as wait(2) reports it */
+      int32_t code;   /* exit code, when it exited */
+      int32_t signal; /* the signal that ended it, else 0 */
+    } exit;
+    struct {
+      int32_t child_pid;
+    } fork;
+    struct {
+      int32_t fd;
+      int family; /* AF_INET or AF_INET6 */
+      uint16_t port;
+      uint8_t addr[16];              /* network order; the first 4 bytes for IPv4 */
+      char text[DETECTOR_ADDR_TEXT]; /* the address as text */
+    } connect;
+    struct {
+      int32_t dirfd; /* AT_FDCWD (-100) for open(2) */
+      int32_t flags;
+      uint32_t mode;
+      char path[DETECTOR_PATH_MAX]; /* as the caller passed it */
+    } open;
+    /* The arguments as detector/README.md lists them per call: pointers to
+     * user memory are 0, strings they pointed to are in str. */
+    struct {
+      int64_t args[6];
+      char str[3][DETECTOR_STR_MAX];
+    } sys;
+  } u;
+} detector_event;
+
+/* The "dev.outpost.<area>.<what>" type of a kind, or NULL for an unknown one. */
+const char *detector_kind_type(detector_kind kind);
+/* A short name ("exec", "connect"), or "unknown". */
+const char *detector_kind_name(detector_kind kind);
+
+/* ---------------------------------------------------------------- CloudEvents */
+
+/* Where an event comes from, as the runtime knows it. Every field must be
+ * set; names are DNS labels in practice (they go into the source URI). */
+typedef struct detector_env {
+  const char *node;
+  const char *environment;
+  const char *tenant;
+  const char *ns; /* the Kubernetes-style namespace */
+} detector_env;
+
+/* Builds the CloudEvent of e: type from the catalogue, source
+ * "/nodes/<node>/environments/<environment>", subject (the binary, path,
+ * address or call), time with nanoseconds, id unique per source, extensions
+ * tenant, namespace, environment, node, severity, action and partitionkey
+ * (the environment, so that one environment's events stay in order), and
+ * JSON data with the event's fields. Bytes that are not UTF-8 (arguments and
+ * paths may hold anything) become U+FFFD in the data.
+ * On success *out is a new validated event owned by the caller. Returns 0,
+ * -EINVAL (an unknown kind, a missing env field, or a value the CloudEvents
+ * rules refuse: *err says which, when err is non-NULL) or -ENOMEM. */
+int detector_event_to_ce(const detector_event *e, const detector_env *env, ce_event **out,
+                         ce_err *err);
+
+/* ---------------------------------------------------------------- the kernel side */
+
+/* Opaque. One loaded and attached set of programs with their own maps. */
+typedef struct detector_bpf detector_bpf;
+
+typedef struct detector_bpf_opts {
+  /* Bytes of the ring buffer: a power of two, at least the page size.
+   * 0 means 1 MiB. */
+  size_t ring_bytes;
+  /* Kinds to report, bit (1u << kind); 0 means all. sched_process_exit and
+   * sched_process_fork are attached only for DETECTOR_EXIT and
+   * DETECTOR_FORK; sched_process_exec and sys_enter always are, because the
+   * policies are enforced there whatever this says. */
+  uint32_t kinds;
+} detector_bpf_opts;
+
+/* What the kernel offers and what is in use. */
+typedef struct detector_hooks {
+  int fentry;   /* 0 when an fentry program loads, else the negative errno */
+  int lsm;      /* 0 when a BPF LSM program loads, else the negative errno */
+  bool exec;    /* tp_btf/sched_process_exec attached */
+  bool exit;    /* tp_btf/sched_process_exit attached */
+  bool fork;    /* tp_btf/sched_process_fork attached */
+  bool syscall; /* tp_btf/sys_enter attached */
+  /* One line for the log: "tp_btf: sched_process_exec, ...; fentry:
+   * unavailable (EPERM), not used; lsm: unavailable (EPERM), not used". */
+  char summary[256];
+} detector_hooks;
+
+/* Probes the kernel, loads the programs and attaches them. o may be NULL for
+ * the defaults. Returns NULL on failure with the reason in err (errlen bytes,
+ * may be NULL/0) and errno set. The result is freed with detector_bpf_free.
+ * Nothing is watched yet: the programs return at once for every process. */
+detector_bpf *detector_bpf_open(const detector_bpf_opts *o, char *err, size_t errlen);
+
+/* Detaches and unloads everything. detector_bpf_free(NULL) does nothing.
+ * Events still in the ring buffer are lost (they were never handed out). */
+void detector_bpf_free(detector_bpf *d);
+
+/* What was probed and attached at open. Valid until detector_bpf_free. */
+const detector_hooks *detector_bpf_hooks(const detector_bpf *d);
+
+/* Watches the processes of the cgroup (v2) with this id: from now on their
+ * events carry env_id. Watching a watched cgroup changes its env_id. The
+ * cgroup id is the inode number of its directory in the cgroup2 mount. */
+int detector_bpf_watch(detector_bpf *d, uint64_t cgroup_id, uint32_t env_id);
+
+/* Stops watching the cgroup and removes its policy. -ENOENT when it was not
+ * watched (its policy, if any, is removed all the same). */
+int detector_bpf_unwatch(detector_bpf *d, uint64_t cgroup_id);
+
+/* A destination that connect(2) must not reach. */
+typedef struct detector_dest {
+  int family; /* AF_INET or AF_INET6 */
+  uint8_t addr[16];
+  uint16_t port; /* host order; 0 means every port */
+} detector_dest;
+
+/* The longest path a policy may hold. */
+#define DETECTOR_RULE_PATH_MAX 246
+
+/* What a cgroup's processes may not do, and which paths are reported when
+ * opened. Strings are byte prefixes of the path as the process passes it to
+ * open (no resolution of "..", symlinks or relative paths: see
+ * detector/README.md); binaries are matched whole against the path given to
+ * execve. A longer matching prefix wins over a shorter one. Arrays may be
+ * NULL when their count is 0. */
+typedef struct detector_policy {
+  const char *const *forbidden_binaries; /* exec of these: SIGKILL before they run */
+  size_t n_forbidden_binaries;
+  const char *const *forbidden_prefixes; /* open under these: SIGKILL */
+  size_t n_forbidden_prefixes;
+  const char *const *watched_prefixes; /* open under these: reported */
+  size_t n_watched_prefixes;
+  const detector_dest *forbidden_dests; /* connect to these: SIGKILL */
+  size_t n_forbidden_dests;
+} detector_policy;
+
+/* Replaces the policy of a cgroup (p NULL: removes it). cgroup_id 0 holds a
+ * policy that applies to every watched cgroup besides its own. The new rules
+ * are in place before the old ones go, so that a rule kept across the change
+ * never lapses. Nothing is copied from p after the call. On failure the
+ * cgroup may hold a mix of the old and the new rules. */
+int detector_bpf_policy_set(detector_bpf *d, uint64_t cgroup_id, const detector_policy *p);
+
+/* Called for each event. Return 0 to go on, or a negative errno to stop:
+ * detector_bpf_poll then returns it. e is valid during the call only (copy
+ * it: it is a plain value). */
+typedef int (*detector_event_cb)(const detector_event *e, void *opaque);
+
+/* Waits up to timeout_ms (-1: for ever, 0: not at all) for events and hands
+ * each to cb. Returns the number handled, or a negative errno (-EINTR when a
+ * signal interrupted the wait). */
+int detector_bpf_poll(detector_bpf *d, int timeout_ms, detector_event_cb cb, void *opaque);
+
+/* Events the kernel could not report because the ring buffer was full, per
+ * kind since open (out[kind], out[0] is the total); out has DETECTOR_KIND_MAX
+ * entries. Returns 0 or a negative errno. */
+int detector_bpf_drops(detector_bpf *d, uint64_t out[DETECTOR_KIND_MAX]);
+
+/* Decodes one ring-buffer record (what the kernel wrote) into *e, with the
+ * given offset from the boot clock to the wall clock in nanoseconds. For
+ * tests and tools; detector_bpf_poll does this itself. Returns 0 or -EINVAL
+ * for a record too short for its kind or of an unknown kind. */
+int detector_event_decode(const void *rec, size_t len, int64_t boot_to_wall_ns, detector_event *e);
+
+/* Thread rules: detector_bpf_poll runs on one thread at a time.
+ * detector_bpf_watch, _unwatch, _policy_set and _drops may be called from any
+ * thread, also while another polls; policy changes are serialised inside.
+ * detector_bpf_free must not run while any other call does. */
+
+#endif
