@@ -284,6 +284,13 @@ int broker_main(int argc, char **argv) {
       state = state_buf;
     }
     dopts.state_path = state;
+    char sdir[PATH_MAX];
+    snprintf(sdir, sizeof sdir, "%s", state);
+    char *ss = strrchr(sdir, '/');
+    if (ss) { /* the state file's directory, like the log's, is made when missing */
+      *ss = '\0';
+      mkdir(sdir, 0750);
+    }
     disp = trigger_dispatcher_start(&dopts, err, sizeof err);
     if (disp && config) rc = trigger_dispatcher_load(disp, config, err, sizeof err) ? 2 : 0;
     if (disp && rc == 0) {

@@ -2,9 +2,9 @@
  * dispatcher.c — the consumers and the deliveries (see dispatcher.h for
  * the semantics, dispatcher_int.h for the locking).
  *
- * Three kinds of thread meet here. A reader per consumer reads records,
- * decodes them and leaves them in its partitions' inboxes; it also commits
- * each partition's done point, so that slow log calls never hold up a
+ * Three kinds of thread meet here. A reader per partition reads records,
+ * decodes them and leaves them in the partition's inbox; it also commits
+ * the partition's done point, so that slow log calls never hold up a
  * delivery. The delivery thread matches new records against the index,
  * starts attempts, handles their ends and runs the backoff timers. The
  * HTTP client's thread and the log's thread only report ends: they fill in
@@ -24,6 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* The most often a reader commits its partition's done point. */
+#define COMMIT_EVERY_MS 100u
 
 struct rec {
   rec *next;
@@ -378,6 +381,9 @@ static void dead_letter(trigger_dispatcher *d, dlv *x) {
       trigger_delivery_dead_letter(x->r->ev, dest, x->status, x->errbody.data, x->errbody.len);
   x->attempts = 0;
   x->target = tr->delivery.dead_letter_uri ? T_SINK : T_DL_TOPIC;
+  logf_("trigger %s/%s: event %s failed (%s) after %d attempt(s): to the dead-letter %s", tr->ns,
+        tr->name, ce_event_get_str(x->r->ev, "id"), x->end_why[0] ? x->end_why : "error",
+        x->retries + 1, x->target == T_SINK ? "sink" : "topic");
   if (!x->dl_ev) { /* out of memory: try the whole subscriber step again later */
     x->target = T_SUBSCRIBER;
     later(d, x, d->opts.sink_retry_max_ms);
@@ -649,7 +655,7 @@ static void release(trigger_dispatcher *d) {
         moved = true;
       }
     }
-    if (moved) pthread_cond_signal(&c->wake);
+    if (moved) pthread_cond_broadcast(&c->wake);
   }
 }
 
@@ -764,34 +770,33 @@ static void commit_part(consumer *c, part *p) {
     p->committed = done;
 }
 
+/* One partition's reader: its own thread, because a read may wait (the
+ * Kafka log waits for a first record) and must not hold up the others. */
 static void *reader_main(void *arg) {
-  consumer *c = arg;
+  part *p = arg;
+  consumer *c = p->c;
   trigger_dispatcher *d = c->d;
-  uint64_t lag_at = 0;
+  uint64_t lag_at = 0, commit_at = 0;
   for (;;) {
     pthread_mutex_lock(&d->lock);
     bool stop = c->stop;
+    size_t room = d->opts.window > p->held ? d->opts.window - p->held : 0;
     pthread_mutex_unlock(&d->lock);
     if (stop) break;
-    bool any = false;
-    for (int32_t i = 0; i < c->n_parts; i++) {
-      part *p = &c->parts[i];
-      commit_part(c, p);
-      pthread_mutex_lock(&d->lock);
-      size_t room = d->opts.window > p->held ? d->opts.window - p->held : 0;
-      pthread_mutex_unlock(&d->lock);
-      if (room && read_part(c, p, room) > 0) any = true;
-    }
     uint64_t now = metrics_now_ns();
-    if (now - lag_at > 1000000000u) {
-      lag_at = now;
-      for (int32_t i = 0; i < c->n_parts; i++) {
-        int64_t end;
-        if (broker_log_end(d->opts.log, c->topic, c->parts[i].id, &end) == 0)
-          atomic_store(&c->parts[i].end, end);
-      }
+    /* Commits at most every COMMIT_EVERY_MS: each is a write (a sync on the
+     * embedded log), and a later one covers an earlier. A crash repeats at
+     * most that much, which at least once allows. */
+    if (now - commit_at >= COMMIT_EVERY_MS * 1000000u) {
+      commit_at = now;
+      commit_part(c, p);
     }
-    if (any) continue;
+    if (now - lag_at >= 1000000000u) {
+      lag_at = now;
+      int64_t end;
+      if (broker_log_end(d->opts.log, c->topic, p->id, &end) == 0) atomic_store(&p->end, end);
+    }
+    if (room && read_part(c, p, room) > 0) continue;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_nsec += (long)d->opts.poll_ms * 1000000L;
@@ -801,7 +806,7 @@ static void *reader_main(void *arg) {
     if (!c->stop) pthread_cond_timedwait(&c->wake, &d->lock, &ts);
     pthread_mutex_unlock(&d->lock);
   }
-  for (int32_t i = 0; i < c->n_parts; i++) commit_part(c, &c->parts[i]);
+  commit_part(c, p);
   return NULL;
 }
 
@@ -811,7 +816,16 @@ static pthread_condattr_t *monotonic(pthread_condattr_t *a) {
   return a;
 }
 
-/* Starts c's reader from the group's committed positions (c is filled in
+/* Stops the first n readers of c; each commits its partition's done point. */
+static void readers_stop(consumer *c, int32_t n) {
+  pthread_mutex_lock(&c->d->lock);
+  c->stop = true;
+  pthread_cond_broadcast(&c->wake);
+  pthread_mutex_unlock(&c->d->lock);
+  for (int32_t i = 0; i < n; i++) pthread_join(c->parts[i].reader, NULL);
+}
+
+/* Starts c's readers from the group's committed positions (c is filled in
  * but not yet listed). */
 int dispatcher__consumer_start(trigger_dispatcher *d, consumer *c) {
   for (int32_t i = 0; i < c->n_parts; i++) {
@@ -824,10 +838,15 @@ int dispatcher__consumer_start(trigger_dispatcher *d, consumer *c) {
   pthread_condattr_t a;
   pthread_cond_init(&c->wake, monotonic(&a));
   pthread_condattr_destroy(&a);
-  int rc = pthread_create(&c->reader, NULL, reader_main, c);
-  if (rc) {
-    pthread_cond_destroy(&c->wake);
-    return -rc;
+  for (int32_t i = 0; i < c->n_parts; i++) {
+    part *p = &c->parts[i];
+    p->c = c;
+    int rc = pthread_create(&p->reader, NULL, reader_main, p);
+    if (rc) {
+      readers_stop(c, i);
+      pthread_cond_destroy(&c->wake);
+      return -rc;
+    }
   }
   return 0;
 }
@@ -908,13 +927,7 @@ void trigger_dispatcher_stop(trigger_dispatcher *d) {
   pthread_mutex_unlock(&d->lock);
   pthread_join(d->thread, NULL);
   /* The delivery thread is gone: done points are final. Readers commit them. */
-  for (consumer *c = d->consumers; c; c = c->next) {
-    pthread_mutex_lock(&d->lock);
-    c->stop = true;
-    pthread_cond_signal(&c->wake);
-    pthread_mutex_unlock(&d->lock);
-    pthread_join(c->reader, NULL);
-  }
+  for (consumer *c = d->consumers; c; c = c->next) readers_stop(c, c->n_parts);
   httpc_stop(d->http); /* cancelled requests report onto d->done, unread */
   pthread_mutex_lock(&d->lock);
   while (d->appends) pthread_cond_wait(&d->idle, &d->lock);

@@ -51,11 +51,13 @@ typedef struct part {
   int64_t recv_next;       /* the offset after the last record taken */
   int64_t done_next;       /* every record before it is done: the commit point */
   /* The reader's own (no lock): */
+  struct consumer *c;
+  pthread_t reader;
   int64_t read_next, committed;
   _Atomic int64_t end; /* the log's end, for lag */
 } part;
 
-/* One broker's consumer: its topic read by one reader thread. */
+/* One broker's consumer: its topic, read by a thread per partition. */
 typedef struct consumer {
   struct consumer *next;
   trigger_dispatcher *d;
@@ -63,8 +65,7 @@ typedef struct consumer {
   part *parts;
   int32_t n_parts;
   trigger_index *ix;
-  pthread_t reader;
-  pthread_cond_t wake; /* the reader waits on it (with d->lock) */
+  pthread_cond_t wake; /* the readers wait on it (with d->lock) */
   bool stop;
   uint64_t records, invalid; /* read; not CloudEvents (skipped) */
 } consumer;
