@@ -796,3 +796,63 @@ bool res_valid_dns_label(const char *s, size_t n) {
       return false;
   return true;
 }
+
+/* ISO-8601 durations, read by hand: strtod would also take hex ("PT0x10S"),
+ * exponents ("PT1e3S") and the locale's decimal sign. Components come in
+ * ISO order, each at most once (weeks, days, then after T hours, minutes,
+ * seconds); only the last may have a fraction, with '.' or ','. Integers
+ * throughout, so that PT0.2S is exactly 200. */
+int res_duration_ms(const char *s, int64_t *ms) {
+  static const char date_units[] = "WD", time_units[] = "HMS";
+  static const int64_t date_ms[] = {7 * 86400000LL, 86400000LL};
+  static const int64_t time_ms[] = {3600000LL, 60000LL, 1000LL};
+  if (!s || *s != 'P') return -EINVAL;
+  const char *p = s + 1;
+  bool time = false, any = false;
+  size_t next = 0; /* the first unit still allowed in this part */
+  int64_t total = 0;
+  while (*p) {
+    if (*p == 'T') {
+      if (time || !p[1]) return -EINVAL;
+      time = true;
+      next = 0;
+      p++;
+      continue;
+    }
+    const char *digits = p;
+    int64_t whole = 0, frac = 0, scale = 1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+      if (whole > (INT64_MAX - 9) / 10) return -EINVAL;
+      whole = whole * 10 + (*p - '0');
+    }
+    if (p == digits) return -EINVAL;
+    bool fraction = *p == '.' || *p == ',';
+    if (fraction) {
+      const char *f = ++p;
+      for (; *p >= '0' && *p <= '9'; p++)
+        if (scale < 1000000000LL) { /* digits past the ninth cannot matter */
+          frac = frac * 10 + (*p - '0');
+          scale *= 10;
+        }
+      if (p == f) return -EINVAL;
+    }
+    const char *units = time ? time_units : date_units;
+    const char *u = *p ? strchr(units + next, *p) : NULL;
+    if (!u) return -EINVAL; /* Y and months (no fixed length), or out of order */
+    size_t k = (size_t)(u - units);
+    int64_t unit = time ? time_ms[k] : date_ms[k];
+    next = k + 1;
+    if (fraction && p[1]) return -EINVAL;
+    if (whole > (INT64_MAX - total) / unit) return -EINVAL;
+    total += whole * unit;
+    /* frac < scale <= 1e9 and unit < 1e9: the product fits. Half rounds up. */
+    int64_t part = (frac * unit + scale / 2) / scale;
+    if (part > INT64_MAX - total) return -EINVAL;
+    total += part;
+    any = true;
+    p++;
+  }
+  if (!any) return -EINVAL;
+  *ms = total;
+  return 0;
+}

@@ -69,6 +69,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
@@ -123,5 +124,14 @@ bool res_is(const cJSON *obj, const char *api_group, const char *kind);
 /* Whether s (n bytes) is a Kubernetes name of the DNS-label kind (RFC 1123):
  * [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters. Namespaces, brokers. */
 bool res_valid_dns_label(const char *s, size_t n);
+
+/* An ISO-8601 duration (Knative delivery timings, lab idle timeouts) ("PT0.5S", "PT1M30S",
+ * "P1DT2H") in milliseconds, rounded to the nearest. Components in ISO order, each at most once:
+ * weeks and days, then after T hours, minutes and seconds; digits only (no sign, no exponent); a
+ * fraction ('.' or ',') only on the last component
+ * ("PT1.5M", not "PT1.5M30S"). Returns 0, or -EINVAL with *ms untouched
+ * (also for years and months, which have no fixed length, and for a total
+ * beyond int64_t). */
+int res_duration_ms(const char *s, int64_t *ms);
 
 #endif

@@ -61,6 +61,7 @@ void posts_env_info_cleanup(posts_env_info *info) {
   free(info->labels);
   free(info->ns);
   free(info->name);
+  free(info->owner);
   free(info->image);
   memset(info, 0, sizeof *info);
 }
@@ -213,6 +214,13 @@ int posts_env_inspect(posts_runtime *rt, const char *id, posts_env_info *info, p
   int rc = check_id(id, err);
   memset(info, 0, sizeof *info);
   return rc < 0 ? rc : rt->ops->inspect(rt, id, info, err);
+}
+
+int posts_env_claim(posts_runtime *rt, const char *id, const char *owner, posts_err *err) {
+  int rc = check_id(id, err);
+  if (rc < 0) return rc;
+  if (!is_dns_name(owner, "-.")) return posts__err(err, -EINVAL, 0, "owner: not [a-z0-9.-]{1,63}");
+  return rt->ops->claim(rt, id, owner, err);
 }
 
 int posts_env_list(posts_runtime *rt, const char *ns, const posts_label *sel, size_t n_sel,

@@ -5,7 +5,9 @@
  * The first backend is the Docker Engine API over a unix socket, which both
  * Docker and Podman (`podman system service`) serve; a Kubernetes backend is
  * meant to follow, which is why environments live in a namespace, carry
- * labels, and are named by opaque string ids.
+ * labels, and are named by opaque string ids. An environment may also carry
+ * an owner (posts_env_claim), the one mutable mark: labels are fixed at
+ * creation.
  *
  * Every environment is created with least privilege, whatever its spec asks
  * for: no new privileges, every capability dropped but those granted, a
@@ -91,6 +93,7 @@ typedef struct posts_env_info {
   char id[POSTS_ENV_ID_MAX];
   char *ns; /* "" when the environment was not made through this API */
   char *name;
+  char *owner; /* set by posts_env_claim; "" while unclaimed */
   char *image;
   posts_env_state state;
   int exit_code;       /* of the command, once exited; else 0 (and always 0
@@ -176,6 +179,31 @@ int posts_env_remove(posts_runtime *rt, const char *id, bool force, posts_err *e
 /* Fills info (which the caller releases with posts_env_info_cleanup, also
  * on error). -ENOENT: no such environment. */
 int posts_env_inspect(posts_runtime *rt, const char *id, posts_env_info *info, posts_err *err);
+
+/* Marks the environment id as owned by owner ([a-z0-9.-], at most 63,
+ * alphanumeric at both ends: a tenant's name), which posts_env_inspect and
+ * posts_env_list then report in info->owner, to this process and to any
+ * later one: the owner is kept by the runtime, not here.
+ *
+ * Why not a label: Docker and Podman cannot change a container's labels
+ * once it is created, and a pool must be able to tell from the runtime alone
+ * which of its environments are taken. The Docker backend keeps the owner in
+ * the container's name instead (renamed from <ns>_<name> to
+ * <ns>_<name>__<owner>; info->name is unchanged). A Kubernetes backend
+ * would patch a label (with the resourceVersion as precondition).
+ *
+ * A claim is checked, not atomic: it fails with -EBUSY when another owner
+ * already holds the environment, but two claims of one environment racing
+ * from two processes may both succeed, the later owner winning (Podman's
+ * rename looks the container up before it locks it; tested). Callers
+ * serialise claims of an environment: the pool does, under its lock, and
+ * there is one pool per node and namespace. Returns 0 (also when owner
+ * already holds it), or
+ *   -EBUSY   another owner holds it
+ *   -ENOENT  no such environment (or not one made through this API)
+ *   -EINVAL  a bad id or owner
+ *   and the transport's errors. */
+int posts_env_claim(posts_runtime *rt, const char *id, const char *owner, posts_err *err);
 
 /* Lists the environments of ns (NULL: of every namespace) that carry every
  * label of sel (value NULL: any value), stopped ones included, made through

@@ -9,7 +9,10 @@
  *
  * Docker has no namespaces: an environment's namespace is the label
  * outpost.runtime/namespace, and its container is named <ns>_<name> ('_' is
- * in neither), so that two namespaces may use the same name.
+ * in neither), so that two namespaces may use the same name. Labels cannot
+ * change after creation, so a claim renames the container to
+ * <ns>_<name>__<owner> (POST /containers/{name}/rename, which Podman's
+ * compatibility API serves too, on running containers as well).
  */
 #include "posts/runtime_int.h"
 
@@ -23,6 +26,7 @@
 #include <time.h>
 
 #define NS_LABEL      POSTS_RUNTIME_LABEL_PREFIX "namespace"
+#define OWNER_SEP     "__" /* between a container's name and its owner */
 #define API           "http://docker/v1.41"
 #define CALL_TIMEOUT  60000L     /* ms; creating on a busy host can take seconds */
 #define MAX_ANSWER    (16 << 20) /* a list of thousands of containers fits */
@@ -371,13 +375,21 @@ static int fill_labels(posts_env_info *info, const cJSON *labels) {
   return info->ns || posts__strdup(&info->ns, "") == 0 ? 0 : -ENOMEM;
 }
 
-/* Docker's "/ns_name" as the name the caller gave. */
+/* Docker's "/ns_name" or, once claimed, "/ns_name__owner" as the name the
+ * caller gave and the owner. "__" appears in no name of ours (names are
+ * [a-z0-9.-]) nor in the names Docker and Podman pick ("adjective_name"). */
 static int fill_name(posts_env_info *info, const char *docker_name) {
   size_t nlen = strlen(info->ns);
-  const char *s = docker_name ? docker_name : "";
+  const char *s = docker_name ? docker_name : "", *sep;
   if (*s == '/') s++;
   if (nlen && strncmp(s, info->ns, nlen) == 0 && s[nlen] == '_') s += nlen + 1;
-  return posts__strdup(&info->name, s);
+  sep = strstr(s, OWNER_SEP);
+  if (posts__strdup(&info->owner, sep ? sep + strlen(OWNER_SEP) : "") < 0) return -ENOMEM;
+  if (!sep) return posts__strdup(&info->name, s);
+  if (!(info->name = malloc((size_t)(sep - s) + 1))) return -ENOMEM;
+  memcpy(info->name, s, (size_t)(sep - s));
+  info->name[sep - s] = '\0';
+  return 0;
 }
 
 static int fill_common(posts_env_info *info, const char *id, const cJSON *labels,
@@ -390,19 +402,24 @@ static int fill_common(posts_env_info *info, const char *id, const cJSON *labels
   return 0;
 }
 
-static int dk_inspect(posts_runtime *rt, const char *id, posts_env_info *info, posts_err *err) {
+/* Inspects id into info and, when raw is not NULL, copies the engine's own
+ * name for it ("/ns_name__owner") into raw[size]. */
+static int inspect_named(posts_runtime *rt, const char *id, posts_env_info *info, char *raw,
+                         size_t size, posts_err *err) {
   static const long ok[] = {200, 0};
   char path[POSTS_ENV_ID_MAX + 64];
   cJSON *ans, *config, *state;
+  const char *name;
   int rc = check_docker_id(id, err);
   if (rc < 0) return rc;
   snprintf(path, sizeof path, "/containers/%s/json", id);
   if ((rc = dk_call((dk *)rt, "GET", path, NULL, ok, -EBUSY, &ans, err)) < 0) return rc;
+  name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ans, "Name"));
+  if (raw) snprintf(raw, size, "%s", name ? name : "");
   config = cJSON_GetObjectItemCaseSensitive(ans, "Config");
   state = cJSON_GetObjectItemCaseSensitive(ans, "State");
   rc = fill_common(info, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ans, "Id")),
-                   cJSON_GetObjectItemCaseSensitive(config, "Labels"),
-                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ans, "Name")),
+                   cJSON_GetObjectItemCaseSensitive(config, "Labels"), name,
                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(config, "Image")));
   if (rc < 0) {
     posts__err(err, rc, 200, "inspect %s: %s", id, rc == -ENOMEM ? "out of memory" : "no Id");
@@ -416,6 +433,61 @@ static int dk_inspect(posts_runtime *rt, const char *id, posts_env_info *info, p
         parse_time(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ans, "Created")));
   }
   cJSON_Delete(ans);
+  return rc;
+}
+
+static int dk_inspect(posts_runtime *rt, const char *id, posts_env_info *info, posts_err *err) {
+  return inspect_named(rt, id, info, NULL, 0, err);
+}
+
+/* Renames the container by its current, unclaimed name rather than its id,
+ * so that a claim that starts after another one ended finds the name gone
+ * (404) even if it read the container before. This narrows the race but
+ * does not close it: Podman looks the name up before it locks the
+ * container, so two renames in flight at once both succeed (runtime.h). */
+static int dk_claim(posts_runtime *rt, const char *id, const char *owner, posts_err *err) {
+  static const long ok[] = {204, 0};
+  posts_env_info info = {0};
+  char raw[512], path[1400];
+  const char *old;
+  size_t nlen;
+  int rc = inspect_named(rt, id, &info, raw, sizeof raw, err);
+  if (rc < 0) goto cleanup;
+  if (!info.ns[0]) {
+    rc = posts__err(err, -ENOENT, 0, "claim %s: not an environment of this API", id);
+    goto cleanup;
+  }
+  if (info.owner[0]) {
+    if (strcmp(info.owner, owner) != 0)
+      rc = posts__err(err, -EBUSY, 0, "claim %s: owned by %s", id, info.owner);
+    goto cleanup;
+  }
+  /* <ns>_<name> keeps its prefix; a name the engine picked gets one. Both
+   * came from the engine as [A-Za-z0-9_.-], safe in a URL. */
+  old = raw[0] == '/' ? raw + 1 : raw;
+  nlen = strlen(info.ns);
+  if (check_docker_id(old, NULL) < 0 || !old[0]) {
+    rc = posts__err(err, -ENOENT, 0, "claim %s: its name cannot be used", id);
+    goto cleanup;
+  }
+  if (strncmp(old, info.ns, nlen) == 0 && old[nlen] == '_')
+    snprintf(path, sizeof path, "/containers/%s/rename?name=%s" OWNER_SEP "%s", old, old, owner);
+  else
+    snprintf(path, sizeof path, "/containers/%s/rename?name=%s_%s" OWNER_SEP "%s", old, info.ns,
+             old, owner);
+  rc = dk_call((dk *)rt, "POST", path, NULL, ok, -EBUSY, NULL, err);
+  if (rc == -ENOENT) {
+    /* The old name is gone: someone claimed it first, or it was removed. */
+    posts_env_info now = {0};
+    rc = dk_inspect(rt, id, &now, NULL);
+    if (rc == 0 && strcmp(now.owner, owner) != 0)
+      rc = posts__err(err, -EBUSY, 0, "claim %s: owned by %s", id, now.owner);
+    else if (rc < 0)
+      posts__err(err, rc, 404, "claim %s: no such environment", id);
+    posts_env_info_cleanup(&now);
+  }
+cleanup:
+  posts_env_info_cleanup(&info);
   return rc;
 }
 
@@ -636,6 +708,7 @@ static const posts_runtime_ops dk_ops = {
     .stop = dk_stop,
     .remove = dk_remove,
     .inspect = dk_inspect,
+    .claim = dk_claim,
     .list = dk_list,
     .exec = dk_exec,
 };

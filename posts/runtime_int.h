@@ -23,6 +23,7 @@ typedef struct posts_runtime_ops {
   int (*stop)(posts_runtime *rt, const char *id, int grace_s, posts_err *err);
   int (*remove)(posts_runtime *rt, const char *id, bool force, posts_err *err);
   int (*inspect)(posts_runtime *rt, const char *id, posts_env_info *info, posts_err *err);
+  int (*claim)(posts_runtime *rt, const char *id, const char *owner, posts_err *err);
   int (*list)(posts_runtime *rt, const char *ns, const posts_label *sel, size_t n_sel,
               posts_env_infos *out, posts_err *err);
   int (*exec)(posts_runtime *rt, const char *id, const posts_exec_req *req, posts_exec_result *res,

@@ -103,13 +103,4 @@ bool trigger_match(const trigger *tr, const ce_event *ev);
  * The strings point into the trigger. */
 int trigger_index_key(const trigger *tr, const char **attr, const char **value);
 
-/* An ISO-8601 duration ("PT0.5S", "PT1M30S", "P1DT2H") in milliseconds,
- * rounded to the nearest. Components in ISO order, each at most once: weeks
- * and days, then after T hours, minutes and seconds; digits only (no sign,
- * no exponent); a fraction ('.' or ',') only on the last component
- * ("PT1.5M", not "PT1.5M30S"). Returns 0, or -EINVAL with *ms untouched
- * (also for years and months, which have no fixed length, and for a total
- * beyond int64_t). */
-int trigger_duration_ms(const char *s, int64_t *ms);
-
 #endif

@@ -5,7 +5,8 @@
  * -EEXIST, -EBUSY, -EINVAL, -ETIMEDOUT), least privilege seen from inside an
  * environment (no new privileges, only the granted capability, a pids limit
  * that stops a fork loop, memory and CPU limits, loopback only, a read-only
- * root and shared volume), and the C compiler lab compiling a program.
+ * root and shared volume), the C compiler lab compiling a program, and
+ * claims (an owner kept by the runtime, one owner per environment).
  *
  * Needs root and podman with the lab image (scripts/setup_podman.sh). It
  * starts the podman service itself with the script given as argv[1] when
@@ -509,6 +510,73 @@ static void c_lab_compiles(void **state) {
   EXPECT_RC(posts_env_remove(rt, id, true, &err), 0, &err);
 }
 
+/* A claim records an owner the runtime keeps (inspect and list read it
+ * back), leaves name and labels as they were, works on running and unnamed
+ * environments, and never passes an environment to a second owner. */
+static void claim_owner(void **state) {
+  (void)state;
+  posts_env_spec spec = spec_for("claimed");
+  posts_env_spec unnamed = spec_for(NULL);
+  posts_env_info info = {0};
+  posts_env_infos infos = {0};
+  posts_label sel[] = {{SUITE, "runtime_docker"}};
+  posts_err err = {0};
+  char id[POSTS_ENV_ID_MAX], id2[POSTS_ENV_ID_MAX], name2[128];
+  const char *unknown = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+  run_env(&spec, id);
+  EXPECT_RC(posts_env_inspect(rt, id, &info, &err), 0, &err);
+  EXPECT_STR(info.owner, "");
+  posts_env_info_cleanup(&info);
+
+  EXPECT_RC(posts_env_claim(rt, id, "alice", &err), 0, &err);
+  EXPECT_RC(posts_env_inspect(rt, id, &info, &err), 0, &err);
+  EXPECT_STR(info.owner, "alice");
+  EXPECT_STR(info.name, "claimed");
+  EXPECT_STR(info.ns, ns);
+  EXPECT_STR(posts_env_info_label(&info, SUITE), "runtime_docker");
+  EXPECT_STR(posts_env_state_name(info.state), "running"); /* a rename does not stop it */
+  posts_env_info_cleanup(&info);
+
+  EXPECT_RC(posts_env_claim(rt, id, "alice", &err), 0, &err); /* again: fine */
+  EXPECT_RC(posts_env_claim(rt, id, "bob", &err), -EBUSY, &err);
+  EXPECT_HAS(err.msg, "alice");
+  EXPECT_RC(posts_env_claim(rt, unknown, "bob", &err), -ENOENT, &err);
+  EXPECT_RC(posts_env_claim(rt, id, "Bob", &err), -EINVAL, &err);
+  EXPECT_RC(posts_env_claim(rt, id, "a__b", &err), -EINVAL, &err);
+  EXPECT_RC(posts_env_claim(rt, id, "", &err), -EINVAL, &err);
+
+  /* An environment whose name the engine picked keeps it too. */
+  EXPECT_RC(posts_env_create(rt, &unnamed, id2, &err), 0, &err);
+  EXPECT_RC(posts_env_inspect(rt, id2, &info, &err), 0, &err);
+  snprintf(name2, sizeof name2, "%s", info.name);
+  posts_env_info_cleanup(&info);
+  EXPECT_RC(posts_env_claim(rt, id2, "carol.course-1", &err), 0, &err);
+  EXPECT_RC(posts_env_inspect(rt, id2, &info, &err), 0, &err);
+  EXPECT_STR(info.owner, "carol.course-1");
+  EXPECT_STR(info.name, name2);
+  posts_env_info_cleanup(&info);
+
+  /* Listing reports owners, so a restarted pool can tell taken from free. */
+  EXPECT_RC(posts_env_list(rt, ns, sel, 1, &infos, &err), 0, &err);
+  int seen = 0;
+  for (size_t i = 0; i < infos.n; i++) {
+    if (strcmp(infos.items[i].id, id) == 0) {
+      EXPECT_STR(infos.items[i].owner, "alice");
+      EXPECT_STR(infos.items[i].name, "claimed");
+      seen++;
+    } else if (strcmp(infos.items[i].id, id2) == 0) {
+      EXPECT_STR(infos.items[i].owner, "carol.course-1");
+      seen++;
+    }
+  }
+  posts_env_infos_cleanup(&infos);
+  assert_int_equal(seen, 2);
+  EXPECT_RC(posts_env_remove(rt, id, true, &err), 0, &err);
+  EXPECT_RC(posts_env_claim(rt, id, "alice", &err), -ENOENT, &err);
+  EXPECT_RC(posts_env_remove(rt, id2, true, &err), 0, &err);
+}
+
 /* --------------------------------------------------------------- main */
 
 static int group_setup(void **state) {
@@ -575,6 +643,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(fork_loop_stays_inside),
       cmocka_unit_test(network_allowed),
       cmocka_unit_test(c_lab_compiles),
+      cmocka_unit_test(claim_owner),
   };
   int rc = prepare(argc > 1 ? argv[1] : NULL);
   if (rc != 0) return rc;

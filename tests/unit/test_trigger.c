@@ -573,7 +573,7 @@ static void test_duration(void **state) {
   for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
     CTX("%s", ok[i].s);
     int64_t ms = -42;
-    EXPECT_RC(trigger_duration_ms(ok[i].s, &ms), 0);
+    EXPECT_RC(res_duration_ms(ok[i].s, &ms), 0);
     EXPECT_INT(ms, ok[i].ms);
   }
 
@@ -632,12 +632,12 @@ static void test_duration(void **state) {
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     CTX("\"%s\"", bad[i]);
     int64_t ms = -42;
-    EXPECT_RC(trigger_duration_ms(bad[i], &ms), -EINVAL);
+    EXPECT_RC(res_duration_ms(bad[i], &ms), -EINVAL);
     EXPECT_INT(ms, -42);
   }
   CTX("NULL");
   int64_t ms = -42;
-  EXPECT_RC(trigger_duration_ms(NULL, &ms), -EINVAL);
+  EXPECT_RC(res_duration_ms(NULL, &ms), -EINVAL);
 }
 
 /* ---------------------------------------------------------------- index keys */
