@@ -5,6 +5,7 @@
  */
 #include "broker/broker.h"
 #include "core/ce.h"
+#include "detector/detector.h"
 #include "trigger/dispatcher.h"
 #include "version.h"
 
@@ -18,11 +19,12 @@ static void usage(FILE *f) {
         "\n"
         "commands:\n"
         "  broker         run the CloudEvents ingress, its log and the trigger dispatcher\n"
+        "  detector       publish lab environments' process events (eBPF) and tenants' events\n"
         "  trigger        apply, get or delete triggers on a running broker\n"
         "  version        print the version\n"
         "  help           print this help\n"
         "\n"
-        "Coming with their components: run, detector, post.\n"
+        "Coming with their components: run, post.\n"
         "'outpost <command> --help' describes a command.\n",
         f);
 }
@@ -43,6 +45,7 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "broker")) return broker_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "trigger")) return trigger_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "detector")) return detector_main(argc - 1, argv + 1);
   fprintf(stderr, "outpost: unknown command '%s' (see 'outpost --help')\n", cmd);
   return 2;
 }

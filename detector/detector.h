@@ -261,6 +261,11 @@ int detector_bpf_drops(detector_bpf *d, uint64_t out[DETECTOR_KIND_MAX]);
  * for a record too short for its kind or of an unknown kind. */
 int detector_event_decode(const void *rec, size_t len, int64_t boot_to_wall_ns, detector_event *e);
 
+/* `outpost detector` (detector/main.c): flags in argv (argv[0] is
+ * "detector"); returns the exit code: 0, 1 (a failure), 2 (bad flags), 3
+ * (the kernel side is unavailable: not root, no BTF). */
+int detector_main(int argc, char **argv);
+
 /* Thread rules: detector_bpf_poll runs on one thread at a time.
  * detector_bpf_watch, _unwatch, _policy_set and _drops may be called from any
  * thread, also while another polls; policy changes are serialised inside.

@@ -1,0 +1,444 @@
+/*
+ * main.c — `outpost detector`: one per node. Loads the eBPF side, polls its
+ * ring buffer on a thread, attributes each event to the environment the
+ * admin API said its cgroup belongs to, and publishes it as a CloudEvent to
+ * the broker; takes tenants' events over HTTP; reports ring-buffer and
+ * publisher drops in a periodic dev.outpost.detector.drops event. Stopped by
+ * SIGINT or SIGTERM: the buffer is drained to the broker for --drain-ms.
+ */
+#define _GNU_SOURCE /* sigtimedwait, gethostname */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/metrics.h"
+#include "core/resources.h"
+#include "detector/daemon.h"
+
+/* The exit code when the kernel side cannot load: `outpost run` goes on without it. */
+#define EXIT_NO_BPF 3
+
+static void usage(FILE *f) {
+  fputs("usage: outpost detector --broker-url URL [options]\n"
+        "\n"
+        "Reports what processes of watched lab environments do (eBPF) and tenants' own\n"
+        "events, as CloudEvents published to a broker's ingress. See detector/README.md.\n"
+        "\n"
+        "  --broker-url URL      the ingress, e.g. http://127.0.0.1:8080/default/default\n"
+        "  --listen HOST:PORT    its HTTP server (default 127.0.0.1:8090)\n"
+        "  --node NAME           this node's name (default: the host name)\n"
+        "  --ring-bytes N        the kernel ring buffer, a power of two (default 1048576)\n"
+        "  --no-bpf              no kernel side: tenant events only\n"
+        "  --tenant-token T=TOK  tenant T's bearer token (repeatable)\n"
+        "  --tokens-file FILE    more of them, one TENANT=TOKEN per line ('#' comments)\n"
+        "  --admin-token TOKEN   bearer token of /v1/environments and /v1/policies\n"
+        "                        (without it the admin API is open to whoever reaches it)\n"
+        "  --max-events N        events buffered for the broker (default 10000)\n"
+        "  --max-buffer-bytes N  their bytes (default 16777216)\n"
+        "  --batch-events N      events per batch (default 100)\n"
+        "  --batch-ms MS         how long an event waits for its batch to fill (default 20)\n"
+        "  --drops-interval MS   how often drops are checked and reported (default 10000)\n"
+        "  --drain-ms MS         on SIGTERM, how long to go on delivering (default 5000)\n"
+        "  --max-body BYTES      largest request body (default 262144)\n"
+        "  --threads N           HTTP threads (default 2)\n",
+        f);
+}
+
+typedef struct det_flags {
+  char host[64];
+  uint16_t port;
+  const char *node, *tokens_file, *admin_token;
+  size_t ring_bytes, max_body, threads;
+  bool no_bpf;
+  int drops_ms, drain_ms;
+  const char *tokens[64];
+  size_t n_tokens;
+  detector_pub_opts po;
+} det_flags;
+
+static int parse_size(const char *s, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || end == s || s[0] == '-') return -EINVAL;
+  *out = (size_t)v;
+  return 0;
+}
+
+/* ------------------------------------------------------------ tokens */
+
+static int token_add(det_daemon *dd, const char *line, const char *where) {
+  const char *eq = strchr(line, '=');
+  size_t tl = eq ? (size_t)(eq - line) : 0;
+  if (!eq || !res_valid_dns_label(line, tl) || !eq[1] || strpbrk(eq + 1, " \t")) {
+    fprintf(stderr,
+            "outpost detector: %s: want TENANT=TOKEN (a DNS label, a token without spaces)\n",
+            where);
+    return -EINVAL;
+  }
+  det_token *t = realloc(dd->tokens, (dd->n_tokens + 1) * sizeof *t);
+  if (!t) return -ENOMEM;
+  dd->tokens = t;
+  t[dd->n_tokens].tenant = strndup(line, tl);
+  t[dd->n_tokens].token = strdup(eq + 1);
+  if (!t[dd->n_tokens].tenant || !t[dd->n_tokens].token) {
+    free(t[dd->n_tokens].tenant);
+    free(t[dd->n_tokens].token);
+    return -ENOMEM;
+  }
+  dd->n_tokens++;
+  return 0;
+}
+
+static int tokens_load(det_daemon *dd, const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "outpost detector: %s: %s\n", path, strerror(errno));
+    return -errno;
+  }
+  char line[1024], where[1100];
+  int rc = 0, no = 0;
+  while (rc == 0 && fgets(line, sizeof line, f)) {
+    no++;
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ')) line[--n] = 0;
+    const char *s = line + strspn(line, " \t");
+    if (!*s || *s == '#') continue;
+    snprintf(where, sizeof where, "%s:%d", path, no);
+    rc = token_add(dd, s, where);
+  }
+  fclose(f);
+  return rc;
+}
+
+static void tokens_free(det_daemon *dd) {
+  for (size_t i = 0; i < dd->n_tokens; i++) {
+    free(dd->tokens[i].tenant);
+    free(dd->tokens[i].token);
+  }
+  free(dd->tokens);
+}
+
+/* ------------------------------------------------------------ flags */
+
+static const struct option longopts[] = {{"broker-url", required_argument, NULL, 'u'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"node", required_argument, NULL, 'n'},
+                                         {"ring-bytes", required_argument, NULL, 'r'},
+                                         {"no-bpf", no_argument, NULL, 'N'},
+                                         {"tenant-token", required_argument, NULL, 't'},
+                                         {"tokens-file", required_argument, NULL, 'f'},
+                                         {"admin-token", required_argument, NULL, 'a'},
+                                         {"max-events", required_argument, NULL, 'e'},
+                                         {"max-buffer-bytes", required_argument, NULL, 'b'},
+                                         {"batch-events", required_argument, NULL, 'E'},
+                                         {"batch-ms", required_argument, NULL, 'm'},
+                                         {"drops-interval", required_argument, NULL, 'i'},
+                                         {"drain-ms", required_argument, NULL, 'd'},
+                                         {"max-body", required_argument, NULL, 'B'},
+                                         {"threads", required_argument, NULL, 'T'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+
+static int parse_flags(int argc, char **argv, det_flags *fl) {
+  int c;
+  size_t v;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    if (c == 'h') {
+      usage(stdout);
+      return 0;
+    }
+    if (c == '?') return 2;
+    if (c == 'u') {
+      fl->po.url = optarg;
+    } else if (c == 'l') {
+      const char *colon = strrchr(optarg, ':');
+      if (!colon || (size_t)(colon - optarg) >= sizeof fl->host || parse_size(colon + 1, &v) ||
+          v > 65535) {
+        fprintf(stderr, "outpost detector: --listen wants HOST:PORT, not '%s'\n", optarg);
+        return 2;
+      }
+      snprintf(fl->host, sizeof fl->host, "%.*s", (int)(colon - optarg), optarg);
+      fl->port = (uint16_t)v;
+    } else if (c == 'n') {
+      fl->node = optarg;
+    } else if (c == 'N') {
+      fl->no_bpf = true;
+    } else if (c == 't') {
+      if (fl->n_tokens == 64) {
+        fprintf(stderr, "outpost detector: at most 64 --tenant-token\n");
+        return 2;
+      }
+      fl->tokens[fl->n_tokens++] = optarg;
+    } else if (c == 'f') {
+      fl->tokens_file = optarg;
+    } else if (c == 'a') {
+      fl->admin_token = optarg;
+    } else if (parse_size(optarg, &v) || v == 0 || v > INT32_MAX) {
+      fprintf(stderr, "outpost detector: bad number '%s'\n", optarg);
+      return 2;
+    } else {
+      if (c == 'r') fl->ring_bytes = v;
+      if (c == 'e') fl->po.max_events = v;
+      if (c == 'b') fl->po.max_bytes = v;
+      if (c == 'E') fl->po.batch_events = v;
+      if (c == 'm') fl->po.batch_ms = (int)v;
+      if (c == 'i') fl->drops_ms = (int)v;
+      if (c == 'd') fl->drain_ms = (int)v;
+      if (c == 'B') fl->max_body = v;
+      if (c == 'T') fl->threads = v;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "outpost detector: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (!fl->po.url) {
+    fprintf(stderr, "outpost detector: --broker-url is required\n");
+    return 2;
+  }
+  return -1; /* go on */
+}
+
+/* The node goes into every source URI: letters, digits, '.', '-', '_'. */
+static bool node_ok(const char *s) {
+  size_t n = strlen(s);
+  return n > 0 && n < DET_NAME_MAX &&
+         strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789.-_") == n;
+}
+
+/* ------------------------------------------------------------ kernel events */
+
+static atomic_bool poll_stop;
+
+static int on_event(const detector_event *e, void *opaque) {
+  det_daemon *dd = opaque;
+  det_env env;
+  ce_event *ev = NULL;
+  ce_err err = {0};
+  if (e->kind > 0 && e->kind < DETECTOR_KIND_MAX)
+    atomic_fetch_add_explicit(&dd->kernel_events[e->kind], 1, memory_order_relaxed);
+  if (detector__env_find(dd, e->env_id, &env) != 0) {
+    detector_pub_drop(dd->pub, DETECTOR_DROP_UNATTRIBUTED, 1);
+    return 0;
+  }
+  detector_env de = {.node = dd->node, .environment = env.name, .tenant = env.tenant, .ns = env.ns};
+  int rc = detector_event_to_ce(e, &de, &ev, &err);
+  if (rc) {
+    detector_pub_drop(dd->pub, rc == -ENOMEM ? DETECTOR_DROP_NO_MEMORY : DETECTOR_DROP_INVALID, 1);
+    return 0;
+  }
+  detector_pub_push(dd->pub, ev, true, NULL); /* a refusal is counted inside */
+  return 0;
+}
+
+static void *poll_thread(void *arg) {
+  det_daemon *dd = arg;
+  while (!atomic_load(&poll_stop)) {
+    int rc = detector_bpf_poll(dd->bpf, 100, on_event, dd);
+    if (rc < 0 && rc != -EINTR) {
+      fprintf(stderr, "outpost detector: polling the ring buffer: %s\n", strerror(-rc));
+      nanosleep(&(struct timespec){0, 100000000}, NULL);
+    }
+  }
+  detector_bpf_poll(dd->bpf, 0, on_event, dd); /* what is left in the ring */
+  return NULL;
+}
+
+/* ------------------------------------------------------------ drops */
+
+/* The counters as last reported. */
+typedef struct drops_seen {
+  uint64_t ring[DETECTOR_KIND_MAX];
+  uint64_t pub[DETECTOR_DROP_MAX];
+} drops_seen;
+
+static void drops_json(ce_buf *b, const drops_seen *now, const drops_seen *last, int interval) {
+  char item[96];
+  snprintf(item, sizeof item, "{\"interval_ms\":%d,\"ring\":{\"total\":%llu", interval,
+           (unsigned long long)now->ring[0]);
+  ce_buf_append_str(b, item);
+  for (int k = 1; k < DETECTOR_KIND_MAX; k++) {
+    snprintf(item, sizeof item, ",\"%s\":%llu", detector_kind_name(k),
+             (unsigned long long)now->ring[k]);
+    ce_buf_append_str(b, item);
+  }
+  snprintf(item, sizeof item, "},\"ring_new\":%llu,\"publisher\":{",
+           (unsigned long long)(now->ring[0] - last->ring[0]));
+  ce_buf_append_str(b, item);
+  for (int r = 0; r < DETECTOR_DROP_MAX; r++) {
+    snprintf(item, sizeof item, "%s\"%s\":%llu", r ? "," : "", detector_drop_name(r),
+             (unsigned long long)now->pub[r]);
+    ce_buf_append_str(b, item);
+  }
+  uint64_t pub_new = 0;
+  for (int r = 0; r < DETECTOR_DROP_MAX; r++) pub_new += now->pub[r] - last->pub[r];
+  snprintf(item, sizeof item, "},\"publisher_new\":%llu}", (unsigned long long)pub_new);
+  ce_buf_append_str(b, item);
+}
+
+/* Publishes a dev.outpost.detector.drops event when a drop counter moved
+ * since the last one that was queued. */
+static void drops_check(det_daemon *dd, drops_seen *last, int interval) {
+  drops_seen now;
+  memset(&now, 0, sizeof now);
+  detector_pub_stats st;
+  if (dd->bpf && detector_bpf_drops(dd->bpf, now.ring) != 0) return;
+  detector_pub_stats_get(dd->pub, &st);
+  memcpy(now.pub, st.dropped, sizeof now.pub);
+  if (memcmp(&now, last, sizeof now) == 0) return;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  char id[64], source[96], t[40];
+  snprintf(id, sizeof id, "drops-%lld.%09ld", (long long)ts.tv_sec, ts.tv_nsec);
+  snprintf(source, sizeof source, "/nodes/%s/detector", dd->node);
+  ce_timestamp_format(ts.tv_sec, (int32_t)ts.tv_nsec, t, sizeof t);
+  ce_buf data;
+  ce_buf_init(&data);
+  drops_json(&data, &now, last, interval);
+  ce_event *ev = ce_event_new();
+  int rc = ev ? 0 : -ENOMEM;
+  if (rc == 0) rc = ce_event_set_str(ev, "specversion", "1.0", NULL);
+  if (rc == 0) rc = ce_event_set_str(ev, "id", id, NULL);
+  if (rc == 0) rc = ce_event_set_str(ev, "source", source, NULL);
+  if (rc == 0) rc = ce_event_set_str(ev, "type", "dev.outpost.detector.drops", NULL);
+  if (rc == 0) rc = ce_event_set(ev, "time", CE_TYPE_TIMESTAMP, t, strlen(t), NULL);
+  if (rc == 0) rc = ce_event_set_str(ev, "subject", "drops", NULL);
+  if (rc == 0) rc = ce_event_set_str(ev, "datacontenttype", "application/json", NULL);
+  if (rc == 0) rc = ce_event_set_str(ev, "node", dd->node, NULL);
+  if (rc == 0) rc = ce_event_set_str(ev, "severity", "warning", NULL);
+  if (rc == 0) rc = ce_event_set_str(ev, "partitionkey", dd->node, NULL);
+  if (rc == 0) rc = ce_event_set_data(ev, data.data, data.len);
+  fprintf(stderr, "outpost detector: drops: %s\n", data.data);
+  ce_buf_cleanup(&data);
+  if (rc) {
+    ce_event_free(ev);
+    return;
+  }
+  /* A report the buffer refuses is not a drop: last is kept, so the next
+   * check reports again, with the newer numbers. */
+  if (detector_pub_push(dd->pub, ev, false, NULL) == 0) {
+    *last = now;
+    atomic_fetch_add_explicit(&dd->drops_reports, 1, memory_order_relaxed);
+  }
+}
+
+/* ------------------------------------------------------------ life */
+
+/* Opens the kernel side; NULL and a line on stderr when it is unavailable. */
+static detector_bpf *bpf_open(const det_flags *fl) {
+  char err[512] = "";
+  detector_bpf_opts bo = {.ring_bytes = fl->ring_bytes};
+  detector_bpf *bpf = detector_bpf_open(&bo, err, sizeof err);
+  if (!bpf) {
+    fprintf(stderr, "outpost detector: eBPF unavailable: %s (--no-bpf runs tenant events only)\n",
+            err);
+    return NULL;
+  }
+  printf("detector hooks: %s\n", detector_bpf_hooks(bpf)->summary);
+  return bpf;
+}
+
+/* Waits for SIGINT or SIGTERM, checking drops every drops_ms meanwhile. */
+static void run_until_signal(det_daemon *dd, const sigset_t *sigs, int drops_ms) {
+  drops_seen last;
+  memset(&last, 0, sizeof last);
+  uint64_t next = metrics_now_ns() + (uint64_t)drops_ms * 1000000u;
+  for (;;) {
+    uint64_t now = metrics_now_ns();
+    if (now >= next) {
+      drops_check(dd, &last, drops_ms);
+      next = now + (uint64_t)drops_ms * 1000000u;
+    }
+    now = metrics_now_ns();
+    uint64_t wait = next > now ? next - now : 0;
+    struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
+    int sig = sigtimedwait(sigs, NULL, &ts);
+    if (sig > 0) {
+      fprintf(stderr, "outpost detector: signal %d, stopping\n", sig);
+      break;
+    }
+  }
+  drops_check(dd, &last, drops_ms); /* the last word, before the publisher drains */
+}
+
+static int serve(det_daemon *dd, const det_flags *fl, const sigset_t *sigs) {
+  char err[512] = "";
+  httpd_opts ho;
+  httpd_opts_init(&ho);
+  ho.host = fl->host;
+  ho.port = fl->port;
+  ho.threads = fl->threads ? (unsigned)fl->threads : 2;
+  ho.max_body = fl->max_body ? fl->max_body : 256u << 10;
+  dd->pub = detector_pub_start(&fl->po, err, sizeof err);
+  httpd *h = dd->pub ? httpd_start(&ho, detector__http, dd, err, sizeof err) : NULL;
+  pthread_t poller;
+  bool polling = false;
+  if (h && dd->bpf) {
+    int rc = pthread_create(&poller, NULL, poll_thread, dd);
+    polling = rc == 0;
+    if (rc) snprintf(err, sizeof err, "pthread_create: %s", strerror(rc));
+  }
+  int status = 0;
+  if (!h || (dd->bpf && !polling)) {
+    fprintf(stderr, "outpost detector: %s\n", err);
+    status = 1;
+  } else {
+    printf("listening on http://%s:%u (node %s, broker %s, kernel side %s)\n", fl->host,
+           httpd_port(h), dd->node, fl->po.url, dd->bpf ? "on" : "off");
+    fflush(stdout);
+    run_until_signal(dd, sigs, fl->drops_ms ? fl->drops_ms : 10000);
+  }
+  atomic_store(&dd->draining, true);
+  atomic_store(&poll_stop, true);
+  if (polling) pthread_join(poller, NULL);
+  httpd_stop(h); /* every request is answered before its handler returns */
+  uint64_t lost = detector_pub_stop(dd->pub, fl->drain_ms ? fl->drain_ms : 5000);
+  if (lost)
+    fprintf(stderr,
+            "outpost detector: %llu event(s) not delivered by the end of --drain-ms: "
+            "counted as dropped (shutdown)\n",
+            (unsigned long long)lost);
+  return status;
+}
+
+int detector_main(int argc, char **argv) {
+  det_flags fl = {.host = "127.0.0.1", .port = 8090};
+  detector_pub_opts_init(&fl.po);
+  int rc = parse_flags(argc, argv, &fl);
+  if (rc >= 0) return rc;
+  char host[DET_NAME_MAX] = "";
+  if (!fl.node && gethostname(host, sizeof host) == 0) fl.node = host;
+  if (!fl.node || !node_ok(fl.node)) {
+    fprintf(stderr,
+            "outpost detector: the node name '%s' is not [A-Za-z0-9._-]{1,63}: use --node\n",
+            fl.node ? fl.node : "");
+    return 2;
+  }
+  det_daemon dd = {.node = fl.node, .admin_token = fl.admin_token};
+  detector__table_init(&dd.table);
+  for (size_t i = 0; i < fl.n_tokens && rc < 0; i++)
+    if (token_add(&dd, fl.tokens[i], "--tenant-token")) rc = 2;
+  if (rc < 0 && fl.tokens_file && tokens_load(&dd, fl.tokens_file)) rc = 2;
+  /* Signals are taken by sigtimedwait, so every thread starts with them blocked. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  if (rc < 0 && !fl.no_bpf && !(dd.bpf = bpf_open(&fl))) rc = EXIT_NO_BPF;
+  if (rc < 0) rc = serve(&dd, &fl, &sigs);
+  detector_bpf_free(dd.bpf);
+  detector__table_cleanup(&dd.table);
+  tokens_free(&dd);
+  return rc;
+}

@@ -1,0 +1,790 @@
+#!/usr/bin/env python3
+"""`outpost detector` end to end: its events reach a real `outpost broker`
+(embedded log) and, through a trigger, a Python HTTP subscriber.
+
+Two suites, chosen by the second argument:
+
+  publish  (no root; the detector runs with --no-bpf)
+    - tenant events arrive at the subscriber as CloudEvents with the type,
+      source, subject, extensions and data the README promises;
+    - no token, a malformed one, an unknown one: 401; another tenant's: 403;
+      bad bodies: 400 with a reason; too large: 413; nothing of them arrives;
+    - the broker stopped: events are kept (retries counted) and all arrive,
+      in order, once it is back; a full buffer answers 429, counted;
+    - against a scripted fake ingress: Retry-After is honoured, a 400 naming
+      one event of a batch drops that one (counted) and resends the rest in
+      order, and a SIGTERM with the broker gone counts what is left.
+  kernel   (root and eBPF; exit 77 otherwise)
+    - an exec in a watched cgroup reaches the subscriber as
+      dev.outpost.process.exec with the environment's attribution;
+    - a policy PUT at run time kills a forbidden binary (action=killed), for
+      an environment and for a namespace (environments watched later too);
+    - the publisher's buffer overflows while the broker is down: drops counted
+      by reason, kernel events read = delivered + dropped, and a
+      dev.outpost.detector.drops event says the same;
+    - a one-page ring overflows while the detector is stopped (SIGSTOP): the
+      ring drops per kind in /metrics and in the drops event, and
+      fork events delivered + fork drops = forks made.
+
+Every detector and broker is stopped with SIGTERM and must exit 0 without a
+sanitizer report in its stderr.
+
+Usage: test_detector_publish.py /path/to/outpost publish|kernel [unittest args]
+"""
+import http.client
+import http.server
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
+from outpost_test import free_port  # noqa: E402
+
+OUTPOST = None
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+NODE = "node-a"
+ADMIN = "adm-token"
+TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+
+
+# ---------------------------------------------------------------- peers
+
+class Subscriber:
+    """An HTTP subscriber on 127.0.0.1 that keeps every CloudEvent it gets
+    (binary mode, as the dispatcher delivers) and answers 200."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.events = []
+        sub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                ev = {k[3:].lower(): urllib.parse.unquote(v) for k, v in self.headers.items()
+                      if k.lower().startswith("ce-")}
+                ev["datacontenttype"] = self.headers.get("Content-Type")
+                ev["data"] = body
+                with sub.lock:
+                    sub.events.append(ev)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def got(self, pred=lambda ev: True):
+        with self.lock:
+            return [ev for ev in self.events if pred(ev)]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeIngress:
+    """A scripted broker ingress: script(n, events) gives the nth request's
+    (status, headers, body); every request's arrival time and events kept."""
+
+    def __init__(self, script):
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.requests = []  # (time, content type, [events])
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                events = json.loads(body)
+                with fake.lock:
+                    n = len(fake.requests)
+                    fake.requests.append((time.monotonic(), self.headers.get("Content-Type"),
+                                          events))
+                status, headers, out = script(n, events)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.port}/default/default"
+
+    def got(self):
+        with self.lock:
+            return list(self.requests)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def parse_metrics(text):
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?) (\S+)$", line)
+        if not m:
+            raise AssertionError(f"bad metrics line {line!r}")
+        out[m.group(1)] = float(m.group(2))
+    return out
+
+
+class Proc:
+    """An `outpost` subcommand; stdout read up to "listening on", stderr to a file."""
+
+    def __init__(self, workdir, tag, args):
+        self.errpath = os.path.join(workdir, f"{tag}-{time.monotonic_ns()}.stderr")
+        self.err = open(self.errpath, "w")
+        self.proc = subprocess.Popen([OUTPOST, *args], stdout=subprocess.PIPE, stderr=self.err,
+                                     text=True)
+        self.out = []
+        line = self.proc.stdout.readline()
+        while line and not line.startswith("listening on"):
+            self.out.append(line)
+            line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=30)
+            raise RuntimeError(f"outpost {tag} did not start ({self.proc.returncode}): "
+                               + self.stderr())
+
+    def stderr(self):
+        with open(self.errpath) as f:
+            return f.read()
+
+    def stop(self):
+        """SIGTERM; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.proc.args[1]} did not stop within 60 s of SIGTERM")
+        self.proc.stdout.close()
+        self.err.close()
+        return self.proc.returncode
+
+
+class Detector(Proc):
+    def __init__(self, workdir, broker_url, *args, kernel=False):
+        self.port = free_port()
+        flags = ["detector", "--broker-url", broker_url, "--listen", f"127.0.0.1:{self.port}",
+                 "--node", NODE, "--admin-token", ADMIN, "--batch-ms", "5"]
+        for t, tok in TOKENS.items():
+            flags += ["--tenant-token", f"{t}={tok}"]
+        if not kernel:
+            flags.append("--no-bpf")
+        super().__init__(workdir, "detector", flags + list(args))
+
+    def request(self, method, path, body=None, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, data
+
+    def post(self, tenant, body, token=None, headers=None):
+        h = dict(headers or {})
+        tok = TOKENS.get(tenant) if token is None else token
+        if tok:
+            h["Authorization"] = f"Bearer {tok}"
+        h.setdefault("Content-Type", "application/json")
+        return self.request("POST", f"/v1/tenants/{tenant}/events", body, h)
+
+    def admin(self, method, path, body=None):
+        r, data = self.request(method, path, body, {"Authorization": f"Bearer {ADMIN}"})
+        return r.status, (json.loads(data) if data.strip() else None)
+
+    def metrics(self):
+        r, data = self.request("GET", "/metrics")
+        assert r.status == 200, r.status
+        return parse_metrics(data.decode())
+
+
+def trigger(name, uri):
+    return {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"broker": "default", "subscriber": {"uri": uri}}}
+
+
+# ---------------------------------------------------------------- the cases
+
+class Case(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="outpost-detector-")
+        self.procs, self.peers = [], []
+        self.data = os.path.join(self.dir.name, "broker.db")
+        self.broker_port = free_port()
+        self.broker_url = f"http://127.0.0.1:{self.broker_port}/default/default"
+
+    def tearDown(self):
+        problems = []
+        for p in self.procs:
+            rc = p.stop()
+            err = p.stderr()
+            if rc != 0:
+                problems.append(f"{p.proc.args[1]} exited {rc} after SIGTERM:\n{err[-3000:]}")
+            for what in SANITIZER_REPORTS:
+                if what in err:
+                    problems.append(f"{p.proc.args[1]}: {what!r} in its stderr:\n{err[-3000:]}")
+        for s in self.peers:
+            s.stop()
+        self.dir.cleanup()
+        if problems:
+            self.fail("\n".join(problems))
+
+    def subscriber(self):
+        s = Subscriber()
+        self.peers.append(s)
+        return s
+
+    def broker(self, sub):
+        cfg = os.path.join(self.dir.name, "triggers.json")
+        with open(cfg, "w") as f:
+            json.dump([trigger("all", f"http://127.0.0.1:{sub.port}/")], f)
+        b = Proc(self.dir.name, "broker",
+                 ["broker", "--listen", f"127.0.0.1:{self.broker_port}", "--data", self.data,
+                  "--config", cfg, "--broker", "default/default"])
+        self.procs.append(b)
+        return b
+
+    def stop_proc(self, p):
+        self.procs.remove(p)
+        rc = p.stop()
+        self.assertEqual(rc, 0, p.stderr()[-3000:])
+        for what in SANITIZER_REPORTS:
+            self.assertNotIn(what, p.stderr())
+        return p
+
+    def detector(self, url=None, *args, kernel=False):
+        d = Detector(self.dir.name, url or self.broker_url, *args, kernel=kernel)
+        self.procs.append(d)
+        return d
+
+    def wait_until(self, pred, what, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            v = pred()
+            if v:
+                return v
+            if time.monotonic() > deadline:
+                self.fail(f"timed out ({timeout} s) waiting for {what}")
+            time.sleep(0.05)
+
+    def no_drops(self, d):
+        m = d.metrics()
+        drops = {k: v for k, v in m.items()
+                 if k.startswith("outpost_detector_dropped_events_total") and v}
+        self.assertEqual(drops, {})
+
+
+class PublishTest(Case):
+    def test_tenant_events_reach_the_subscriber(self):
+        sub = self.subscriber()
+        self.broker(sub)
+        d = self.detector()
+        bodies = [{"type": "quiz.submitted", "subject": "quiz-1", "score": 7, "big": 2**63 - 1},
+                  {"clicked": ["a", "b"], "nested": {"x": None}},
+                  {"type": "Lab_Step-2.done", "subject": "step \u00e9 2"}]
+        ids = []
+        for b in bodies:
+            r, data = d.post("alice", b)
+            self.assertEqual(r.status, 202, data)
+            ids.append(json.loads(data)["id"])
+        self.assertEqual(len(set(ids)), 3)
+        got = self.wait_until(lambda: len(sub.got()) >= 3 and sub.got(), "3 deliveries")
+        by_id = {ev["id"]: ev for ev in got}
+        self.assertEqual(sorted(by_id), sorted(ids))
+        want_types = ["dev.outpost.tenant.quiz.submitted", "dev.outpost.tenant.event",
+                      "dev.outpost.tenant.Lab_Step-2.done"]
+        for i, b in enumerate(bodies):
+            ev = by_id[ids[i]]
+            self.assertEqual(ev["type"], want_types[i])
+            self.assertEqual(ev["source"], "/tenants/alice")
+            self.assertEqual(ev.get("subject"), b.get("subject"))
+            self.assertEqual(ev["tenant"], "alice")
+            self.assertEqual(ev["node"], NODE)
+            self.assertEqual(ev["partitionkey"], "alice")
+            self.assertEqual(ev["specversion"], "1.0")
+            self.assertRegex(ev["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+            self.assertEqual(ev["datacontenttype"], "application/json")
+            self.assertEqual(json.loads(ev["data"]), b)
+        # 2**63-1 survives byte-exact: the data is the body as sent.
+        self.assertIn(b"9223372036854775807", by_id[ids[0]]["data"])
+        m = d.metrics()
+        self.assertEqual(m["outpost_detector_published_events_total"], 3)
+        self.assertEqual(m['outpost_detector_tenant_requests_total{result="accepted"}'], 3)
+        self.no_drops(d)
+
+    def test_tokens(self):
+        sub = self.subscriber()
+        self.broker(sub)
+        tokens = os.path.join(self.dir.name, "tokens")
+        with open(tokens, "w") as f:
+            f.write("# tenant=token\n\ncarol=carol-token\r\n")
+        d = self.detector(None, "--tokens-file", tokens)
+        r, data = d.post("alice", {}, token="")
+        self.assertEqual(r.status, 401, data)
+        self.assertIn("Bearer", r.getheader("WWW-Authenticate"))
+        r, _ = d.post("alice", {}, token="", headers={"Authorization": "Basic YWxpY2U6eA=="})
+        self.assertEqual(r.status, 401)
+        r, _ = d.post("alice", {}, token="", headers={"Authorization": "Bearer "})
+        self.assertEqual(r.status, 401)
+        r, _ = d.post("alice", {}, token="alice-tokenX")
+        self.assertEqual(r.status, 401)
+        r, _ = d.post("alice", {}, token="alice-toke")
+        self.assertEqual(r.status, 401)
+        r, data = d.post("alice", {}, token=TOKENS["bob"])
+        self.assertEqual(r.status, 403, data)
+        self.assertIn("error", json.loads(data))
+        r, _ = d.post("dave", {}, token=TOKENS["bob"])  # a tenant without a token
+        self.assertEqual(r.status, 403)
+        r, _ = d.post("bob", {"type": "ok"})
+        self.assertEqual(r.status, 202)
+        r, _ = d.post("carol", {"type": "ok"}, token="carol-token")  # from --tokens-file
+        self.assertEqual(r.status, 202)
+        self.wait_until(lambda: len(sub.got()) >= 2, "bob's and carol's events")
+        time.sleep(0.5)
+        self.assertEqual(sorted(ev["source"] for ev in sub.got()),
+                         ["/tenants/bob", "/tenants/carol"])
+        m = d.metrics()
+        self.assertEqual(m['outpost_detector_tenant_requests_total{result="unauthorized"}'], 5)
+        self.assertEqual(m['outpost_detector_tenant_requests_total{result="forbidden"}'], 2)
+        # The admin API wants its own token.
+        r, _ = d.request("GET", "/v1/environments", headers={"Authorization": "Bearer alice-token"})
+        self.assertEqual(r.status, 401)
+
+    def test_bad_bodies(self):
+        sub = self.subscriber()
+        self.broker(sub)
+        d = self.detector(None, "--max-body", "4096")
+        deep = "[" * 40 + "]" * 40
+        cases = [
+            (b"[1, 2]", "JSON object"),
+            (b'"text"', "JSON object"),
+            (b"", "JSON"),
+            (b"{", "JSON"),
+            (b'{"a": 1} {"b": 2}', ""),
+            (b'{}, "tenant": "bob"', "one JSON object"),
+            (b'{"a": 01}', "JSON"),
+            (b'{"a": "\xff"}', ""),
+            (b'{"type": 7}', "type"),
+            (b'{"type": "a..b"}', "type"),
+            (b'{"type": ".a"}', "type"),
+            (b'{"type": "a b"}', "type"),
+            (b'{"type": "x/y"}', "type"),
+            (b'{"type": "' + b"a" * 65 + b'"}', "type"),
+            (b'{"type": "a", "type": "b"}', "once"),
+            (b'{"subject": 3}', "subject"),
+            (b'{"subject": "a\\u0001b"}', "subject"),
+            (('{"d": %s}' % deep).encode(), ""),
+        ]
+        for body, reason in cases:
+            with self.subTest(body=body[:40]):
+                r, data = d.post("alice", body)
+                self.assertEqual(r.status, 400, data)
+                err = json.loads(data)["error"]
+                self.assertIn(reason, err)
+        r, data = d.post("alice", {"pad": "x" * 5000})
+        self.assertEqual(r.status, 413, data)
+        r, _ = d.request("GET", "/v1/tenants/alice/events")
+        self.assertEqual(r.status, 405)
+        r, _ = d.post("Alice", {})
+        self.assertEqual(r.status, 404)
+        r, data = d.post("alice", {"ok": True})
+        self.assertEqual(r.status, 202)
+        self.wait_until(lambda: sub.got(), "the one good event")
+        time.sleep(0.5)
+        self.assertEqual(len(sub.got()), 1)
+        m = d.metrics()
+        self.assertEqual(m['outpost_detector_tenant_requests_total{result="invalid"}'], len(cases))
+        self.assertEqual(m['outpost_detector_tenant_requests_total{result="too_large"}'], 1)
+
+    def test_policy_and_environment_bodies_are_checked(self):
+        d = self.detector(self.broker_url)  # no broker needed
+        bad = [
+            ({"forbiddenDestinations": ["1.2.3.4"]}, "ADDRESS:PORT"),
+            ({"forbiddenDestinations": ["1.2.3.4:70000"]}, "ADDRESS:PORT"),
+            ({"forbiddenDestinations": ["::1:80"]}, "ADDRESS:PORT"),
+            ({"forbiddenDestinations": ["host:80"]}, "ADDRESS:PORT"),
+            ({"forbiddenBinaries": ["bin/sh"]}, "absolute path"),
+            ({"forbiddenPaths": ["/" + "a" * 300]}, "absolute path"),
+            ({"forbiddenPaths": "/etc"}, "array"),
+            ({"forbiddenPaths": [3]}, "absolute path"),
+            ({"forbidenPaths": ["/etc"]}, "unknown member"),
+            ([], "JSON object"),
+        ]
+        for body, reason in bad:
+            with self.subTest(body=body):
+                st, err = d.admin("PUT", "/v1/policies/ns-a", body)
+                self.assertEqual(st, 400, err)
+                self.assertIn(reason, err["error"])
+                st, err = d.admin("PUT", "/v1/environments/env-a/policy", body)
+                self.assertEqual(st, 400, err)
+        good = {"forbiddenBinaries": ["/bin/nc"], "forbiddenPaths": ["/etc/shadow"],
+                "watchedPaths": ["/home/"],
+                "forbiddenDestinations": ["10.0.0.0:22", "1.2.3.4:0", "[::1]:80"]}
+        st, err = d.admin("PUT", "/v1/policies/ns-a", good)
+        self.assertEqual(st, 503, err)  # valid, but --no-bpf has no kernel to put it in
+        for body, reason in [({"tenant": "t", "namespace": "n"}, "cgroupId"),
+                             ({"cgroupId": 0, "tenant": "t", "namespace": "n"}, "cgroupId"),
+                             ({"cgroupId": 1.5, "tenant": "t", "namespace": "n"}, "cgroupId"),
+                             ({"cgroupPath": "/tmp", "tenant": "t", "namespace": "n"}, "cgroup2"),
+                             ({"cgroupId": 5, "tenant": "T", "namespace": "n"}, "tenant"),
+                             ({"cgroupId": 5, "tenant": "t"}, "namespace"),
+                             ({"cgroupId": 5, "tenant": "t", "namespace": "n", "x": 1}, "unknown")]:
+            with self.subTest(env=body):
+                st, err = d.admin("PUT", "/v1/environments/env-a", body)
+                self.assertEqual(st, 400, err)
+                self.assertIn(reason, err["error"])
+        r, _ = d.request("PUT", "/v1/policies/ns-a", json.dumps(good))
+        self.assertEqual(r.status, 401)  # no admin token
+        st, body = d.admin("GET", "/v1/environments")
+        self.assertEqual((st, body), (200, {"environments": []}))
+
+    def test_broker_down_events_kept_then_delivered_in_order(self):
+        sub = self.subscriber()
+        b = self.broker(sub)
+        d = self.detector()
+        r, _ = d.post("alice", {"n": -1})
+        self.assertEqual(r.status, 202)
+        self.wait_until(lambda: sub.got(), "the first event")
+        self.stop_proc(b)
+        ids = []
+        for i in range(20):
+            r, data = d.post("alice", {"n": i})
+            self.assertEqual(r.status, 202, data)
+            ids.append(json.loads(data)["id"])
+        self.wait_until(lambda: d.metrics()["outpost_detector_retries_total"] >= 2, "retries")
+        m = d.metrics()
+        self.assertEqual(m["outpost_detector_buffer_events"], 20)
+        self.broker(sub)
+        self.wait_until(lambda: len(sub.got()) >= 21, "20 more deliveries", timeout=40)
+        time.sleep(0.5)
+        got = [ev["id"] for ev in sub.got()[1:]]
+        self.assertEqual(sorted(got), sorted(ids))
+        # The order they reached the broker in: its log, read in offset order.
+        import sqlite3
+        db = sqlite3.connect(f"file:{self.data}?mode=ro", uri=True, timeout=10)
+        rows = db.execute("SELECT value FROM records WHERE topic = ? ORDER BY part, off",
+                          ("knative-broker-default-default",)).fetchall()
+        db.close()
+        self.assertEqual([json.loads(v)["n"] for (v,) in rows], [-1] + list(range(20)))
+        m = d.metrics()
+        self.assertEqual(m["outpost_detector_buffer_events"], 0)
+        self.assertEqual(m["outpost_detector_published_events_total"], 21)
+        self.no_drops(d)
+
+    def test_full_buffer_answers_429_and_shutdown_counts_the_rest(self):
+        d = self.detector(None, "--max-events", "5", "--drain-ms", "300")  # no broker at all
+        codes = [d.post("alice", {"n": i})[0] for i in range(8)]
+        statuses = [r.status for r in codes]
+        self.assertEqual(statuses, [202] * 5 + [429] * 3)
+        self.assertEqual(codes[5].getheader("Retry-After"), "1")
+        m = d.metrics()
+        self.assertEqual(m['outpost_detector_tenant_requests_total{result="full"}'], 3)
+        self.assertEqual(m["outpost_detector_buffer_events"], 5)
+        self.stop_proc(d)
+        self.assertIn("5 event(s) not delivered", d.stderr())
+
+
+class FakeIngressTest(Case):
+    def test_retry_after_honoured_and_order_kept(self):
+        def script(n, events):
+            if n == 0:
+                return 503, {"Retry-After": "2"}, b'{"error":"draining"}'
+            return 202, {}, b""
+        fake = FakeIngress(script)
+        self.peers.append(fake)
+        d = self.detector(fake.url, "--batch-ms", "200")
+        for i in range(5):
+            self.assertEqual(d.post("alice", {"n": i})[0].status, 202)
+        self.wait_until(lambda: len(fake.got()) >= 2, "the retry", timeout=20)
+        reqs = fake.got()
+        self.assertEqual(reqs[0][1], "application/cloudevents-batch+json")
+        self.assertGreaterEqual(reqs[1][0] - reqs[0][0], 1.9, "Retry-After: 2 not honoured")
+        sent = [e["data"]["n"] for e in reqs[1][2]]
+        self.assertEqual(sent, [0, 1, 2, 3, 4])
+        self.assertEqual([e["id"] for e in reqs[0][2]], [e["id"] for e in reqs[1][2]])
+        self.assertEqual(d.metrics()["outpost_detector_retries_total"], 1)
+
+    def test_refused_event_dropped_alone_and_counted(self):
+        def script(n, events):
+            bad = [i for i, e in enumerate(events) if e["data"].get("bad")]
+            if bad:
+                return 400, {}, json.dumps({"error": "no", "index": bad[0]}).encode()
+            return 202, {}, b""
+        fake = FakeIngress(script)
+        self.peers.append(fake)
+        d = self.detector(fake.url, "--batch-ms", "300")
+        for body in ({"n": 0}, {"n": 1, "bad": True}, {"n": 2}):
+            self.assertEqual(d.post("alice", body)[0].status, 202)
+        self.wait_until(lambda: len(fake.got()) >= 2, "the resend")
+        reqs = fake.got()
+        self.assertEqual([e["data"]["n"] for e in reqs[0][2]], [0, 1, 2])
+        self.assertEqual([e["data"]["n"] for e in reqs[1][2]], [0, 2])
+        m = d.metrics()
+        self.assertEqual(m['outpost_detector_dropped_events_total{reason="rejected"}'], 1)
+        self.assertEqual(m["outpost_detector_published_events_total"], 2)
+        self.assertEqual(m["outpost_detector_buffer_events"], 0)
+
+
+# ---------------------------------------------------------------- the kernel suite
+
+def cgroup2_root():
+    """The cgroup2 mount point, or None."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if " - cgroup2 " in line:
+                return line.split()[4]
+    return None
+
+
+def kernel_skip_reason():
+    if os.geteuid() != 0:
+        return "the eBPF tests need root"
+    if not os.access("/sys/kernel/btf/vmlinux", os.R_OK):
+        return "the kernel has no BTF"
+    if not cgroup2_root():
+        return "no cgroup2 mount"
+    return None
+
+
+def in_cgroup(cg, *argv):
+    """Runs argv in cgroup cg (a shell joins it, then execs argv); returns the Popen."""
+    return subprocess.Popen(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cg, *argv])
+
+
+def run_in(cg, *argv):
+    """Runs argv in cg; (pid, returncode: -9 when SIGKILL ended it)."""
+    p = in_cgroup(cg, *argv)
+    return p.pid, p.wait(timeout=30)
+
+
+def data(ev):
+    return json.loads(ev["data"])
+
+
+class KernelTest(Case):
+    def cgroup(self, tag):
+        path = os.path.join(cgroup2_root(), f"outpost-dettest-{os.getpid()}-{tag}")
+        os.mkdir(path)
+        self.addCleanup(os.rmdir, path)
+        return path
+
+    def setup_env(self, d, name, cg, tenant="alice", ns="ns-a", by_id=False):
+        body = {"tenant": tenant, "namespace": ns, "template": "c-lab"}
+        if by_id:
+            body["cgroupId"] = os.stat(cg).st_ino
+        else:
+            body["cgroupPath"] = cg
+        st, env = d.admin("PUT", f"/v1/environments/{name}", body)
+        self.assertEqual(st, 201, env)
+        self.assertEqual(env["cgroupId"], os.stat(cg).st_ino)
+        return env
+
+    def execs(self, sub, env, binary=None, pid=None):
+        def match(ev):
+            return (ev["type"] == "dev.outpost.process.exec" and ev.get("environment") == env
+                    and (binary is None or data(ev)["binary"] == binary)
+                    and (pid is None or data(ev)["pid"] == pid))
+        return sub.got(match)
+
+    def test_exec_attributed_and_policies_at_run_time(self):
+        sub = self.subscriber()
+        self.broker(sub)
+        d = self.detector(None, kernel=True)
+        self.assertTrue(any(line.startswith("detector hooks: tp_btf") for line in d.out), d.out)
+        cg1, cg2 = self.cgroup("one"), self.cgroup("two")
+        first = self.setup_env(d, "env-one", cg1)
+        st, again = d.admin("PUT", "/v1/environments/env-one",
+                            {"cgroupPath": cg1, "tenant": "alice", "namespace": "ns-a"})
+        self.assertEqual((st, again["envId"]), (200, first["envId"]))  # replaced, same id
+        st, err = d.admin("PUT", "/v1/environments/env-dup",
+                          {"cgroupPath": cg1, "tenant": "alice", "namespace": "ns-a"})
+        self.assertEqual(st, 409, err)
+        pid, rc = run_in(cg1, "/bin/true")
+        self.assertEqual(rc, 0)
+        ev = self.wait_until(lambda: self.execs(sub, "env-one", "/bin/true", pid), "the exec")[0]
+        self.assertEqual(ev["source"], f"/nodes/{NODE}/environments/env-one")
+        self.assertEqual((ev["tenant"], ev["namespace"], ev["node"], ev["partitionkey"]),
+                         ("alice", "ns-a", NODE, "env-one"))
+        self.assertEqual((ev["action"], ev["severity"], ev["subject"]),
+                         ("none", "info", "/bin/true"))
+        # An unwatched process is not reported.
+        outside = subprocess.Popen(["/bin/echo", "outside"], stdout=subprocess.DEVNULL)
+        self.assertEqual(outside.wait(timeout=30), 0)
+
+        # An environment's own policy, put at run time.
+        st, body = d.admin("PUT", "/v1/environments/env-one/policy",
+                           {"forbiddenBinaries": ["/bin/touch"]})
+        self.assertEqual(st, 200, body)
+        made = os.path.join(self.dir.name, "made")
+        pid, rc = run_in(cg1, "/bin/touch", made)
+        self.assertEqual(rc, -signal.SIGKILL)
+        self.assertFalse(os.path.exists(made), "touch ran")
+        ev = self.wait_until(lambda: self.execs(sub, "env-one", "/bin/touch", pid), "the kill")[0]
+        self.assertEqual((ev["action"], ev["severity"]), ("killed", "critical"))
+        self.assertEqual(d.admin("GET", "/v1/environments/env-one/policy")[1]["source"], "own")
+
+        # A namespace's policy reaches an environment watched after it.
+        st, body = d.admin("PUT", "/v1/policies/ns-b", {"forbiddenBinaries": ["/bin/true"]})
+        self.assertEqual((st, body["environments"]), (200, 0))
+        self.setup_env(d, "env-two", cg2, tenant="bob", ns="ns-b", by_id=True)
+        pid2, rc = run_in(cg2, "/bin/true")
+        self.assertEqual(rc, -signal.SIGKILL)
+        ev = self.wait_until(lambda: self.execs(sub, "env-two", "/bin/true", pid2), "kill 2")[0]
+        self.assertEqual((ev["action"], ev["tenant"], ev["namespace"]), ("killed", "bob", "ns-b"))
+        self.assertEqual(run_in(cg1, "/bin/true")[1], 0)  # ns-a is not ns-b
+        st, _ = d.admin("DELETE", "/v1/policies/ns-b")
+        self.assertEqual(st, 204)
+        self.assertEqual(run_in(cg2, "/bin/true")[1], 0)
+        st, envs = d.admin("GET", "/v1/environments")
+        self.assertEqual(sorted((e["name"], e["policy"]) for e in envs["environments"]),
+                         [("env-one", "own"), ("env-two", "none")])
+
+        # Unwatched again: nothing more from cg2.
+        self.assertEqual(d.admin("DELETE", "/v1/environments/env-two")[0], 204)
+        self.assertEqual(d.admin("DELETE", "/v1/environments/env-two")[0], 404)
+        pid3, rc = run_in(cg2, "/bin/true")
+        marker, _ = run_in(cg1, "/bin/true")
+        self.wait_until(lambda: self.execs(sub, "env-one", "/bin/true", marker), "the marker")
+        time.sleep(0.3)
+        self.assertEqual([ev for ev in sub.got() if data(ev).get("pid") in (pid3, outside.pid)], [])
+        self.no_drops(d)
+
+    def test_full_buffer_drops_counted_and_reported(self):
+        sub = self.subscriber()
+        b = self.broker(sub)
+        d = self.detector(None, "--max-events", "10", "--drops-interval", "300", kernel=True)
+        cg = self.cgroup("flood")
+        self.setup_env(d, "env-flood", cg)
+        self.stop_proc(b)
+        _, rc = run_in(cg, "sh", "-c", 'i=0; while [ $i -lt 30 ]; do /bin/true; i=$((i+1)); done')
+        self.assertEqual(rc, 0)
+
+        def kernel_read(m):
+            return sum(v for k, v in m.items()
+                       if k.startswith("outpost_detector_kernel_events_total"))
+
+        def settled():
+            m = d.metrics()
+            full = m['outpost_detector_dropped_events_total{reason="buffer_full"}']
+            # Every event read is buffered or dropped; 30 loops make 90 events and more.
+            read = kernel_read(m)
+            return read >= 90 and read == full + m["outpost_detector_buffer_events"] and m
+        m = self.wait_until(settled, "the flood read")
+        read = kernel_read(m)
+        full = m['outpost_detector_dropped_events_total{reason="buffer_full"}']
+        self.assertEqual(m["outpost_detector_buffer_events"], 10)
+        self.assertGreater(full, 0)
+        self.broker(sub)
+
+        def drops_event():
+            evs = sub.got(lambda ev: ev["type"] == "dev.outpost.detector.drops")
+            return evs and evs[-1]
+        rep = self.wait_until(drops_event, "the drops event", timeout=40)
+        self.assertEqual(rep["source"], f"/nodes/{NODE}/detector")
+        self.assertEqual(data(rep)["publisher"]["buffer_full"], full)
+        self.assertEqual(data(rep)["ring"]["total"], 0)
+        # The trigger delivers unordered: the drops event may overtake some.
+        def kernel():
+            return sub.got(lambda ev: ev.get("environment") == "env-flood")
+        self.wait_until(lambda: len(kernel()) >= read - full, "the buffered events")
+        time.sleep(0.5)
+        self.assertEqual(len(kernel()), read - full)
+        self.assertEqual(d.metrics()['outpost_detector_dropped_events_total{reason="buffer_full"}'],
+                         full)
+
+    def test_ring_overflow_counted_and_reported(self):
+        sub = self.subscriber()
+        self.broker(sub)
+        d = self.detector(None, "--ring-bytes", "4096", "--drops-interval", "300", kernel=True)
+        cg = self.cgroup("ring")
+        self.setup_env(d, "env-ring", cg)
+        forks = 200
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            pid, rc = run_in(cg, "sh", "-c",
+                             f'i=0; while [ $i -lt {forks} ]; do ( : ); i=$((i+1)); done')
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        self.assertEqual(rc, 0)
+        m = d.metrics()
+        dropped = m['outpost_detector_ring_drops_total{kind="fork"}']
+        self.assertGreater(dropped, 0)
+
+        def fork_events():
+            return sub.got(lambda ev: ev["type"] == "dev.outpost.process.fork"
+                           and ev.get("environment") == "env-ring" and data(ev)["pid"] == pid)
+        self.wait_until(lambda: len(fork_events()) + dropped >= forks, "the forks", timeout=40)
+        time.sleep(0.5)
+        self.assertEqual(len(fork_events()) + dropped, forks)
+
+        def drops_event():
+            evs = sub.got(lambda ev: ev["type"] == "dev.outpost.detector.drops")
+            return evs and data(evs[-1])["ring"]["fork"] == dropped and evs[-1]
+        rep = self.wait_until(drops_event, "a drops event with the fork drops")
+        ring = data(rep)["ring"]
+        self.assertEqual(ring["total"], sum(v for k, v in ring.items() if k != "total"))
+        for kind in ("fork", "exit", "exec"):
+            metric = f'outpost_detector_ring_drops_total{{kind="{kind}"}}'
+            self.assertEqual(ring[kind], d.metrics()[metric])
+
+
+def main():
+    global OUTPOST
+    if len(sys.argv) < 3 or sys.argv[2] not in ("publish", "kernel"):
+        sys.exit(__doc__)
+    OUTPOST = os.path.abspath(sys.argv[1])
+    suite = sys.argv[2]
+    if suite == "kernel":
+        why = kernel_skip_reason()
+        if why:
+            print(f"SKIP: {why}", file=sys.stderr)
+            sys.exit(77)
+        names = ["KernelTest"]
+    else:
+        names = ["PublishTest", "FakeIngressTest"]
+    args = sys.argv[3:] or names
+    unittest.main(module=__name__, argv=[sys.argv[0], "-v", *args])
+
+
+if __name__ == "__main__":
+    main()
