@@ -24,7 +24,6 @@
 
 enum {
   IDLE_WAIT_MS = 10000, /* curl_multi_poll's bound when idle; wake-ups end it sooner */
-  POOL_MAX = 32,        /* finished easy handles kept for the next requests */
 };
 
 /* Which limit an answer broke, found in the callbacks that receive it. */
@@ -79,7 +78,10 @@ struct httpc {
   /* The client thread's own. */
   xfer *active;             /* in the multi handle */
   int64_t next_deadline_us; /* none in active is earlier (it may be past them all) */
-  CURL *pool[POOL_MAX];
+  /* Finished easy handles kept for the next requests: as many as may be in
+   * flight, so that a busy client never frees and remakes them (measured:
+   * with 32 kept and 64 connections busy, 7 % of the thread went there). */
+  CURL **pool;
   size_t n_pool;
 };
 
@@ -413,7 +415,7 @@ static CURL *easy_take(httpc *c) {
 }
 
 static void easy_give(httpc *c, CURL *easy) {
-  if (c->n_pool == POOL_MAX) {
+  if (c->n_pool == c->opts.max_inflight) {
     curl_easy_cleanup(easy);
     return;
   }
@@ -686,6 +688,11 @@ httpc *httpc_start(const httpc_opts *opts, char *errbuf, size_t errlen) {
   /* Keep as many idle connections as there may be requests, not libcurl's
    * default (four per easy handle in use, which shrinks when idle). */
   curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)o->max_inflight);
+  c->pool = calloc(o->max_inflight, sizeof *c->pool);
+  if (!c->pool) {
+    fail(errbuf, errlen, "out of memory");
+    goto cleanup_curl;
+  }
   if (pthread_mutex_init(&c->mu, NULL)) {
     fail(errbuf, errlen, "cannot create a mutex");
     goto cleanup_curl;
@@ -699,6 +706,7 @@ httpc *httpc_start(const httpc_opts *opts, char *errbuf, size_t errlen) {
 destroy_mutex:
   pthread_mutex_destroy(&c->mu);
 cleanup_curl:
+  free(c->pool);
   curl_multi_cleanup(c->multi);
   curl_share_cleanup(c->share);
   curl_global_cleanup();
@@ -717,6 +725,7 @@ void httpc_stop(httpc *c) {
   curl_multi_cleanup(c->multi);
   /* Pooled handles still hold the share: they go first. */
   while (c->n_pool) curl_easy_cleanup(c->pool[--c->n_pool]);
+  free(c->pool);
   curl_share_cleanup(c->share);
   pthread_mutex_destroy(&c->mu);
   curl_global_cleanup();
