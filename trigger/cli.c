@@ -122,6 +122,8 @@ int trigger_main(int argc, char **argv) {
     }
   }
   if (!server) server = "http://127.0.0.1:8080";
+  size_t slen = strlen(server);
+  while (slen > 0 && server[slen - 1] == '/') slen--; /* "http://h:8080/" works too */
   const char *verb = optind < argc ? argv[optind] : NULL;
   const char *arg = optind + 1 < argc ? argv[optind + 1] : NULL;
   bool bad = !verb || (optind + 2 < argc) || (strcmp(verb, "apply") == 0 && (!file || arg)) ||
@@ -132,7 +134,8 @@ int trigger_main(int argc, char **argv) {
     return 2;
   }
   char url[1024];
-  snprintf(url, sizeof url, "%s/v1/triggers%s%s", server, arg ? "/" : "", arg ? arg : "");
+  snprintf(url, sizeof url, "%.*s/v1/triggers%s%s", (int)slen, server, arg ? "/" : "",
+           arg ? arg : "");
   curl_global_init(CURL_GLOBAL_DEFAULT);
   int rc;
   if (strcmp(verb, "apply") == 0) {

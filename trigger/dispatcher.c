@@ -42,6 +42,7 @@ struct rec {
 /* An ordered trigger's queue for one partitionkey of one partition. */
 struct keyq {
   keyq *next; /* hash chain */
+  uint64_t hash;
   int32_t part;
   char *key;
   dlv *head, *tail; /* waiting their turn */
@@ -177,51 +178,56 @@ static dlv *shift(dlv **head, dlv **tail) {
   return x;
 }
 
-/* The queue of key `key` in partition `part` of an ordered trigger. */
-static keyq *key_queue(tentry *t, int32_t pid, const char *key) {
+static uint64_t key_hash(int32_t pid, const char *key) {
   uint64_t h = 1469598103934665603ull ^ (uint32_t)pid;
   for (const char *s = key; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
-  if (t->n_keys >= t->cap_keys) { /* grow, keeping chains short */
-    size_t cap = t->cap_keys ? t->cap_keys * 2 : 64;
+  return h;
+}
+
+/* The queue of key `key` in partition `pid` of an ordered trigger. The
+ * queues belong to the trigger's name, not to one version of it, so that a
+ * replaced trigger's new events wait behind its old version's. */
+static keyq *key_queue(tstats *st, int32_t pid, const char *key) {
+  uint64_t h = key_hash(pid, key);
+  if (st->n_keys >= st->cap_keys) { /* grow, keeping chains short */
+    size_t cap = st->cap_keys ? st->cap_keys * 2 : 64;
     keyq **b = calloc(cap, sizeof *b);
     if (!b) return NULL;
-    for (size_t i = 0; i < t->cap_keys; i++)
-      for (keyq *q = t->keys[i], *next; q; q = next) {
+    for (size_t i = 0; i < st->cap_keys; i++)
+      for (keyq *q = st->keys[i], *next; q; q = next) {
         next = q->next;
-        uint64_t qh = 1469598103934665603ull ^ (uint32_t)q->part;
-        for (const char *s = q->key; *s; s++) qh = (qh ^ (uint8_t)*s) * 1099511628211ull;
-        q->next = b[qh & (cap - 1)];
-        b[qh & (cap - 1)] = q;
+        q->next = b[q->hash & (cap - 1)];
+        b[q->hash & (cap - 1)] = q;
       }
-    free(t->keys);
-    t->keys = b;
-    t->cap_keys = cap;
+    free(st->keys);
+    st->keys = b;
+    st->cap_keys = cap;
   }
-  keyq **slot = &t->keys[h & (t->cap_keys - 1)];
+  keyq **slot = &st->keys[h & (st->cap_keys - 1)];
   for (keyq *q = *slot; q; q = q->next)
-    if (q->part == pid && strcmp(q->key, key) == 0) return q;
+    if (q->hash == h && q->part == pid && strcmp(q->key, key) == 0) return q;
   keyq *q = calloc(1, sizeof *q);
   if (!q || !(q->key = strdup(key))) {
     free(q);
     return NULL;
   }
   q->part = pid;
+  q->hash = h;
   q->next = *slot;
   *slot = q;
-  t->n_keys++;
+  st->n_keys++;
   return q;
 }
 
-static void key_queue_drop(tentry *t, keyq *q) {
-  for (size_t i = 0; i < t->cap_keys; i++)
-    for (keyq **pp = &t->keys[i]; *pp; pp = &(*pp)->next)
-      if (*pp == q) {
-        *pp = q->next;
-        t->n_keys--;
-        free(q->key);
-        free(q);
-        return;
-      }
+static void key_queue_drop(tstats *st, keyq *q) {
+  for (keyq **pp = &st->keys[q->hash & (st->cap_keys - 1)]; *pp; pp = &(*pp)->next)
+    if (*pp == q) {
+      *pp = q->next;
+      st->n_keys--;
+      free(q->key);
+      free(q);
+      return;
+    }
 }
 
 /* ---------------------------------------------------------------- deliveries */
@@ -254,7 +260,7 @@ static void finish(trigger_dispatcher *d, dlv *x, enum outcome o) {
       push(&d->ready, &d->ready_tail, next);
     } else {
       q->busy = false;
-      key_queue_drop(t, q);
+      key_queue_drop(t->st, q);
     }
   }
   dlv_free(d, x);
@@ -499,6 +505,8 @@ static void on_http(void *opaque, const httpc_result *res) {
   x->end_retry_after_ms = res->retry_after_ms;
   x->end_reply = REPLY_NONE;
   x->end_why[0] = '\0';
+  /* knativeerrordata is the last attempt's answer: none when it had none. */
+  if (x->target == T_SUBSCRIBER) ce_buf_reset(&x->errbody);
   if (res->error) {
     snprintf(x->end_why, sizeof x->end_why, "%s", res->error_text);
   } else if (res->status >= 200 && res->status < 300) {
@@ -521,7 +529,6 @@ static void on_http(void *opaque, const httpc_result *res) {
   } else {
     snprintf(x->end_why, sizeof x->end_why, "HTTP %ld", res->status);
     if (x->target == T_SUBSCRIBER) {
-      ce_buf_reset(&x->errbody);
       ce_buf_append(&x->errbody, res->body,
                     res->body_len < TRIGGER_ERROR_DATA_MAX ? res->body_len
                                                            : TRIGGER_ERROR_DATA_MAX);
@@ -584,7 +591,7 @@ static void matched(void *opaque, const trigger *tr) {
   d->inflight++;
   if (tr->ordered) {
     const char *key = ce_event_get_str(m->r->ev, "partitionkey");
-    keyq *q = key_queue(t, m->p->id, key ? key : "");
+    keyq *q = key_queue(t->st, m->p->id, key ? key : "");
     if (!q) {
       logf_("out of memory queueing %s for %s/%s", ce_event_get_str(m->r->ev, "id"), tr->ns,
             tr->name);
@@ -945,6 +952,7 @@ void trigger_dispatcher_stop(trigger_dispatcher *d) {
     next = s->next;
     free(s->ns);
     free(s->name);
+    free(s->keys); /* empty: a key queue lives only while a delivery does */
     free(s);
   }
   free(d->heap);

@@ -17,7 +17,6 @@
 void dispatcher__entry_free(tentry *t) {
   trigger_free(t->tr);
   cJSON_Delete(t->res);
-  free(t->keys); /* empty: a key queue lives only while a delivery does */
   free(t);
 }
 

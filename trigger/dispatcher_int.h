@@ -31,8 +31,9 @@ enum outcome {
   O_COUNT
 };
 
-/* Counters of one trigger name: they outlive replacements of the trigger
- * (and its deletion, until stop). */
+/* What belongs to a trigger's name rather than to one version of it: the
+ * counters, and the key queues of ordered delivery. They outlive
+ * replacements of the trigger (and its deletion, until stop). */
 typedef struct tstats {
   struct tstats *next;
   char *ns, *name;
@@ -40,6 +41,8 @@ typedef struct tstats {
   uint64_t attempts, retries, sink_failures;
   uint64_t replies, replies_not_ce, replies_invalid, replies_ttl;
   metrics_hist latency; /* first attempt to outcome */
+  keyq **keys;          /* ordered: a queue per partition and key, shared by versions */
+  size_t n_keys, cap_keys;
 } tstats;
 
 /* A partition of a consumed topic. */
@@ -81,8 +84,6 @@ typedef struct tentry {
   bool deleted; /* deliveries under way are abandoned */
   bool applied; /* false once replaced or deleted */
   bool api;     /* applied through the admin API: kept in the state file */
-  keyq **keys;  /* ordered: a queue per partition and key */
-  size_t n_keys, cap_keys;
 } tentry;
 
 struct trigger_dispatcher {
