@@ -6,6 +6,7 @@
 #include "broker/broker.h"
 #include "core/ce.h"
 #include "detector/detector.h"
+#include "posts/post.h"
 #include "trigger/dispatcher.h"
 #include "version.h"
 
@@ -20,11 +21,12 @@ static void usage(FILE *f) {
         "commands:\n"
         "  broker         run the CloudEvents ingress, its log and the trigger dispatcher\n"
         "  detector       publish lab environments' process events (eBPF) and tenants' events\n"
+        "  post           run a guard post: --tier cluster (Labs REST API) | node (pool) | ns\n"
         "  trigger        apply, get or delete triggers on a running broker\n"
         "  version        print the version\n"
         "  help           print this help\n"
         "\n"
-        "Coming with their components: run, post.\n"
+        "Coming with its component: run.\n"
         "'outpost <command> --help' describes a command.\n",
         f);
 }
@@ -46,6 +48,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "broker")) return broker_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "trigger")) return trigger_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "detector")) return detector_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "post")) return post_main(argc - 1, argv + 1);
   fprintf(stderr, "outpost: unknown command '%s' (see 'outpost --help')\n", cmd);
   return 2;
 }

@@ -1,0 +1,166 @@
+/*
+ * post_int.h — what the three tiers of posts share, private to posts/: the
+ * parsed flags, the process (HTTP server, HTTP client, event publisher,
+ * supervisor of child posts), and the hooks each tier fills in. post.c runs
+ * the process; post_node.c, post_cluster.c and post_ns.c are the tiers.
+ */
+#ifndef OUTPOST_POSTS_POST_INT_H
+#define OUTPOST_POSTS_POST_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/ce.h"
+#include "core/httpc.h"
+#include "core/httpd.h"
+#include "posts/post.h"
+
+#define POST_MAX_REPEATED 32
+
+/* Every flag of every tier; post.c parses them and each tier checks those it
+ * needs. Strings point into argv. */
+typedef struct post_cfg {
+  const char *tier;
+  char host[64];
+  uint16_t port;
+  const char *broker_url;  /* ingress URL events are POSTed to; NULL: not published */
+  const char *state_dir;   /* where state files live (default outpost-data/post-<tier>) */
+  const char *config;      /* LabTemplate and NamespacePolicy resources */
+  const char *socket;      /* the Docker Engine API socket (node) */
+  const char *node;        /* node name (node; cluster: of the node post it starts) */
+  const char *node_listen; /* cluster: where the node post it starts listens */
+  const char *admin_token, *tokens_file;
+  const char *namespaces[POST_MAX_REPEATED];
+  size_t n_namespaces;
+  const char *node_posts[POST_MAX_REPEATED]; /* cluster: node posts; ns: its node post */
+  size_t n_node_posts;
+  const char *tenant_tokens[POST_MAX_REPEATED];
+  size_t n_tenant_tokens;
+  long quota;       /* cluster: environments per tenant (default 3) */
+  long max_envs;    /* node: claimed environments on the node (default 20) */
+  uint16_t ns_port; /* node: the first ns post's port (default: its own + 1) */
+} post_cfg;
+
+typedef struct post post;
+typedef struct post_pub post_pub;
+typedef struct post_sup post_sup;
+
+/* What a tier adds to the common process. Every hook but start may be NULL. */
+typedef struct post_tier {
+  const char *name;
+  /* Sets up the tier's state (p->tier_state) before the server starts;
+   * 0 or a negative errno (the process then exits 1). */
+  int (*start)(post *p);
+  /* Called once the server listens (start children here). */
+  void (*started)(post *p);
+  /* Frees the tier's state; children are stopped before. */
+  void (*stop)(post *p);
+  /* Answers a request that is not /healthz, /readyz, /metrics or /events;
+   * false: not the tier's (404). */
+  bool (*route)(post *p, httpd_req *req, const char *method, const char *path);
+  /* One CloudEvent received on POST /events (owned by the hook). */
+  void (*on_event)(post *p, ce_event *ev);
+  void (*metrics)(post *p, ce_buf *out);
+  bool (*ready)(post *p);
+} post_tier;
+
+/* The process of one post. */
+struct post {
+  post_cfg cfg;
+  const post_tier *tier;
+  void *tier_state;
+  const char *name; /* the post's name: node, namespace, or "cluster" */
+  char exe[4096];   /* this binary, for children */
+  httpd *http;
+  httpc *c;
+  post_pub *pub;
+  post_sup *sup;
+  _Atomic uint64_t requests, events_in, events_bad;
+};
+
+extern const post_tier post_tier_cluster, post_tier_node, post_tier_ns;
+
+/* ---------------------------------------------------------- HTTP client */
+
+/* An answer of post_call. body is NUL-terminated. */
+typedef struct post_answer {
+  int error; /* 0 or httpc's transport error */
+  long status;
+  ce_buf body;
+  int64_t retry_after_ms;
+} post_answer;
+
+/* Sends a request and waits for its end (at most timeout_ms). body may be
+ * NULL; a JSON body gets Content-Type application/json unless hdrs names
+ * one. Returns 0 when an answer arrived (any status), else the transport's
+ * negative errno (also in out->error). out is the caller's to clean up with
+ * post_answer_cleanup, also on error. */
+int post_call(post *p, const char *method, const char *url, const ce_kv *hdrs, size_t n_hdrs,
+              const char *body, size_t len, long timeout_ms, post_answer *out);
+void post_answer_cleanup(post_answer *a);
+
+/* GET/POST/DELETE of JSON: *json (caller frees with cJSON_Delete) is the
+ * answer's parsed body, NULL when not JSON. Returns the status, or a negative
+ * errno when nothing answered. */
+long post_call_json(post *p, const char *method, const char *url, const cJSON *body,
+                    long timeout_ms, cJSON **json);
+
+/* ---------------------------------------------------------- answers */
+
+/* Answers with obj as JSON (obj is freed). */
+void post_reply_json(httpd_req *req, unsigned status, cJSON *obj);
+/* {"error": msg} and, when field is not NULL, "field": field. */
+void post_reply_error(httpd_req *req, unsigned status, const char *msg, const char *field);
+/* Parses the request's body as a JSON object; answers 400 or 413 itself and
+ * returns NULL when it is not one. */
+cJSON *post_body_json(httpd_req *req);
+
+/* ---------------------------------------------------------- events */
+
+/* A new event with specversion, a unique id, source, type, time and, when
+ * data is not NULL, data (freed) as application/json. NULL: out of memory. */
+ce_event *post_event_new(post *p, const char *type, const char *subject, cJSON *data);
+
+/* Queues ev for the broker (takes it, also on failure). Never blocks: past
+ * the queue's bound the event is dropped and counted. */
+void post_publish(post *p, ce_event *ev);
+
+post_pub *post_pub_new(post *p, const char *url, size_t max_queue);
+void post_pub_free(post_pub *pub); /* tries to flush for up to 2 s */
+void post_pub_push(post_pub *pub, ce_event *ev);
+void post_pub_metrics(post_pub *pub, ce_buf *out);
+
+/* ---------------------------------------------------------- supervisor */
+
+post_sup *post_sup_new(post *p);
+/* Adds a child: argv (copied; argv[0] is replaced by this binary) runs a
+ * post of tier and name whose /healthz is at health_url. Children are
+ * started (or adopted) by post_sup_start. */
+int post_sup_add(post_sup *s, const char *tier, const char *name, const char *health_url,
+                 const char *const *argv);
+/* Adopts the children already running (their /healthz answers with their
+ * tier, name and pid), starts the others, and watches them on a thread. */
+int post_sup_start(post_sup *s);
+/* Stops watching; stop_children: SIGTERM each child (SIGKILL after 10 s). */
+void post_sup_free(post_sup *s, bool stop_children);
+/* The pid of child name (0 when not running) and how often it restarted. */
+pid_t post_sup_pid(post_sup *s, const char *name, unsigned *restarts);
+void post_sup_metrics(post_sup *s, ce_buf *out);
+
+/* ---------------------------------------------------------- helpers */
+
+int64_t post_now_ms(void);
+void post_log(post *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes len bytes to path atomically (temporary file, fsync, rename). */
+int post_write_file(const char *path, const char *data, size_t len);
+/* Makes dir and its parents. */
+int post_mkdirs(const char *dir);
+/* Whether s is a DNS label. */
+bool post_valid_name(const char *s);
+
+#endif

@@ -1,0 +1,426 @@
+/*
+ * post_node.c — the node post: owns its node's warm pool (one pool per
+ * namespace it hosts, on the Docker Engine API runtime, templates from
+ * --config), publishes the pool's events with a namespace extension so that
+ * triggers can route them, and serves the internal API the cluster post and
+ * the ns posts call (claims, environments, exec, capacity). It starts,
+ * watches and restarts one ns post per namespace. Nothing of an
+ * environment lives only here: a restarted node post recovers its pools
+ * from the runtime (pool_new), so its state survives kill -9.
+ */
+#include "posts/post_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/metrics.h"
+#include "core/resources.h"
+#include "posts/pool.h"
+
+typedef struct node_ns {
+  post *p;
+  const char *name;
+  pool *pool;
+} node_ns;
+
+typedef struct node_post {
+  posts_runtime *rt;
+  node_ns ns[POST_MAX_REPEATED];
+  size_t n_ns;
+  _Atomic uint64_t claims_warm, claims_cold, claims_failed, releases, execs;
+} node_post;
+
+static void on_pool_event(ce_event *ev, void *opaque) {
+  node_ns *ns = opaque;
+  /* Triggers route a namespace's events to its ns post by this extension. */
+  ce_event_set_str(ev, "namespace", ns->name, NULL);
+  post_publish(ns->p, ev);
+}
+
+/* Adds every LabTemplate of the config file to pool. */
+static int add_templates(post *p, pool *pl, const char *path) {
+  cJSON *all = NULL;
+  res_err rerr;
+  int rc = res_load_file(path, 4 << 20, &all, &rerr);
+  if (rc) {
+    post_log(p, "%s: %s", path, rerr.msg);
+    return rc;
+  }
+  const cJSON *res;
+  cJSON_ArrayForEach(res, all) {
+    if (!res_is(res, "outpost.dev", "LabTemplate")) continue;
+    pool_template_err terr;
+    posts_err perr = {0};
+    memset(&terr, 0, sizeof terr);
+    pool_template *t = pool_template_parse(res, &terr);
+    if (!t) {
+      post_log(p, "%s: LabTemplate refused at %s: %s", path, terr.path, terr.msg);
+      rc = -EINVAL;
+      break;
+    }
+    if ((rc = pool_template_add(pl, t, &perr))) {
+      pool_template_free(t);
+      post_log(p, "%s: %s", path, perr.msg);
+      break;
+    }
+  }
+  cJSON_Delete(all);
+  return rc;
+}
+
+static int node_start(post *p) {
+  node_post *np = calloc(1, sizeof *np);
+  if (!np) return -ENOMEM;
+  p->tier_state = np;
+  char err[256];
+  const char *sock = p->cfg.socket ? p->cfg.socket : "/run/podman/podman.sock";
+  if (!(np->rt = posts_runtime_docker_new(sock, err, sizeof err))) {
+    post_log(p, "runtime: %s", err);
+    return -EIO;
+  }
+  static const char *fallback[] = {"labs"};
+  const char *const *names = p->cfg.n_namespaces ? p->cfg.namespaces : fallback;
+  size_t n = p->cfg.n_namespaces ? p->cfg.n_namespaces : 1;
+  for (size_t i = 0; i < n; i++) {
+    node_ns *ns = &np->ns[np->n_ns];
+    ns->p = p;
+    ns->name = names[i];
+    if (!post_valid_name(ns->name)) {
+      post_log(p, "--namespace '%s' is not a DNS label", ns->name);
+      return -EINVAL;
+    }
+    posts_err perr = {0};
+    /* Recovery happens here: the pool lists the runtime for this node. */
+    ns->pool =
+        pool_new(np->rt, &(pool_opts){.node = p->name, .ns = ns->name}, on_pool_event, ns, &perr);
+    if (!ns->pool) {
+      post_log(p, "pool of %s: %s", ns->name, perr.msg);
+      return perr.code ? perr.code : -EIO;
+    }
+    np->n_ns++;
+    if (p->cfg.config) {
+      int rc = add_templates(p, ns->pool, p->cfg.config);
+      if (rc) return rc;
+    }
+  }
+  return 0;
+}
+
+/* Starts one ns post per namespace, on ports from --ns-port (or this
+ * post's port + 1) up. */
+static void node_started(post *p) {
+  node_post *np = p->tier_state;
+  if (!(p->sup = post_sup_new(p))) return;
+  uint16_t base = p->cfg.ns_port ? p->cfg.ns_port : (uint16_t)(p->cfg.port + 1);
+  for (size_t i = 0; i < np->n_ns; i++) {
+    char listen[96], health[128], node_url[128], state[PATH_MAX];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)(base + i));
+    snprintf(health, sizeof health, "http://%s/healthz", listen);
+    snprintf(node_url, sizeof node_url, "http://%s:%u", p->cfg.host, (unsigned)p->cfg.port);
+    snprintf(state, sizeof state, "%s/ns-%s", p->cfg.state_dir, np->ns[i].name);
+    const char *argv[24] = {"outpost",     "post",         "--tier",      "ns",
+                            "--namespace", np->ns[i].name, "--listen",    listen,
+                            "--node-post", node_url,       "--state-dir", state};
+    size_t n = 12;
+    if (p->cfg.config) argv[n++] = "--config", argv[n++] = p->cfg.config;
+    if (p->cfg.broker_url) argv[n++] = "--broker-url", argv[n++] = p->cfg.broker_url;
+    post_sup_add(p->sup, "ns", np->ns[i].name, health, argv);
+  }
+  post_sup_start(p->sup);
+}
+
+static void node_stop(post *p) {
+  node_post *np = p->tier_state;
+  for (size_t i = 0; i < np->n_ns; i++) pool_free(np->ns[i].pool);
+  posts_runtime_free(np->rt);
+  free(np);
+}
+
+static bool node_ready(post *p) {
+  node_post *np = p->tier_state;
+  return np && np->n_ns > 0;
+}
+
+/* ------------------------------------------------------------- lookups */
+
+static node_ns *ns_by_name(node_post *np, const char *name) {
+  for (size_t i = 0; i < np->n_ns; i++)
+    if (name && !strcmp(np->ns[i].name, name)) return &np->ns[i];
+  return NULL;
+}
+
+/* The environment called name in any of the node's pools. */
+static node_ns *env_by_name(node_post *np, const char *name, pool_env *out) {
+  for (size_t i = 0; i < np->n_ns; i++) {
+    pool_env *envs;
+    size_t n;
+    if (pool_list(np->ns[i].pool, NULL, &envs, &n)) continue;
+    bool found = false;
+    for (size_t j = 0; j < n && !found; j++)
+      if (!strcmp(envs[j].name, name)) *out = envs[j], found = true;
+    free(envs);
+    if (found) return &np->ns[i];
+  }
+  return NULL;
+}
+
+static cJSON *env_json(post *p, const node_ns *ns, const pool_env *e) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "name", e->name);
+  cJSON_AddStringToObject(o, "id", e->id);
+  cJSON_AddStringToObject(o, "template", e->template_name);
+  cJSON_AddStringToObject(o, "tenant", e->tenant);
+  cJSON_AddStringToObject(o, "state", pool_env_state_name(e->state));
+  cJSON_AddStringToObject(o, "namespace", ns->name);
+  cJSON_AddStringToObject(o, "node", p->name);
+  cJSON_AddNumberToObject(o, "idle_ms", (double)e->idle_ms);
+  cJSON_AddNumberToObject(o, "claimed_unix_ms", (double)e->claimed_unix_ms);
+  cJSON_AddBoolToObject(o, "recovered", e->recovered);
+  return o;
+}
+
+/* Claimed environments of the node, and warm ones per template into warm
+ * (an object) when not NULL. */
+static long count_used(node_post *np, cJSON *warm) {
+  long used = 0;
+  for (size_t i = 0; i < np->n_ns; i++) {
+    pool_env *envs;
+    size_t n;
+    if (pool_list(np->ns[i].pool, NULL, &envs, &n)) continue;
+    for (size_t j = 0; j < n; j++) {
+      used += envs[j].state == POOL_ENV_CLAIMED || envs[j].state == POOL_ENV_CLAIMING;
+      if (!warm || envs[j].state != POOL_ENV_WARM) continue;
+      cJSON *c = cJSON_GetObjectItemCaseSensitive(warm, envs[j].template_name);
+      if (c)
+        cJSON_SetNumberValue(c, c->valuedouble + 1);
+      else
+        cJSON_AddNumberToObject(warm, envs[j].template_name, 1);
+    }
+    free(envs);
+  }
+  return used;
+}
+
+/* ------------------------------------------------------------- endpoints */
+
+static void serve_claim(post *p, httpd_req *req) {
+  node_post *np = p->tier_state;
+  cJSON *body = post_body_json(req);
+  if (!body) return;
+  const char *tpl = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "template"));
+  const char *tenant = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "tenant"));
+  const char *nsn = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "namespace"));
+  node_ns *ns = ns_by_name(np, nsn ? nsn : np->ns[0].name);
+  pool_claim_info info;
+  posts_err err = {0};
+  if (!post_valid_name(tpl)) {
+    post_reply_error(req, 400, "template: a DNS label is required", "template");
+  } else if (!post_valid_name(tenant)) {
+    post_reply_error(req, 400, "tenant: a DNS label is required", "tenant");
+  } else if (!ns) {
+    post_reply_error(req, 404, "namespace not hosted on this node", "namespace");
+  } else if (count_used(np, NULL) >= p->cfg.max_envs) {
+    post_reply_error(req, 503, "node full", NULL);
+  } else {
+    int rc = pool_claim(ns->pool, tpl, tenant, &info, &err);
+    if (rc == 0) {
+      atomic_fetch_add(info.warm ? &np->claims_warm : &np->claims_cold, 1);
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "name", info.name);
+      cJSON_AddStringToObject(o, "id", info.id);
+      cJSON_AddBoolToObject(o, "warm", info.warm);
+      cJSON_AddNumberToObject(o, "elapsed_us", (double)info.elapsed_us);
+      cJSON_AddStringToObject(o, "namespace", ns->name);
+      cJSON_AddStringToObject(o, "node", p->name);
+      post_reply_json(req, 201, o);
+    } else {
+      atomic_fetch_add(&np->claims_failed, 1);
+      if (rc == -ENOENT)
+        post_reply_error(req, 404, "no such template", "template");
+      else if (rc == -EINVAL)
+        post_reply_error(req, 400, err.msg, "tenant");
+      else
+        post_reply_error(req, 503, err.msg[0] ? err.msg : strerror(-rc), NULL);
+    }
+  }
+  cJSON_Delete(body);
+}
+
+static void serve_list(post *p, httpd_req *req) {
+  node_post *np = p->tier_state;
+  const char *tenant = httpd_query(req, "tenant"), *nsn = httpd_query(req, "namespace");
+  const char *state = httpd_query(req, "state");
+  cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "environments");
+  for (size_t i = 0; i < np->n_ns; i++) {
+    if (nsn && strcmp(nsn, np->ns[i].name)) continue;
+    pool_env *envs;
+    size_t n;
+    if (pool_list(np->ns[i].pool, tenant, &envs, &n)) continue;
+    for (size_t j = 0; j < n; j++)
+      if (!state || !strcmp(state, pool_env_state_name(envs[j].state)))
+        cJSON_AddItemToArray(arr, env_json(p, &np->ns[i], &envs[j]));
+    free(envs);
+  }
+  post_reply_json(req, 200, o);
+}
+
+static void serve_capacity(post *p, httpd_req *req) {
+  node_post *np = p->tier_state;
+  cJSON *o = cJSON_CreateObject();
+  cJSON *warm = cJSON_CreateObject();
+  long used = count_used(np, warm);
+  cJSON_AddStringToObject(o, "node", p->name);
+  cJSON_AddNumberToObject(o, "max", (double)p->cfg.max_envs);
+  cJSON_AddNumberToObject(o, "used", (double)used);
+  cJSON_AddNumberToObject(o, "free", (double)(used < p->cfg.max_envs ? p->cfg.max_envs - used : 0));
+  cJSON_AddItemToObject(o, "warm", warm);
+  cJSON *nss = cJSON_AddArrayToObject(o, "namespaces");
+  for (size_t i = 0; i < np->n_ns; i++)
+    cJSON_AddItemToArray(nss, cJSON_CreateString(np->ns[i].name));
+  post_reply_json(req, 200, o);
+}
+
+/* Parses {"argv": [...], "timeout_ms": N}; answers 400 itself on error. */
+static bool exec_args(httpd_req *req, const cJSON *body, const char **argv, size_t max,
+                      long *timeout_ms) {
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(body, "argv"), *s;
+  size_t n = 0;
+  bool ok = cJSON_IsArray(a) && cJSON_GetArraySize(a) > 0 && (size_t)cJSON_GetArraySize(a) < max;
+  cJSON_ArrayForEach(s, a) {
+    if (!ok || !cJSON_IsString(s)) {
+      ok = false;
+      break;
+    }
+    argv[n++] = s->valuestring;
+  }
+  argv[n] = NULL;
+  if (!ok) {
+    post_reply_error(req, 400, "argv: a non-empty array of strings is required", "argv");
+    return false;
+  }
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeout_ms");
+  *timeout_ms = 30000;
+  if (t && (!cJSON_IsNumber(t) || t->valuedouble < 1 || t->valuedouble > 600000)) {
+    post_reply_error(req, 400, "timeout_ms: 1 to 600000", "timeout_ms");
+    return false;
+  }
+  if (t) *timeout_ms = (long)t->valuedouble;
+  return true;
+}
+
+static void serve_exec(post *p, httpd_req *req, node_ns *ns, const pool_env *e) {
+  node_post *np = p->tier_state;
+  cJSON *body = post_body_json(req);
+  if (!body) return;
+  const char *argv[65];
+  long timeout_ms;
+  if (!exec_args(req, body, argv, 65, &timeout_ms)) {
+    cJSON_Delete(body);
+    return;
+  }
+  pool_touch(ns->pool, e->id); /* a command is the tenant's activity */
+  posts_exec_req x = {.argv = argv, .timeout_ms = timeout_ms, .max_output = 256 * 1024};
+  posts_exec_result res = {0};
+  posts_err err = {0};
+  int rc = posts_env_exec(np->rt, e->id, &x, &res, &err);
+  atomic_fetch_add(&np->execs, 1);
+  if (rc == 0 || rc == -ETIMEDOUT) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "exit_code", res.exit_code);
+    cJSON_AddStringToObject(o, "stdout", res.out ? res.out : "");
+    cJSON_AddStringToObject(o, "stderr", res.err ? res.err : "");
+    cJSON_AddBoolToObject(o, "truncated", res.truncated);
+    cJSON_AddBoolToObject(o, "timed_out", rc == -ETIMEDOUT);
+    post_reply_json(req, 200, o);
+  } else if (rc == -EBUSY) {
+    post_reply_error(req, 409, "the environment is not running", NULL);
+  } else {
+    post_reply_error(req, rc == -ENOENT ? 404 : 503, err.msg[0] ? err.msg : strerror(-rc), NULL);
+  }
+  posts_exec_result_cleanup(&res);
+  cJSON_Delete(body);
+}
+
+/* /v1/environments/<name>[/touch|/exec] */
+static void serve_env(post *p, httpd_req *req, const char *m, const char *rest) {
+  node_post *np = p->tier_state;
+  char name[64];
+  const char *slash = strchr(rest, '/');
+  size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+  const char *verb = slash ? slash + 1 : "";
+  pool_env e;
+  node_ns *ns = NULL;
+  if (len && len < sizeof name) {
+    memcpy(name, rest, len);
+    name[len] = '\0';
+    ns = env_by_name(np, name, &e);
+  }
+  if (!ns) return post_reply_error(req, 404, "no such environment", NULL);
+  if (!*verb && !strcmp(m, "GET")) return post_reply_json(req, 200, env_json(p, ns, &e));
+  if (!*verb && !strcmp(m, "DELETE")) {
+    posts_err err = {0};
+    int rc = pool_release(ns->pool, e.id, &err);
+    if (rc == 0) atomic_fetch_add(&np->releases, 1);
+    if (rc == 0) return httpd_respond(req, 204, NULL, NULL, 0, NULL, 0);
+    if (rc == -ENOENT) return post_reply_error(req, 409, "the environment is not claimed", NULL);
+    if (rc == -EBUSY) return post_reply_error(req, 409, "the environment is busy", NULL);
+    return post_reply_error(req, 503, err.msg[0] ? err.msg : strerror(-rc), NULL);
+  }
+  if (!strcmp(verb, "touch") && !strcmp(m, "POST")) {
+    if (pool_touch(ns->pool, e.id)) return post_reply_error(req, 409, "not claimed", NULL);
+    return httpd_respond(req, 204, NULL, NULL, 0, NULL, 0);
+  }
+  if (!strcmp(verb, "exec") && !strcmp(m, "POST")) return serve_exec(p, req, ns, &e);
+  post_reply_error(req, 405, "method not allowed", NULL);
+}
+
+static bool node_route(post *p, httpd_req *req, const char *m, const char *path) {
+  static const char envs[] = "/v1/environments";
+  if (!strcmp(path, "/v1/claims")) {
+    if (strcmp(m, "POST"))
+      post_reply_error(req, 405, "POST only", NULL);
+    else
+      serve_claim(p, req);
+  } else if (!strcmp(path, envs)) {
+    if (strcmp(m, "GET"))
+      post_reply_error(req, 405, "GET only", NULL);
+    else
+      serve_list(p, req);
+  } else if (!strncmp(path, envs, sizeof envs - 1) && path[sizeof envs - 1] == '/') {
+    serve_env(p, req, m, path + sizeof envs);
+  } else if (!strcmp(path, "/v1/capacity") && !strcmp(m, "GET")) {
+    serve_capacity(p, req);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+static void node_metrics(post *p, ce_buf *out) {
+  node_post *np = p->tier_state;
+  static const char *c = "outpost_post_node_claims_total";
+  metrics_family(out, c, "counter", "claims served by this node post");
+  metrics_sample(out, c, "result=\"warm\"", atomic_load(&np->claims_warm));
+  metrics_sample(out, c, "result=\"cold\"", atomic_load(&np->claims_cold));
+  metrics_sample(out, c, "result=\"failed\"", atomic_load(&np->claims_failed));
+  metrics_family(out, "outpost_post_node_releases_total", "counter", "environments released");
+  metrics_sample(out, "outpost_post_node_releases_total", NULL, atomic_load(&np->releases));
+  metrics_family(out, "outpost_post_node_execs_total", "counter", "commands run");
+  metrics_sample(out, "outpost_post_node_execs_total", NULL, atomic_load(&np->execs));
+  metrics_family(out, "outpost_post_node_used", "gauge", "claimed environments on the node");
+  metrics_sample(out, "outpost_post_node_used", NULL, (uint64_t)count_used(np, NULL));
+}
+
+const post_tier post_tier_node = {
+    .name = "node",
+    .start = node_start,
+    .started = node_started,
+    .stop = node_stop,
+    .route = node_route,
+    .metrics = node_metrics,
+    .ready = node_ready,
+};

@@ -1,0 +1,501 @@
+#!/usr/bin/env python3
+"""The tiers of posts against real podman and a real `outpost broker`: the
+Labs REST API (claims, exec, tenant isolation, quota, tokens, bad bodies),
+the ns post's policy fed through the broker (alert, recycle, quarantine
+honoured by the cluster post, state kept across a kill -9), and failure
+isolation: kill -9 of the node post (environments keep running, restarted
+within about a second, pool recovered, API back), of the ns post (only it
+restarts) and of the cluster post (the node post and environments live on;
+a new cluster post adopts the running node post instead of starting a
+second one).
+
+Needs root, podman and the lab image (scripts/setup_podman.sh); not root:
+exit 77 (skipped). Each run has its own namespace (tiers-t<random>) and
+state directory (/tmp/outpost-test-tiers-*); environments and post
+processes left by a crashed earlier run are removed first, by those names.
+
+Usage: test_tiers.py /path/to/outpost /path/to/scripts/podman_service.sh
+"""
+import glob
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+OUTPOST = PODMAN_SERVICE = None
+NS = "tiers-t" + secrets.token_hex(3)
+NODE = NS + "-node"
+TPL = "c-lab"
+IMAGE = "localhost/outpost-lab-c:latest"
+STATE_PREFIX = "/tmp/outpost-test-tiers-"
+TOKENS = {"alice": "tok-alice-" + secrets.token_hex(4), "bob": "tok-bob-" + secrets.token_hex(4)}
+ADMIN = "tok-admin-" + secrets.token_hex(4)
+QUOTA = 2
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def request(port, method, path, body=None, token=None, headers=None, timeout=60):
+    """(status, parsed JSON or None, headers) of one request; (0, None, {}) when nothing answers."""
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = "Bearer " + token
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        h.setdefault("Content-Type", "application/json")
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+    except OSError:
+        return 0, None, {}
+    try:
+        j = json.loads(data) if data else None
+    except ValueError:
+        j = data.decode(errors="replace")  # /metrics
+    return r.status, j, dict(r.getheaders())
+
+
+def health_pid(port):
+    st, j, _ = request(port, "GET", "/healthz", timeout=2)
+    return j["pid"] if st == 200 else None
+
+
+def wait_for(what, fn, timeout=30, step=0.05):
+    """Polls fn until it returns something true; its value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def post_pids(state_dir, tier=None):
+    """Pids of `outpost post` processes whose --state-dir is under state_dir."""
+    out = []
+    for d in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(d + "/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "post" not in args or "--state-dir" not in args:
+            continue
+        sd = args[args.index("--state-dir") + 1]
+        if sd.startswith(state_dir) and (tier is None or args[args.index("--tier") + 1] == tier):
+            if alive(int(d[6:])):
+                out.append(int(d[6:]))
+    return out
+
+
+def containers(ns_prefix):
+    """{container name: state} of the environments of namespaces starting with ns_prefix."""
+    r = subprocess.run(["podman", "ps", "-a", "--format", "json"], capture_output=True, text=True,
+                       check=True)
+    out = {}
+    for c in json.loads(r.stdout or "[]"):
+        ns = (c.get("Labels") or {}).get("outpost.runtime/namespace", "")
+        if ns.startswith(ns_prefix):
+            out[c["Names"][0]] = c["State"]
+    return out
+
+
+def remove_leftovers():
+    """Environments and posts of this run and of crashed earlier runs."""
+    for pid in post_pids(STATE_PREFIX):
+        os.kill(pid, signal.SIGKILL)
+    names = list(containers("tiers-t"))
+    if names:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", *names], capture_output=True)
+    for d in glob.glob(STATE_PREFIX + "*"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Tiers(unittest.TestCase):
+    """One platform for the whole class; the tests run in name order and build on each other."""
+
+    @classmethod
+    def setUpClass(cls):
+        remove_leftovers()
+        cls.dir = tempfile.mkdtemp(prefix=STATE_PREFIX)
+        cls.log_path = os.path.join(cls.dir, "posts.log")
+        cls.log = open(cls.log_path, "ab")
+        cls.bport, cls.cport, cls.nport, cls.nsport = (free_port() for _ in range(4))
+        with open(os.path.join(cls.dir, "labs.yaml"), "w") as f:
+            f.write(f"""\
+apiVersion: outpost.dev/v1
+kind: LabTemplate
+metadata: {{name: {TPL}}}
+spec:
+  image: {IMAGE}
+  command: [sleep, infinity]
+  limits: {{pids: 64, memory: 128Mi}}
+  pool: {{min: 1, max: 2}}
+---
+apiVersion: outpost.dev/v1
+kind: NamespacePolicy
+metadata: {{name: {NS}}}
+spec:
+  onViolation: [alert, recycle]
+  quarantineAfter: 2
+""")
+        with open(os.path.join(cls.dir, "broker.yaml"), "w") as f:
+            f.write(f"""\
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: ns-post}}
+spec:
+  broker: default
+  filter: {{attributes: {{namespace: {NS}}}}}
+  subscriber: {{uri: "http://127.0.0.1:{cls.nsport}/events"}}
+  delivery: {{retry: 50, backoffPolicy: linear, backoffDelay: PT0.2S}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: cluster-post}}
+spec:
+  broker: default
+  filters: [{{prefix: {{type: dev.outpost.quarantine.}}}}]
+  subscriber: {{uri: "http://127.0.0.1:{cls.cport}/events"}}
+  delivery: {{retry: 50, backoffPolicy: linear, backoffDelay: PT0.2S}}
+""")
+        cls.broker = subprocess.Popen(
+            [OUTPOST, "broker", "--listen", f"127.0.0.1:{cls.bport}", "--data",
+             os.path.join(cls.dir, "broker.db"), "--config", os.path.join(cls.dir, "broker.yaml"),
+             "--broker", "default/default"], stdout=cls.log, stderr=subprocess.STDOUT)
+        wait_for("the broker", lambda: request(cls.bport, "GET", "/healthz", timeout=2)[0] == 200)
+        cls.cluster = cls.start_cluster()
+
+    @classmethod
+    def start_cluster(cls):
+        args = [OUTPOST, "post", "--tier", "cluster", "--listen", f"127.0.0.1:{cls.cport}",
+                "--node-listen", f"127.0.0.1:{cls.nport}", "--ns-port", str(cls.nsport),
+                "--node", NODE, "--namespace", NS, "--state-dir", os.path.join(cls.dir, "state"),
+                "--config", os.path.join(cls.dir, "labs.yaml"),
+                "--broker-url", f"http://127.0.0.1:{cls.bport}/default/default",
+                "--admin-token", ADMIN, "--quota", str(QUOTA)]
+        for t, tok in TOKENS.items():
+            args += ["--tenant-token", f"{t}={tok}"]
+        # The log is a file, not a pipe: children outlive a killed parent and
+        # must never block on a pipe nobody reads.
+        proc = subprocess.Popen(args, stdout=cls.log, stderr=subprocess.STDOUT)
+        wait_for("the cluster post", lambda: health_pid(cls.cport) == proc.pid)
+        wait_for("the node post", lambda: health_pid(cls.nport))
+        wait_for("the ns post", lambda: health_pid(cls.nsport))
+        return proc
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = None
+        if cls.cluster.poll() is None:
+            cls.cluster.send_signal(signal.SIGTERM)
+            rc = cls.cluster.wait(timeout=60)
+        # SIGTERM to the cluster post stops its subtree: nothing may be left.
+        left = post_pids(cls.dir)
+        cls.broker.send_signal(signal.SIGTERM)
+        cls.broker.wait(timeout=30)
+        cls.log.close()
+        with open(cls.log_path, errors="replace") as f:
+            text = f.read()
+        remove_leftovers()
+        if os.environ.get("TIERS_TEST_LOG"):
+            print(text)
+        assert rc == 0, f"cluster post exited {rc}"
+        assert not left, f"posts left running after the cluster post stopped: {left}"
+        for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            assert bad not in text, f"{bad} in the posts' log:\n{text[-4000:]}"
+
+    # ------------------------------------------------------------- helpers
+
+    def labs(self, method, path="", body=None, tenant="alice", token=None, **kw):
+        tok = token if token is not None else (ADMIN if tenant == "admin" else TOKENS[tenant])
+        return request(self.cport, method, "/v1/labs" + path, body=body, token=tok, **kw)
+
+    def claim(self, tenant):
+        st, j, _ = self.labs("POST", body={"template": TPL}, tenant=tenant, timeout=180)
+        self.assertEqual(st, 201, j)
+        return j
+
+    def running(self, lab, tenant):
+        return containers(NS).get(f"{NS}_{lab}__{tenant}") == "running"
+
+    def publish(self, ev_id, tenant, env, **ext):
+        h = {"ce-specversion": "1.0", "ce-id": ev_id, "ce-source": f"/nodes/{NODE}/environments/{env}",
+             "ce-type": "dev.outpost.process.exec", "ce-namespace": NS, "ce-tenant": tenant,
+             "ce-environment": env, "Content-Type": "application/json"}
+        h.update({"ce-" + k: v for k, v in ext.items()})
+        st, j, _ = request(self.bport, "POST", "/default/default", body='{"binary":"/bin/nc"}',
+                           headers=h)
+        self.assertEqual(st, 202, j)
+
+    # ------------------------------------------------------------- tests
+
+    def test_0_flags(self):
+        for args, why in ((["post"], "--tier"), (["post", "--tier", "node"], "--node"),
+                          (["post", "--tier", "ns"], "--namespace"),
+                          (["post", "--tier", "cluster", "--quota", "x"], "--quota"),
+                          (["post", "--tier", "cluster", "--bogus"], "usage")):
+            r = subprocess.run([OUTPOST, *args], capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(why, r.stderr)
+        r = subprocess.run([OUTPOST, "post", "--help"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("--tier cluster|node|ns", r.stdout)
+        # A post that cannot start exits 1 (and is then restarted with backoff by its parent).
+        r = subprocess.run([OUTPOST, "post", "--tier", "node", "--node", NODE, "--socket",
+                            "/nonexistent.sock", "--state-dir", os.path.join(self.dir, "bad"),
+                            "--listen", f"127.0.0.1:{free_port()}"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+
+    def test_1_labs_api(self):
+        # The pool fills to its min of 1 first, so that the first claim is warm.
+        wait_for("a warm environment", lambda: (request(self.nport, "GET", "/v1/capacity")[1] or {})
+                 .get("warm", {}).get(TPL), timeout=120)
+        a = self.claim("alice")
+        print(f"\n  claim: warm={a['warm']} elapsed={a['elapsed_us'] / 1000:.1f} ms on {a['node']}")
+        self.assertEqual((a["tenant"], a["template"], a["node"]), ("alice", TPL, NODE))
+        self.assertNotIn("id", a)  # the runtime's id stays inside
+        type(self).lab = a["name"]
+        st, j, _ = self.labs("POST", f"/{a['name']}/exec",
+                             {"argv": ["sh", "-c", "echo hello; echo oops >&2; exit 3"]})
+        self.assertEqual((st, j["exit_code"], j["stdout"], j["stderr"]), (200, 3, "hello\n", "oops\n"))
+        st, j, _ = self.labs("GET", f"/{a['name']}")
+        self.assertEqual((st, j["state"], j["tenant"]), (200, "claimed", "alice"))
+        # Another tenant: not found, whatever the verb, and not in its list.
+        for method, path, body in (("GET", "", None), ("DELETE", "", None),
+                                   ("POST", "/exec", {"argv": ["true"]}),
+                                   ("POST", "/keepalive", None)):
+            st, j, _ = self.labs(method, f"/{a['name']}{path}", body, tenant="bob")
+            self.assertEqual(st, 404, (method, path, j))
+            self.assertIn("error", j)
+        self.assertEqual(self.labs("GET", tenant="bob")[1]["labs"], [])
+        self.assertEqual([x["name"] for x in self.labs("GET")[1]["labs"]], [a["name"]])
+        self.assertIn(a["name"], [x["name"] for x in self.labs("GET", tenant="admin")[1]["labs"]])
+        self.assertTrue(self.running(a["name"], "alice"))
+        # Tokens.
+        for tok in ("nope", ""):
+            st, j, h = self.labs("GET", token=tok)
+            self.assertEqual(st, 401, j)
+            self.assertIn("error", j)
+        self.assertEqual(request(self.cport, "GET", "/v1/labs")[0], 401)
+        # Bad bodies name the field; unknown template 404; too large 413.
+        st, j, _ = self.labs("POST", body={"templat": TPL})
+        self.assertEqual((st, j.get("field")), (400, "template"), j)
+        st, j, _ = self.labs("POST", body="not json", headers={"Content-Type": "application/json"})
+        self.assertEqual(st, 400, j)
+        st, j, _ = self.labs("POST", f"/{a['name']}/exec", {"argv": []})
+        self.assertEqual((st, j.get("field")), (400, "argv"), j)
+        st, j, _ = self.labs("POST", body={"template": "no-such-template"})
+        self.assertEqual(st, 404, j)
+        st, j, _ = self.labs("POST", body={"template": "x" * 400000})
+        self.assertEqual(st, 413, j)
+        # Quota: a second lab, then 429 with a reason and Retry-After.
+        b = self.claim("alice")
+        st, j, h = self.labs("POST", body={"template": TPL})
+        self.assertEqual((st, j["quota"], j["used"]), (429, QUOTA, QUOTA), j)
+        self.assertIn("quota", j["error"])
+        self.assertIn("Retry-After", h)
+        st, _, _ = self.labs("DELETE", f"/{b['name']}")
+        self.assertEqual(st, 204)
+        self.assertEqual(self.labs("GET", f"/{b['name']}")[0], 404)
+        wait_for("the released environment removed", lambda: not self.running(b["name"], "alice"))
+
+    def test_2_kill_node_post(self):
+        node, ns = health_pid(self.nport), health_pid(self.nsport)
+        t0 = time.monotonic()
+        os.kill(node, signal.SIGKILL)
+        wait_for("the node post to die", lambda: not alive(node), timeout=5, step=0.01)
+        # The environment does not notice.
+        self.assertTrue(self.running(self.lab, "alice"))
+        new = wait_for("a new node post", lambda: (p := health_pid(self.nport)) and p != node and p,
+                       timeout=10, step=0.02)
+        took = time.monotonic() - t0
+        print(f"\n  node post {node} killed; {new} answers after {took * 1000:.0f} ms")
+        self.assertLess(took, 5.0)
+        # Its pool is recovered from the runtime: the claim is still alice's.
+        st, j, _ = wait_for("the lab through the API", lambda: (r := self.labs("GET", f"/{self.lab}"))[0] == 200 and r)
+        self.assertEqual((j["tenant"], j["state"]), ("alice", "claimed"))
+        st, envs, _ = request(self.nport, "GET", f"/v1/environments/{self.lab}")
+        self.assertTrue(envs["recovered"], envs)
+        st, j, _ = self.labs("POST", f"/{self.lab}/exec", {"argv": ["echo", "back"]})
+        self.assertEqual((st, j["stdout"]), (200, "back\n"), j)
+        # The ns post was adopted, not restarted; the cluster post did not move.
+        self.assertEqual(health_pid(self.nsport), ns)
+        self.assertEqual(health_pid(self.cport), self.cluster.pid)
+        self.assertEqual(len(post_pids(self.dir, "node")), 1)
+
+    def test_3_kill_ns_post(self):
+        node, ns = health_pid(self.nport), health_pid(self.nsport)
+        t0 = time.monotonic()
+        os.kill(ns, signal.SIGKILL)
+        new = wait_for("a new ns post", lambda: (p := health_pid(self.nsport)) and p != ns and p,
+                       timeout=10, step=0.02)
+        print(f"\n  ns post {ns} killed; {new} answers after {(time.monotonic() - t0) * 1000:.0f} ms")
+        self.assertEqual(health_pid(self.nport), node)
+        self.assertEqual(health_pid(self.cport), self.cluster.pid)
+        self.assertTrue(self.running(self.lab, "alice"))
+        self.assertEqual(self.labs("GET", f"/{self.lab}")[0], 200)
+
+    def test_4_policy(self):
+        lab = self.claim("bob")["name"]
+        # A redelivered event (same source and id) counts once.
+        self.publish("v-1", "bob", lab, severity="critical", action="killed")
+        self.publish("v-1", "bob", lab, severity="critical", action="killed")
+        # Not violations: info events, tenants' own events, other namespaces.
+        self.publish("v-info", "bob", lab, severity="info", action="none")
+        st, j, _ = request(self.bport, "POST", "/default/default", body="{}", headers={
+            "ce-specversion": "1.0", "ce-id": "t-1", "ce-source": "/tenants/bob",
+            "ce-type": "dev.outpost.tenant.x", "ce-namespace": NS, "ce-tenant": "bob",
+            "ce-severity": "critical", "Content-Type": "application/json"})
+        self.assertEqual(st, 202)
+        # recycle: the node post releases the environment.
+        wait_for("bob's lab recycled", lambda: self.labs("GET", f"/{lab}", tenant="bob")[0] == 404)
+        violations = lambda: request(self.nsport, "GET", "/v1/violations")[1]
+        self.assertEqual(violations()["violations"], {"bob": 1})
+        self.assertEqual(violations()["quarantined"], [])
+        self.assertEqual(self.claim("bob")["tenant"], "bob")  # not quarantined yet
+        self.publish("v-2", "bob", "gone", action="killed")
+        wait_for("bob quarantined at the cluster post",
+                 lambda: "bob" in (request(self.cport, "GET", "/v1/quarantine", token=ADMIN)[1]
+                                   or {}).get("quarantined", []))
+        st, j, _ = self.labs("POST", body={"template": TPL}, tenant="bob")
+        self.assertEqual(st, 403, j)
+        self.assertIn("quarantined", j["error"])
+        type(self).lab2 = self.claim("alice")["name"]  # others are not quarantined
+        # The quarantine is not a tenant's business.
+        self.assertEqual(request(self.cport, "GET", "/v1/quarantine", token=TOKENS["bob"])[0], 404)
+        # The ns post's own announcement comes back through its trigger.
+        wait_for("the announcement confirmed", lambda: violations()["announcing"] == [])
+        # The counts survive a kill -9 of the ns post (the state file).
+        ns = health_pid(self.nsport)
+        os.kill(ns, signal.SIGKILL)
+        wait_for("a new ns post", lambda: (p := health_pid(self.nsport)) and p != ns)
+        self.assertEqual(violations()["violations"], {"bob": 2})
+        self.assertEqual(violations()["quarantined"], ["bob"])
+        # An operator lifts it; the ns post hears of it through the broker.
+        st, _, _ = request(self.cport, "DELETE", "/v1/quarantine/bob", token=ADMIN)
+        self.assertEqual(st, 204)
+        self.assertEqual(self.claim("bob")["tenant"], "bob")
+        wait_for("the ns post's count reset", lambda: violations()["violations"] == {})
+        st, m, _ = request(self.nsport, "GET", "/metrics")
+        self.assertEqual(st, 200)
+
+    def test_5_kill_cluster_post(self):
+        cluster = type(self).cluster
+        node, ns = health_pid(self.nport), health_pid(self.nsport)
+        cluster.send_signal(signal.SIGKILL)
+        cluster.wait()
+        time.sleep(0.5)
+        # The subtree does not notice.
+        self.assertEqual((health_pid(self.nport), health_pid(self.nsport)), (node, ns))
+        self.assertTrue(self.running(self.lab, "alice"))
+        st, j, _ = request(self.nport, "GET", "/v1/environments?tenant=alice&state=claimed")
+        self.assertIn(self.lab, [e["name"] for e in j["environments"]])
+        # A new cluster post adopts the running node post instead of starting one.
+        type(self).cluster = self.start_cluster()
+        self.assertEqual(health_pid(self.nport), node)
+        self.assertEqual(post_pids(self.dir, "node"), [node])
+        st, j, _ = self.labs("GET", f"/{self.lab}")
+        self.assertEqual((st, j["tenant"]), (200, "alice"))
+        # And it supervises it: a kill -9 is restarted by the new parent.
+        os.kill(node, signal.SIGKILL)
+        wait_for("the adopted node post restarted",
+                 lambda: (p := health_pid(self.nport)) and p != node, timeout=10)
+        wait_for("the lab back", lambda: self.labs("GET", f"/{self.lab}")[0] == 200)
+
+    def test_6_publisher_retries(self):
+        """Events made while the broker is down reach it once it is back."""
+        self.broker.send_signal(signal.SIGKILL)
+        self.broker.wait()
+        st, _, _ = self.labs("DELETE", f"/{self.lab2}")
+        self.assertEqual(st, 204)
+        time.sleep(1)  # a few attempts fail meanwhile
+        type(self).broker = subprocess.Popen(
+            [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.bport}", "--data",
+             os.path.join(self.dir, "broker.db"), "--config", os.path.join(self.dir, "broker.yaml"),
+             "--broker", "default/default"], stdout=self.log, stderr=subprocess.STDOUT)
+
+        def released():
+            db = sqlite3.connect(os.path.join(self.dir, "broker.db"))
+            try:
+                rows = db.execute("SELECT headers FROM records").fetchall()
+            except sqlite3.Error:
+                return False
+            finally:
+                db.close()
+            return any(b"dev.outpost.environment.released" in h and self.lab2.encode() in h
+                       for (h,) in rows)
+        wait_for("the released event in the broker's log", released, timeout=30, step=0.2)
+        st, m, _ = request(self.nport, "GET", "/metrics")
+        retries = [float(l.split()[1]) for l in m.splitlines()
+                   if l.startswith("outpost_post_publish_retries_total ")]
+        print(f"\n  node post: {retries[0]:.0f} publish attempts retried while the broker was down")
+        self.assertGreater(retries[0], 0)
+
+    def test_7_crash_loop_backoff(self):
+        """A child that keeps dying at start is held back, not respun."""
+        port = free_port()
+        proc = subprocess.Popen(
+            [OUTPOST, "post", "--tier", "cluster", "--listen", f"127.0.0.1:{port}",
+             "--node-listen", f"127.0.0.1:{free_port()}", "--node", NODE + "-bad",
+             "--namespace", NS, "--socket", "/nonexistent.sock",
+             "--state-dir", os.path.join(self.dir, "crashloop")],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_for("the cluster post", lambda: health_pid(port) == proc.pid)
+            time.sleep(4)
+            st, m, _ = request(port, "GET", "/metrics")
+            restarts = [float(l.split()[1]) for l in m.splitlines()
+                        if l.startswith('outpost_post_children_total{how="restarted"}')][0]
+            print(f"\n  a node post that cannot start: {restarts:.0f} restarts in 4 s")
+            # 3 at once, then after 0.5 s, 1 s, 2 s: at most about 6; without the
+            # backoff it would be tens.
+            self.assertGreaterEqual(restarts, 3)
+            self.assertLessEqual(restarts, 8)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+
+
+def main():
+    global OUTPOST, PODMAN_SERVICE
+    if len(sys.argv) < 3:
+        sys.exit("usage: test_tiers.py OUTPOST PODMAN_SERVICE_SH")
+    OUTPOST, PODMAN_SERVICE = sys.argv[1], sys.argv[2]
+    if os.geteuid() != 0:
+        print("skipped: needs root (podman)")
+        sys.exit(77)
+    subprocess.run([PODMAN_SERVICE, "start"], check=True)
+    unittest.main(argv=sys.argv[:1], verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
