@@ -20,9 +20,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/metrics.h"
+#include <time.h>
 
-#define MAX_TENANTS 1024
+#include "core/metrics.h"
+#include "core/resources.h"
+#include "posts/template.h"
+
+#define MAX_TENANTS      1024
+#define MAX_PENDING      256   /* cold starts remembered (the oldest finished go first) */
+#define PROGRESS_WAIT_MS 60000 /* the progress long poll's bound */
+
+typedef enum lab_state { LAB_PENDING, LAB_READY, LAB_FAILED } lab_state;
+
+/* A cold start answered 202: followed until it is ready or failed (kept in
+ * memory only; a restarted cluster post asks the node posts instead). */
+typedef struct pending_lab {
+  bool used;
+  lab_state state;
+  int node;
+  char name[64], tenant[64], tpl[64], error[256];
+  int64_t requested_ms, done_ms;
+} pending_lab;
 
 typedef struct tenant_tok {
   char tenant[64];
@@ -36,7 +54,11 @@ typedef struct cluster_post {
   size_t n_nodes;
   const char *ns;           /* the tenants' namespace */
   pthread_mutex_t claim_mu; /* quota check and claim, one at a time */
-  pthread_mutex_t mu;       /* the quarantine set */
+  pthread_mutex_t mu;       /* the quarantine set, pending[], n_threads */
+  pthread_cond_t cv;        /* a cold start ended */
+  pending_lab pending[MAX_PENDING];
+  size_t n_threads; /* cold starts' claim threads still running */
+  cJSON *templates; /* what GET /v1/labs shows; NULL without --config */
   char quarantined[MAX_TENANTS][64];
   size_t n_quarantined;
   char state_path[PATH_MAX];
@@ -107,12 +129,53 @@ static void quarantine_save(post *p, cluster_post *cp) {
   if (rc) post_log(p, "cannot write %s: %s", cp->state_path, strerror(-rc));
 }
 
+/* The LabTemplates of the config file, as GET /v1/labs shows them. */
+static int load_templates(post *p, cluster_post *cp, const char *path) {
+  cJSON *all = NULL;
+  res_err rerr;
+  int rc = res_load_file(path, 4 << 20, &all, &rerr);
+  if (rc) {
+    post_log(p, "%s: %s", path, rerr.msg);
+    return rc;
+  }
+  const cJSON *res;
+  cp->templates = cJSON_CreateArray();
+  cJSON_ArrayForEach(res, all) {
+    if (!res_is(res, "outpost.dev", "LabTemplate")) continue;
+    pool_template_err terr;
+    memset(&terr, 0, sizeof terr);
+    pool_template *t = pool_template_parse(res, &terr);
+    if (!t) {
+      post_log(p, "%s: LabTemplate refused at %s: %s", path, terr.path, terr.msg);
+      rc = -EINVAL;
+      break;
+    }
+    cJSON *o = cJSON_CreateObject(), *lim = cJSON_CreateObject(), *pool = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", t->name);
+    cJSON_AddStringToObject(o, "image", t->image);
+    if (t->pids_limit) cJSON_AddNumberToObject(lim, "pids", (double)t->pids_limit);
+    if (t->memory_bytes) cJSON_AddNumberToObject(lim, "memory_bytes", (double)t->memory_bytes);
+    if (t->nano_cpus) cJSON_AddNumberToObject(lim, "cpus", (double)t->nano_cpus / 1e9);
+    cJSON_AddItemToObject(o, "limits", lim);
+    cJSON_AddBoolToObject(o, "network", t->network);
+    cJSON_AddNumberToObject(o, "idle_timeout_ms", (double)t->idle_timeout_ms);
+    cJSON_AddNumberToObject(pool, "min", t->pool_min);
+    cJSON_AddNumberToObject(pool, "max", t->pool_max);
+    cJSON_AddItemToObject(o, "pool", pool);
+    cJSON_AddItemToArray(cp->templates, o);
+    pool_template_free(t);
+  }
+  cJSON_Delete(all);
+  return rc;
+}
+
 static int cluster_start(post *p) {
   cluster_post *cp = calloc(1, sizeof *cp);
   if (!cp) return -ENOMEM;
   p->tier_state = cp;
   pthread_mutex_init(&cp->claim_mu, NULL);
   pthread_mutex_init(&cp->mu, NULL);
+  pthread_cond_init(&cp->cv, NULL);
   cp->ns = p->cfg.n_namespaces ? p->cfg.namespaces[0] : "labs";
   for (size_t i = 0; i < p->cfg.n_tenant_tokens; i++) {
     const char *tt = p->cfg.tenant_tokens[i], *eq = strchr(tt, '=');
@@ -131,7 +194,7 @@ static int cluster_start(post *p) {
   cp->n_nodes = p->cfg.n_node_posts;
   snprintf(cp->state_path, sizeof cp->state_path, "%s/cluster.json", p->cfg.state_dir);
   quarantine_load(cp);
-  return 0;
+  return p->cfg.config ? load_templates(p, cp, p->cfg.config) : 0;
 }
 
 /* Without --node-post, the node post of this machine is this post's child. */
@@ -167,6 +230,12 @@ static void cluster_started(post *p) {
 
 static void cluster_stop(post *p) {
   cluster_post *cp = p->tier_state;
+  /* The node posts are stopped by now: the claims end soon. */
+  pthread_mutex_lock(&cp->mu);
+  while (cp->n_threads) pthread_cond_wait(&cp->cv, &cp->mu);
+  pthread_mutex_unlock(&cp->mu);
+  pthread_cond_destroy(&cp->cv);
+  cJSON_Delete(cp->templates);
   pthread_mutex_destroy(&cp->claim_mu);
   pthread_mutex_destroy(&cp->mu);
   free(cp);
@@ -208,10 +277,34 @@ static bool is_quarantined(cluster_post *cp, const char *tenant) {
 
 /* ------------------------------------------------------------- labs */
 
-/* What a tenant sees of an environment (the runtime id stays inside). */
+/* What a tenant sees of an environment (the runtime id stays inside): the
+ * node's record, its status (pending, ready) and where to reach it. */
 static cJSON *lab_of(cJSON *env) {
   cJSON_DeleteItemFromObjectCaseSensitive(env, "id");
   cJSON_DeleteItemFromObjectCaseSensitive(env, "recovered");
+  const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "state"));
+  const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "name"));
+  const char *tpl = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "template"));
+  bool ready = st && !strcmp(st, "claimed");
+  if (!cJSON_GetObjectItemCaseSensitive(env, "status"))
+    cJSON_AddStringToObject(env, "status", ready || !st ? "ready" : "pending");
+  if (name && tpl) {
+    char base[200], url[240];
+    snprintf(base, sizeof base, "/v1/labs/%s/environments/%s", tpl, name);
+    cJSON_AddStringToObject(env, "url", base);
+    snprintf(url, sizeof url, "%s/exec", base);
+    cJSON_AddStringToObject(env, "exec_url", url);
+    snprintf(url, sizeof url, "%s/progress", base);
+    cJSON_AddStringToObject(env, "progress", url);
+  }
+  const cJSON *idle = cJSON_GetObjectItemCaseSensitive(env, "idle_ms");
+  if (ready && cJSON_IsNumber(idle)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    cJSON_AddNumberToObject(env, "last_activity_unix_ms",
+                            (double)(now - (int64_t)idle->valuedouble));
+  }
   return env;
 }
 
@@ -221,9 +314,10 @@ static bool is_lab(const cJSON *env) {
   return st && t && *t && strcmp(st, "warm") && strcmp(st, "removing");
 }
 
-/* The labs of tenant (NULL: all) on every node into arr (may be NULL: only
- * counted). *down counts the node posts that did not answer. */
-static long list_labs(post *p, const char *tenant, cJSON *arr, size_t *down) {
+/* The labs of tenant (NULL: all) and of template tpl (NULL: any) on every
+ * node into arr (may be NULL: only counted). *down counts the node posts
+ * that did not answer. */
+static long list_labs(post *p, const char *tenant, const char *tpl, cJSON *arr, size_t *down) {
   cluster_post *cp = p->tier_state;
   long n = 0;
   *down = 0;
@@ -235,7 +329,8 @@ static long list_labs(post *p, const char *tenant, cJSON *arr, size_t *down) {
     long st = post_call_json(p, "GET", url, NULL, 3000, &j);
     if (st != 200) (*down)++;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "environments")) {
-      if (!is_lab(e)) continue;
+      const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "template"));
+      if (!is_lab(e) || (tpl && (!t || strcmp(t, tpl)))) continue;
       n++;
       if (arr) cJSON_AddItemToArray(arr, lab_of(cJSON_Duplicate(e, 1)));
     }
@@ -244,38 +339,35 @@ static long list_labs(post *p, const char *tenant, cJSON *arr, size_t *down) {
   return n;
 }
 
-/* Finds lab name for caller ("" admin). Returns the node index and the
- * environment (*env, caller frees), or answers 404/503 itself and -1. */
-static int find_lab(post *p, httpd_req *req, const char *caller, const char *name, cJSON **env) {
+/* The environment name of template tpl for caller ("" admin) on some node:
+ * its node index and *env (caller frees); -1 not found (another tenant's
+ * neither), -2 not found but a node post did not answer. */
+static int lookup_lab(post *p, const char *caller, const char *tpl, const char *name, cJSON **env) {
   cluster_post *cp = p->tier_state;
   size_t down = 0;
   *env = NULL;
-  if (post_valid_name(name)) {
-    for (size_t i = 0; i < cp->n_nodes; i++) {
-      char url[512];
-      cJSON *j = NULL;
-      snprintf(url, sizeof url, "%s/v1/environments/%s", cp->nodes[i], name);
-      long st = post_call_json(p, "GET", url, NULL, 3000, &j);
-      const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "tenant"));
-      if (st == 200 && is_lab(j) && t && (!*caller || !strcmp(t, caller))) {
-        *env = j;
-        return (int)i;
-      }
-      down += st != 200 && st != 404;
-      cJSON_Delete(j);
+  if (!post_valid_name(name)) return -1;
+  for (size_t i = 0; i < cp->n_nodes; i++) {
+    char url[512];
+    cJSON *j = NULL;
+    snprintf(url, sizeof url, "%s/v1/environments/%s", cp->nodes[i], name);
+    long st = post_call_json(p, "GET", url, NULL, 3000, &j);
+    const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "tenant"));
+    const char *jt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "template"));
+    if (st == 200 && is_lab(j) && t && (!*caller || !strcmp(t, caller)) && jt && !strcmp(jt, tpl)) {
+      *env = j;
+      return (int)i;
     }
+    down += st != 200 && st != 404;
+    cJSON_Delete(j);
   }
-  /* Another tenant's lab is "not found" too: its name must not leak. */
-  if (down)
-    post_reply_error(req, 503, "a node post is unavailable; try again", NULL);
-  else
-    post_reply_error(req, 404, "no such lab", NULL);
-  return -1;
+  return down ? -2 : -1;
 }
 
 /* The node with the most free capacity, -1 when none answers or has room;
- * skip[i] marks nodes that already failed this claim. */
-static int place(post *p, const char *tpl, const bool *skip, bool *any_answered) {
+ * skip[i] marks nodes that already failed this claim. *warm: the chosen
+ * node's warm environments of tpl. */
+static int place(post *p, const char *tpl, const bool *skip, bool *any_answered, double *warm_out) {
   cluster_post *cp = p->tier_state;
   int best = -1;
   double best_free = 0, best_warm = 0;
@@ -299,6 +391,7 @@ static int place(post *p, const char *tpl, const bool *skip, bool *any_answered)
     }
     cJSON_Delete(j);
   }
+  *warm_out = best_warm;
   return best;
 }
 
@@ -314,8 +407,250 @@ static void reply_quota(httpd_req *req, long quota, long used) {
   free(text);
 }
 
+/* ---------------------------------------------------- cold starts */
+
+/* Under cp->mu: the entry of name, or NULL. */
+static pending_lab *pending_find(cluster_post *cp, const char *name) {
+  for (size_t i = 0; i < MAX_PENDING; i++)
+    if (cp->pending[i].used && !strcmp(cp->pending[i].name, name)) return &cp->pending[i];
+  return NULL;
+}
+
+/* Under cp->mu: a free entry, else the oldest finished one; NULL when all
+ * are still pending. */
+static pending_lab *pending_slot(cluster_post *cp) {
+  pending_lab *old = NULL;
+  for (size_t i = 0; i < MAX_PENDING; i++) {
+    pending_lab *e = &cp->pending[i];
+    if (!e->used) return e;
+    if (e->state != LAB_PENDING && (!old || e->done_ms < old->done_ms)) old = e;
+  }
+  return old;
+}
+
+/* One claim on a node, run on its own thread. */
+typedef struct claim_job {
+  post *p;
+  int node;
+  char tenant[64], tpl[64], name[64];
+  bool done, handed_off; /* under cp->mu */
+  long status;
+  cJSON *result;
+} claim_job;
+
+static void *claim_thread(void *arg) {
+  claim_job *job = arg;
+  post *p = job->p;
+  cluster_post *cp = p->tier_state;
+  char url[512];
+  cJSON *body = cJSON_CreateObject(), *j = NULL;
+  cJSON_AddStringToObject(body, "template", job->tpl);
+  cJSON_AddStringToObject(body, "tenant", job->tenant);
+  cJSON_AddStringToObject(body, "namespace", cp->ns);
+  snprintf(url, sizeof url, "%s/v1/claims", cp->nodes[job->node]);
+  long st = post_call_json(p, "POST", url, body, 180000, &j);
+  cJSON_Delete(body);
+  pthread_mutex_lock(&cp->mu);
+  job->status = st;
+  job->result = j;
+  job->done = true;
+  bool mine = job->handed_off;
+  if (mine) { /* the request was answered 202: the rest is for progress and GET */
+    pending_lab *e = pending_find(cp, job->name);
+    const char *err = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
+    if (e) {
+      e->state = st == 201 ? LAB_READY : LAB_FAILED;
+      e->done_ms = post_now_ms();
+      snprintf(e->error, sizeof e->error, "%s",
+               st == 201 ? ""
+               : err     ? err
+               : st < 0  ? "the node post did not answer"
+                         : "failed");
+    }
+    if (st == 201) atomic_fetch_add(&cp->created, 1);
+  }
+  pthread_cond_broadcast(&cp->cv);
+  pthread_mutex_unlock(&cp->mu);
+  /* !mine: job is the request's now, and freed by it. */
+  if (mine) {
+    post_log(p, "cold start %s of %s for %s on %s: %s", job->name, job->tpl, job->tenant,
+             cp->nodes[job->node], st == 201 ? "ready" : "failed");
+    cJSON_Delete(j);
+    free(job);
+  }
+  /* Last: cluster_stop waits for this before freeing cp. */
+  pthread_mutex_lock(&cp->mu);
+  cp->n_threads--;
+  pthread_cond_broadcast(&cp->cv);
+  pthread_mutex_unlock(&cp->mu);
+  return NULL;
+}
+
+/* Whether the node's list of tenant's environments of tpl has one not in
+ * before (names joined by '\n'); its name into out. */
+static bool new_env_on(post *p, int node, const char *tenant, const char *tpl, const char *before,
+                       char *out, size_t outlen) {
+  cluster_post *cp = p->tier_state;
+  char url[512];
+  cJSON *j = NULL, *e;
+  bool found = false;
+  snprintf(url, sizeof url, "%s/v1/environments?tenant=%s", cp->nodes[node], tenant);
+  post_call_json(p, "GET", url, NULL, 3000, &j);
+  cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "environments")) {
+    const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "name"));
+    const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "template"));
+    char key[80];
+    if (!n || !t || strcmp(t, tpl) || !is_lab(e)) continue;
+    snprintf(key, sizeof key, "\n%s\n", n);
+    if (!strstr(before, key)) {
+      snprintf(out, outlen, "%s", n);
+      found = true;
+      break;
+    }
+  }
+  cJSON_Delete(j);
+  return found;
+}
+
+/* The names of tenant's environments on node, "\nname\n..." (caller frees). */
+static char *names_on(post *p, int node, const char *tenant) {
+  cluster_post *cp = p->tier_state;
+  char url[512];
+  cJSON *j = NULL, *e;
+  ce_buf b = {0};
+  ce_buf_append(&b, "\n", 1);
+  snprintf(url, sizeof url, "%s/v1/environments?tenant=%s", cp->nodes[node], tenant);
+  post_call_json(p, "GET", url, NULL, 3000, &j);
+  cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "environments")) {
+    const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "name"));
+    if (n) ce_buf_append(&b, n, strlen(n)), ce_buf_append(&b, "\n", 1);
+  }
+  cJSON_Delete(j);
+  char *s = strndup(b.data ? b.data : "\n", b.len);
+  ce_buf_cleanup(&b);
+  return s;
+}
+
+/* Answers 201 with a finished claim's environment. */
+static void reply_created(post *p, httpd_req *req, int node, const char *tenant, const char *tpl,
+                          cJSON *j) {
+  cluster_post *cp = p->tier_state;
+  atomic_fetch_add(&cp->created, 1);
+  cJSON_AddStringToObject(j, "template", tpl);
+  cJSON_AddStringToObject(j, "tenant", tenant);
+  cJSON_AddStringToObject(j, "status", "ready");
+  post_log(p, "lab %s of %s for %s on %s (%s)",
+           cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "name")), tpl, tenant,
+           cp->nodes[node],
+           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "warm")) ? "warm" : "cold");
+  post_reply_json(req, 201, lab_of(j));
+}
+
+/* A cold start on node: the claim runs on a thread; once the node lists
+ * the new environment (in its first milliseconds) the request is answered
+ * 202 with its name, and the thread carries on. 0: answered; 1: the claim
+ * failed on this node for want of room or a dead node post (try another);
+ * *j the node's answer then (caller frees). Under claim_mu. */
+static int claim_cold(post *p, httpd_req *req, int node, const char *tenant, const char *tpl,
+                      long *st_out, cJSON **j_out) {
+  cluster_post *cp = p->tier_state;
+  claim_job *job = calloc(1, sizeof *job);
+  char *before = names_on(p, node, tenant);
+  pthread_t th;
+  if (!job || !before) {
+    free(job);
+    free(before);
+    post_reply_error(req, 503, "out of memory", NULL);
+    return 0;
+  }
+  job->p = p;
+  job->node = node;
+  snprintf(job->tenant, sizeof job->tenant, "%s", tenant);
+  snprintf(job->tpl, sizeof job->tpl, "%s", tpl);
+  pthread_mutex_lock(&cp->mu);
+  cp->n_threads++;
+  pthread_mutex_unlock(&cp->mu);
+  if (pthread_create(&th, NULL, claim_thread, job)) {
+    pthread_mutex_lock(&cp->mu);
+    cp->n_threads--;
+    pthread_mutex_unlock(&cp->mu);
+    free(job);
+    free(before);
+    post_reply_error(req, 503, "cannot start the claim", NULL);
+    return 0;
+  }
+  pthread_detach(th);
+  char name[64] = "";
+  pthread_mutex_lock(&cp->mu);
+  while (!job->done) {
+    pthread_mutex_unlock(&cp->mu);
+    bool seen = new_env_on(p, node, tenant, tpl, before, name, sizeof name);
+    pthread_mutex_lock(&cp->mu);
+    if (seen && !job->done) {
+      pending_lab *e = pending_slot(cp);
+      if (!e) break; /* every entry pending: wait for the claim's end */
+      memset(e, 0, sizeof *e);
+      e->used = true;
+      e->state = LAB_PENDING;
+      e->node = node;
+      e->requested_ms = post_now_ms();
+      snprintf(e->name, sizeof e->name, "%s", name);
+      snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
+      snprintf(e->tpl, sizeof e->tpl, "%s", tpl);
+      snprintf(job->name, sizeof job->name, "%s", name);
+      job->handed_off = true;
+      break;
+    }
+    if (!job->done) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 20 * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+      pthread_cond_timedwait(&cp->cv, &cp->mu, &ts);
+    }
+  }
+  while (!job->handed_off && !job->done) pthread_cond_wait(&cp->cv, &cp->mu);
+  bool handed = job->handed_off;
+  pthread_mutex_unlock(&cp->mu);
+  free(before);
+  if (handed) {
+    char loc[240];
+    snprintf(loc, sizeof loc, "/v1/labs/%s/environments/%s", tpl, name);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", name);
+    cJSON_AddStringToObject(o, "template", tpl);
+    cJSON_AddStringToObject(o, "tenant", tenant);
+    cJSON_AddStringToObject(o, "namespace", cp->ns);
+    cJSON_AddStringToObject(o, "status", "pending");
+    cJSON_AddBoolToObject(o, "warm", false);
+    cJSON_AddStringToObject(o, "url", loc);
+    char prog[260];
+    snprintf(prog, sizeof prog, "%s/progress", loc);
+    cJSON_AddStringToObject(o, "progress", prog);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    const char *extra[] = {"Location", loc};
+    httpd_respond(req, 202, "application/json", text, text ? strlen(text) : 0, extra, 1);
+    free(text);
+    post_log(p, "cold start %s of %s for %s on %s: requested", name, tpl, tenant, cp->nodes[node]);
+    return 0;
+  }
+  /* The claim ended before its environment was seen: answer as a claim. */
+  long st = job->status;
+  cJSON *j = job->result;
+  free(job);
+  if (st == 201) {
+    reply_created(p, req, node, tenant, tpl, j);
+    return 0;
+  }
+  *st_out = st;
+  *j_out = j;
+  return 1;
+}
+
 /* Claims on the best node, then the next best when one fails for want of
- * room or by dying; answers the request. Under claim_mu. */
+ * room or by dying; answers the request: 201 when a warm environment was
+ * there, 202 for a cold start. Under claim_mu. */
 static void claim_on_best(post *p, httpd_req *req, const char *tenant, const char *tpl) {
   cluster_post *cp = p->tier_state;
   bool skip[POST_MAX_REPEATED] = {false}, answered = false;
@@ -324,26 +659,25 @@ static void claim_on_best(post *p, httpd_req *req, const char *tenant, const cha
   cJSON_AddStringToObject(body, "tenant", tenant);
   cJSON_AddStringToObject(body, "namespace", cp->ns);
   for (;;) {
-    int i = place(p, tpl, skip, &answered);
+    double warm = 0;
+    int i = place(p, tpl, skip, &answered, &warm);
     if (i < 0) {
       atomic_fetch_add(&cp->no_node, 1);
       post_reply_error(req, 503, answered ? "no node has room" : "no node post answers", NULL);
       break;
     }
-    char url[512];
     cJSON *j = NULL;
-    snprintf(url, sizeof url, "%s/v1/claims", cp->nodes[i]);
-    long st = post_call_json(p, "POST", url, body, 180000, &j);
-    if (st == 201) {
-      atomic_fetch_add(&cp->created, 1);
-      cJSON_AddStringToObject(j, "template", tpl);
-      cJSON_AddStringToObject(j, "tenant", tenant);
-      post_log(p, "lab %s of %s for %s on %s (%s)",
-               cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "name")), tpl, tenant,
-               cp->nodes[i],
-               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "warm")) ? "warm" : "cold");
-      post_reply_json(req, 201, lab_of(j));
-      break;
+    long st;
+    if (warm < 1) {
+      if (!claim_cold(p, req, i, tenant, tpl, &st, &j)) break;
+    } else {
+      char url[512];
+      snprintf(url, sizeof url, "%s/v1/claims", cp->nodes[i]);
+      st = post_call_json(p, "POST", url, body, 180000, &j);
+      if (st == 201) {
+        reply_created(p, req, i, tenant, tpl, j);
+        break;
+      }
     }
     if (st == 400 || st == 404) { /* the request's fault: the same everywhere */
       const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
@@ -358,22 +692,40 @@ static void claim_on_best(post *p, httpd_req *req, const char *tenant, const cha
   cJSON_Delete(body);
 }
 
-static void serve_create(post *p, httpd_req *req, const char *caller) {
+static bool known_template(cluster_post *cp, const char *tpl) {
+  const cJSON *t;
+  if (!cp->templates) return true; /* no --config: the node posts judge */
+  cJSON_ArrayForEach(t, cp->templates) {
+    const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+    if (n && !strcmp(n, tpl)) return true;
+  }
+  return false;
+}
+
+/* POST /v1/labs/<tpl>/environments (a body, when any, must be an object). */
+static void serve_create(post *p, httpd_req *req, const char *caller, const char *tpl) {
   cluster_post *cp = p->tier_state;
-  cJSON *body = post_body_json(req);
-  if (!body) return;
-  const char *tpl = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "template"));
+  const char *why = NULL;
+  size_t len = 0;
+  unsigned limit = httpd_limit(req, &why);
+  if (limit) return post_reply_error(req, limit, why, NULL);
+  httpd_body(req, &len);
+  cJSON *body = len ? post_body_json(req) : NULL;
+  if (len && !body) return;
+  cJSON_Delete(body);
   if (!*caller) {
     post_reply_error(req, 400, "labs are claimed with a tenant's token", NULL);
   } else if (!post_valid_name(tpl)) {
-    post_reply_error(req, 400, "template: a template name is required", "template");
+    post_reply_error(req, 400, "template: a template name (a DNS label) is required", "template");
+  } else if (!known_template(cp, tpl)) {
+    post_reply_error(req, 404, "no such template", "template");
   } else if (is_quarantined(cp, caller)) {
     atomic_fetch_add(&cp->refused_quarantine, 1);
     post_reply_error(req, 403, "tenant quarantined by its namespace's policy", NULL);
   } else {
     pthread_mutex_lock(&cp->claim_mu);
     size_t down;
-    long used = list_labs(p, caller, NULL, &down);
+    long used = list_labs(p, caller, NULL, NULL, &down);
     if (used >= p->cfg.quota) {
       atomic_fetch_add(&cp->refused_quota, 1);
       reply_quota(req, p->cfg.quota, used);
@@ -384,19 +736,156 @@ static void serve_create(post *p, httpd_req *req, const char *caller) {
     }
     pthread_mutex_unlock(&cp->claim_mu);
   }
-  cJSON_Delete(body);
 }
 
-static void serve_labs(post *p, httpd_req *req, const char *caller) {
-  cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "labs");
-  size_t down;
-  list_labs(p, *caller ? caller : NULL, arr, &down);
+/* GET /v1/labs: the templates, with the warm environments of each. */
+static void serve_templates(post *p, httpd_req *req) {
+  cluster_post *cp = p->tier_state;
+  cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray(), *t;
+  cJSON *warm = cJSON_CreateObject();
+  size_t down = 0;
+  for (size_t i = 0; i < cp->n_nodes; i++) {
+    char url[512];
+    cJSON *j = NULL, *w;
+    snprintf(url, sizeof url, "%s/v1/capacity", cp->nodes[i]);
+    if (post_call_json(p, "GET", url, NULL, 2000, &j) != 200) down++;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(j, "warm")) {
+      cJSON *have = cJSON_GetObjectItemCaseSensitive(warm, w->string);
+      if (have)
+        cJSON_SetNumberValue(have, have->valuedouble + w->valuedouble);
+      else
+        cJSON_AddNumberToObject(warm, w->string, w->valuedouble);
+    }
+    cJSON_Delete(j);
+  }
+  cJSON_ArrayForEach(t, cp->templates) {
+    cJSON *c = cJSON_Duplicate(t, 1);
+    const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(warm, n);
+    cJSON_AddNumberToObject(c, "warm", cJSON_IsNumber(w) ? w->valuedouble : 0);
+    cJSON_AddItemToArray(arr, c);
+  }
+  cJSON_Delete(warm);
+  cJSON_AddItemToObject(o, "templates", arr);
   cJSON_AddNumberToObject(o, "unavailable_nodes", (double)down);
   post_reply_json(req, 200, o);
 }
 
-/* /v1/labs/<name>[/exec|/keepalive] */
-static void serve_lab(post *p, httpd_req *req, const char *caller, const char *m,
+/* GET /v1/labs/<tpl>/environments: the caller's (admin: all). */
+static void serve_list(post *p, httpd_req *req, const char *caller, const char *tpl) {
+  cluster_post *cp = p->tier_state;
+  cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "environments");
+  size_t down;
+  list_labs(p, *caller ? caller : NULL, tpl, arr, &down);
+  /* Cold starts that failed stay visible for a while. */
+  pthread_mutex_lock(&cp->mu);
+  for (size_t i = 0; i < MAX_PENDING; i++) {
+    pending_lab *e = &cp->pending[i];
+    if (!e->used || e->state != LAB_FAILED || strcmp(e->tpl, tpl) ||
+        (*caller && strcmp(e->tenant, caller)))
+      continue;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "name", e->name);
+    cJSON_AddStringToObject(f, "template", e->tpl);
+    cJSON_AddStringToObject(f, "tenant", e->tenant);
+    cJSON_AddStringToObject(f, "status", "failed");
+    cJSON_AddStringToObject(f, "error", e->error);
+    cJSON_AddItemToArray(arr, f);
+  }
+  pthread_mutex_unlock(&cp->mu);
+  cJSON_AddNumberToObject(o, "unavailable_nodes", (double)down);
+  post_reply_json(req, 200, o);
+}
+
+/* A copy of the entry of name when caller may see it; false otherwise. */
+static bool pending_get(cluster_post *cp, const char *caller, const char *tpl, const char *name,
+                        pending_lab *out) {
+  pthread_mutex_lock(&cp->mu);
+  pending_lab *e = pending_find(cp, name);
+  bool ok = e && !strcmp(e->tpl, tpl) && (!*caller || !strcmp(e->tenant, caller));
+  if (ok) *out = *e;
+  pthread_mutex_unlock(&cp->mu);
+  return ok;
+}
+
+static void add_step(ce_buf *b, int progress, const char *message, bool ready, bool failed) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "progress", progress);
+  cJSON_AddStringToObject(o, "message", message);
+  cJSON_AddBoolToObject(o, "ready", ready);
+  if (failed) cJSON_AddBoolToObject(o, "failed", true);
+  char *text = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  ce_buf_append(b, "data: ", 6);
+  if (text) ce_buf_append(b, text, strlen(text));
+  ce_buf_append(b, "\n\n", 2);
+  free(text);
+}
+
+/* GET …/progress: a long poll (at most PROGRESS_WAIT_MS) that answers
+ * every step as server-sent events once the environment is ready or has
+ * failed. The server runs a thread per connection, so waiting here holds
+ * only this request's thread. */
+static void serve_progress(post *p, httpd_req *req, const char *caller, const char *tpl,
+                           const char *name) {
+  cluster_post *cp = p->tier_state;
+  int64_t deadline = post_now_ms() + PROGRESS_WAIT_MS;
+  pending_lab e;
+  bool ours = pending_get(cp, caller, tpl, name, &e);
+  int outcome = 0; /* 0 pending, 1 ready, 2 failed */
+  char node[256] = "", error[256] = "";
+  cJSON *env = NULL;
+  if (!ours) {
+    int i = lookup_lab(p, caller, tpl, name, &env);
+    if (i < 0)
+      return post_reply_error(req, i == -2 ? 503 : 404,
+                              i == -2 ? "a node post is unavailable; try again" : "no such lab",
+                              NULL);
+    snprintf(node, sizeof node, "%s", cp->nodes[i]);
+  } else {
+    snprintf(node, sizeof node, "%s", cp->nodes[e.node]);
+  }
+  for (;;) {
+    if (ours && pending_get(cp, caller, tpl, name, &e) && e.state != LAB_PENDING) {
+      outcome = e.state == LAB_READY ? 1 : 2;
+      snprintf(error, sizeof error, "%s", e.error);
+    } else if (!ours || !pending_get(cp, caller, tpl, name, &e)) {
+      cJSON_Delete(env);
+      env = NULL;
+      int i = lookup_lab(p, caller, tpl, name, &env);
+      const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "state"));
+      if (i == -1) outcome = 2, snprintf(error, sizeof error, "the environment is gone");
+      if (st && !strcmp(st, "claimed")) outcome = 1;
+    }
+    if (outcome || post_now_ms() >= deadline) break;
+    pthread_mutex_lock(&cp->mu);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 250 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&cp->cv, &cp->mu, &ts);
+    pthread_mutex_unlock(&cp->mu);
+  }
+  cJSON_Delete(env);
+  ce_buf b = {0};
+  char msg[512];
+  if (ours || outcome != 1) {
+    add_step(&b, 10, "environment requested", false, false);
+    snprintf(msg, sizeof msg, "environment being created and started on %s", node);
+    add_step(&b, 50, msg, false, false);
+  }
+  if (outcome == 1) add_step(&b, 100, "environment ready", true, false);
+  if (outcome == 2) {
+    snprintf(msg, sizeof msg, "failed: %s", error);
+    add_step(&b, 100, msg, false, true);
+  }
+  static const char *const extra[] = {"Cache-Control", "no-cache"};
+  httpd_respond(req, 200, "text/event-stream", b.data, b.len, extra, 1);
+  ce_buf_cleanup(&b);
+}
+
+/* /v1/labs/<tpl>/environments/<name>[/progress|/exec|/keepalive] */
+static void serve_lab(post *p, httpd_req *req, const char *caller, const char *m, const char *tpl,
                       const char *rest) {
   cluster_post *cp = p->tier_state;
   char name[64], url[512];
@@ -406,9 +895,39 @@ static void serve_lab(post *p, httpd_req *req, const char *caller, const char *m
   if (!len || len >= sizeof name) return post_reply_error(req, 404, "no such lab", NULL);
   memcpy(name, rest, len);
   name[len] = '\0';
+  if (!strcmp(verb, "progress")) {
+    if (strcmp(m, "GET")) return post_reply_error(req, 405, "GET", NULL);
+    return serve_progress(p, req, caller, tpl, name);
+  }
+  /* A cold start that failed: its status, and DELETE forgets it. */
+  pending_lab pe;
+  if (pending_get(cp, caller, tpl, name, &pe) && pe.state == LAB_FAILED) {
+    if (!*verb && !strcmp(m, "GET")) {
+      cJSON *f = cJSON_CreateObject();
+      cJSON_AddStringToObject(f, "name", pe.name);
+      cJSON_AddStringToObject(f, "template", pe.tpl);
+      cJSON_AddStringToObject(f, "tenant", pe.tenant);
+      cJSON_AddStringToObject(f, "status", "failed");
+      cJSON_AddStringToObject(f, "error", pe.error);
+      return post_reply_json(req, 200, f);
+    }
+    if (!*verb && !strcmp(m, "DELETE")) {
+      pthread_mutex_lock(&cp->mu);
+      pending_lab *e = pending_find(cp, name);
+      if (e) e->used = false;
+      pthread_mutex_unlock(&cp->mu);
+      return httpd_respond(req, 204, NULL, NULL, 0, NULL, 0);
+    }
+    return post_reply_error(req, 409, "the environment failed to start", NULL);
+  }
   cJSON *env;
-  int node = find_lab(p, req, caller, name, &env);
-  if (node < 0) return;
+  int node = lookup_lab(p, caller, tpl, name, &env);
+  if (node < 0) {
+    /* Another tenant's lab is "not found" too: its name must not leak. */
+    if (node == -2)
+      return post_reply_error(req, 503, "a node post is unavailable; try again", NULL);
+    return post_reply_error(req, 404, "no such lab", NULL);
+  }
   if (!*verb && !strcmp(m, "GET")) return post_reply_json(req, 200, lab_of(env));
   cJSON_Delete(env);
   snprintf(url, sizeof url, "%s/v1/environments/%s%s%s", cp->nodes[node], name, *verb ? "/" : "",
@@ -436,6 +955,32 @@ static void serve_lab(post *p, httpd_req *req, const char *caller, const char *m
   }
   if (out) return post_reply_json(req, (unsigned)st, out);
   post_reply_error(req, 502, "the node post's answer was not JSON", NULL);
+}
+
+/* /v1/labs[/<tpl>/environments[/<name>[/<verb>]]] */
+static void serve_labs(post *p, httpd_req *req, const char *caller, const char *m,
+                       const char *rest) {
+  static const char envs[] = "/environments";
+  if (!*rest) {
+    if (!strcmp(m, "GET")) return serve_templates(p, req);
+    return post_reply_error(req, 405, "GET (claims: POST /v1/labs/<template>/environments)", NULL);
+  }
+  char tpl[64];
+  const char *slash = strchr(rest, '/');
+  size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+  if (!slash || strncmp(slash, envs, sizeof envs - 1) ||
+      (slash[sizeof envs - 1] && slash[sizeof envs - 1] != '/'))
+    return post_reply_error(req, 404, "no such endpoint", NULL);
+  const char *after = slash + sizeof envs - 1;
+  if (len >= sizeof tpl) len = sizeof tpl - 1; /* then not a DNS label: refused below */
+  memcpy(tpl, rest, len);
+  tpl[len] = '\0';
+  if (!*after || !after[1]) {
+    if (!strcmp(m, "POST")) return serve_create(p, req, caller, tpl);
+    if (!strcmp(m, "GET")) return serve_list(p, req, caller, tpl);
+    return post_reply_error(req, 405, "GET or POST", NULL);
+  }
+  serve_lab(p, req, caller, m, tpl, after + 1);
 }
 
 /* ------------------------------------------------------------- quarantine */
@@ -513,15 +1058,8 @@ static bool cluster_route(post *p, httpd_req *req, const char *m, const char *pa
       post_reply_error(req, 404, "no such endpoint", NULL);
     else
       serve_quarantine(p, req, m, path[sizeof quar - 1] ? path + sizeof quar : "");
-  } else if (!path[sizeof labs - 1] || !path[sizeof labs]) {
-    if (!strcmp(m, "POST"))
-      serve_create(p, req, caller);
-    else if (!strcmp(m, "GET"))
-      serve_labs(p, req, caller);
-    else
-      post_reply_error(req, 405, "GET or POST", NULL);
   } else {
-    serve_lab(p, req, caller, m, path + sizeof labs);
+    serve_labs(p, req, caller, m, path[sizeof labs - 1] ? path + sizeof labs : "");
   }
   return true;
 }

@@ -35,6 +35,7 @@ OUTPOST = PODMAN_SERVICE = None
 NS = "tiers-t" + secrets.token_hex(3)
 NODE = NS + "-node"
 TPL = "c-lab"
+COLD = "c-cold"  # pool min 0: its first claim is a cold start
 IMAGE = "localhost/outpost-lab-c:latest"
 STATE_PREFIX = "/tmp/outpost-test-tiers-"
 TOKENS = {"alice": "tok-alice-" + secrets.token_hex(4), "bob": "tok-bob-" + secrets.token_hex(4)}
@@ -160,6 +161,15 @@ spec:
   pool: {{min: 1, max: 2}}
 ---
 apiVersion: outpost.dev/v1
+kind: LabTemplate
+metadata: {{name: {COLD}}}
+spec:
+  image: {IMAGE}
+  command: [sleep, infinity]
+  limits: {{pids: 64, memory: 128Mi}}
+  pool: {{min: 0, max: 1}}
+---
+apiVersion: outpost.dev/v1
 kind: NamespacePolicy
 metadata: {{name: {NS}}}
 spec:
@@ -238,9 +248,29 @@ spec:
         tok = token if token is not None else (ADMIN if tenant == "admin" else TOKENS[tenant])
         return request(self.cport, method, "/v1/labs" + path, body=body, token=tok, **kw)
 
-    def claim(self, tenant):
-        st, j, _ = self.labs("POST", body={"template": TPL}, tenant=tenant, timeout=180)
-        self.assertEqual(st, 201, j)
+    def env(self, method, name="", path="", body=None, tpl=TPL, **kw):
+        """A request to /v1/labs/<tpl>/environments[/<name>[<path>]]."""
+        return self.labs(method, f"/{tpl}/environments" + (f"/{name}" if name else "") + path,
+                         body=body, **kw)
+
+    def progress(self, name, tenant="alice", tpl=TPL):
+        """The events of GET .../progress (server-sent events, one data: line each)."""
+        st, text, h = self.env("GET", name, "/progress", tenant=tenant, tpl=tpl, timeout=120)
+        self.assertEqual(st, 200, text)
+        self.assertTrue(h.get("Content-Type", "").startswith("text/event-stream"), h)
+        return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+    def claim(self, tenant, tpl=TPL):
+        """A claim, warm (201) or cold (202, then followed until ready): the environment."""
+        st, j, h = self.env("POST", tenant=tenant, tpl=tpl, timeout=180)
+        self.assertIn(st, (201, 202), j)
+        if st == 201:
+            self.assertEqual(j["status"], "ready", j)
+            return j
+        self.assertEqual(h.get("Location"), f"/v1/labs/{tpl}/environments/{j['name']}", h)
+        self.assertTrue(self.progress(j["name"], tenant, tpl)[-1]["ready"])
+        st, j, _ = self.env("GET", j["name"], tenant=tenant, tpl=tpl)
+        self.assertEqual((st, j["status"]), (200, "ready"), j)
         return j
 
     def running(self, lab, tenant):
@@ -279,26 +309,40 @@ spec:
         # The pool fills to its min of 1 first, so that the first claim is warm.
         wait_for("a warm environment", lambda: (request(self.nport, "GET", "/v1/capacity")[1] or {})
                  .get("warm", {}).get(TPL), timeout=120)
-        a = self.claim("alice")
+        st, j, _ = self.labs("GET")
+        tpls = {t["name"]: t for t in j["templates"]}
+        self.assertEqual((tpls[TPL]["image"], tpls[TPL]["pool"], tpls[TPL]["limits"]["pids"]),
+                         (IMAGE, {"min": 1, "max": 2}, 64), j)
+        self.assertGreaterEqual(tpls[TPL]["warm"], 1)
+        self.assertEqual(tpls[COLD]["warm"], 0)
+        st, a, _ = self.env("POST", timeout=180)
+        self.assertEqual((st, a["warm"], a["status"]), (201, True, "ready"), a)
         print(f"\n  claim: warm={a['warm']} elapsed={a['elapsed_us'] / 1000:.1f} ms on {a['node']}")
         self.assertEqual((a["tenant"], a["template"], a["node"]), ("alice", TPL, NODE))
         self.assertNotIn("id", a)  # the runtime's id stays inside
         type(self).lab = a["name"]
-        st, j, _ = self.labs("POST", f"/{a['name']}/exec",
+        st, j, _ = self.env("POST", a["name"], "/exec",
                              {"argv": ["sh", "-c", "echo hello; echo oops >&2; exit 3"]})
         self.assertEqual((st, j["exit_code"], j["stdout"], j["stderr"]), (200, 3, "hello\n", "oops\n"))
-        st, j, _ = self.labs("GET", f"/{a['name']}")
-        self.assertEqual((st, j["state"], j["tenant"]), (200, "claimed", "alice"))
+        st, j, _ = self.env("GET", a["name"])
+        self.assertEqual((st, j["state"], j["status"], j["tenant"]), (200, "claimed", "ready", "alice"))
+        self.assertEqual(j["exec_url"], f"/v1/labs/{TPL}/environments/{a['name']}/exec")
+        self.assertIn("last_activity_unix_ms", j)
+        # Already ready: one ready event.
+        self.assertEqual([e["ready"] for e in self.progress(a["name"])], [True])
         # Another tenant: not found, whatever the verb, and not in its list.
         for method, path, body in (("GET", "", None), ("DELETE", "", None),
                                    ("POST", "/exec", {"argv": ["true"]}),
-                                   ("POST", "/keepalive", None)):
-            st, j, _ = self.labs(method, f"/{a['name']}{path}", body, tenant="bob")
+                                   ("POST", "/keepalive", None), ("GET", "/progress", None)):
+            st, j, _ = self.env(method, a["name"], path, body, tenant="bob")
             self.assertEqual(st, 404, (method, path, j))
             self.assertIn("error", j)
-        self.assertEqual(self.labs("GET", tenant="bob")[1]["labs"], [])
-        self.assertEqual([x["name"] for x in self.labs("GET")[1]["labs"]], [a["name"]])
-        self.assertIn(a["name"], [x["name"] for x in self.labs("GET", tenant="admin")[1]["labs"]])
+        self.assertEqual(self.env("GET", tenant="bob")[1]["environments"], [])
+        self.assertEqual([x["name"] for x in self.env("GET")[1]["environments"]], [a["name"]])
+        self.assertEqual(self.env("GET", tpl=COLD)[1]["environments"], [])
+        self.assertIn(a["name"], [x["name"] for x in self.env("GET", tenant="admin")[1]["environments"]])
+        # Under another template's path: not found either.
+        self.assertEqual(self.env("GET", a["name"], tpl=COLD)[0], 404)
         self.assertTrue(self.running(a["name"], "alice"))
         # Tokens.
         for tok in ("nope", ""):
@@ -306,26 +350,47 @@ spec:
             self.assertEqual(st, 401, j)
             self.assertIn("error", j)
         self.assertEqual(request(self.cport, "GET", "/v1/labs")[0], 401)
-        # Bad bodies name the field; unknown template 404; too large 413.
-        st, j, _ = self.labs("POST", body={"templat": TPL})
+        # Bad requests name the field; unknown template 404; too large 413.
+        st, j, _ = self.env("POST", tpl="Bad_Template")
         self.assertEqual((st, j.get("field")), (400, "template"), j)
-        st, j, _ = self.labs("POST", body="not json", headers={"Content-Type": "application/json"})
+        st, j, _ = self.env("POST", body="not json", headers={"Content-Type": "application/json"})
         self.assertEqual(st, 400, j)
-        st, j, _ = self.labs("POST", f"/{a['name']}/exec", {"argv": []})
+        st, j, _ = self.env("POST", a["name"], "/exec", {"argv": []})
         self.assertEqual((st, j.get("field")), (400, "argv"), j)
-        st, j, _ = self.labs("POST", body={"template": "no-such-template"})
+        st, j, _ = self.env("POST", tpl="no-such-template")
         self.assertEqual(st, 404, j)
-        st, j, _ = self.labs("POST", body={"template": "x" * 400000})
+        st, j, _ = self.env("POST", body={"x": "x" * 400000})
         self.assertEqual(st, 413, j)
-        # Quota: a second lab, then 429 with a reason and Retry-After.
-        b = self.claim("alice")
-        st, j, h = self.labs("POST", body={"template": TPL})
+        self.assertEqual(self.labs("POST", body={"template": TPL})[0], 405)  # the old route
+        # A claim at zero: 202 at once with a progress URL, then ready.
+        t0 = time.monotonic()
+        st, b, h = self.env("POST", tpl=COLD, timeout=180)
+        took = time.monotonic() - t0
+        self.assertEqual((st, b["status"]), (202, "pending"), b)
+        self.assertEqual(b["progress"], f"/v1/labs/{COLD}/environments/{b['name']}/progress")
+        self.assertEqual(h.get("Location"), f"/v1/labs/{COLD}/environments/{b['name']}")
+        st, j, _ = self.env("GET", b["name"], tpl=COLD)
+        self.assertEqual(st, 200, j)
+        self.assertIn(j["status"], ("pending", "ready"), j)
+        for method, path, body in (("GET", "", None), ("GET", "/progress", None),
+                                   ("DELETE", "", None)):
+            self.assertEqual(self.env(method, b["name"], path, body, tenant="bob", tpl=COLD)[0], 404)
+        events = self.progress(b["name"], tpl=COLD)
+        print(f"  cold start: 202 in {took * 1000:.0f} ms; progress {[e['progress'] for e in events]}")
+        self.assertEqual(events[0]["progress"], 10, events)
+        self.assertEqual((events[-1]["progress"], events[-1]["ready"]), (100, True), events)
+        self.assertTrue(all(not e["ready"] for e in events[:-1]), events)
+        st, j, _ = self.env("GET", b["name"], tpl=COLD)
+        self.assertEqual((st, j["status"], j["state"]), (200, "ready", "claimed"), j)
+        self.assertEqual(self.env("POST", b["name"], "/keepalive", tpl=COLD)[0], 204)
+        # Quota: the second lab is the last, then 429 with a reason and Retry-After.
+        st, j, h = self.env("POST")
         self.assertEqual((st, j["quota"], j["used"]), (429, QUOTA, QUOTA), j)
         self.assertIn("quota", j["error"])
         self.assertIn("Retry-After", h)
-        st, _, _ = self.labs("DELETE", f"/{b['name']}")
+        st, _, _ = self.env("DELETE", b["name"], tpl=COLD)
         self.assertEqual(st, 204)
-        self.assertEqual(self.labs("GET", f"/{b['name']}")[0], 404)
+        self.assertEqual(self.env("GET", b["name"], tpl=COLD)[0], 404)
         wait_for("the released environment removed", lambda: not self.running(b["name"], "alice"))
 
     def test_2_kill_node_post(self):
@@ -341,11 +406,11 @@ spec:
         print(f"\n  node post {node} killed; {new} answers after {took * 1000:.0f} ms")
         self.assertLess(took, 5.0)
         # Its pool is recovered from the runtime: the claim is still alice's.
-        st, j, _ = wait_for("the lab through the API", lambda: (r := self.labs("GET", f"/{self.lab}"))[0] == 200 and r)
+        st, j, _ = wait_for("the lab through the API", lambda: (r := self.env("GET", self.lab))[0] == 200 and r)
         self.assertEqual((j["tenant"], j["state"]), ("alice", "claimed"))
         st, envs, _ = request(self.nport, "GET", f"/v1/environments/{self.lab}")
         self.assertTrue(envs["recovered"], envs)
-        st, j, _ = self.labs("POST", f"/{self.lab}/exec", {"argv": ["echo", "back"]})
+        st, j, _ = self.env("POST", self.lab, "/exec", {"argv": ["echo", "back"]})
         self.assertEqual((st, j["stdout"]), (200, "back\n"), j)
         # The ns post was adopted, not restarted; the cluster post did not move.
         self.assertEqual(health_pid(self.nsport), ns)
@@ -362,7 +427,7 @@ spec:
         self.assertEqual(health_pid(self.nport), node)
         self.assertEqual(health_pid(self.cport), self.cluster.pid)
         self.assertTrue(self.running(self.lab, "alice"))
-        self.assertEqual(self.labs("GET", f"/{self.lab}")[0], 200)
+        self.assertEqual(self.env("GET", self.lab)[0], 200)
 
     def test_4_policy(self):
         lab = self.claim("bob")["name"]
@@ -377,7 +442,7 @@ spec:
             "ce-severity": "critical", "Content-Type": "application/json"})
         self.assertEqual(st, 202)
         # recycle: the node post releases the environment.
-        wait_for("bob's lab recycled", lambda: self.labs("GET", f"/{lab}", tenant="bob")[0] == 404)
+        wait_for("bob's lab recycled", lambda: self.env("GET", lab, tenant="bob")[0] == 404)
         violations = lambda: request(self.nsport, "GET", "/v1/violations")[1]
         self.assertEqual(violations()["violations"], {"bob": 1})
         self.assertEqual(violations()["quarantined"], [])
@@ -386,7 +451,7 @@ spec:
         wait_for("bob quarantined at the cluster post",
                  lambda: "bob" in (request(self.cport, "GET", "/v1/quarantine", token=ADMIN)[1]
                                    or {}).get("quarantined", []))
-        st, j, _ = self.labs("POST", body={"template": TPL}, tenant="bob")
+        st, j, _ = self.env("POST", tenant="bob")
         self.assertEqual(st, 403, j)
         self.assertIn("quarantined", j["error"])
         type(self).lab2 = self.claim("alice")["name"]  # others are not quarantined
@@ -423,19 +488,19 @@ spec:
         type(self).cluster = self.start_cluster()
         self.assertEqual(health_pid(self.nport), node)
         self.assertEqual(post_pids(self.dir, "node"), [node])
-        st, j, _ = self.labs("GET", f"/{self.lab}")
+        st, j, _ = self.env("GET", self.lab)
         self.assertEqual((st, j["tenant"]), (200, "alice"))
         # And it supervises it: a kill -9 is restarted by the new parent.
         os.kill(node, signal.SIGKILL)
         wait_for("the adopted node post restarted",
                  lambda: (p := health_pid(self.nport)) and p != node, timeout=10)
-        wait_for("the lab back", lambda: self.labs("GET", f"/{self.lab}")[0] == 200)
+        wait_for("the lab back", lambda: self.env("GET", self.lab)[0] == 200)
 
     def test_6_publisher_retries(self):
         """Events made while the broker is down reach it once it is back."""
         self.broker.send_signal(signal.SIGKILL)
         self.broker.wait()
-        st, _, _ = self.labs("DELETE", f"/{self.lab2}")
+        st, _, _ = self.env("DELETE", self.lab2)
         self.assertEqual(st, 204)
         time.sleep(1)  # a few attempts fail meanwhile
         type(self).broker = subprocess.Popen(
