@@ -842,20 +842,37 @@ int dispatcher__consumer_start(trigger_dispatcher *d, consumer *c) {
     if (rc) return rc;
     p->read_next = p->committed = p->recv_next = p->done_next = next;
   }
-  pthread_condattr_t a;
-  pthread_cond_init(&c->wake, monotonic(&a));
-  pthread_condattr_destroy(&a);
   for (int32_t i = 0; i < c->n_parts; i++) {
     part *p = &c->parts[i];
     p->c = c;
     int rc = pthread_create(&p->reader, NULL, reader_main, p);
     if (rc) {
       readers_stop(c, i);
-      pthread_cond_destroy(&c->wake);
       return -rc;
     }
   }
   return 0;
+}
+
+consumer *dispatcher__consumer_new(trigger_dispatcher *d) {
+  consumer *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->d = d;
+  pthread_condattr_t a;
+  pthread_cond_init(&c->wake, monotonic(&a));
+  pthread_condattr_destroy(&a);
+  return c;
+}
+
+/* What start made before its threads. */
+static void dispatcher_free(trigger_dispatcher *d) {
+  pthread_mutex_destroy(&d->lock);
+  pthread_mutex_destroy(&d->admin);
+  pthread_cond_destroy(&d->cond);
+  pthread_cond_destroy(&d->idle);
+  free(d->group_prefix);
+  free(d->state_path);
+  free(d);
 }
 
 trigger_dispatcher *trigger_dispatcher_start(const trigger_dispatcher_opts *opts, char *errbuf,
@@ -891,19 +908,13 @@ trigger_dispatcher *trigger_dispatcher_start(const trigger_dispatcher_opts *opts
   if (rc) {
     if (rc > 0) snprintf(errbuf, errlen, "cannot start a thread: %s", strerror(rc));
     httpc_stop(d->http);
-    pthread_mutex_destroy(&d->lock);
-    pthread_mutex_destroy(&d->admin);
-    pthread_cond_destroy(&d->cond);
-    pthread_cond_destroy(&d->idle);
-    free(d->group_prefix);
-    free(d->state_path);
-    free(d);
+    dispatcher_free(d);
     return NULL;
   }
   return d;
 }
 
-static void consumer_free(consumer *c) {
+void dispatcher__consumer_free(consumer *c) {
   for (int32_t i = 0; i < c->n_parts; i++) {
     part *p = &c->parts[i];
     for (rec *r = p->inbox, *next; r; r = next) {
@@ -946,7 +957,7 @@ void trigger_dispatcher_stop(trigger_dispatcher *d) {
   }
   for (consumer *c = d->consumers, *next; c; c = next) {
     next = c->next;
-    consumer_free(c);
+    dispatcher__consumer_free(c);
   }
   for (tstats *s = d->stats, *next; s; s = next) {
     next = s->next;
@@ -956,11 +967,5 @@ void trigger_dispatcher_stop(trigger_dispatcher *d) {
     free(s);
   }
   free(d->heap);
-  pthread_mutex_destroy(&d->lock);
-  pthread_mutex_destroy(&d->admin);
-  pthread_cond_destroy(&d->cond);
-  pthread_cond_destroy(&d->idle);
-  free(d->group_prefix);
-  free(d->state_path);
-  free(d);
+  dispatcher_free(d);
 }

@@ -69,16 +69,15 @@ static int consumer_make(trigger_dispatcher *d, const char *ns, const char *name
                          consumer **out) {
   int parts = broker_log_partitions(d->opts.log, topic);
   if (parts < 0) return parts;
-  consumer *c = calloc(1, sizeof *c);
+  consumer *c = dispatcher__consumer_new(d);
   if (!c) return -ENOMEM;
-  c->d = d;
   c->ns = strdup(ns);
   c->name = strdup(name);
   c->topic = strdup(topic);
   c->dl_topic = join(topic, "-dead-letter", "", "");
   c->group = join(d->opts.group_prefix, ns, ".", name);
   c->parts = calloc((size_t)parts, sizeof *c->parts);
-  c->n_parts = parts;
+  c->n_parts = c->parts ? parts : 0;
   c->ix = trigger_index_new();
   int rc = -ENOMEM;
   if (c->ns && c->name && c->topic && c->dl_topic && c->group && c->parts && c->ix) {
@@ -88,14 +87,7 @@ static int consumer_make(trigger_dispatcher *d, const char *ns, const char *name
     if (rc >= 0) rc = dispatcher__consumer_start(d, c);
   }
   if (rc < 0) {
-    trigger_index_free(c->ix);
-    free(c->parts);
-    free(c->ns);
-    free(c->name);
-    free(c->topic);
-    free(c->dl_topic);
-    free(c->group);
-    free(c);
+    dispatcher__consumer_free(c);
     return rc;
   }
   *out = c;

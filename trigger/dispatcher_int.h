@@ -109,6 +109,10 @@ struct trigger_dispatcher {
 };
 
 /* dispatcher.c */
+/* A new empty consumer of d (NULL: out of memory); _free frees it and every
+ * record it holds (its readers stopped, or never started). */
+consumer *dispatcher__consumer_new(trigger_dispatcher *d);
+void dispatcher__consumer_free(consumer *c);
 int dispatcher__consumer_start(trigger_dispatcher *d, consumer *c);
 /* Drops a reference to t; frees it when it was the last and t is no longer
  * applied. */
