@@ -275,6 +275,10 @@ static void serve_metrics(det_daemon *dd, httpd_req *req) {
                  "dev.outpost.detector.drops events queued.");
   metrics_sample(&b, "outpost_detector_drops_reports_total", NULL,
                  atomic_load_explicit(&dd->drops_reports, memory_order_relaxed));
+  metrics_family(&b, "outpost_detector_forkrate_events_total", "counter",
+                 "dev.outpost.process.forkrate alarms raised (a fork rate above the threshold).");
+  metrics_sample(&b, "outpost_detector_forkrate_events_total", NULL,
+                 atomic_load_explicit(&dd->forkrate_events, memory_order_relaxed));
   pthread_mutex_lock(&dd->table.mu);
   size_t n = dd->table.n;
   pthread_mutex_unlock(&dd->table.mu);

@@ -82,6 +82,10 @@ typedef struct det_daemon {
   _Atomic uint64_t kernel_events[DETECTOR_KIND_MAX]; /* read from the ring, per kind */
   _Atomic uint64_t tenant[DET_T_MAX];
   _Atomic uint64_t drops_reports; /* dev.outpost.detector.drops events queued */
+  detector_forkrate *forkrate;    /* used by the poll thread only */
+  int fr_window_ms;
+  uint32_t fr_threshold;
+  _Atomic uint64_t forkrate_events; /* dev.outpost.process.forkrate events raised */
 } det_daemon;
 
 /* api.c: the HTTP server's handler (ctx is the det_daemon). */

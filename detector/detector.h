@@ -155,6 +155,34 @@ typedef struct detector_env {
 int detector_event_to_ce(const detector_event *e, const detector_env *env, ce_event **out,
                          ce_err *err);
 
+/* ---------------------------------------------------------------- fork rate */
+
+/* Forks per second per environment over a sliding window, from fork events
+ * (see detector/forkrate.c). Not thread-safe: one thread notes forks. */
+typedef struct detector_forkrate detector_forkrate;
+
+/* window_ms: the window (at least 10 ms; it is kept in tenths); threshold:
+ * forks per second above which an alarm is due. Returns NULL with errno
+ * EINVAL or ENOMEM. Freed with detector_forkrate_free (NULL does nothing). */
+detector_forkrate *detector_forkrate_new(int window_ms, uint32_t threshold);
+void detector_forkrate_free(detector_forkrate *fr);
+
+/* Counts a fork of environment env_id at boot_ns (the event's boot_ns) and
+ * puts the environment's rate (forks per second over the window) in *rate
+ * when rate is not NULL. Returns 1 when an alarm is due: the rate is above
+ * the threshold and no alarm was due for this environment in the window
+ * before this fork; else 0, or -ENOMEM. */
+int detector_forkrate_note(detector_forkrate *fr, uint32_t env_id, uint64_t boot_ns, double *rate);
+
+/* Builds the dev.outpost.process.forkrate event of an alarm: the source,
+ * extensions and partitionkey of env's other events, severity critical,
+ * subject the environment, time and id from e (the fork that crossed the
+ * threshold), data {"rate", "window_ms", "threshold", "pid"}. On success *out
+ * is a new validated event owned by the caller. Returns 0, -EINVAL or
+ * -ENOMEM. */
+int detector_forkrate_to_ce(const detector_env *env, const detector_event *e, double rate,
+                            int window_ms, uint32_t threshold, ce_event **out, ce_err *err);
+
 /* ---------------------------------------------------------------- the kernel side */
 
 /* Opaque. One loaded and attached set of programs with their own maps. */

@@ -31,6 +31,10 @@ static void usage(FILE *f) {
         "events, as CloudEvents published to a broker's ingress. See detector/README.md.\n"
         "\n"
         "  --broker-url URL      the ingress, e.g. http://127.0.0.1:8080/default/default\n"
+        "  --kafka SERVERS       publish straight to Kafka instead (bootstrap servers)\n"
+        "  --topic TOPIC         the Kafka topic (with --kafka; the broker's topic is\n"
+        "                        knative-broker-<namespace>-<name>)\n"
+        "  --kafka-property K=V  a librdkafka property (repeatable)\n"
         "  --listen HOST:PORT    its HTTP server (default 127.0.0.1:8090)\n"
         "  --node NAME           this node's name (default: the host name)\n"
         "  --ring-bytes N        the kernel ring buffer, a power of two (default 1048576)\n"
@@ -44,6 +48,9 @@ static void usage(FILE *f) {
         "  --batch-events N      events per batch (default 100)\n"
         "  --batch-ms MS         how long an event waits for its batch to fill (default 20)\n"
         "  --drops-interval MS   how often drops are checked and reported (default 10000)\n"
+        "  --forkrate-threshold N  forks per second of an environment that raise\n"
+        "                        dev.outpost.process.forkrate (default 50)\n"
+        "  --forkrate-window MS  the sliding window of that rate (default 1000)\n"
         "  --drain-ms MS         on SIGTERM, how long to go on delivering (default 5000)\n"
         "  --max-body BYTES      largest request body (default 262144)\n"
         "  --threads N           HTTP threads (default 2)\n",
@@ -59,6 +66,10 @@ typedef struct det_flags {
   int drops_ms, drain_ms;
   const char *tokens[64];
   size_t n_tokens;
+  const char *kafka_props[64];
+  size_t n_kafka_props;
+  int fr_window_ms;
+  uint32_t fr_threshold;
   detector_pub_opts po;
 } det_flags;
 
@@ -143,8 +154,36 @@ static const struct option longopts[] = {{"broker-url", required_argument, NULL,
                                          {"drain-ms", required_argument, NULL, 'd'},
                                          {"max-body", required_argument, NULL, 'B'},
                                          {"threads", required_argument, NULL, 'T'},
+                                         {"kafka", required_argument, NULL, 'k'},
+                                         {"topic", required_argument, NULL, 'o'},
+                                         {"kafka-property", required_argument, NULL, 'p'},
+                                         {"forkrate-threshold", required_argument, NULL, 'F'},
+                                         {"forkrate-window", required_argument, NULL, 'W'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
+
+static int check_flags(det_flags *fl);
+
+/* The flags that take a number (optarg): 0, or 2 when it is not one. */
+static int number_flag(int c, det_flags *fl) {
+  size_t v;
+  if (parse_size(optarg, &v) || v == 0 || v > INT32_MAX) {
+    fprintf(stderr, "outpost detector: bad number '%s'\n", optarg);
+    return 2;
+  }
+  if (c == 'r') fl->ring_bytes = v;
+  if (c == 'e') fl->po.max_events = v;
+  if (c == 'b') fl->po.max_bytes = v;
+  if (c == 'E') fl->po.batch_events = v;
+  if (c == 'm') fl->po.batch_ms = (int)v;
+  if (c == 'i') fl->drops_ms = (int)v;
+  if (c == 'd') fl->drain_ms = (int)v;
+  if (c == 'B') fl->max_body = v;
+  if (c == 'T') fl->threads = v;
+  if (c == 'F') fl->fr_threshold = (uint32_t)v;
+  if (c == 'W') fl->fr_window_ms = (int)v;
+  return 0;
+}
 
 static int parse_flags(int argc, char **argv, det_flags *fl) {
   int c;
@@ -181,29 +220,47 @@ static int parse_flags(int argc, char **argv, det_flags *fl) {
       fl->tokens_file = optarg;
     } else if (c == 'a') {
       fl->admin_token = optarg;
-    } else if (parse_size(optarg, &v) || v == 0 || v > INT32_MAX) {
-      fprintf(stderr, "outpost detector: bad number '%s'\n", optarg);
+    } else if (c == 'k') {
+      fl->po.kafka_bootstrap = optarg;
+    } else if (c == 'o') {
+      fl->po.topic = optarg;
+    } else if (c == 'p') {
+      if (fl->n_kafka_props == 64 || !strchr(optarg, '=')) {
+        fprintf(stderr, "outpost detector: --kafka-property wants K=V (at most 64)\n");
+        return 2;
+      }
+      fl->kafka_props[fl->n_kafka_props++] = optarg;
+    } else if (number_flag(c, fl)) {
       return 2;
-    } else {
-      if (c == 'r') fl->ring_bytes = v;
-      if (c == 'e') fl->po.max_events = v;
-      if (c == 'b') fl->po.max_bytes = v;
-      if (c == 'E') fl->po.batch_events = v;
-      if (c == 'm') fl->po.batch_ms = (int)v;
-      if (c == 'i') fl->drops_ms = (int)v;
-      if (c == 'd') fl->drain_ms = (int)v;
-      if (c == 'B') fl->max_body = v;
-      if (c == 'T') fl->threads = v;
     }
   }
   if (optind < argc) {
     fprintf(stderr, "outpost detector: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
-  if (!fl->po.url) {
-    fprintf(stderr, "outpost detector: --broker-url is required\n");
+  return check_flags(fl);
+}
+
+/* What goes together: one destination, a topic with Kafka only. */
+static int check_flags(det_flags *fl) {
+  if (!fl->po.url == !fl->po.kafka_bootstrap) {
+    fprintf(stderr, "outpost detector: one of --broker-url and --kafka is required\n");
     return 2;
   }
+  if (!fl->po.kafka_bootstrap != !fl->po.topic) {
+    fprintf(stderr, "outpost detector: --kafka and --topic go together\n");
+    return 2;
+  }
+  if (fl->n_kafka_props && !fl->po.kafka_bootstrap) {
+    fprintf(stderr, "outpost detector: --kafka-property needs --kafka\n");
+    return 2;
+  }
+  if (fl->fr_window_ms && fl->fr_window_ms < 10) {
+    fprintf(stderr, "outpost detector: --forkrate-window is at least 10 ms\n");
+    return 2;
+  }
+  fl->po.kafka_props = fl->kafka_props;
+  fl->po.n_kafka_props = fl->n_kafka_props;
   return -1; /* go on */
 }
 
@@ -219,6 +276,27 @@ static bool node_ok(const char *s) {
 
 static atomic_bool poll_stop;
 
+/* Counts a fork towards its environment's rate and queues the forkrate
+ * alarm when one is due (on the poll thread: the tracker is its own). */
+static void forkrate_check(det_daemon *dd, const detector_event *e, const detector_env *de) {
+  double rate = 0;
+  int due = detector_forkrate_note(dd->forkrate, e->env_id, e->boot_ns, &rate);
+  if (due <= 0) {
+    if (due < 0) detector_pub_drop(dd->pub, DETECTOR_DROP_NO_MEMORY, 1);
+    return;
+  }
+  ce_event *ev = NULL;
+  int rc = detector_forkrate_to_ce(de, e, rate, dd->fr_window_ms, dd->fr_threshold, &ev, NULL);
+  if (rc) {
+    detector_pub_drop(dd->pub, rc == -ENOMEM ? DETECTOR_DROP_NO_MEMORY : DETECTOR_DROP_INVALID, 1);
+    return;
+  }
+  fprintf(stderr, "outpost detector: environment %s forks %.0f/s (over %d ms, threshold %u)\n",
+          de->environment, rate, dd->fr_window_ms, (unsigned)dd->fr_threshold);
+  atomic_fetch_add_explicit(&dd->forkrate_events, 1, memory_order_relaxed);
+  detector_pub_push(dd->pub, ev, true, NULL); /* a refusal is counted inside */
+}
+
 static int on_event(const detector_event *e, void *opaque) {
   det_daemon *dd = opaque;
   det_env env;
@@ -231,6 +309,7 @@ static int on_event(const detector_event *e, void *opaque) {
     return 0;
   }
   detector_env de = {.node = dd->node, .environment = env.name, .tenant = env.tenant, .ns = env.ns};
+  if (e->kind == DETECTOR_FORK) forkrate_check(dd, e, &de);
   int rc = detector_event_to_ce(e, &de, &ev, &err);
   if (rc) {
     detector_pub_drop(dd->pub, rc == -ENOMEM ? DETECTOR_DROP_NO_MEMORY : DETECTOR_DROP_INVALID, 1);
@@ -423,8 +502,15 @@ int detector_main(int argc, char **argv) {
             fl.node ? fl.node : "");
     return 2;
   }
-  det_daemon dd = {.node = fl.node, .admin_token = fl.admin_token};
+  det_daemon dd = {.node = fl.node,
+                   .admin_token = fl.admin_token,
+                   .fr_window_ms = fl.fr_window_ms ? fl.fr_window_ms : 1000,
+                   .fr_threshold = fl.fr_threshold ? fl.fr_threshold : 50};
   detector__table_init(&dd.table);
+  if (rc < 0 && !(dd.forkrate = detector_forkrate_new(dd.fr_window_ms, dd.fr_threshold))) {
+    fprintf(stderr, "outpost detector: %s\n", strerror(errno));
+    rc = 1;
+  }
   for (size_t i = 0; i < fl.n_tokens && rc < 0; i++)
     if (token_add(&dd, fl.tokens[i], "--tenant-token")) rc = 2;
   if (rc < 0 && fl.tokens_file && tokens_load(&dd, fl.tokens_file)) rc = 2;
@@ -438,6 +524,7 @@ int detector_main(int argc, char **argv) {
   if (rc < 0 && !fl.no_bpf && !(dd.bpf = bpf_open(&fl))) rc = EXIT_NO_BPF;
   if (rc < 0) rc = serve(&dd, &fl, &sigs);
   detector_bpf_free(dd.bpf);
+  detector_forkrate_free(dd.forkrate);
   detector__table_cleanup(&dd.table);
   tokens_free(&dd);
   return rc;

@@ -6,6 +6,8 @@
  * with httpc and waits for the answer before the next one. The events of a
  * batch stay at the head of the FIFO until the broker accepted them, which
  * is what makes a retry resend exactly them, first, and the order hold.
+ * With Kafka, events are kept as Kafka records instead (encoded once too)
+ * and a batch is one append to the broker's Kafka log.
  */
 #include "detector/publish.h"
 
@@ -18,13 +20,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "broker/broker.h"
 #include "core/httpc.h"
 #include "core/metrics.h"
 
 typedef struct pub_item {
   struct pub_item *next;
   uint64_t queued_ns; /* when it was queued: the batch timer starts from the oldest */
-  size_t len;
+  size_t len;         /* bytes of json, or of the record with Kafka */
+  broker_batch rec;   /* with Kafka: the event as one record (rec.n == 1); else empty */
   char json[];
 } pub_item;
 
@@ -40,8 +44,11 @@ typedef struct pub_res {
 
 struct detector_pub {
   detector_pub_opts o;
-  char *url;
-  httpc *c;
+  char *url;       /* the ingress, or "kafka://<bootstrap>/<topic>" for messages */
+  httpc *c;        /* HTTP; NULL with Kafka, or once stopped */
+  broker_log *log; /* Kafka; NULL with HTTP, or once stopped */
+  char *topic;
+  broker_record *recs; /* with Kafka: the batch in flight (batch_events) */
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cv; /* pushes, stop, and the answer of the batch in flight */
@@ -99,30 +106,68 @@ void detector_pub_drop(detector_pub *p, detector_drop why, uint64_t n) {
 
 /* ------------------------------------------------------------ queue */
 
-int detector_pub_push(detector_pub *p, ce_event *ev, bool count, ce_err *err) {
+static void item_free(pub_item *it) {
+  if (!it) return;
+  broker_batch_cleanup(&it->rec);
+  free(it);
+}
+
+/* The event in the JSON format, for the ingress. */
+static int item_json(detector_pub *p, const ce_event *ev, ce_err *err, pub_item **out) {
   ce_buf b;
   ce_buf_init(&b);
   int rc = ce_json_encode(ev, &b, err);
-  ce_event_free(ev);
-  detector_drop why = DETECTOR_DROP_INVALID;
   pub_item *it = NULL;
-  if (rc == 0 && b.len + 2 > p->o.batch_bytes) { /* 2: the batch's brackets */
-    rc = -EMSGSIZE;
-    why = DETECTOR_DROP_TOO_LARGE;
-  }
-  if (rc == 0 && !(it = malloc(sizeof *it + b.len))) rc = -ENOMEM;
+  if (rc == 0 && b.len + 2 > p->o.batch_bytes) rc = -EMSGSIZE; /* 2: the batch's brackets */
+  if (rc == 0 && !(it = calloc(1, sizeof *it + b.len))) rc = -ENOMEM;
   if (rc == 0) {
-    it->next = NULL;
     it->len = b.len;
     memcpy(it->json, b.data, b.len);
+  }
+  ce_buf_cleanup(&b);
+  *out = it;
+  return rc;
+}
+
+/* The event as a Kafka binary-mode record, for the Kafka log. */
+static int item_record(detector_pub *p, ce_event *ev, ce_err *err, pub_item **out) {
+  pub_item *it = calloc(1, sizeof *it);
+  if (!it) return -ENOMEM;
+  int rc = broker_batch_encode(&it->rec, &ev, 1, err);
+  if (rc == 0) {
+    const broker_record *r = &it->rec.recs[0];
+    it->len = r->key_len + r->value_len;
+    for (size_t i = 0; i < r->n_headers; i++)
+      it->len += r->headers[i].name_len + r->headers[i].value_len;
+    if (it->len > p->o.batch_bytes) rc = -EMSGSIZE;
+  }
+  if (rc) {
+    item_free(it);
+    it = NULL;
+  }
+  *out = it;
+  return rc;
+}
+
+static detector_drop drop_reason(int rc) {
+  if (rc == -EMSGSIZE) return DETECTOR_DROP_TOO_LARGE;
+  if (rc == -ENOMEM) return DETECTOR_DROP_NO_MEMORY;
+  if (rc == -ECANCELED) return DETECTOR_DROP_SHUTDOWN;
+  if (rc == -ENOBUFS) return DETECTOR_DROP_BUFFER_FULL;
+  return DETECTOR_DROP_INVALID;
+}
+
+int detector_pub_push(detector_pub *p, ce_event *ev, bool count, ce_err *err) {
+  pub_item *it = NULL;
+  int rc = p->topic ? item_record(p, ev, err, &it) : item_json(p, ev, err, &it);
+  ce_event_free(ev);
+  if (rc == 0) {
     it->queued_ns = metrics_now_ns();
     pthread_mutex_lock(&p->mu);
     if (p->stopping) {
       rc = -ECANCELED;
-      why = DETECTOR_DROP_SHUTDOWN;
     } else if (p->n + 1 > p->o.max_events || p->bytes + it->len > p->o.max_bytes) {
       rc = -ENOBUFS;
-      why = DETECTOR_DROP_BUFFER_FULL;
     } else {
       if (p->tail)
         p->tail->next = it;
@@ -136,10 +181,9 @@ int detector_pub_push(detector_pub *p, ce_event *ev, bool count, ce_err *err) {
     }
     pthread_mutex_unlock(&p->mu);
   }
-  free(it);
-  ce_buf_cleanup(&b);
+  item_free(it);
   /* -ENOMEM is counted too: the event is gone all the same. */
-  if (rc && count) count_drop(p, rc == -ENOMEM ? DETECTOR_DROP_NO_MEMORY : why, 1);
+  if (rc && count) count_drop(p, drop_reason(rc), 1);
   return rc;
 }
 
@@ -151,7 +195,7 @@ static void queue_pop(detector_pub *p, size_t k) {
     if (!p->head) p->tail = NULL;
     p->n--;
     p->bytes -= it->len;
-    free(it);
+    item_free(it);
   }
 }
 
@@ -168,7 +212,7 @@ static void queue_remove_at(detector_pub *p, size_t i) {
   if (p->tail == it) p->tail = prev;
   p->n--;
   p->bytes -= it->len;
-  free(it);
+  item_free(it);
 }
 
 /* Writes the batch at the head of the queue into body: at most max events
@@ -184,6 +228,19 @@ static size_t queue_batch(detector_pub *p, size_t max, ce_buf *body) {
     ce_buf_append(body, it->json, it->len);
   }
   ce_buf_append(body, "]", 1);
+  return k;
+}
+
+/* The batch at the head of the queue as records for the Kafka log, in
+ * p->recs: at most max events and batch_bytes bytes, at least one. Returns
+ * its event count (the mutex held). */
+static size_t queue_records(detector_pub *p, size_t max) {
+  size_t k = 0, bytes = 0;
+  for (pub_item *it = p->head; it && k < max; it = it->next, k++) {
+    if (k > 0 && bytes + it->len > p->o.batch_bytes) break;
+    bytes += it->len;
+    p->recs[k] = it->rec.recs[0];
+  }
   return k;
 }
 
@@ -257,6 +314,56 @@ static void send_wait(detector_pub *p, const ce_buf *body) {
       p->c = NULL;
       pthread_mutex_unlock(&p->mu);
       httpc_stop(c); /* the callback runs, with -ECANCELED, before this returns */
+      pthread_mutex_lock(&p->mu);
+    }
+  }
+}
+
+/* The Kafka log's report on an append, as an answer the rules below judge
+ * as they judge the ingress's: a record too large for the cluster is what a
+ * 413 is; everything else (timeouts, an unknown topic, brokers down) is
+ * retried. */
+static void on_appended(void *opaque, int status) {
+  detector_pub *p = opaque;
+  pub_res res = {.done = true, .retry_after_ms = -1, .index = -1};
+  if (status == -EMSGSIZE)
+    res.status = 413;
+  else if (status)
+    res.error = status;
+  else
+    res.status = 202;
+  snprintf(res.text, sizeof res.text, "kafka append: %s", status ? strerror(-status) : "ok");
+  pthread_mutex_lock(&p->mu);
+  p->res = res;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Appends the k records in p->recs and waits for the log's report into
+ * p->res (the mutex held, and released while waiting). Past the drain
+ * deadline of a stop the log is closed, which ends the append (-ESHUTDOWN
+ * for what is not acknowledged by then). */
+static void append_wait(detector_pub *p, size_t k) {
+  p->res = (pub_res){.index = -1};
+  pthread_mutex_unlock(&p->mu);
+  int rc = p->log ? broker_log_append(p->log, p->topic, p->recs, k, on_appended, p) : -ECANCELED;
+  pthread_mutex_lock(&p->mu);
+  if (rc) {
+    p->res = (pub_res){.done = true, .error = rc, .retry_after_ms = -1, .index = -1};
+    snprintf(p->res.text, sizeof p->res.text, "broker_log_append: %s", strerror(-rc));
+  }
+  while (!p->res.done) {
+    if (!p->stopping) {
+      pthread_cond_wait(&p->cv, &p->mu);
+      continue;
+    }
+    struct timespec ts;
+    deadline_ts(p->drain_deadline_ns, &ts);
+    if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && !p->res.done) {
+      broker_log *log = p->log;
+      p->log = NULL;
+      pthread_mutex_unlock(&p->mu);
+      broker_log_free(log); /* every append's callback runs before this returns */
       pthread_mutex_lock(&p->mu);
     }
   }
@@ -344,7 +451,7 @@ static void *pub_thread(void *arg) {
   pthread_mutex_lock(&p->mu);
   for (;;) {
     uint64_t now = metrics_now_ns();
-    if (p->stopping && (!p->head || now >= p->drain_deadline_ns || !p->c)) break;
+    if (p->stopping && (!p->head || now >= p->drain_deadline_ns || (!p->c && !p->log))) break;
     uint64_t at = next_send(p, &l);
     if (p->stopping && at > p->drain_deadline_ns) at = p->drain_deadline_ns;
     if (at > now) {
@@ -357,8 +464,14 @@ static void *pub_thread(void *arg) {
       }
       continue;
     }
-    size_t k = queue_batch(p, l.solo ? 1 : p->o.batch_events, &l.body);
-    send_wait(p, &l.body);
+    size_t max = l.solo ? 1 : p->o.batch_events, k;
+    if (p->topic) {
+      k = queue_records(p, max);
+      append_wait(p, k);
+    } else {
+      k = queue_batch(p, max, &l.body);
+      send_wait(p, &l.body);
+    }
     settle(p, &l, k);
   }
   pthread_mutex_unlock(&p->mu);
@@ -368,33 +481,80 @@ static void *pub_thread(void *arg) {
 
 /* ------------------------------------------------------------ life */
 
-detector_pub *detector_pub_start(const detector_pub_opts *o, char *err, size_t errlen) {
-  if (!o || !o->url || strncmp(o->url, "http", 4) != 0) {
-    snprintf(err, errlen, "the publisher needs the broker's http:// or https:// URL");
-    return NULL;
+/* The transport: an httpc client for the ingress, or the Kafka log. */
+static int transport_start(detector_pub *p, char *err, size_t errlen) {
+  if (!p->topic) {
+    /* One batch in flight: the client never needs more than one connection. */
+    httpc_opts co;
+    httpc_opts_init(&co);
+    co.max_inflight = 4;
+    co.max_per_host = 1;
+    co.max_response_body = 64u << 10;
+    return (p->c = httpc_start(&co, err, errlen)) ? 0 : -EIO;
   }
+  broker_kafka_opts ko;
+  broker_kafka_opts_init(&ko);
+  ko.bootstrap = p->o.kafka_bootstrap;
+  ko.props = p->o.kafka_props;
+  ko.n_props = p->o.n_kafka_props;
+  ko.delivery_timeout_ms = p->o.timeout_ms > INT32_MAX ? INT32_MAX : (int)p->o.timeout_ms;
+  if (!(p->recs = calloc(p->o.batch_events, sizeof *p->recs))) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  return (p->log = broker_log_kafka_open(&ko, err, errlen)) ? 0 : -EIO;
+}
+
+static void transport_stop(detector_pub *p) {
+  httpc_stop(p->c);
+  broker_log_free(p->log);
+  p->c = NULL;
+  p->log = NULL;
+}
+
+static void pub_free(detector_pub *p) {
+  free(p->recs);
+  free(p->topic);
+  free(p->url);
+  free(p);
+}
+
+static bool opts_ok(const detector_pub_opts *o, char *err, size_t errlen) {
+  if (o && o->kafka_bootstrap && o->topic && *o->topic && !o->url) return true;
+  if (o && o->url && strncmp(o->url, "http", 4) == 0 && !o->kafka_bootstrap && !o->topic)
+    return true;
+  snprintf(err, errlen,
+           "the publisher needs the broker's http:// or https:// URL, or a Kafka "
+           "bootstrap list and a topic");
+  return false;
+}
+
+detector_pub *detector_pub_start(const detector_pub_opts *o, char *err, size_t errlen) {
+  if (!opts_ok(o, err, errlen)) return NULL;
   detector_pub *p = calloc(1, sizeof *p);
-  if (!p || !(p->url = strdup(o->url))) goto fail_alloc;
+  if (!p) goto fail_alloc;
   p->o = *o;
   opts_fill(&p->o);
-  p->o.url = p->url;
+  if (o->topic) {
+    size_t n = strlen(o->kafka_bootstrap) + strlen(o->topic) + 10;
+    if (!(p->topic = strdup(o->topic)) || !(p->url = malloc(n))) goto fail_alloc;
+    snprintf(p->url, n, "kafka://%s/%s", o->kafka_bootstrap, o->topic);
+  } else if (!(p->url = strdup(o->url))) {
+    goto fail_alloc;
+  }
+  p->o.url = o->topic ? NULL : p->url;
+  p->o.topic = p->topic;
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the clock metrics_now_ns reads */
   pthread_cond_init(&p->cv, &ca);
   pthread_condattr_destroy(&ca);
   pthread_mutex_init(&p->mu, NULL);
-  /* One batch in flight: the client never needs more than one connection. */
-  httpc_opts co;
-  httpc_opts_init(&co);
-  co.max_inflight = 4;
-  co.max_per_host = 1;
-  co.max_response_body = 64u << 10;
-  if (!(p->c = httpc_start(&co, err, errlen))) goto fail_sync;
+  if (transport_start(p, err, errlen)) goto fail_sync;
   int rc = pthread_create(&p->thread, NULL, pub_thread, p);
   if (rc) {
     snprintf(err, errlen, "pthread_create: %s", strerror(rc));
-    httpc_stop(p->c);
+    transport_stop(p);
     goto fail_sync;
   }
   return p;
@@ -402,13 +562,11 @@ detector_pub *detector_pub_start(const detector_pub_opts *o, char *err, size_t e
 fail_sync:
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);
-  free(p->url);
-  free(p);
+  pub_free(p);
   return NULL;
 fail_alloc:
   snprintf(err, errlen, "out of memory");
-  if (p) free(p->url);
-  free(p);
+  if (p) pub_free(p);
   return NULL;
 }
 
@@ -420,14 +578,13 @@ uint64_t detector_pub_stop(detector_pub *p, int drain_ms) {
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
   pthread_join(p->thread, NULL);
-  httpc_stop(p->c);
+  transport_stop(p);
   uint64_t left = p->n;
   count_drop(p, DETECTOR_DROP_SHUTDOWN, left);
   queue_pop(p, p->n);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);
-  free(p->url);
-  free(p);
+  pub_free(p);
   return left;
 }
 

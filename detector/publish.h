@@ -13,6 +13,15 @@
  * endpoint's 202) is not dropped later by overflow, and the oldest events,
  * the start of what happened, are kept.
  *
+ * Or, configured with a Kafka bootstrap list and a topic, straight to Kafka
+ * through the broker's Kafka log (broker_log_kafka_open: an idempotent
+ * producer, acks=all): events become Kafka binary-mode records (key =
+ * partitionkey) when queued, a batch is one broker_log_append, and "sent"
+ * means every record of it was acknowledged by the in-sync replicas. Same
+ * buffer, bounds, one batch in flight, retries and drop counting. A failed
+ * append is retried whole, so a record Kafka stored before the failure is
+ * stored again (at least once, as the broker's Kafka log itself).
+ *
  * Thread rules: detector_pub_push, _stats and _metrics may be called from
  * any thread at once; detector_pub_stop once, when no other call runs.
  *
@@ -48,15 +57,20 @@ const char *detector_drop_name(detector_drop why);
 
 /* Zero in a field means its default. */
 typedef struct detector_pub_opts {
-  const char *url;        /* the ingress, "http://127.0.0.1:8080/default/default" (required) */
+  const char *url;                /* the ingress, "http://127.0.0.1:8080/default/default"; or: */
+  const char *kafka_bootstrap;    /* Kafka bootstrap servers, instead of url */
+  const char *topic;              /* the topic, with kafka_bootstrap */
+  const char *const *kafka_props; /* "name=value" librdkafka properties (see broker.h) */
+  size_t n_kafka_props;
   size_t max_events;      /* events buffered, in flight included (default 10000) */
   size_t max_bytes;       /* their JSON bytes (default 16 MiB) */
   size_t batch_events;    /* events per batch (default 100) */
   size_t batch_bytes;     /* JSON bytes per batch (default 512 KiB; the broker's
-                             default body limit is 1 MiB) */
+                             default body limit is 1 MiB); with Kafka, record bytes
+                             (key, headers and value) */
   int batch_ms;           /* how long the oldest event waits for a batch to fill
                              (default 20; -1: never wait) */
-  long timeout_ms;        /* one request (default 10000) */
+  long timeout_ms;        /* one request, or Kafka's delivery timeout (default 10000) */
   int backoff_min_ms;     /* first retry delay, doubled per failure (default 100) */
   int backoff_max_ms;     /* cap of the doubling (default 5000) */
   int retry_after_max_ms; /* cap of a Retry-After the broker asks for (default 60000) */
@@ -66,7 +80,7 @@ void detector_pub_opts_init(detector_pub_opts *o);
 
 /* Counters since start. */
 typedef struct detector_pub_stats {
-  uint64_t published;                  /* events the broker accepted */
+  uint64_t published;                  /* events the broker accepted (Kafka: acknowledged) */
   uint64_t batches;                    /* batches the broker accepted */
   uint64_t retries;                    /* attempts that failed and were retried */
   uint64_t dropped[DETECTOR_DROP_MAX]; /* events dropped, per reason */
@@ -75,7 +89,8 @@ typedef struct detector_pub_stats {
 } detector_pub_stats;
 
 /* Starts the publisher and its thread. Returns NULL with a message in err
- * (errlen bytes) on failure: a missing url, or httpc failed to start. */
+ * (errlen bytes) on failure: neither url nor kafka_bootstrap and topic, or
+ * httpc or the Kafka producer failed to start. */
 detector_pub *detector_pub_start(const detector_pub_opts *o, char *err, size_t errlen);
 
 /* Queues ev. Takes ev, also on failure (it is freed). Returns 0 when
@@ -100,7 +115,8 @@ void detector_pub_stats_get(detector_pub *p, detector_pub_stats *out);
  * _batches_total, _retries_total, _dropped_events_total{reason}, _buffer_*). */
 void detector_pub_metrics(detector_pub *p, ce_buf *out);
 
-/* Stops taking events, goes on sending what is buffered for up to drain_ms,
+/* Stops taking events, goes on sending what is buffered for up to drain_ms
+ * (with Kafka, plus up to timeout_ms for the records already handed over),
  * then counts whatever is left as dropped (DETECTOR_DROP_SHUTDOWN), stops
  * its client and frees. Returns the number of events dropped that way.
  * detector_pub_stop(NULL, ...) does nothing and returns 0. */

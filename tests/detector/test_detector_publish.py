@@ -24,12 +24,22 @@ Two suites, chosen by the second argument:
       dev.outpost.detector.drops event says the same;
     - a one-page ring overflows while the detector is stopped (SIGSTOP): the
       ring drops per kind in /metrics and in the drops event, and
-      fork events delivered + fork drops = forks made.
+      fork events delivered + fork drops = forks made;
+    - a burst of forks in a watched cgroup raises dev.outpost.process.forkrate
+      (critical, rate above the threshold), once per window and not per fork,
+      counted in /metrics; a slow forker in another environment raises none.
+  kafka    (no root; needs kcat and tests/broker's kafka_mock tool)
+    - `--kafka BOOTSTRAP --topic T`: tenant events are read back from the
+      topic by kcat in the Kafka binding's binary mode (ce_ headers,
+      content-type, key = partitionkey, the body as value), acknowledged
+      events counted as published; with every Kafka broker down, events are
+      kept and retried, and all arrive, in order per key, once they are up.
 
 Every detector and broker is stopped with SIGTERM and must exit 0 without a
 sanitizer report in its stderr.
 
 Usage: test_detector_publish.py /path/to/outpost publish|kernel [unittest args]
+       test_detector_publish.py /path/to/outpost kafka /path/to/kafka_mock [unittest args]
 """
 import http.client
 import http.server
@@ -201,7 +211,8 @@ class Proc:
 class Detector(Proc):
     def __init__(self, workdir, broker_url, *args, kernel=False):
         self.port = free_port()
-        flags = ["detector", "--broker-url", broker_url, "--listen", f"127.0.0.1:{self.port}",
+        flags = ["detector", *(["--broker-url", broker_url] if broker_url else []),
+                 "--listen", f"127.0.0.1:{self.port}",
                  "--node", NODE, "--admin-token", ADMIN, "--batch-ms", "5"]
         for t, tok in TOKENS.items():
             flags += ["--tenant-token", f"{t}={tok}"]
@@ -767,14 +778,161 @@ class KernelTest(Case):
             metric = f'outpost_detector_ring_drops_total{{kind="{kind}"}}'
             self.assertEqual(ring[kind], d.metrics()[metric])
 
+    def test_fork_rate_alarm_once_per_window(self):
+        sub = self.subscriber()
+        self.broker(sub)
+        d = self.detector(None, "--forkrate-threshold", "50", "--forkrate-window", "1000",
+                          kernel=True)
+        bomb, slow = self.cgroup("bomb"), self.cgroup("slow")
+        self.setup_env(d, "env-bomb", bomb)
+        self.setup_env(d, "env-slow", slow, tenant="bob")
+        forks = 300
+        t0 = time.monotonic()
+        pid, rc = run_in(bomb, "sh", "-c",
+                         f'i=0; while [ $i -lt {forks} ]; do ( : ); i=$((i+1)); done')
+        elapsed = time.monotonic() - t0
+        self.assertEqual(rc, 0)
+        # 20 forks over 2 s: 10/s at most, far below the threshold.
+        _, rc = run_in(slow, "sh", "-c", 'i=0; while [ $i -lt 20 ]; do ( : ); sleep 0.1; '
+                                         'i=$((i+1)); done')
+        self.assertEqual(rc, 0)
+
+        def forkrate(env):
+            return sub.got(lambda ev: ev["type"] == "dev.outpost.process.forkrate"
+                           and ev.get("environment") == env)
+        # Every fork read from the ring (the slow ones too): the alarms are
+        # all raised, and /metrics says how many to wait for.
+        def all_read():
+            m = d.metrics()
+            return m['outpost_detector_kernel_events_total{kind="fork"}'] >= forks + 20 and m
+        raised = self.wait_until(all_read, "the forks read")["outpost_detector_forkrate_events_total"]
+        self.assertGreaterEqual(raised, 1)
+        self.wait_until(lambda: len(forkrate("env-bomb")) >= raised, "the forkrate events")
+        time.sleep(0.3)
+        alarms = forkrate("env-bomb")
+        # One per window while the burst lasts, not one per fork.
+        self.assertLessEqual(len(alarms), int(elapsed) + 1, (elapsed, len(alarms)))
+        ev = alarms[0]
+        self.assertEqual(ev["source"], f"/nodes/{NODE}/environments/env-bomb")
+        self.assertEqual((ev["severity"], ev["tenant"], ev["partitionkey"], ev["subject"]),
+                         ("critical", "alice", "env-bomb", "env-bomb"))
+        d0 = data(ev)
+        self.assertGreater(d0["rate"], 50)
+        self.assertEqual((d0["window_ms"], d0["threshold"]), (1000, 50))
+        self.assertEqual(forkrate("env-slow"), [])
+        m = d.metrics()
+        self.assertEqual(m["outpost_detector_forkrate_events_total"], len(alarms))
+        self.no_drops(d)
+
+
+# ---------------------------------------------------------------- the Kafka suite
+
+KAFKA_MOCK = None
+KAFKA_TOPIC = "knative-broker-default-default"
+
+
+class KafkaTest(Case):
+    def setUp(self):
+        super().setUp()
+        import test_kafka  # tests/broker: the kafka_mock wrapper and kcat reader
+        test_kafka.KAFKA_MOCK = KAFKA_MOCK
+        self.kcat = test_kafka.kcat
+        self.mock = test_kafka.Mock(3)
+        self.addCleanup(self.mock.stop)
+        self.mock.do(f"topic {KAFKA_TOPIC} 3 3")
+
+    def kafka_detector(self, *args):
+        d = Detector(self.dir.name, None, "--kafka", self.mock.bootstrap, "--topic", KAFKA_TOPIC,
+                     *args)
+        self.procs.append(d)
+        return d
+
+    def records(self, want):
+        def enough():
+            recs = self.kcat(self.mock.bootstrap, KAFKA_TOPIC)
+            return len(recs) >= want and recs
+        return self.wait_until(enough, f"{want} records in {KAFKA_TOPIC}", timeout=60)
+
+    def test_tenant_events_read_back_by_kcat(self):
+        d = self.kafka_detector()
+        sent = []
+        for i, tenant in enumerate(["alice", "bob", "alice", "alice", "bob"]):
+            body = {"type": "quiz.submitted", "subject": f"q-{i}", "n": i}
+            r, out = d.post(tenant, body)
+            self.assertEqual(r.status, 202, out)
+            sent.append((json.loads(out)["id"], tenant, body))
+        recs = {m["hdrs"]["ce_id"]: m for m in self.records(len(sent))}
+        self.assertEqual(sorted(recs), sorted(i for i, _, _ in sent))
+        for id_, tenant, body in sent:
+            m = recs[id_]
+            self.assertEqual(m["key"], tenant)  # partitionkey
+            self.assertEqual(json.loads(m["payload"]), body)
+            h = m["hdrs"]
+            self.assertEqual((h["ce_specversion"], h["ce_type"], h["ce_source"], h["ce_subject"]),
+                             ("1.0", "dev.outpost.tenant.quiz.submitted", f"/tenants/{tenant}",
+                              body["subject"]))
+            self.assertEqual((h["ce_tenant"], h["ce_node"], h["ce_partitionkey"]),
+                             (tenant, NODE, tenant))
+            self.assertEqual(h["content-type"], "application/json")
+            self.assertRegex(h["ce_time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+        # One key's records share a partition, in the order they were sent.
+        for tenant in ("alice", "bob"):
+            mine = [m for m in recs.values() if m["key"] == tenant]
+            self.assertEqual(len({m["partition"] for m in mine}), 1)
+            self.assertEqual([m["hdrs"]["ce_id"] for m in sorted(mine, key=lambda m: m["offset"])],
+                             [i for i, t, _ in sent if t == tenant])
+        m = self.wait_until(lambda: (lambda m: m["outpost_detector_published_events_total"]
+                                     == len(sent) and m)(d.metrics()), "published == 5")
+        self.assertEqual(m["outpost_detector_buffer_events"], 0)
+        self.no_drops(d)
+
+    def test_kafka_down_events_kept_then_delivered(self):
+        d = self.kafka_detector()
+        r, out = d.post("alice", {"n": -1})
+        self.assertEqual(r.status, 202, out)
+        self.records(1)
+        for b in (1, 2, 3):
+            self.mock.do(f"down {b}")
+        ids = []
+        for i in range(20):
+            r, out = d.post("alice", {"n": i})
+            self.assertEqual(r.status, 202, out)
+            ids.append(json.loads(out)["id"])
+        # Not acknowledged while the cluster is down: kept, and retried once
+        # the append times out (the delivery timeout: 10 s).
+        self.wait_until(lambda: d.metrics()["outpost_detector_retries_total"] > 0,
+                        "a retry", timeout=30)
+        self.assertGreater(d.metrics()["outpost_detector_buffer_events"], 0)
+        for b in (1, 2, 3):
+            self.mock.do(f"up {b}")
+        self.wait_until(lambda: d.metrics()["outpost_detector_buffer_events"] == 0,
+                        "the buffer drained", timeout=60)
+        recs = self.records(21)
+        got = [m["hdrs"]["ce_id"] for m in sorted(recs, key=lambda m: m["offset"])
+               if m["hdrs"]["ce_id"] in ids]
+        # At least once: a retried append may store a record twice; never
+        # out of order, never missing.
+        self.assertEqual(sorted(set(got)), sorted(ids))
+        first = [i for n, i in enumerate(got) if i not in got[:n]]
+        self.assertEqual(first, ids)
+        self.assertEqual(d.metrics()["outpost_detector_published_events_total"], 21)
+        self.no_drops(d)
+
 
 def main():
-    global OUTPOST
-    if len(sys.argv) < 3 or sys.argv[2] not in ("publish", "kernel"):
+    global OUTPOST, KAFKA_MOCK
+    if len(sys.argv) < 3 or sys.argv[2] not in ("publish", "kernel", "kafka"):
         sys.exit(__doc__)
     OUTPOST = os.path.abspath(sys.argv[1])
     suite = sys.argv[2]
-    if suite == "kernel":
+    if suite == "kafka":
+        if len(sys.argv) < 4:
+            sys.exit(__doc__)
+        KAFKA_MOCK = os.path.abspath(sys.argv[3])
+        del sys.argv[3]
+    if suite == "kafka":
+        names = ["KafkaTest"]
+    elif suite == "kernel":
         why = kernel_skip_reason()
         if why:
             print(f"SKIP: {why}", file=sys.stderr)

@@ -1,0 +1,416 @@
+#!/usr/bin/env bash
+# bench_detector.sh — what `outpost detector` costs the processes it watches,
+# and how many events per second its user side sustains. Needs root (eBPF,
+# cgroups). See bench/README.md.
+#
+# Overhead. Two workloads (bench/det_load.c, built here with cc) run in a
+# fresh cgroup2 directory: an exec storm (fork + exec /bin/true + wait) and a
+# system-call loop (open of a watched prefix, open of another path, connect
+# to a closed port on 127.0.0.1, setuid no-op, getppid: three reported events
+# a round out of nine calls). Each round times both without the detector,
+# and with it running and the cgroup watched (PUT /v1/environments with
+# cgroupPath, the prefix watched by policy), and, with it running, both in
+# a second cgroup it does not watch. Runs without the detector come before
+# the first round and after every round, and a round is compared with the
+# mean of those just before and after it (a linear drift cancels). Between runs the detector is let settle
+# (buffer empty, nothing more read) so one run's tail is not the next one's
+# load. The figure is the median over rounds of the ratio of the workload's
+# own time (with / without), each ratio taken within one round: on a busy
+# shared VM only same-run, adjacent ratios mean anything. Both the elapsed
+# time and the workload's own CPU time (user + system, children included:
+# the kernel side runs in the workload's context) are reported. Hyperfine is not
+# used: its runs of one command are back to back, and the detector has to
+# come and go between them. The detector publishes to a real
+# `outpost broker` (embedded log, no triggers) that runs throughout, with or
+# without the detector, so its work when events arrive is in the ratio:
+# that is what a node pays when broker and detector share it.
+#
+# Sustained events/s. A fresh detector, one watched cgroup, and setuid
+# no-ops paced at a growing rate (doubling, BENCH_STEP seconds each): setuid
+# because it is the cheapest call the kernel side reports, so the generator
+# outruns the user side and the limit found is the detector's, not the
+# generator's. Each step reports the events read from the ring per second,
+# those the broker acknowledged during the step, the buffer at its end and
+# the new drops (ring: outpost_detector_ring_drops_total; publisher:
+# outpost_detector_dropped_events_total), all from /metrics. The ramp stops
+# at the first step with drops. "Sustained" is the highest step with no
+# drops whose events were also delivered as fast as they came (published/s
+# at least 95% of read/s). Its baseline, measured in the same run: the
+# events per second of the fastest exec storm one process makes without the
+# detector (3 events per exec: fork, exec, exit), so a ratio above 1 means
+# the user side keeps up with such a storm; the raw setuid rate one process
+# makes unpaced is printed too, for scale.
+#
+# Environment: OUTPOST=path to an outpost binary (default: build Release into
+# build-bench), BENCH_ROUNDS (default 7), BENCH_EXECS (exec storm size,
+# default 2000), BENCH_SYSCALLS (rounds of the loop, default 200000),
+# BENCH_STEP (seconds per ramp step, default 4). Exits non-zero when a run
+# failed.
+set -euo pipefail
+
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+rounds=${BENCH_ROUNDS:-7}
+execs=${BENCH_EXECS:-2000}
+syscalls=${BENCH_SYSCALLS:-200000}
+step=${BENCH_STEP:-4}
+
+for v in "$rounds" "$execs" "$syscalls" "$step"; do
+  case $v in '' | *[!0-9]* | 0)
+    echo "bench_detector: BENCH_ROUNDS, BENCH_EXECS, BENCH_SYSCALLS and BENCH_STEP want whole numbers > 0" >&2
+    exit 2
+    ;;
+  esac
+done
+if [ "$(id -u)" != 0 ]; then
+  echo "bench_detector: needs root (it loads eBPF programs and makes cgroups)" >&2
+  exit 1
+fi
+if [ ! -r /sys/kernel/btf/vmlinux ]; then
+  echo "bench_detector: the kernel has no BTF (/sys/kernel/btf/vmlinux)" >&2
+  exit 1
+fi
+cg2=$(awk '$0 ~ / - cgroup2 / { print $5; exit }' /proc/self/mountinfo)
+if [ -z "$cg2" ]; then
+  echo "bench_detector: no cgroup2 mount" >&2
+  exit 1
+fi
+if ! command -v cc >/dev/null 2>&1; then
+  echo "bench_detector: needs a C compiler (cc) for bench/det_load.c" >&2
+  exit 1
+fi
+
+det_pid=
+det_port=
+cg_w=
+cg_u=
+
+det_cleanup() {
+  if [ -n "$det_pid" ] && kill -0 "$det_pid" 2>/dev/null; then
+    kill -TERM "$det_pid" 2>/dev/null || true
+    wait "$det_pid" 2>/dev/null || true
+  fi
+  local d
+  for d in "$cg_w" "$cg_u"; do
+    if [ -n "$d" ] && [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
+  done
+}
+
+bench_setup bench_detector
+trap 'det_cleanup; bench_cleanup' EXIT
+bench_outpost
+
+load="$work/det_load"
+cc -O2 -Wall -Wextra -o "$load" "$here/det_load.c"
+cg_w="$cg2/outpost-bench-$$-watched"
+cg_u="$cg2/outpost-bench-$$-unwatched"
+mkdir "$cg_w" "$cg_u"
+mkdir -p "$work/watched"
+watched_file="$work/watched/file"
+other_file="$work/other"
+: >"$watched_file"
+: >"$other_file"
+closed_port=$(free_port)
+
+# --- helpers -----------------------------------------------------------------
+
+# put PATH JSON: PUT to the detector's admin API; fails unless 200 or 201.
+put() {
+  local resp st
+  printf '%s' "$2" >"$work/body.json"
+  resp=$(http_send "$det_port" PUT "$1" application/json "$work/body.json")
+  st=$(http_status "$resp")
+  if [ "$st" != 200 ] && [ "$st" != 201 ]; then
+    echo "  PUT $1: $st" >&2
+    indent <<<"$resp" >&2
+    return 1
+  fi
+}
+
+# detector_up: `outpost detector` publishing to our broker, cgroup cg_w
+# watched as environment bench-env with the watched prefix.
+detector_up() {
+  local i
+  det_port=$(free_port)
+  : >"$work/det.out"
+  "$outpost" detector --broker-url "http://127.0.0.1:$broker_port/default/default" \
+    --listen "127.0.0.1:$det_port" --node bench >"$work/det.out" 2>"$work/det.err" &
+  det_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    grep -q '^listening on' "$work/det.out" && break
+    kill -0 "$det_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! wait_http "$det_pid" "$det_port"; then
+    echo "  outpost detector did not start:" >&2
+    indent <"$work/det.err" >&2
+    return 1
+  fi
+  put /v1/environments/bench-env \
+    "{\"cgroupPath\":\"$cg_w\",\"tenant\":\"bench\",\"namespace\":\"bench\"}" &&
+    put /v1/environments/bench-env/policy "{\"watchedPaths\":[\"$work/watched/\"]}"
+}
+
+detector_down() {
+  if [ -n "$det_pid" ]; then
+    kill -TERM "$det_pid" 2>/dev/null || true
+    if ! wait "$det_pid"; then
+      echo "  outpost detector did not stop cleanly:" >&2
+      indent <"$work/det.err" >&2
+      det_pid=
+      return 1
+    fi
+  fi
+  det_pid=
+}
+
+# metrics FILE: the detector's /metrics.
+metrics() { http_get "$det_port" /metrics >"$1"; }
+
+# settle FILE: /metrics into FILE once the detector has read and delivered
+# everything (buffer empty, the events read unchanged for 0.3 s; at most 60 s).
+settle() {
+  local i prev=-1 now
+  for ((i = 0; i < 200; i++)); do
+    metrics "$1" || return 1
+    now=$(metric "$1" outpost_detector_kernel_events_total)
+    if [ "$(metric "$1" outpost_detector_buffer_events)" = 0 ] && [ "$now" = "$prev" ]; then
+      return 0
+    fi
+    prev=$now
+    sleep 0.3
+  done
+  echo "  the detector did not settle" >&2
+  return 1
+}
+
+# work_run CGROUP exec|sys KEY: one workload; its wall-clock and CPU
+# seconds into wall[KEY] and cpu[KEY].
+declare -A wall cpu
+work_run() {
+  local out
+  if [ "$2" = exec ]; then
+    out=$("$load" "$1" exec "$execs")
+  else
+    out=$("$load" "$1" sys "$syscalls" "$watched_file" "$other_file" "$closed_port")
+  fi
+  wall[$3]=$(field "$out" secs)
+  cpu[$3]=$(field "$out" cpu)
+}
+
+# sum_of FILE METRIC...: the sum of those metrics' samples.
+sum_of() {
+  local f=$1 s=0 m
+  shift
+  for m in "$@"; do s=$((s + $(metric "$f" "$m"))); done
+  echo "$s"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", a / b }'; }
+
+# median of the arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+range() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.3f-%.3f", lo, hi }'; }
+
+# --- the broker ---------------------------------------------------------------
+
+echo "bench_detector: $outpost; $rounds rounds of $execs execs and $syscalls syscall-loop rounds"
+broker_up "$work/broker" --data "$work/broker/broker.db" --broker default/default
+
+# --- overhead -------------------------------------------------------------------
+
+# ratios[ROW] is a list of same-round ratios, ROW one of the report's rows.
+declare -A ratios
+rows=("exec storm, watched|exec_on" "syscall loop, watched|sys_on"
+  "exec storm, unwatched cgroup|exec_un" "syscall loop, unwatched cgroup|sys_un")
+off_exec_rates=()
+# Per workload: events read, ring drops, publisher drops (summed over rounds).
+declare -A evs=([exec_read]=0 [exec_ring]=0 [exec_pub]=0 [sys_read]=0 [sys_ring]=0 [sys_pub]=0)
+alarms=0
+failed=0
+
+off_phase() {
+  work_run "$cg_w" exec exec_off
+  work_run "$cg_w" sys sys_off
+}
+
+# on_phase: the detector up; the unwatched cgroup first, then the watched one,
+# each after the detector settled; events and drops per workload.
+on_phase() {
+  local a b
+  detector_up || return 1
+  settle "$work/m0" || return 1
+  work_run "$cg_u" exec exec_un
+  work_run "$cg_u" sys sys_un
+  settle "$work/m1" || return 1
+  work_run "$cg_w" exec exec_on
+  settle "$work/m2" || return 1
+  work_run "$cg_w" sys sys_on
+  settle "$work/m3" || return 1
+  local m w k
+  for m in read:outpost_detector_kernel_events_total ring:outpost_detector_ring_drops_total \
+    pub:outpost_detector_dropped_events_total; do
+    k=${m%%:*}
+    a=$(metric "$work/m1" "${m#*:}")
+    b=$(metric "$work/m2" "${m#*:}")
+    w=$(metric "$work/m3" "${m#*:}")
+    evs[exec_$k]=$((${evs[exec_$k]} + b - a))
+    evs[sys_$k]=$((${evs[sys_$k]} + w - b))
+  done
+  alarms=$((alarms + $(metric "$work/m3" outpost_detector_forkrate_events_total)))
+  if [ "$(sum_of "$work/m0" outpost_detector_kernel_events_total)" != \
+    "$(sum_of "$work/m1" outpost_detector_kernel_events_total)" ]; then
+    echo "  events were read from the unwatched cgroup" >&2
+    return 1
+  fi
+  detector_down
+}
+
+# Runs without the detector before the first round and after each one: a
+# round's runs with it are compared with the mean of the runs just before
+# and just after, which cancels a drift of the machine's speed that is
+# linear over the round.
+off_phase
+prev_exec=${wall[exec_off]} prev_sys=${wall[sys_off]}
+prev_cexec=${cpu[exec_off]} prev_csys=${cpu[sys_off]}
+for ((r = 1; r <= rounds; r++)); do
+  echo "bench_detector: overhead round $r/$rounds"
+  on_phase || {
+    failed=1
+    break
+  }
+  off_phase
+  mean() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", (a + b) / 2 }'; }
+  wall[exec_base]=$(mean "$prev_exec" "${wall[exec_off]}")
+  wall[sys_base]=$(mean "$prev_sys" "${wall[sys_off]}")
+  cpu[exec_base]=$(mean "$prev_cexec" "${cpu[exec_off]}")
+  cpu[sys_base]=$(mean "$prev_csys" "${cpu[sys_off]}")
+  prev_exec=${wall[exec_off]} prev_sys=${wall[sys_off]}
+  prev_cexec=${cpu[exec_off]} prev_csys=${cpu[sys_off]}
+  for row in "${rows[@]}"; do
+    key=${row#*|}
+    base=${key%_*}_base
+    ratios[wall_$key]+="$(ratio "${wall[$key]}" "${wall[$base]}") "
+    ratios[cpu_$key]+="$(ratio "${cpu[$key]}" "${cpu[$base]}") "
+  done
+  off_exec_rates+=("$(awk -v n="$execs" -v t="${wall[exec_base]}" 'BEGIN { printf "%.1f", n / t }')")
+  echo "  wall s: exec ${wall[exec_base]} without (mean of the runs around), ${wall[exec_on]} watched," \
+    "${wall[exec_un]} unwatched; sys ${wall[sys_base]} without, ${wall[sys_on]} watched," \
+    "${wall[sys_un]} unwatched"
+  echo "  cpu s:  exec ${cpu[exec_base]} without, ${cpu[exec_on]} watched," \
+    "${cpu[exec_un]} unwatched; sys ${cpu[sys_base]} without, ${cpu[sys_on]} watched," \
+    "${cpu[sys_un]} unwatched"
+done
+if ((failed)); then
+  echo "bench_detector: FAILED in the overhead rounds" >&2
+  exit 1
+fi
+
+# --- sustained events/s -----------------------------------------------------------
+
+raw_setuid=$(field "$("$load" - rate 0 2)" rate)
+detector_up
+settle "$work/s0"
+steps=()
+sustained=0
+first_drop=
+
+# ramp_step RATE: one step of the ramp; adds its line to steps and sets
+# clean (no drops, delivery kept up: published/s >= 95% of read/s).
+ramp_step() {
+  local out secs made read_n pub_n buf ring pubd
+  echo "bench_detector: ramp $1 setuid/s"
+  out=$("$load" "$cg_w" rate "$1" "$step")
+  metrics "$work/s1"
+  settle "$work/s2" || return 1
+  secs=$(field "$out" secs)
+  made=$(field "$out" n)
+  read_n=$(($(metric "$work/s1" outpost_detector_kernel_events_total) - $(metric "$work/s0" outpost_detector_kernel_events_total)))
+  pub_n=$(($(metric "$work/s1" outpost_detector_published_events_total) - $(metric "$work/s0" outpost_detector_published_events_total)))
+  buf=$(metric "$work/s1" outpost_detector_buffer_events)
+  ring=$(($(metric "$work/s2" outpost_detector_ring_drops_total) - $(metric "$work/s0" outpost_detector_ring_drops_total)))
+  pubd=$(($(metric "$work/s2" outpost_detector_dropped_events_total) - $(metric "$work/s0" outpost_detector_dropped_events_total)))
+  steps+=("$(awk -v r="$1" -v m="$made" -v s="$secs" -v rd="$read_n" -v p="$pub_n" -v b="$buf" \
+    -v rg="$ring" -v pd="$pubd" 'BEGIN { printf "%9d %10.0f %10.0f %12.0f %8d %9d %8d", r, m / s, rd / s, p / s, b, rg, pd }')")
+  cp "$work/s2" "$work/s0"
+  clean=0
+  if ((ring + pubd > 0)); then
+    local at
+    at=$(awk -v m="$made" -v s="$secs" 'BEGIN { printf "%.0f", m / s }')
+    if [ -z "$first_drop" ] || ((at < first_drop)); then first_drop=$at; fi
+    return 0
+  fi
+  if awk -v rd="$read_n" -v p="$pub_n" 'BEGIN { exit !(p >= 0.95 * rd) }'; then
+    clean=1
+    local got
+    got=$(awk -v rd="$read_n" -v s="$secs" 'BEGIN { printf "%.0f", rd / s }')
+    if ((got > sustained)); then sustained=$got; fi
+  fi
+}
+
+# Doubling until the first drops, then two halvings of the last interval.
+lo=0
+hi=0
+rate=2000
+while ((rate <= 1024000)); do
+  ramp_step "$rate" || {
+    failed=1
+    break
+  }
+  if ((clean)); then lo=$rate; else hi=$rate; fi
+  if [ -n "$first_drop" ]; then break; fi
+  rate=$((rate * 2))
+done
+if ((!failed && lo > 0 && hi > lo)); then
+  for _ in 1 2; do
+    mid=$(((lo + hi) / 2))
+    ramp_step "$mid" || {
+      failed=1
+      break
+    }
+    if ((clean)); then lo=$mid; else hi=$mid; fi
+  done
+fi
+detector_down || failed=1
+
+# --- report -----------------------------------------------------------------------
+
+exec_rate=$(median "${off_exec_rates[@]}")
+storm_events=$(awk -v e="$exec_rate" 'BEGIN { printf "%.0f", 3 * e }')
+echo
+bench_header
+echo "rounds: $rounds; exec storm $execs execs; syscall loop $syscalls rounds (3 reported events each)"
+echo
+echo "overhead: the workload's time with the detector over its time without, median of $rounds"
+echo "same-round ratios (range); wall = elapsed, cpu = the workload's own user+system CPU"
+printf '  %-32s %7s %13s   %7s %13s\n' "" wall range cpu range
+for row in "${rows[@]}"; do
+  key=${row#*|}
+  # shellcheck disable=SC2086 # the lists are words
+  printf '  %-32s %7s %13s   %7s %13s\n' "${row%|*}" "$(median ${ratios[wall_$key]})" \
+    "$(range ${ratios[wall_$key]})" "$(median ${ratios[cpu_$key]})" "$(range ${ratios[cpu_$key]})"
+done
+for w in exec sys; do
+  echo "  events per watched $w run: $((evs[${w}_read] / rounds)) read from the ring," \
+    "$((evs[${w}_ring] / rounds)) ring drops, $((evs[${w}_pub] / rounds)) publisher drops"
+done
+echo "  forkrate alarms per run: $((alarms / rounds))"
+echo "  exec storm without the detector: $exec_rate execs/s (median)"
+echo
+echo "sustained events/s (setuid no-ops at a paced rate, ${step}s a step; detector -> broker, embedded log)"
+printf '  %9s %10s %10s %12s %8s %9s %8s\n' target made/s read/s published/s buffer ring_drop pub_drop
+for l in "${steps[@]}"; do echo "  $l"; done
+echo "  sustained (no drops, published >= 95% of read): $sustained events/s"
+if [ -n "$first_drop" ]; then
+  echo "  drops began at: $first_drop events/s made"
+else
+  echo "  no drops up to the last step"
+fi
+echo "  baseline: exec storm without the detector = $storm_events events/s (3 x $exec_rate execs/s)"
+echo "  ratio sustained / baseline: $(ratio "$sustained" "$storm_events")"
+echo "  (for scale: one process makes $raw_setuid setuid calls/s unpaced, without the detector)"
+
+if ((failed)); then
+  echo "bench_detector: FAILED (see above)" >&2
+  exit 1
+fi
