@@ -76,7 +76,8 @@ static void make_traces(trace *trs, int64_t span) {
     t += -log(1 - uniform()) * 6 * HOUR;
     if (t < (double)span) add(&trs[3], (int64_t)t);
   }
-  for (int i = 0; i < 4; i++) qsort(trs[i].t, trs[i].n, sizeof *trs[i].t, cmp64);
+  for (int i = 0; i < 4; i++)
+    if (trs[i].n) qsort(trs[i].t, trs[i].n, sizeof *trs[i].t, cmp64);
 }
 
 enum policy { HYBRID, FIXED, ALWAYS };
@@ -154,9 +155,10 @@ int main(int argc, char **argv) {
     outcome h = simulate(&trs[i], HYBRID, refill, span);
     outcome f = simulate(&trs[i], FIXED, refill, span);
     outcome a = simulate(&trs[i], ALWAYS, refill, span);
-    double hc = 100.0 * (double)h.cold / (double)h.claims;
-    double fc = 100.0 * (double)f.cold / (double)f.claims;
-    double ac = 100.0 * (double)a.cold / (double)a.claims;
+    double claims = h.claims ? (double)h.claims : 1; /* a short run may have none */
+    double hc = 100.0 * (double)h.cold / claims;
+    double fc = 100.0 * (double)f.cold / claims;
+    double ac = 100.0 * (double)a.cold / claims;
     printf("%-9s %6zu | %5.1f%% %13.0f | %5.1f%% %13.0f | %5.1f%% %13.0f | %.2f, %.2f\n",
            trs[i].name, h.claims, hc, h.warm_min, fc, f.warm_min, ac, a.warm_min,
            fc > 0 ? hc / fc : 0.0, f.warm_min > 0 ? h.warm_min / f.warm_min : 0.0);
