@@ -281,6 +281,46 @@ static void deadline_ts(uint64_t ns, struct timespec *ts) {
   ts->tv_nsec = (long)(ns % 1000000000u);
 }
 
+/* Closes the HTTP client: the request under way reports -ECANCELED before
+ * httpc_stop returns. Called with p->mu held. */
+static void close_http(detector_pub *p) {
+  httpc *c = p->c;
+  p->c = NULL;
+  pthread_mutex_unlock(&p->mu);
+  httpc_stop(c);
+  pthread_mutex_lock(&p->mu);
+}
+
+/* Closes the Kafka log: every append's callback runs before
+ * broker_log_free returns. Called with p->mu held. */
+static void close_log(detector_pub *p) {
+  broker_log *log = p->log;
+  p->log = NULL;
+  pthread_mutex_unlock(&p->mu);
+  broker_log_free(log);
+  pthread_mutex_lock(&p->mu);
+}
+
+/* After a send or an append was started (rc its result, what its name),
+ * waits with p->mu held until p->res is filled. Past the drain deadline of
+ * a stop the transport is closed with close_fn, which makes its report come. */
+static void wait_result(detector_pub *p, int rc, const char *what,
+                        void (*close_fn)(detector_pub *p)) {
+  if (rc) {
+    p->res = (pub_res){.done = true, .error = rc, .retry_after_ms = -1, .index = -1};
+    snprintf(p->res.text, sizeof p->res.text, "%s: %s", what, strerror(-rc));
+  }
+  while (!p->res.done) {
+    if (!p->stopping) {
+      pthread_cond_wait(&p->cv, &p->mu);
+      continue;
+    }
+    struct timespec ts;
+    deadline_ts(p->drain_deadline_ns, &ts);
+    if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && !p->res.done) close_fn(p);
+  }
+}
+
 /* Sends body and waits for its answer into p->res (the mutex held, and
  * released while waiting). Past the drain deadline of a stop the client is
  * stopped, which ends the request with -ECANCELED. */
@@ -298,25 +338,7 @@ static void send_wait(detector_pub *p, const ce_buf *body) {
       p->c ? httpc_send(p->c, "POST", p->url, hdrs, 1, body->data, body->len, timeout, on_done, p)
            : -ECANCELED;
   pthread_mutex_lock(&p->mu);
-  if (rc) {
-    p->res = (pub_res){.done = true, .error = rc, .retry_after_ms = -1, .index = -1};
-    snprintf(p->res.text, sizeof p->res.text, "httpc_send: %s", strerror(-rc));
-  }
-  while (!p->res.done) {
-    if (!p->stopping) {
-      pthread_cond_wait(&p->cv, &p->mu);
-      continue;
-    }
-    struct timespec ts;
-    deadline_ts(p->drain_deadline_ns, &ts);
-    if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && !p->res.done) {
-      httpc *c = p->c;
-      p->c = NULL;
-      pthread_mutex_unlock(&p->mu);
-      httpc_stop(c); /* the callback runs, with -ECANCELED, before this returns */
-      pthread_mutex_lock(&p->mu);
-    }
-  }
+  wait_result(p, rc, "httpc_send", close_http);
 }
 
 /* The Kafka log's report on an append, as an answer the rules below judge
@@ -348,25 +370,7 @@ static void append_wait(detector_pub *p, size_t k) {
   pthread_mutex_unlock(&p->mu);
   int rc = p->log ? broker_log_append(p->log, p->topic, p->recs, k, on_appended, p) : -ECANCELED;
   pthread_mutex_lock(&p->mu);
-  if (rc) {
-    p->res = (pub_res){.done = true, .error = rc, .retry_after_ms = -1, .index = -1};
-    snprintf(p->res.text, sizeof p->res.text, "broker_log_append: %s", strerror(-rc));
-  }
-  while (!p->res.done) {
-    if (!p->stopping) {
-      pthread_cond_wait(&p->cv, &p->mu);
-      continue;
-    }
-    struct timespec ts;
-    deadline_ts(p->drain_deadline_ns, &ts);
-    if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && !p->res.done) {
-      broker_log *log = p->log;
-      p->log = NULL;
-      pthread_mutex_unlock(&p->mu);
-      broker_log_free(log); /* every append's callback runs before this returns */
-      pthread_mutex_lock(&p->mu);
-    }
-  }
+  wait_result(p, rc, "broker_log_append", close_log);
 }
 
 /* What to do with an answer. */
