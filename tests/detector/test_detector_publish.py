@@ -570,6 +570,10 @@ class FakeIngressTest(Case):
         reqs = fake.got()
         self.assertEqual([e["data"]["n"] for e in reqs[0][2]], [0, 1, 2])
         self.assertEqual([e["data"]["n"] for e in reqs[1][2]], [0, 2])
+        # The fake records a request before it answers: the detector counts the
+        # batch only once the 202 is back.
+        self.wait_until(lambda: d.metrics()["outpost_detector_published_events_total"] == 2,
+                        "the 202 of the resend")
         m = d.metrics()
         self.assertEqual(m['outpost_detector_dropped_events_total{reason="rejected"}'], 1)
         self.assertEqual(m["outpost_detector_published_events_total"], 2)
@@ -905,7 +909,7 @@ class KafkaTest(Case):
         self.assertGreater(d.metrics()["outpost_detector_buffer_events"], 0)
         for b in (1, 2, 3):
             self.mock.do(f"up {b}")
-        self.wait_until(lambda: d.metrics()["outpost_detector_buffer_events"] == 0,
+        self.wait_until(lambda: d.metrics()["outpost_detector_published_events_total"] == 2,
                         "the buffer drained", timeout=60)
         recs = self.records(21)
         got = [m["hdrs"]["ce_id"] for m in sorted(recs, key=lambda m: m["offset"])
