@@ -168,6 +168,7 @@ typedef struct broker_ingress_opts {
   int32_t default_ttl;     /* knativebrokerttl given to events without one (default 255) */
   const char *admin_token; /* bearer token for /v1/brokers; NULL: admin API open */
   unsigned drain_ms;       /* how long stop waits for the log's reports (default 30000) */
+  const char *kafka;       /* the Kafka bootstrap servers, shown by /healthz; NULL: none */
 } broker_ingress_opts;
 
 void broker_ingress_opts_init(broker_ingress_opts *o);
@@ -175,7 +176,9 @@ void broker_ingress_opts_init(broker_ingress_opts *o);
 typedef struct broker_ingress broker_ingress;
 
 /* Serves POST /<namespace>/<broker> (binary, structured and batched modes),
- * OPTIONS, /healthz, /readyz, /metrics and the admin API /v1/brokers, and
+ * OPTIONS, /healthz (JSON: status, tier "broker", name, pid, kafka: what
+ * `outpost run` checks before adopting a running broker), /readyz, /metrics
+ * and the admin API /v1/brokers, and
  * appends accepted events to log (which the caller keeps open until after
  * broker_ingress_stop). 202 is answered only once the log says the events
  * are durable. Returns NULL with a message in errbuf. */

@@ -45,10 +45,14 @@ int broker_config_load(const char *path, broker_decl **out, size_t *n, char *err
     const cJSON *r = cJSON_GetArrayItem(docs, (int)i);
     const char *kind = res_str(r, "kind");
     if (res_is(r, "eventing.knative.dev", "Trigger")) continue; /* the triggers' own */
+    /* LabTemplate and NamespacePolicy: the posts', so that `outpost run`
+     * can hand one file to every component. */
+    const char *api = res_str(r, "apiVersion");
+    if (api && strncmp(api, "outpost.dev/", 12) == 0) continue;
     if (!res_is(r, "eventing.knative.dev", "Broker")) {
       snprintf(errbuf, errlen,
                "%s: resource %zu: kind %s is not one Outpost knows (Broker and Trigger of "
-               "eventing.knative.dev/v1)",
+               "eventing.knative.dev/v1; outpost.dev/v1 ones are the posts')",
                path, i + 1, kind ? kind : "(none)");
       rc = -EINVAL;
       break;

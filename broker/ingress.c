@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 enum reason {
   R_INVALID,
@@ -301,6 +304,25 @@ static void respond_text(httpd_req *req, unsigned status, const char *ct, ce_buf
   httpd_respond(req, status, ct, b->data, b->len, NULL, 0);
 }
 
+/* {"status","tier","name","pid"} as every Outpost process answers, so that
+ * `outpost run` can tell its own broker from another program on the port. */
+static void serve_health(broker_ingress *in, httpd_req *req) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "status", atomic_load(&in->draining) ? "draining" : "ok");
+  cJSON_AddStringToObject(o, "tier", "broker");
+  cJSON_AddStringToObject(o, "name", "broker");
+  cJSON_AddNumberToObject(o, "pid", (double)getpid());
+  if (in->opts.kafka) cJSON_AddStringToObject(o, "kafka", in->opts.kafka);
+  char *text = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!text) {
+    httpd_respond(req, 500, "text/plain", "out of memory\n", 14, NULL, 0);
+    return;
+  }
+  httpd_respond(req, 200, "application/json", text, strlen(text), NULL, 0);
+  cJSON_free(text);
+}
+
 static void render_metrics(broker_ingress *in, httpd_req *req) {
   ce_buf b;
   ce_buf_init(&b);
@@ -477,7 +499,7 @@ static void handle(void *ctx, httpd_req *req) {
     return;
   }
   if (strcmp(path, "/healthz") == 0) {
-    httpd_respond(req, 200, "text/plain", "ok\n", 3, NULL, 0);
+    serve_health(in, req);
     return;
   }
   if (strcmp(path, "/readyz") == 0) {

@@ -34,7 +34,7 @@ static void usage(FILE *f) {
         "                        JSON, Knative's shape)\n"
         "  --broker NS/NAME      declare a broker (repeatable; default default/default when\n"
         "                        neither this nor --config declares one)\n"
-        "  --partitions N        partitions of new topics (default 1)\n"
+        "  --partitions N        partitions of new topics (default 1; 3 on Kafka)\n"
         "  --max-body BYTES      largest request body (default 1048576)\n"
         "  --max-headers N       most request headers (default 100)\n"
         "  --max-inflight N      requests waiting for the log before 429 (default 4096)\n"
@@ -251,6 +251,7 @@ int broker_main(int argc, char **argv) {
     log = broker_log_sqlite_open(data, &so, err, sizeof err);
     snprintf(where, sizeof where, "embedded %s", data);
   }
+  o.kafka = kafka;
   broker_ingress *in = log ? broker_ingress_start(&o, log, err, sizeof err) : NULL;
   int rc = in ? 0 : 1;
   if (!in) fprintf(stderr, "outpost broker: %s\n", err);

@@ -266,11 +266,11 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
   struct MHD_OptionItem pool[] = {{per_conn ? MHD_OPTION_END : MHD_OPTION_THREAD_POOL_SIZE,
                                    (intptr_t)(h->opts.threads ? h->opts.threads : 1), NULL},
                                   {MHD_OPTION_END, 0, NULL}};
-  h->d = MHD_start_daemon(
-      flags, h->opts.port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_ARRAY,
-      pool, MHD_OPTION_CONNECTION_LIMIT, h->opts.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-      h->opts.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_NOTIFY_COMPLETED,
-      on_completed, h, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+  h->d = MHD_start_daemon(flags, h->opts.port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
+                          MHD_OPTION_ARRAY, pool, MHD_OPTION_CONNECTION_LIMIT,
+                          h->opts.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                          h->opts.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
   if (!h->d) {
     snprintf(errbuf, errlen, "cannot listen on %s:%u: %s", h->opts.host, h->opts.port,
              strerror(errno));

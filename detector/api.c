@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/metrics.h"
 #include "core/resources.h"
@@ -256,6 +257,26 @@ static void kernel_metrics(det_daemon *dd, ce_buf *b) {
   }
 }
 
+/* {"status","tier","name","pid"} as every Outpost process answers (what
+ * `outpost run` adopts a running detector by), and whether the kernel side
+ * runs. */
+static void serve_health(det_daemon *dd, httpd_req *req) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "status", atomic_load(&dd->draining) ? "draining" : "ok");
+  cJSON_AddStringToObject(o, "tier", "detector");
+  cJSON_AddStringToObject(o, "name", dd->node);
+  cJSON_AddNumberToObject(o, "pid", (double)getpid());
+  cJSON_AddBoolToObject(o, "bpf", dd->bpf != NULL);
+  char *text = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!text) {
+    httpd_respond(req, 500, "text/plain", "out of memory\n", 14, NULL, 0);
+    return;
+  }
+  httpd_respond(req, 200, "application/json", text, strlen(text), NULL, 0);
+  cJSON_free(text);
+}
+
 static void serve_metrics(det_daemon *dd, httpd_req *req) {
   static const char *const results[DET_T_MAX] = {"accepted",  "invalid",   "unauthorized",
                                                  "forbidden", "too_large", "full"};
@@ -324,7 +345,7 @@ void detector__http(void *ctx, httpd_req *req) {
     if (under(path, "/v1/tenants") && limit == 413) count_tenant(dd, DET_T_TOO_LARGE);
     httpd_respond_error(req, limit, why, NULL, -1, NULL, 0);
   } else if (strcmp(path, "/healthz") == 0) {
-    httpd_respond(req, 200, "text/plain", "ok\n", 3, NULL, 0);
+    serve_health(dd, req);
   } else if (strcmp(path, "/readyz") == 0) {
     bool draining = atomic_load(&dd->draining);
     httpd_respond(req, draining ? 503 : 200, "text/plain", draining ? "draining\n" : "ready\n",

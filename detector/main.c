@@ -40,7 +40,8 @@ static void usage(FILE *f) {
         "  --ring-bytes N        the kernel ring buffer, a power of two (default 1048576)\n"
         "  --no-bpf              no kernel side: tenant events only\n"
         "  --tenant-token T=TOK  tenant T's bearer token (repeatable)\n"
-        "  --tokens-file FILE    more of them, one TENANT=TOKEN per line ('#' comments)\n"
+        "  --tokens-file FILE    more of them, one TENANT=TOKEN (or TENANT TOKEN) per line\n"
+        "                        ('#' comments)\n"
         "  --admin-token TOKEN   bearer token of /v1/environments and /v1/policies\n"
         "                        (without it the admin API is open to whoever reaches it)\n"
         "  --max-events N        events buffered for the broker (default 10000)\n"
@@ -119,8 +120,16 @@ static int tokens_load(det_daemon *dd, const char *path) {
     no++;
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ')) line[--n] = 0;
-    const char *s = line + strspn(line, " \t");
+    char *s = line + strspn(line, " \t");
     if (!*s || *s == '#') continue;
+    /* TENANT TOKEN, as the cluster post's tokens file has it, is taken too:
+     * `outpost run` gives both the same file. */
+    char *ws = s + strcspn(s, " \t");
+    if (*ws && !memchr(s, '=', (size_t)(ws - s))) {
+      char *tok = ws + strspn(ws, " \t");
+      memmove(ws + 1, tok, strlen(tok) + 1);
+      *ws = '=';
+    }
     snprintf(where, sizeof where, "%s:%d", path, no);
     rc = token_add(dd, s, where);
   }
@@ -169,6 +178,10 @@ static int number_flag(int c, det_flags *fl) {
   size_t v;
   if (parse_size(optarg, &v) || v == 0 || v > INT32_MAX) {
     fprintf(stderr, "outpost detector: bad number '%s'\n", optarg);
+    return 2;
+  }
+  if (c == 'r' && (v < 4096 || (v & (v - 1)))) {
+    fprintf(stderr, "outpost detector: --ring-bytes %s: a power of two, at least 4096\n", optarg);
     return 2;
   }
   if (c == 'r') fl->ring_bytes = v;
@@ -471,8 +484,9 @@ static int serve(det_daemon *dd, const det_flags *fl, const sigset_t *sigs) {
     fprintf(stderr, "outpost detector: %s\n", err);
     status = 1;
   } else {
-    printf("listening on http://%s:%u (node %s, broker %s, kernel side %s)\n", fl->host,
-           httpd_port(h), dd->node, fl->po.url, dd->bpf ? "on" : "off");
+    printf("listening on http://%s:%u (node %s, %s %s, kernel side %s)\n", fl->host, httpd_port(h),
+           dd->node, fl->po.url ? "broker" : "kafka", fl->po.url ? fl->po.url : fl->po.topic,
+           dd->bpf ? "on" : "off");
     fflush(stdout);
     run_until_signal(dd, sigs, fl->drops_ms ? fl->drops_ms : 10000);
   }
