@@ -305,7 +305,12 @@ int pool_template_add(pool *p, pool_template *t, posts_err *err) {
   pool_tpl *tpl;
   if (!t || !t->name) return posts__err(err, -EINVAL, 0, "template: NULL");
   if (!(tpl = calloc(1, sizeof *tpl))) return posts__err(err, -ENOMEM, 0, "out of memory");
-  pool_predict_init(&tpl->pred, &p->pred_opts); /* checked by pool_new */
+  pool_predict_opts po = p->pred_opts; /* checked by pool_new */
+  if (t->keepalive_ms > 0) po.keepalive_ms = t->keepalive_ms;
+  if (pool_predict_init(&tpl->pred, &po) < 0) {
+    free(tpl);
+    return posts__err(err, -EINVAL, 0, "template %s: pool.keepAlive out of range", t->name);
+  }
   tpl->t = t;
   pthread_mutex_lock(&p->mu);
   if (pool__tpl_find(p, t->name, true)) {

@@ -265,9 +265,10 @@ static int parse_limits(const cJSON *l, pool_template *t, pool_template_err *err
 }
 
 static int parse_pool(const cJSON *p, pool_template *t, pool_template_err *err) {
-  static const char *const known[] = {"min", "max", NULL};
+  static const char *const known[] = {"min", "max", "keepAlive", NULL};
   int64_t min = 0, max = POOL_TEMPLATE_MAX_DEFAULT;
   int rc;
+  const cJSON *ka = p ? cJSON_GetObjectItemCaseSensitive(p, "keepAlive") : NULL;
   if (p && !cJSON_IsObject(p)) {
     set_err(err, "spec.pool", "must be a mapping");
     return -EINVAL;
@@ -278,6 +279,13 @@ static int parse_pool(const cJSON *p, pool_template *t, pool_template_err *err) 
     return rc;
   if (min > max) {
     set_err(err, "spec.pool.min", "must not be more than spec.pool.max (%lld)", (long long)max);
+    return -EINVAL;
+  }
+  /* The fixed keep-alive of the predictor: how long after its last claim a
+   * template whose claims show no pattern yet keeps warm environments. */
+  if (ka && (!cJSON_IsString(ka) || res_duration_ms(ka->valuestring, &t->keepalive_ms) < 0 ||
+             t->keepalive_ms <= 0)) {
+    set_err(err, "spec.pool.keepAlive", "must be an ISO-8601 duration above zero, such as PT10M");
     return -EINVAL;
   }
   t->pool_min = (uint32_t)min;

@@ -18,7 +18,7 @@
  *     readOnlyRoot: true
  *     sharedVolume: {hostPath: /srv/course, path: /course}   # read-only
  *     idleTimeout: PT30M               # ISO-8601 duration
- *     pool: {min: 0, max: 10}
+ *     pool: {min: 0, max: 10, keepAlive: PT10M}   # keepAlive: see predict.h
  *     policy:
  *       forbiddenBinaries: [/usr/bin/nc]
  *       forbiddenPaths: [/etc/shadow]
@@ -26,7 +26,8 @@
  *
  * Defaults: no command, pids 256 (the runtime's), no memory or CPU limit, no
  * capabilities, network and readOnlyRoot false, no shared volume,
- * idleTimeout PT30M, pool min 0 and max 10, an empty policy. Quantities
+ * idleTimeout PT30M, pool min 0 and max 10, the pool's keep-alive (predict.h:
+ * 10 minutes unless the pool says otherwise), an empty policy. Quantities
  * follow Kubernetes: memory as bytes or with a suffix (Ki Mi Gi Ti, k M G T;
  * "1.5Gi"), CPU as cores ("1", "0.5") or millicores ("500m"). Fields that
  * are not listed here are refused, so that a typo never passes as a default.
@@ -72,6 +73,7 @@ typedef struct pool_template {
   char *shared_path;
   int64_t idle_timeout_ms; /* > 0 */
   uint32_t pool_min, pool_max;
+  int64_t keepalive_ms; /* pool.keepAlive; 0: the pool's predictor default */
   /* The detector's data, kept as written. */
   char **forbidden_binaries;
   char **forbidden_paths;

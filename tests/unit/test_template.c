@@ -66,7 +66,7 @@ static void full_template(void **state) {
                    "  readOnlyRoot: true\n"
                    "  sharedVolume: {hostPath: /srv/course, path: /course}\n"
                    "  idleTimeout: PT1M30S\n"
-                   "  pool: {min: 2, max: 5}\n"
+                   "  pool: {min: 2, max: 5, keepAlive: PT2M}\n"
                    "  policy:\n"
                    "    forbiddenBinaries: [/usr/bin/nc, /usr/bin/ssh]\n"
                    "    forbiddenPaths: [/etc/shadow]\n"
@@ -87,6 +87,7 @@ static void full_template(void **state) {
   EXPECT_INT(t->idle_timeout_ms, 90000);
   EXPECT_INT(t->pool_min, 2);
   EXPECT_INT(t->pool_max, 5);
+  EXPECT_INT(t->keepalive_ms, 120000);
   EXPECT_INT(count(t->forbidden_binaries), 2);
   EXPECT_STR(t->forbidden_paths[0], "/etc/shadow");
   EXPECT_STR(t->forbidden_destinations[1], "10.0.0.0/8");
@@ -123,6 +124,7 @@ static void defaults(void **state) {
   EXPECT_INT(t->idle_timeout_ms, POOL_TEMPLATE_IDLE_DEFAULT_MS);
   EXPECT_INT(t->pool_min, 0);
   EXPECT_INT(t->pool_max, POOL_TEMPLATE_MAX_DEFAULT);
+  EXPECT_INT(t->keepalive_ms, 0);
   EXPECT_TRUE(t->forbidden_binaries && !t->forbidden_binaries[0]);
   EXPECT_TRUE(t->forbidden_paths && !t->forbidden_paths[0]);
   EXPECT_TRUE(t->forbidden_destinations && !t->forbidden_destinations[0]);
@@ -279,6 +281,8 @@ static void refusals(void **state) {
       {SPEC("  pool: {max: 0}\n"), "spec.pool.max", "from 1"},
       {SPEC("  pool: {max: 1001}\n"), "spec.pool.max", "to 1000"},
       {SPEC("  pool: {size: 1}\n"), "spec.pool.size", "unknown field"},
+      {SPEC("  pool: {keepAlive: 10m}\n"), "spec.pool.keepAlive", "ISO-8601"},
+      {SPEC("  pool: {keepAlive: PT0S}\n"), "spec.pool.keepAlive", "above zero"},
       {SPEC("  policy: {forbiddenBinaries: [nc]}\n"), "spec.policy.forbiddenBinaries.0",
        "absolute"},
       {SPEC("  policy: {forbiddenPaths: [/a, etc]}\n"), "spec.policy.forbiddenPaths.1", "absolute"},
