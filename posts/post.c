@@ -36,6 +36,8 @@ static void usage(FILE *f) {
         "  --broker-url URL        broker ingress for the post's events (POST /<ns>/<broker>)\n"
         "  --state-dir DIR         state files (default outpost-data/post-<tier>)\n"
         "  --config FILE           LabTemplate and NamespacePolicy resources (YAML or JSON)\n"
+        "  --broker-token TOKEN    bearer token of the broker's admin API (/v1/triggers)\n"
+        "  --no-register-triggers  do not register the post's triggers at the broker\n"
         "cluster (the Labs REST API):\n"
         "  --tenant-token T=TOKEN  a tenant's bearer token (repeatable)\n"
         "  --tokens-file FILE      lines 'tenant token'\n"
@@ -52,6 +54,9 @@ static void usage(FILE *f) {
         "  --max-envs N            claimed environments on this node (default 20)\n"
         "  --ns-port PORT          the first ns post's port (default: this port + 1)\n"
         "  --socket PATH           Docker Engine API socket (default /run/podman/podman.sock)\n"
+        "  --detector-url URL      the node's detector (http://127.0.0.1:8085): environments\n"
+        "                          and their templates' policies are registered there\n"
+        "  --detector-token TOKEN  bearer token of the detector's admin API\n"
         "ns (a namespace's policy):\n"
         "  --namespace NS          the namespace (required)\n"
         "  --node-post URL         the node post that hosts it (for recycling)\n",
@@ -236,6 +241,8 @@ ce_event *post_event_new(post *p, const char *type, const char *subject, cJSON *
     snprintf(source, sizeof source, "/namespaces/%s/post", p->name);
   else if (!strcmp(p->tier->name, "node"))
     snprintf(source, sizeof source, "/nodes/%s/post", p->name);
+  else if (!strcmp(p->tier->name, "run"))
+    snprintf(source, sizeof source, "/run");
   else
     snprintf(source, sizeof source, "/cluster/post");
   ce_event *ev = ce_event_new();
@@ -400,6 +407,10 @@ static const struct option longopts[] = {{"tier", required_argument, NULL, 't'},
                                          {"quota", required_argument, NULL, 'q'},
                                          {"max-envs", required_argument, NULL, 'm'},
                                          {"ns-port", required_argument, NULL, 'p'},
+                                         {"broker-token", required_argument, NULL, 'B'},
+                                         {"no-register-triggers", no_argument, NULL, 'R'},
+                                         {"detector-url", required_argument, NULL, 'D'},
+                                         {"detector-token", required_argument, NULL, 'K'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
 
@@ -463,6 +474,18 @@ static int parse_flags(int argc, char **argv, post_cfg *cfg) {
       break;
     case 'p':
       bad = parse_num(optarg, 65535, &v) ? -EINVAL : (cfg->ns_port = (uint16_t)v, 0);
+      break;
+    case 'B':
+      cfg->broker_token = optarg;
+      break;
+    case 'R':
+      cfg->no_register_triggers = true;
+      break;
+    case 'D':
+      cfg->detector_url = optarg;
+      break;
+    case 'K':
+      cfg->detector_token = optarg;
       break;
     case 'h':
       usage(stdout);
@@ -548,6 +571,12 @@ int post_main(int argc, char **argv) {
             !strcmp(p.tier->name, "node") ? "--node NAME" : "--namespace NS");
     return 2;
   }
+  return post__serve(&p);
+}
+
+int post__serve(post *pp) {
+  post p = *pp;
+  int rc;
   ssize_t n = readlink("/proc/self/exe", p.exe, sizeof p.exe - 1);
   if (n <= 0) snprintf(p.exe, sizeof p.exe, "%s", "outpost");
   /* Signals are taken by sigwait below, so every thread starts with them

@@ -21,4 +21,12 @@
  * SIGINT/SIGTERM, 1 on a failure to start, 2 on bad flags). */
 int post_main(int argc, char **argv);
 
+/* `outpost run`: the whole platform on one machine (posts/run.c): argv[0]
+ * is "run". Same exit statuses as post_main. */
+int post_run_main(int argc, char **argv);
+
+/* `outpost events`: follows the events `outpost run` keeps (run_tail.c).
+ * 0, 1 (the server failed) or 2 (bad flags). */
+int post_events_main(int argc, char **argv);
+
 #endif

@@ -62,6 +62,7 @@ typedef struct cluster_post {
   char quarantined[MAX_TENANTS][64];
   size_t n_quarantined;
   char state_path[PATH_MAX];
+  post_trig *trig; /* registers the trigger of the quarantine events */
   _Atomic uint64_t created, refused_quota, refused_quarantine, unauthorized, no_node;
 } cluster_post;
 
@@ -197,9 +198,45 @@ static int cluster_start(post *p) {
   return p->cfg.config ? load_templates(p, cp, p->cfg.config) : 0;
 }
 
+/* Trigger cluster-post: the ns posts' quarantine events come back here. */
+static void register_trigger(post *p, cluster_post *cp) {
+  char uri[160];
+  /* A wildcard address is not one the broker can deliver to. */
+  bool any = !p->cfg.host[0] || !strcmp(p->cfg.host, "0.0.0.0") || !strcmp(p->cfg.host, "::");
+  snprintf(uri, sizeof uri, "http://%s:%u/events", any ? "127.0.0.1" : p->cfg.host,
+           (unsigned)p->cfg.port);
+  cJSON *tr = post_trig_resource(p, "cluster-post", uri);
+  if (!tr) return;
+  cJSON *prefix = cJSON_CreateObject();
+  cJSON_AddStringToObject(cJSON_AddObjectToObject(prefix, "prefix"), "type",
+                          "dev.outpost.quarantine.");
+  cJSON_AddItemToArray(
+      cJSON_AddArrayToObject(cJSON_GetObjectItemCaseSensitive(tr, "spec"), "filters"), prefix);
+  cJSON *all = cJSON_CreateArray();
+  cJSON_AddItemToArray(all, tr);
+  cp->trig = post_trig_start(p, all);
+}
+
+/* The flags the node post started here gets from this one. */
+static size_t node_flags(post *p, const char **argv, size_t n, char *nsport) {
+  if (p->cfg.config) argv[n++] = "--config", argv[n++] = p->cfg.config;
+  if (p->cfg.broker_url) argv[n++] = "--broker-url", argv[n++] = p->cfg.broker_url;
+  if (p->cfg.broker_token) argv[n++] = "--broker-token", argv[n++] = p->cfg.broker_token;
+  if (p->cfg.no_register_triggers) argv[n++] = "--no-register-triggers";
+  if (p->cfg.socket) argv[n++] = "--socket", argv[n++] = p->cfg.socket;
+  if (p->cfg.detector_url) argv[n++] = "--detector-url", argv[n++] = p->cfg.detector_url;
+  if (p->cfg.detector_token) argv[n++] = "--detector-token", argv[n++] = p->cfg.detector_token;
+  if (p->cfg.ns_port) {
+    snprintf(nsport, 24, "%u", (unsigned)p->cfg.ns_port);
+    argv[n++] = "--ns-port", argv[n++] = nsport;
+  }
+  return n;
+}
+
 /* Without --node-post, the node post of this machine is this post's child. */
 static void cluster_started(post *p) {
   cluster_post *cp = p->tier_state;
+  register_trigger(p, cp);
   if (cp->n_nodes) return;
   char listen[96], health[160], state[PATH_MAX], max[24], nsport[24];
   const char *node = p->cfg.node ? p->cfg.node : "node-1";
@@ -212,17 +249,10 @@ static void cluster_started(post *p) {
   snprintf(health, sizeof health, "http://%s/healthz", listen);
   snprintf(state, sizeof state, "%s/node-%s", p->cfg.state_dir, node);
   snprintf(max, sizeof max, "%ld", p->cfg.max_envs);
-  const char *argv[32] = {"outpost",    "post", "--tier",      "node", "--node",      node,
+  const char *argv[40] = {"outpost",    "post", "--tier",      "node", "--node",      node,
                           "--listen",   listen, "--namespace", cp->ns, "--state-dir", state,
                           "--max-envs", max};
-  size_t n = 14;
-  if (p->cfg.config) argv[n++] = "--config", argv[n++] = p->cfg.config;
-  if (p->cfg.broker_url) argv[n++] = "--broker-url", argv[n++] = p->cfg.broker_url;
-  if (p->cfg.socket) argv[n++] = "--socket", argv[n++] = p->cfg.socket;
-  if (p->cfg.ns_port) {
-    snprintf(nsport, sizeof nsport, "%u", (unsigned)p->cfg.ns_port);
-    argv[n++] = "--ns-port", argv[n++] = nsport;
-  }
+  node_flags(p, argv, 14, nsport);
   if (!(p->sup = post_sup_new(p))) return;
   post_sup_add(p->sup, "node", node, health, argv);
   post_sup_start(p->sup);
@@ -230,6 +260,7 @@ static void cluster_started(post *p) {
 
 static void cluster_stop(post *p) {
   cluster_post *cp = p->tier_state;
+  post_trig_free(cp->trig);
   /* The node posts are stopped by now: the claims end soon. */
   pthread_mutex_lock(&cp->mu);
   while (cp->n_threads) pthread_cond_wait(&cp->cv, &cp->mu);

@@ -19,6 +19,8 @@
 #include "core/httpc.h"
 #include "core/httpd.h"
 #include "posts/post.h"
+#include "posts/runtime.h"
+#include "posts/template.h"
 
 #define POST_MAX_REPEATED 32
 
@@ -41,9 +43,13 @@ typedef struct post_cfg {
   size_t n_node_posts;
   const char *tenant_tokens[POST_MAX_REPEATED];
   size_t n_tenant_tokens;
-  long quota;       /* cluster: environments per tenant (default 3) */
-  long max_envs;    /* node: claimed environments on the node (default 20) */
-  uint16_t ns_port; /* node: the first ns post's port (default: its own + 1) */
+  long quota;                 /* cluster: environments per tenant (default 3) */
+  long max_envs;              /* node: claimed environments on the node (default 20) */
+  uint16_t ns_port;           /* node: the first ns post's port (default: its own + 1) */
+  const char *broker_token;   /* bearer token of the broker's admin API (/v1/triggers) */
+  bool no_register_triggers;  /* the post does not register its triggers at the broker */
+  const char *detector_url;   /* node: the detector's admin API; NULL: no detector */
+  const char *detector_token; /* node: its bearer token */
 } post_cfg;
 
 typedef struct post post;
@@ -138,19 +144,103 @@ void post_pub_metrics(post_pub *pub, ce_buf *out);
 /* ---------------------------------------------------------- supervisor */
 
 post_sup *post_sup_new(post *p);
-/* Adds a child: argv (copied; argv[0] is replaced by this binary) runs a
- * post of tier and name whose /healthz is at health_url. Children are
+/* Adds a child: argv (copied; argv[0] is replaced by this binary unless it
+ * is an absolute path: another program) runs a post of tier and name whose
+ * /healthz is at health_url ("": none, never adopted). Children are
  * started (or adopted) by post_sup_start. */
 int post_sup_add(post_sup *s, const char *tier, const char *name, const char *health_url,
                  const char *const *argv);
 /* Adopts the children already running (their /healthz answers with their
  * tier, name and pid), starts the others, and watches them on a thread. */
 int post_sup_start(post_sup *s);
-/* Stops watching; stop_children: SIGTERM each child (SIGKILL after 10 s). */
+/* Sends child name's stdout and stderr to path (appended) from its next
+ * start on. 0 or -ENOENT, -ENOMEM. */
+int post_sup_set_log(post_sup *s, const char *name, const char *path);
+/* When child name exits with status, it is started again at once with arg
+ * appended to its argv (once; not counted as a crash), and why is logged:
+ * `outpost run` restarts a detector that cannot load its eBPF side with
+ * --no-bpf. 0 or -ENOENT, -ENOMEM. */
+int post_sup_set_fallback(post_sup *s, const char *name, int status, const char *arg,
+                          const char *why);
+/* Stops watching; stop_children: SIGTERM each child, the last added first,
+ * one at a time (SIGKILL after 10 s). */
 void post_sup_free(post_sup *s, bool stop_children);
 /* The pid of child name (0 when not running) and how often it restarted. */
 pid_t post_sup_pid(post_sup *s, const char *name, unsigned *restarts);
 void post_sup_metrics(post_sup *s, ce_buf *out);
+
+/* Runs the post p describes (cfg, tier and name filled in by the caller)
+ * until SIGINT/SIGTERM: `outpost post` and `outpost run` both end here.
+ * Returns the exit status (0 after a signal, 1 when it cannot start). */
+int post__serve(post *p);
+
+/* ---------------------------------------------------------- admin APIs */
+
+/* post_call with a JSON body (printed; may be NULL) and, when token is not
+ * NULL, Authorization: Bearer token: the broker's and the detector's admin
+ * APIs. Same return and cleanup rules as post_call. */
+int post_call_token(post *p, const char *method, const char *url, const char *token,
+                    const cJSON *body, long timeout_ms, post_answer *out);
+
+/* The triggers a post registers at the broker (post_triggers.c). */
+typedef struct post_trig post_trig;
+
+/* A Trigger resource called name in the namespace of the broker of
+ * --broker-url (http://host:port/<ns>/<broker>), delivering to uri with
+ * retries (a post restarting is away for a moment); the caller adds
+ * spec.filter or spec.filters. NULL when --broker-url is not of that shape
+ * (or is missing), or on no memory. The caller owns the result. */
+cJSON *post_trig_resource(post *p, const char *name, const char *uri);
+
+/* Registers triggers (a JSON array of Trigger resources; taken, also on
+ * failure) at the broker's admin API (PUT /v1/triggers beside
+ * --broker-url, with --broker-token) from a thread that tries again with
+ * backoff (0.5 s doubling to 30 s) until the broker takes them all; logged
+ * once when done. NULL when there is nothing to do (no --broker-url,
+ * --no-register-triggers, no triggers) or it could not start. */
+post_trig *post_trig_start(post *p, cJSON *triggers);
+/* Stops the thread (a request under way ends within 5 s). NULL: nothing. */
+void post_trig_free(post_trig *t);
+
+/* The node post's link to its node's detector (post_watch.c). */
+typedef struct post_watch post_watch;
+
+/* An environment the detector should watch: a claimed one. */
+typedef struct post_watch_env {
+  char name[64]; /* the environment's name (the Labs API's): the detector's too */
+  char id[POSTS_ENV_ID_MAX];
+  char tenant[64], ns[64], tpl[64];
+  const char *policy; /* the template's policy as the detector's JSON, or NULL;
+                         not owned: it outlives the post_watch */
+} post_watch_env;
+
+/* Fills a new array (*out of *n, freed by the caller with free()) with the
+ * environments to watch now. 0 or a negative errno. */
+typedef int (*post_watch_list_fn)(void *opaque, post_watch_env **out, size_t *n);
+
+/* Starts keeping the detector at --detector-url in step with the node:
+ * environments claimed here registered (cgroup, tenant, namespace,
+ * template) with their policy, those gone deleted, on a thread that also
+ * reconciles every few seconds (a detector restarted has an empty table).
+ * namespaces (copied pointers, which must outlive it) are the ones hosted
+ * here: the detector's environments of those namespaces are taken to be
+ * this node post's. NULL without --detector-url, or when it cannot start
+ * (logged). */
+post_watch *post_watch_new(post *p, posts_runtime *rt, const char *const *namespaces, size_t n_ns,
+                           post_watch_list_fn list, void *opaque);
+/* Never block (they queue): from the pool's event callback. NULL: nothing. */
+void post_watch_claimed(post_watch *w, const char *name);
+void post_watch_gone(post_watch *w, const char *name);
+/* Stops the thread; list is not called after it returns. Calls above stay
+ * allowed until post_watch_free. NULL does nothing. */
+void post_watch_stop(post_watch *w);
+void post_watch_free(post_watch *w);
+void post_watch_metrics(post_watch *w, ce_buf *out);
+/* The policy of a template as the detector's JSON (a new string, freed by
+ * the caller), NULL when the template forbids nothing. Destinations the
+ * detector cannot express (a prefix shorter than a host) are left out and
+ * named in why (may be NULL), "" otherwise. */
+char *post_watch_policy_json(const pool_template *t, char *why, size_t whylen);
 
 /* ---------------------------------------------------------- helpers */
 

@@ -7,6 +7,12 @@
  * watches and restarts one ns post per namespace. Nothing of an
  * environment lives only here: a restarted node post recovers its pools
  * from the runtime (pool_new), so its state survives kill -9.
+ *
+ * With --detector-url, claimed environments are registered with the node's
+ * detector (post_watch.c); with --broker-url, the triggers that deliver each
+ * namespace's events to its ns post are registered at the broker
+ * (post_triggers.c). Both from threads of their own, never on a claim's
+ * path.
  */
 #include "posts/post_int.h"
 
@@ -21,24 +27,72 @@
 #include "core/resources.h"
 #include "posts/pool.h"
 
+#define NODE_MAX_TEMPLATES 256
+
 typedef struct node_ns {
   post *p;
   const char *name;
   pool *pool;
 } node_ns;
 
+/* A template's policy as the detector takes it (NULL: it forbids nothing). */
+typedef struct node_policy {
+  char tpl[64];
+  char *json;
+} node_policy;
+
 typedef struct node_post {
   posts_runtime *rt;
   node_ns ns[POST_MAX_REPEATED];
+  const char *ns_names[POST_MAX_REPEATED];
   size_t n_ns;
+  node_policy policies[NODE_MAX_TEMPLATES]; /* read-only once started */
+  size_t n_policies;
+  post_watch *_Atomic watch; /* set once the pools exist */
+  post_trig *trig;
   _Atomic uint64_t claims_warm, claims_cold, claims_failed, releases, execs;
 } node_post;
 
+/* The detector hears of an environment's claim and end from its events. */
+static void watch_event(node_post *np, const ce_event *ev) {
+  post_watch *w = atomic_load(&np->watch);
+  const char *type = ce_event_get_str(ev, "type"), *name = ce_event_get_str(ev, "subject");
+  if (!w || !type) return;
+  if (!strcmp(type, POOL_EV_CLAIMED))
+    post_watch_claimed(w, name);
+  else if (!strcmp(type, POOL_EV_RELEASED) || !strcmp(type, POOL_EV_RECLAIMED))
+    post_watch_gone(w, name);
+}
+
 static void on_pool_event(ce_event *ev, void *opaque) {
   node_ns *ns = opaque;
+  watch_event(ns->p->tier_state, ev);
   /* Triggers route a namespace's events to its ns post by this extension. */
   ce_event_set_str(ev, "namespace", ns->name, NULL);
   post_publish(ns->p, ev);
+}
+
+/* Keeps t's policy for the detector, once per template (every namespace's
+ * pool reads the same file). */
+static void keep_policy(post *p, node_post *np, const pool_template *t) {
+  for (size_t i = 0; i < np->n_policies; i++)
+    if (!strcmp(np->policies[i].tpl, t->name)) return;
+  if (np->n_policies == NODE_MAX_TEMPLATES) return;
+  char why[256];
+  node_policy *pol = &np->policies[np->n_policies++];
+  snprintf(pol->tpl, sizeof pol->tpl, "%s", t->name);
+  pol->json = post_watch_policy_json(t, why, sizeof why);
+  if (why[0] && p->cfg.detector_url)
+    post_log(p,
+             "template %s: the detector matches exact addresses only; left out of its "
+             "policy: %s",
+             t->name, why);
+}
+
+static const char *policy_of(const node_post *np, const char *tpl) {
+  for (size_t i = 0; i < np->n_policies; i++)
+    if (!strcmp(np->policies[i].tpl, tpl)) return np->policies[i].json;
+  return NULL;
 }
 
 /* Adds every LabTemplate of the config file to pool. */
@@ -62,6 +116,7 @@ static int add_templates(post *p, pool *pl, const char *path) {
       rc = -EINVAL;
       break;
     }
+    keep_policy(p, p->tier_state, t);
     if ((rc = pool_template_add(pl, t, &perr))) {
       pool_template_free(t);
       post_log(p, "%s: %s", path, perr.msg);
@@ -101,7 +156,7 @@ static int node_start(post *p) {
       post_log(p, "pool of %s: %s", ns->name, perr.msg);
       return perr.code ? perr.code : -EIO;
     }
-    np->n_ns++;
+    np->ns_names[np->n_ns++] = ns->name;
     if (p->cfg.config) {
       int rc = add_templates(p, ns->pool, p->cfg.config);
       if (rc) return rc;
@@ -110,12 +165,67 @@ static int node_start(post *p) {
   return 0;
 }
 
+/* The claimed environments of every pool, for the detector. */
+static int watch_list(void *opaque, post_watch_env **out, size_t *n) {
+  node_post *np = opaque;
+  size_t cap = 0;
+  *out = NULL;
+  *n = 0;
+  for (size_t i = 0; i < np->n_ns; i++) {
+    pool_env *envs;
+    size_t m;
+    if (pool_list(np->ns[i].pool, NULL, &envs, &m)) continue;
+    for (size_t j = 0; j < m; j++) {
+      if (envs[j].state != POOL_ENV_CLAIMED) continue;
+      if (*n == cap) {
+        post_watch_env *grown = realloc(*out, (cap = cap ? cap * 2 : 16) * sizeof *grown);
+        if (!grown) {
+          free(envs);
+          free(*out);
+          *out = NULL;
+          return -ENOMEM;
+        }
+        *out = grown;
+      }
+      post_watch_env *e = &(*out)[(*n)++];
+      snprintf(e->name, sizeof e->name, "%s", envs[j].name);
+      snprintf(e->id, sizeof e->id, "%s", envs[j].id);
+      snprintf(e->tenant, sizeof e->tenant, "%s", envs[j].tenant);
+      snprintf(e->ns, sizeof e->ns, "%s", np->ns[i].name);
+      snprintf(e->tpl, sizeof e->tpl, "%s", envs[j].template_name);
+      e->policy = policy_of(np, envs[j].template_name);
+    }
+    free(envs);
+  }
+  return 0;
+}
+
+/* Trigger ns-<namespace> for each namespace: its events (the pool's, the
+ * detector's, the ns post's own) go to its ns post on port base + i. */
+static void register_triggers(post *p, node_post *np, uint16_t base) {
+  cJSON *all = cJSON_CreateArray();
+  for (size_t i = 0; all && i < np->n_ns; i++) {
+    char name[80], uri[128];
+    snprintf(name, sizeof name, "ns-%s", np->ns[i].name);
+    snprintf(uri, sizeof uri, "http://127.0.0.1:%u/events", (unsigned)(base + i));
+    cJSON *tr = post_trig_resource(p, name, uri);
+    if (!tr) break;
+    cJSON *filter = cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(tr, "spec"), "filter");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(filter, "attributes"), "namespace",
+                            np->ns[i].name);
+    cJSON_AddItemToArray(all, tr);
+  }
+  np->trig = post_trig_start(p, all);
+}
+
 /* Starts one ns post per namespace, on ports from --ns-port (or this
- * post's port + 1) up. */
+ * post's port + 1) up, its trigger, and the link to the detector. */
 static void node_started(post *p) {
   node_post *np = p->tier_state;
-  if (!(p->sup = post_sup_new(p))) return;
   uint16_t base = p->cfg.ns_port ? p->cfg.ns_port : (uint16_t)(p->cfg.port + 1);
+  atomic_store(&np->watch, post_watch_new(p, np->rt, np->ns_names, np->n_ns, watch_list, np));
+  register_triggers(p, np, base);
+  if (!(p->sup = post_sup_new(p))) return;
   for (size_t i = 0; i < np->n_ns; i++) {
     char listen[96], health[128], node_url[128], state[PATH_MAX];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)(base + i));
@@ -135,7 +245,14 @@ static void node_started(post *p) {
 
 static void node_stop(post *p) {
   node_post *np = p->tier_state;
+  post_watch *w = atomic_load(&np->watch);
+  post_trig_free(np->trig);
+  /* The watch lists the pools: its thread ends first; the pools' last
+   * events may still queue to it until it is freed. */
+  post_watch_stop(w);
   for (size_t i = 0; i < np->n_ns; i++) pool_free(np->ns[i].pool);
+  post_watch_free(w);
+  for (size_t i = 0; i < np->n_policies; i++) free(np->policies[i].json);
   posts_runtime_free(np->rt);
   free(np);
 }
@@ -413,6 +530,7 @@ static void node_metrics(post *p, ce_buf *out) {
   metrics_sample(out, "outpost_post_node_execs_total", NULL, atomic_load(&np->execs));
   metrics_family(out, "outpost_post_node_used", "gauge", "claimed environments on the node");
   metrics_sample(out, "outpost_post_node_used", NULL, (uint64_t)count_used(np, NULL));
+  post_watch_metrics(atomic_load(&np->watch), out);
 }
 
 const post_tier post_tier_node = {

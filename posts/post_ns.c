@@ -71,6 +71,9 @@ static int load_policy(post *p, ns_post *np) {
     }
     const cJSON *on = res_get(spec, "onViolation"), *qa = res_get(spec, "quarantineAfter");
     if (on) np->alert = false;
+    if (on && !cJSON_IsArray(on))
+      rc = -EINVAL,
+      post_log(p, "NamespacePolicy %s: onViolation: a list such as [alert, recycle]", name);
     cJSON_ArrayForEach(a, on) {
       const char *s = cJSON_GetStringValue(a);
       if (s && !strcmp(s, "alert"))

@@ -98,6 +98,9 @@ typedef struct posts_env_info {
   posts_env_state state;
   int exit_code;       /* of the command, once exited; else 0 (and always 0
                           from posts_env_list: inspect for it) */
+  int pid;             /* the main process's pid (in this host's pid namespace)
+                          while running, else 0; always 0 from posts_env_list:
+                          inspect for it. Where the detector reads the cgroup. */
   int64_t created;     /* unix seconds */
   posts_label *labels; /* the spec's labels (the runtime's own are hidden) */
   size_t n_labels;

@@ -429,6 +429,12 @@ static int inspect_named(posts_runtime *rt, const char *id, posts_env_info *info
     info->exit_code = cJSON_GetObjectItemCaseSensitive(state, "ExitCode")
                           ? cJSON_GetObjectItemCaseSensitive(state, "ExitCode")->valueint
                           : 0;
+    /* Docker reports 0 for a stopped container; Podman keeps nothing else
+     * there either, but a pid is only meaningful while running. */
+    const cJSON *pid = cJSON_GetObjectItemCaseSensitive(state, "Pid");
+    info->pid = info->state == POSTS_ENV_RUNNING && cJSON_IsNumber(pid) && pid->valueint > 0
+                    ? pid->valueint
+                    : 0;
     info->created =
         parse_time(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ans, "Created")));
   }

@@ -223,6 +223,7 @@ static void lifecycle(void **state) {
   EXPECT_STR(info.name, "life");
   EXPECT_STR(info.image, LAB_IMAGE);
   EXPECT_STR(posts_env_state_name(info.state), "created");
+  assert_int_equal(info.pid, 0); /* not started */
   EXPECT_STR(posts_env_info_label(&info, "tenant"), "alice");
   assert_null(posts_env_info_label(&info, "outpost.runtime/namespace")); /* hidden */
   assert_int_equal(info.n_labels, 3);
@@ -233,6 +234,13 @@ static void lifecycle(void **state) {
   EXPECT_RC(posts_env_start(rt, id, &err), 0, &err); /* already running: fine */
   EXPECT_RC(posts_env_inspect(rt, id, &info, &err), 0, &err);
   EXPECT_STR(posts_env_state_name(info.state), "running");
+  /* The main process, as this host sees it: the detector finds the
+   * environment's cgroup through it. */
+  assert_true(info.pid > 1);
+  char proc[64];
+  struct stat st;
+  snprintf(proc, sizeof proc, "/proc/%d", info.pid);
+  assert_int_equal(stat(proc, &st), 0);
   posts_env_info_cleanup(&info);
 
   check_listing(id);
@@ -249,6 +257,7 @@ static void lifecycle(void **state) {
   EXPECT_RC(posts_env_stop(rt, id, 1, &err), 0, &err); /* already stopped: fine */
   EXPECT_RC(posts_env_inspect(rt, id, &info, &err), 0, &err);
   EXPECT_STR(posts_env_state_name(info.state), "exited");
+  assert_int_equal(info.pid, 0);
   posts_env_info_cleanup(&info);
 
   EXPECT_RC(posts_env_remove(rt, id, false, &err), 0, &err);

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The tiers of posts against real podman and a real `outpost broker`: the
 Labs REST API (claims, exec, tenant isolation, quota, tokens, bad bodies),
-the ns post's policy fed through the broker (alert, recycle, quarantine
-honoured by the cluster post, state kept across a kill -9), and failure
+the triggers the posts register at the broker themselves, the ns post's
+policy fed through them (alert, recycle, quarantine honoured by the cluster
+post, state kept across a kill -9), and failure
 isolation: kill -9 of the node post (environments keep running, restarted
 within about a second, pool recovered, API back), of the ns post (only it
 restarts) and of the cluster post (the node post and environments live on;
@@ -176,30 +177,11 @@ spec:
   onViolation: [alert, recycle]
   quarantineAfter: 2
 """)
-        with open(os.path.join(cls.dir, "broker.yaml"), "w") as f:
-            f.write(f"""\
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: ns-post}}
-spec:
-  broker: default
-  filter: {{attributes: {{namespace: {NS}}}}}
-  subscriber: {{uri: "http://127.0.0.1:{cls.nsport}/events"}}
-  delivery: {{retry: 50, backoffPolicy: linear, backoffDelay: PT0.2S}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: cluster-post}}
-spec:
-  broker: default
-  filters: [{{prefix: {{type: dev.outpost.quarantine.}}}}]
-  subscriber: {{uri: "http://127.0.0.1:{cls.cport}/events"}}
-  delivery: {{retry: 50, backoffPolicy: linear, backoffDelay: PT0.2S}}
-""")
+        # No triggers here: the posts register theirs (test_0_triggers).
         cls.broker = subprocess.Popen(
             [OUTPOST, "broker", "--listen", f"127.0.0.1:{cls.bport}", "--data",
-             os.path.join(cls.dir, "broker.db"), "--config", os.path.join(cls.dir, "broker.yaml"),
-             "--broker", "default/default"], stdout=cls.log, stderr=subprocess.STDOUT)
+             os.path.join(cls.dir, "broker.db"), "--broker", "default/default"],
+            stdout=cls.log, stderr=subprocess.STDOUT)
         wait_for("the broker", lambda: request(cls.bport, "GET", "/healthz", timeout=2)[0] == 200)
         cls.cluster = cls.start_cluster()
 
@@ -304,6 +286,25 @@ spec:
                             "--listen", f"127.0.0.1:{free_port()}"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 1, r.stderr)
+
+    def test_0_triggers(self):
+        """The posts registered the triggers that feed them at the broker."""
+        def triggers():
+            st, j, _ = request(self.bport, "GET", "/v1/triggers/default")
+            return st == 200 and {t["metadata"]["name"]: t for t in j}
+        want = {f"ns-{NS}", "cluster-post"}
+        got = wait_for("the posts' triggers", lambda: (t := triggers()) and want <= set(t) and t)
+        ns, cluster = got[f"ns-{NS}"]["spec"], got["cluster-post"]["spec"]
+        self.assertEqual((ns["broker"], ns["subscriber"]["uri"], ns["filter"]),
+                         ("default", f"http://127.0.0.1:{self.nsport}/events",
+                          {"attributes": {"namespace": NS}}), ns)
+        self.assertEqual((cluster["broker"], cluster["subscriber"]["uri"], cluster["filters"]),
+                         ("default", f"http://127.0.0.1:{self.cport}/events",
+                          [{"prefix": {"type": "dev.outpost.quarantine."}}]), cluster)
+        # Retried while the broker is away: both posts say it once, when done.
+        with open(self.log_path, errors="replace") as f:
+            text = f.read()
+        self.assertEqual(text.count("triggers registered at"), 2, text[-3000:])
 
     def test_1_labs_api(self):
         # The pool fills to its min of 1 first, so that the first claim is warm.
@@ -503,10 +504,12 @@ spec:
         st, _, _ = self.env("DELETE", self.lab2)
         self.assertEqual(st, 204)
         time.sleep(1)  # a few attempts fail meanwhile
+        # The triggers the posts registered are kept by the broker (triggers.json
+        # beside --data): the posts do not register them again.
         type(self).broker = subprocess.Popen(
             [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.bport}", "--data",
-             os.path.join(self.dir, "broker.db"), "--config", os.path.join(self.dir, "broker.yaml"),
-             "--broker", "default/default"], stdout=self.log, stderr=subprocess.STDOUT)
+             os.path.join(self.dir, "broker.db"), "--broker", "default/default"],
+            stdout=self.log, stderr=subprocess.STDOUT)
 
         def released():
             db = sqlite3.connect(os.path.join(self.dir, "broker.db"))
@@ -532,11 +535,17 @@ spec:
             [OUTPOST, "post", "--tier", "cluster", "--listen", f"127.0.0.1:{port}",
              "--node-listen", f"127.0.0.1:{free_port()}", "--node", NODE + "-bad",
              "--namespace", NS, "--socket", "/nonexistent.sock",
-             "--state-dir", os.path.join(self.dir, "crashloop")],
+             "--state-dir", os.path.join(self.dir, "crashloop"),
+             "--broker-url", f"http://127.0.0.1:{self.bport}/default/default",
+             "--no-register-triggers"],
             stdout=self.log, stderr=subprocess.STDOUT)
         try:
             wait_for("the cluster post", lambda: health_pid(port) == proc.pid)
             time.sleep(4)
+            # --no-register-triggers: the first cluster post's trigger is still its own.
+            st, tr, _ = request(self.bport, "GET", "/v1/triggers/default/cluster-post")
+            self.assertEqual((st, tr["spec"]["subscriber"]["uri"]),
+                             (200, f"http://127.0.0.1:{self.cport}/events"), tr)
             st, m, _ = request(port, "GET", "/metrics")
             restarts = [float(l.split()[1]) for l in m.splitlines()
                         if l.startswith('outpost_post_children_total{how="restarted"}')][0]
