@@ -1,7 +1,6 @@
 /*
  * outpost.c — the one binary. Each subcommand is a component's entry point;
- * this file only dispatches. Subcommands arrive with the issues that build
- * their components (broker, detector, post, run, trigger).
+ * this file only dispatches.
  */
 #include "broker/broker.h"
 #include "core/ce.h"
@@ -19,6 +18,8 @@ static void usage(FILE *f) {
         "Outpost: an event-driven platform for hands-on lab environments.\n"
         "\n"
         "commands:\n"
+        "  run            the whole platform on one machine, with the demo lab (start here)\n"
+        "  events         follow the events of `outpost run`\n"
         "  broker         run the CloudEvents ingress, its log and the trigger dispatcher\n"
         "  detector       publish lab environments' process events (eBPF) and tenants' events\n"
         "  post           run a guard post: --tier cluster (Labs REST API) | node (pool) | ns\n"
@@ -26,7 +27,6 @@ static void usage(FILE *f) {
         "  version        print the version\n"
         "  help           print this help\n"
         "\n"
-        "Coming with its component: run.\n"
         "'outpost <command> --help' describes a command.\n",
         f);
 }
@@ -36,6 +36,9 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  /* Lines reach a log file as they are written: `outpost run` sends each
+   * component's output to one. */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   const char *cmd = argv[1];
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
     usage(stdout);
@@ -49,6 +52,8 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "trigger")) return trigger_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "detector")) return detector_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "post")) return post_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "run")) return post_run_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "events")) return post_events_main(argc - 1, argv + 1);
   fprintf(stderr, "outpost: unknown command '%s' (see 'outpost --help')\n", cmd);
   return 2;
 }

@@ -17,6 +17,7 @@
 #include "posts/post_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -36,9 +37,13 @@ extern char **environ;
 
 typedef struct sup_child {
   char tier[16], name[64], url[256];
-  char **argv; /* NULL-terminated, owned; argv[0] is this binary */
-  pid_t pid;   /* 0: not running */
-  bool own;    /* started by this process (else adopted) */
+  char what[96];       /* "node post node-1", "broker": for the log */
+  char **argv;         /* NULL-terminated, owned; argv[0] is this binary */
+  char *log;           /* its stdout and stderr go there (appended); NULL: ours */
+  int fallback_status; /* an exit with this status restarts it with fallback_arg */
+  char *fallback_arg, *fallback_why;
+  pid_t pid; /* 0: not running */
+  bool own;  /* started by this process (else adopted) */
   int64_t started_ms, next_start_ms;
   unsigned restarts, fast_crashes;
 } sup_child;
@@ -74,9 +79,11 @@ int post_sup_add(post_sup *s, const char *tier, const char *name, const char *he
   snprintf(k->tier, sizeof k->tier, "%s", tier);
   snprintf(k->name, sizeof k->name, "%s", name);
   snprintf(k->url, sizeof k->url, "%s", health_url);
+  bool is_post = !strcmp(tier, "cluster") || !strcmp(tier, "node") || !strcmp(tier, "ns");
+  snprintf(k->what, sizeof k->what, is_post ? "%s post %s" : "%s", tier, name);
   if (!(k->argv = calloc(argc + 1, sizeof *k->argv))) return -ENOMEM;
   for (size_t i = 0; i < argc; i++) {
-    k->argv[i] = strdup(i ? argv[i] : s->p->exe);
+    k->argv[i] = strdup(i || argv[0][0] == '/' ? argv[i] : s->p->exe);
     if (!k->argv[i]) {
       for (size_t j = 0; j < i; j++) free(k->argv[j]);
       free(k->argv);
@@ -108,20 +115,25 @@ static int spawn(post_sup *s, sup_child *k) {
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setflags(&attr,
                            POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  if (k->log) {
+    posix_spawn_file_actions_addopen(&fa, 1, k->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                                     0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  }
   posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   pid_t pid;
   int rc = posix_spawn(&pid, k->argv[0], &fa, &attr, k->argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc) {
-    post_log(s->p, "cannot start %s post %s: %s", k->tier, k->name, strerror(rc));
+    post_log(s->p, "cannot start %s: %s", k->what, strerror(rc));
     return -rc;
   }
   k->pid = pid;
   k->own = true;
   k->started_ms = post_now_ms();
   atomic_fetch_add(&s->spawned, 1);
-  post_log(s->p, "started %s post %s (pid %d)", k->tier, k->name, (int)pid);
+  post_log(s->p, "started %s (pid %d)", k->what, (int)pid);
   return 0;
 }
 
@@ -141,6 +153,7 @@ static bool pid_alive(pid_t pid) {
 
 /* Adopts k when a post of its tier and name answers on its /healthz. */
 static bool adopt(post_sup *s, sup_child *k) {
+  if (!k->url[0]) return false; /* not an Outpost process: nothing to ask */
   cJSON *j = NULL;
   long st = post_call_json(s->p, "GET", k->url, NULL, 1000, &j);
   const char *tier = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "tier"));
@@ -153,14 +166,16 @@ static bool adopt(post_sup *s, sup_child *k) {
     k->own = false;
     k->started_ms = post_now_ms();
     atomic_fetch_add(&s->adopted, 1);
-    post_log(s->p, "adopted %s post %s (pid %d), still running", k->tier, k->name, (int)k->pid);
+    post_log(s->p, "adopted %s (pid %d), still running", k->what, (int)k->pid);
   }
   cJSON_Delete(j);
   return ok;
 }
 
-/* Whether k died since the last look; *how describes it. */
-static bool died(sup_child *k, char *how, size_t size) {
+/* Whether k died since the last look; *how describes it and *status is its
+ * exit status (-1: killed by a signal, or unknown). */
+static bool died(sup_child *k, char *how, size_t size, int *status) {
+  *status = -1;
   if (!k->own) {
     snprintf(how, size, "exited (adopted: status unknown)");
     return !pid_alive(k->pid);
@@ -175,19 +190,41 @@ static bool died(sup_child *k, char *how, size_t size) {
   if (WIFSIGNALED(st))
     snprintf(how, size, "was killed by signal %d", WTERMSIG(st));
   else
-    snprintf(how, size, "exited with status %d", WEXITSTATUS(st));
+    snprintf(how, size, "exited with status %d", *status = WEXITSTATUS(st));
   return true;
 }
 
-static void on_death(post_sup *s, sup_child *k, const char *how) {
+/* Appends k's fallback argument to its argv (once). */
+static void take_fallback(post_sup *s, sup_child *k) {
+  size_t argc = 0;
+  while (k->argv[argc]) argc++;
+  char **argv = realloc(k->argv, (argc + 2) * sizeof *argv);
+  if (argv) k->argv = argv;
+  char *arg = argv ? strdup(k->fallback_arg) : NULL;
+  if (!arg) return; /* out of memory: restarted as it was */
+  argv[argc] = arg;
+  argv[argc + 1] = NULL;
+  post_log(s->p, "%s: %s", k->what, k->fallback_why);
+}
+
+static void on_death(post_sup *s, sup_child *k, const char *how, int status) {
   int64_t now = post_now_ms(), delay = 0;
+  if (k->fallback_arg && status == k->fallback_status) {
+    /* Not a crash: the child said it cannot run here as it is. */
+    take_fallback(s, k);
+    free(k->fallback_arg);
+    k->fallback_arg = NULL;
+    k->pid = 0;
+    k->next_start_ms = now;
+    return;
+  }
   k->fast_crashes = now - k->started_ms < FAST_CRASH_MS ? k->fast_crashes + 1 : 0;
   if (k->fast_crashes >= 3) {
     unsigned shift = k->fast_crashes - 3 > 6 ? 6 : k->fast_crashes - 3;
     delay = (int64_t)500 << shift;
     if (delay > 30000) delay = 30000;
   }
-  post_log(s->p, "%s post %s (pid %d) %s; restarting%s", k->tier, k->name, (int)k->pid, how,
+  post_log(s->p, "%s (pid %d) %s; restarting%s", k->what, (int)k->pid, how,
            delay ? " after a backoff (it keeps crashing)" : "");
   cJSON *d = cJSON_CreateObject();
   cJSON_AddStringToObject(d, "tier", k->tier);
@@ -206,11 +243,12 @@ static void on_death(post_sup *s, sup_child *k, const char *how) {
 static void *sup_run(void *arg) {
   post_sup *s = arg;
   char how[96];
+  int status;
   while (!atomic_load(&s->stop)) {
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < s->n; i++) {
       sup_child *k = &s->kids[i];
-      if (k->pid && died(k, how, sizeof how)) on_death(s, k, how);
+      if (k->pid && died(k, how, sizeof how, &status)) on_death(s, k, how, status);
       if (!k->pid && post_now_ms() >= k->next_start_ms && spawn(s, k))
         k->next_start_ms = post_now_ms() + 1000;
     }
@@ -230,30 +268,28 @@ int post_sup_start(post_sup *s) {
   return 0;
 }
 
-/* SIGTERM to every child, SIGKILL to those still there after 10 s. */
-static void stop_children(post_sup *s) {
+/* SIGTERM to one child, SIGKILL when it is still there after 10 s. */
+static void stop_child(sup_child *k) {
   char how[96];
-  for (size_t i = 0; i < s->n; i++)
-    if (s->kids[i].pid) kill(s->kids[i].pid, SIGTERM);
+  int status;
+  kill(k->pid, SIGTERM);
   int64_t until = post_now_ms() + 10000;
-  for (;;) {
-    size_t left = 0;
-    for (size_t i = 0; i < s->n; i++) {
-      sup_child *k = &s->kids[i];
-      if (k->pid && died(k, how, sizeof how)) k->pid = 0;
-      left += k->pid != 0;
-    }
-    if (!left) break;
+  while (!died(k, how, sizeof how, &status)) {
     if (post_now_ms() > until) {
-      for (size_t i = 0; i < s->n; i++) {
-        if (!s->kids[i].pid) continue;
-        kill(s->kids[i].pid, SIGKILL);
-        if (s->kids[i].own) waitpid(s->kids[i].pid, NULL, 0);
-      }
+      kill(k->pid, SIGKILL);
+      if (k->own) waitpid(k->pid, NULL, 0);
       break;
     }
     nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
   }
+  k->pid = 0;
+}
+
+/* The last added first, one after the other: a child may use those added
+ * before it while it stops (the posts publish to the broker). */
+static void stop_children(post_sup *s) {
+  for (size_t i = s->n; i-- > 0;)
+    if (s->kids[i].pid) stop_child(&s->kids[i]);
 }
 
 void post_sup_free(post_sup *s, bool stop) {
@@ -264,10 +300,38 @@ void post_sup_free(post_sup *s, bool stop) {
   for (size_t i = 0; i < s->n; i++) {
     for (char **a = s->kids[i].argv; *a; a++) free(*a);
     free(s->kids[i].argv);
+    free(s->kids[i].log);
+    free(s->kids[i].fallback_arg);
+    free(s->kids[i].fallback_why);
   }
   free(s->kids);
   pthread_mutex_destroy(&s->mu);
   free(s);
+}
+
+static sup_child *find_kid(post_sup *s, const char *name) {
+  for (size_t i = 0; i < s->n; i++)
+    if (!strcmp(s->kids[i].name, name)) return &s->kids[i];
+  return NULL;
+}
+
+int post_sup_set_log(post_sup *s, const char *name, const char *path) {
+  sup_child *k = find_kid(s, name);
+  if (!k) return -ENOENT;
+  free(k->log);
+  return (k->log = strdup(path)) ? 0 : -ENOMEM;
+}
+
+int post_sup_set_fallback(post_sup *s, const char *name, int status, const char *arg,
+                          const char *why) {
+  sup_child *k = find_kid(s, name);
+  if (!k) return -ENOENT;
+  free(k->fallback_arg);
+  free(k->fallback_why);
+  k->fallback_status = status;
+  k->fallback_arg = strdup(arg);
+  k->fallback_why = strdup(why);
+  return k->fallback_arg && k->fallback_why ? 0 : -ENOMEM;
 }
 
 pid_t post_sup_pid(post_sup *s, const char *name, unsigned *restarts) {
