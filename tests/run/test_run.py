@@ -105,12 +105,12 @@ def remove_envs(node):
 class Run:
     """One `outpost run` process with its output collected line by line."""
 
-    def __init__(self, data, base, node, *extra):
+    def __init__(self, data, base, node, *extra, wrap=()):
         self.data, self.base = data, base
         self.lines = []
         self.cv = threading.Condition()
         self.proc = subprocess.Popen(
-            [OUTPOST, "run", "--data", data, "--port-base", str(base), "--node", node, *extra],
+            [*wrap, OUTPOST, "run", "--data", data, "--port-base", str(base), "--node", node, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -288,6 +288,39 @@ class RunTest(unittest.TestCase):
         self.assertEqual(request(r.port("run"), "GET", "/v1/events")[0], 401)
         self.assertEqual(request(r.port("run"), "GET", "/v1/events?wait=99999",
                                  token=admin)[0], 400)
+        self.assertEqual(r.stop(timeout=90), 0, r.output())
+
+    def test_without_ebpf_the_rest_runs(self):
+        """In a user namespace bpf() is refused: the detector exits 3, run says so in one
+        line and restarts it with --no-bpf; tenants' events still flow."""
+        probe = subprocess.run(["unshare", "--user", "--map-root-user", "true"],
+                               capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest("no user namespaces here")
+        data = os.path.join(self.tmp, "nobpf")
+        base = port_base()
+        r = Run(data, base, self.node + "-u", wrap=["unshare", "--user", "--map-root-user"])
+        self.runs.append(r)
+        r.wait_line("Ctrl-C", timeout=180)
+        out = r.output()
+        fallback = [l for l in out.splitlines() if "the kernel side (eBPF) cannot run" in l]
+        self.assertEqual(len(fallback), 1, out)
+        self.assertIn("eBPF off", out)
+        st, j = request(r.port("detector"), "GET", "/healthz")
+        self.assertEqual((st, j.get("bpf")), (200, False), j)
+        alice = [l.split()[1] for l in read(os.path.join(data, "tokens")).splitlines()
+                 if l.startswith("alice ")][0]
+        st, j = request(r.port("detector"), "POST", "/v1/tenants/alice/events",
+                        {"type": "hello", "subject": "nobpf"}, token=alice)
+        self.assertEqual(st, 202, j)
+        admin = read(os.path.join(data, "admin-token")).strip()
+        deadline = time.monotonic() + 30
+        while True:
+            st, got = request(r.port("run"), "GET",
+                              "/v1/events?type=dev.outpost.tenant.hello&wait=1000", token=admin)
+            if st == 200 and any(e["event"]["id"] == j["id"] for e in got["events"]):
+                break
+            self.assertLess(time.monotonic(), deadline, "the tenant event never reached the tail")
         self.assertEqual(r.stop(timeout=90), 0, r.output())
 
 
