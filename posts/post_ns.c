@@ -23,8 +23,16 @@
 #include "core/metrics.h"
 #include "core/resources.h"
 
-#define SEEN_MAX  256
-#define RECYCLE_Q 256
+#define SEEN_MAX    256
+#define RECYCLE_Q   256
+#define ACTIVE_MAX  256  /* environments whose last activity report is remembered */
+#define ACTIVITY_MS 5000 /* at most one activity report per environment this often */
+
+/* A call to the node post, made by the worker. */
+typedef struct ns_op {
+  bool touch; /* false: recycle (release the environment) */
+  char env[64];
+} ns_op;
 
 typedef struct ns_post {
   bool alert, recycle;
@@ -35,13 +43,20 @@ typedef struct ns_post {
   cJSON *quarantined; /* [tenant] */
   cJSON *seen;        /* ids of the last SEEN_MAX events counted */
   cJSON *pending;     /* [tenant]: quarantines announced, not yet seen back */
-  /* Recycling calls the node post: a worker does it, so /events answers at once. */
+  /* Recycling and activity reports call the node post: a worker does it, so
+   * /events answers at once. */
   pthread_cond_t cv;
   pthread_t worker;
   bool has_worker, stopping;
-  char queue[RECYCLE_Q][64];
+  ns_op queue[RECYCLE_Q];
   size_t head, n;
-  _Atomic uint64_t violations, ignored, alerts, recycled, recycle_failed, quarantines;
+  /* When each environment's activity was last reported (a small cache:
+   * forgetting one only means reporting it again). */
+  struct {
+    char env[64];
+    int64_t at_ms;
+  } active[ACTIVE_MAX];
+  _Atomic uint64_t violations, ignored, alerts, recycled, recycle_failed, quarantines, touched;
 } ns_post;
 
 /* ------------------------------------------------------------- policy */
@@ -153,22 +168,29 @@ static void *recycle_run(void *arg) {
   post *p = arg;
   ns_post *np = p->tier_state;
   for (;;) {
-    char env[64];
+    ns_op op;
     pthread_mutex_lock(&np->mu);
     while (!np->n && !np->stopping) pthread_cond_wait(&np->cv, &np->mu);
     if (np->stopping) {
       pthread_mutex_unlock(&np->mu);
       return NULL;
     }
-    memcpy(env, np->queue[np->head], sizeof env);
+    op = np->queue[np->head];
     np->head = (np->head + 1) % RECYCLE_Q;
     np->n--;
     pthread_mutex_unlock(&np->mu);
     char url[512];
     cJSON *j = NULL;
-    snprintf(url, sizeof url, "%s/v1/environments/%s", p->cfg.node_posts[0], env);
-    long st = post_call_json(p, "DELETE", url, NULL, 60000, &j);
+    snprintf(url, sizeof url, "%s/v1/environments/%s%s", p->cfg.node_posts[0], op.env,
+             op.touch ? "/touch" : "");
+    long st = post_call_json(p, op.touch ? "POST" : "DELETE", url, NULL, 60000, &j);
     cJSON_Delete(j);
+    if (op.touch) {
+      /* 409: not claimed (released meanwhile); nothing to keep alive. */
+      if (st == 204) atomic_fetch_add(&np->touched, 1);
+      continue;
+    }
+    const char *env = op.env;
     atomic_fetch_add(st == 204 || st == 404 ? &np->recycled : &np->recycle_failed, 1);
     post_log(p, "recycle %s: %s (%ld)", env, st == 204 ? "released" : "failed", st);
   }
@@ -215,7 +237,9 @@ static void violate(post *p, ns_post *np, const ce_event *ev, const char *tenant
     atomic_fetch_add(&np->alerts, 1);
   }
   if (np->recycle && post_valid_name(env) && p->cfg.n_node_posts && np->n < RECYCLE_Q) {
-    snprintf(np->queue[(np->head + np->n) % RECYCLE_Q], 64, "%s", env);
+    ns_op *op = &np->queue[(np->head + np->n) % RECYCLE_Q];
+    op->touch = false;
+    snprintf(op->env, sizeof op->env, "%s", env);
     np->n++;
     pthread_cond_signal(&np->cv);
   }
@@ -226,6 +250,34 @@ static void violate(post *p, ns_post *np, const ce_event *ev, const char *tenant
     post_log(p, "tenant %s quarantined after %ld violations", tenant, count);
     quarantine_announce(p, tenant, count);
   }
+}
+
+/* What the detector saw a claimed environment's processes do is its tenant's
+ * activity (DESIGN.md: idle = nothing seen by the API or the detector), so
+ * a long compile started once keeps its environment: the node post is told,
+ * at most once per environment every ACTIVITY_MS (np->mu held). */
+static void activity(post *p, ns_post *np, const ce_event *ev) {
+  const char *env = ce_event_get_str(ev, "environment"), *src = ce_event_get_str(ev, "source");
+  if (!post_valid_name(env) || !src || strncmp(src, "/nodes/", 7) ||
+      !strstr(src, "/environments/") || !p->cfg.n_node_posts || np->n >= RECYCLE_Q)
+    return;
+  int64_t now = post_now_ms();
+  size_t slot = 0;
+  for (size_t i = 0; i < ACTIVE_MAX; i++) {
+    if (!strcmp(np->active[i].env, env)) {
+      if (now - np->active[i].at_ms < ACTIVITY_MS) return;
+      slot = i;
+      break;
+    }
+    if (np->active[i].at_ms < np->active[slot].at_ms) slot = i; /* the oldest, else */
+  }
+  snprintf(np->active[slot].env, sizeof np->active[slot].env, "%s", env);
+  np->active[slot].at_ms = now;
+  ns_op *op = &np->queue[(np->head + np->n) % RECYCLE_Q];
+  op->touch = true;
+  snprintf(op->env, sizeof op->env, "%s", env);
+  np->n++;
+  pthread_cond_signal(&np->cv);
 }
 
 static bool is_violation(const ce_event *ev) {
@@ -263,6 +315,7 @@ static void ns_on_event(post *p, ce_event *ev) {
   } else {
     atomic_fetch_add(&np->ignored, 1);
   }
+  if (mine) activity(p, np, ev);
   pthread_mutex_unlock(&np->mu);
   ce_event_free(ev);
 }
@@ -353,6 +406,10 @@ static void ns_metrics(post *p, ce_buf *out) {
   metrics_sample(out, a, "action=\"recycle\"", atomic_load(&np->recycled));
   metrics_sample(out, a, "action=\"recycle_failed\"", atomic_load(&np->recycle_failed));
   metrics_sample(out, a, "action=\"quarantine\"", atomic_load(&np->quarantines));
+  const char *t = "outpost_post_ns_activity_reports_total";
+  metrics_family(out, t, "counter",
+                 "claimed environments whose detector-seen activity was reported to the node post");
+  metrics_sample(out, t, NULL, atomic_load(&np->touched));
 }
 
 const post_tier post_tier_ns = {

@@ -36,6 +36,7 @@ from test_tiers import containers, free_port, health_pid, request, wait_for
 OUTPOST = PODMAN_SERVICE = None
 NS = "detp-t" + secrets.token_hex(3)
 NODE = NS + "-node"
+IDLE_TPL = "c-idle"
 TPL = "perl-lab"
 IMAGE = "localhost/outpost-lab-c:latest"
 STATE_PREFIX = "/tmp/outpost-test-detp-"
@@ -145,6 +146,15 @@ spec:
   policy:
     forbiddenBinaries: [/usr/bin/perl]
     forbiddenPaths: [/etc/shadow]
+---
+apiVersion: outpost.dev/v1
+kind: LabTemplate
+metadata: {{name: {IDLE_TPL}}}
+spec:
+  image: {IMAGE}
+  command: [sleep, infinity]
+  idleTimeout: PT6S
+  pool: {{min: 0, max: 1}}
 ---
 apiVersion: outpost.dev/v1
 kind: NamespacePolicy
@@ -343,6 +353,32 @@ spec:
         self.assertEqual(st, 204)
         wait_for("gone from the detector", lambda: lab["name"] not in self.detector_envs(),
                  timeout=RECONCILE_S / 6, step=0.02)
+
+    def test_6_detector_activity_keeps_an_environment(self):
+        """Processes the detector sees in a claimed environment are its tenant's activity: run
+        outside the Labs API (podman exec), they keep it past its idle timeout; once they stop
+        it is reclaimed."""
+        labs = lambda m, path="", **kw: request(self.cport, m, f"/v1/labs/{IDLE_TPL}/environments"
+                                                + path, token=TOKEN, **kw)
+        st, lab, _ = labs("POST", timeout=120)
+        self.assertIn(st, (201, 202), lab)
+        name = lab["name"]
+        wait_for("ready", lambda: labs("GET", f"/{name}")[1].get("status") == "ready",
+                 timeout=120)
+        wait_for(f"{name} at the detector", lambda: self.detector_envs().get(name), timeout=10)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 14:  # more than twice the idle timeout (6 s)
+            subprocess.run(["podman", "exec", f"{NS}_{name}__alice", "true"], check=True,
+                           capture_output=True)
+            time.sleep(1.5)
+        st, j, _ = labs("GET", f"/{name}")
+        self.assertEqual((st, j.get("status")), (200, "ready"),
+                         "reclaimed although its processes kept running")
+        st, m, _ = request(self.nsport, "GET", "/metrics")
+        reports = [l for l in m.splitlines() if l.startswith("outpost_post_ns_activity_reports_total")]
+        self.assertGreater(float(reports[0].split()[-1]), 0, reports)
+        # Quiet now: reclaimed after its idle timeout.
+        wait_for("the reclaim", lambda: labs("GET", f"/{name}")[0] == 404, timeout=30)
 
 
 def main():
