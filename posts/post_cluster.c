@@ -29,6 +29,7 @@
 #define MAX_TENANTS      1024
 #define MAX_PENDING      256   /* cold starts remembered (the oldest finished go first) */
 #define PROGRESS_WAIT_MS 60000 /* the progress long poll's bound */
+#define CLAIM_STRIPES    16    /* claim locks; a tenant always takes the same one */
 
 typedef enum lab_state { LAB_PENDING, LAB_READY, LAB_FAILED } lab_state;
 
@@ -52,10 +53,13 @@ typedef struct cluster_post {
   size_t n_tokens;
   char nodes[POST_MAX_REPEATED][256]; /* node posts' base URLs */
   size_t n_nodes;
-  const char *ns;           /* the tenants' namespace */
-  pthread_mutex_t claim_mu; /* quota check and claim, one at a time */
-  pthread_mutex_t mu;       /* the quarantine set, pending[], n_threads */
-  pthread_cond_t cv;        /* a cold start ended */
+  const char *ns; /* the tenants' namespace */
+  /* Quota check and claim, one at a time per tenant (a tenant's stripe):
+   * tenants of one class claim in parallel. Placement needs no lock: a node
+   * post refuses a claim past its room and the next node is tried. */
+  pthread_mutex_t claim_mu[CLAIM_STRIPES];
+  pthread_mutex_t mu; /* the quarantine set, pending[], n_threads */
+  pthread_cond_t cv;  /* a cold start ended */
   pending_lab pending[MAX_PENDING];
   size_t n_threads; /* cold starts' claim threads still running */
   cJSON *templates; /* what GET /v1/labs shows; NULL without --config */
@@ -65,6 +69,13 @@ typedef struct cluster_post {
   post_trig *trig; /* registers the trigger of the quarantine events */
   _Atomic uint64_t created, refused_quota, refused_quarantine, unauthorized, no_node;
 } cluster_post;
+
+/* The tenant's claim lock (FNV-1a of the name). */
+static pthread_mutex_t *tenant_mu(cluster_post *cp, const char *tenant) {
+  uint32_t h = 2166136261u;
+  for (const unsigned char *c = (const unsigned char *)tenant; *c; c++) h = (h ^ *c) * 16777619u;
+  return &cp->claim_mu[h % CLAIM_STRIPES];
+}
 
 /* ------------------------------------------------------------- set-up */
 
@@ -174,7 +185,7 @@ static int cluster_start(post *p) {
   cluster_post *cp = calloc(1, sizeof *cp);
   if (!cp) return -ENOMEM;
   p->tier_state = cp;
-  pthread_mutex_init(&cp->claim_mu, NULL);
+  for (size_t i = 0; i < CLAIM_STRIPES; i++) pthread_mutex_init(&cp->claim_mu[i], NULL);
   pthread_mutex_init(&cp->mu, NULL);
   pthread_cond_init(&cp->cv, NULL);
   cp->ns = p->cfg.n_namespaces ? p->cfg.namespaces[0] : "labs";
@@ -267,7 +278,7 @@ static void cluster_stop(post *p) {
   pthread_mutex_unlock(&cp->mu);
   pthread_cond_destroy(&cp->cv);
   cJSON_Delete(cp->templates);
-  pthread_mutex_destroy(&cp->claim_mu);
+  for (size_t i = 0; i < CLAIM_STRIPES; i++) pthread_mutex_destroy(&cp->claim_mu[i]);
   pthread_mutex_destroy(&cp->mu);
   free(cp);
 }
@@ -581,7 +592,7 @@ static void reply_created(post *p, httpd_req *req, int node, const char *tenant,
  * the new environment (in its first milliseconds) the request is answered
  * 202 with its name, and the thread carries on. 0: answered; 1: the claim
  * failed on this node for want of room or a dead node post (try another);
- * *j the node's answer then (caller frees). Under claim_mu. */
+ * *j the node's answer then (caller frees). Under the tenant's claim_mu. */
 static int claim_cold(post *p, httpd_req *req, int node, const char *tenant, const char *tpl,
                       long *st_out, cJSON **j_out) {
   cluster_post *cp = p->tier_state;
@@ -681,7 +692,7 @@ static int claim_cold(post *p, httpd_req *req, int node, const char *tenant, con
 
 /* Claims on the best node, then the next best when one fails for want of
  * room or by dying; answers the request: 201 when a warm environment was
- * there, 202 for a cold start. Under claim_mu. */
+ * there, 202 for a cold start. Under the tenant's claim_mu. */
 static void claim_on_best(post *p, httpd_req *req, const char *tenant, const char *tpl) {
   cluster_post *cp = p->tier_state;
   bool skip[POST_MAX_REPEATED] = {false}, answered = false;
@@ -754,7 +765,8 @@ static void serve_create(post *p, httpd_req *req, const char *caller, const char
     atomic_fetch_add(&cp->refused_quarantine, 1);
     post_reply_error(req, 403, "tenant quarantined by its namespace's policy", NULL);
   } else {
-    pthread_mutex_lock(&cp->claim_mu);
+    pthread_mutex_t *mu = tenant_mu(cp, caller);
+    pthread_mutex_lock(mu);
     size_t down;
     long used = list_labs(p, caller, NULL, NULL, &down);
     if (used >= p->cfg.quota) {
@@ -765,7 +777,7 @@ static void serve_create(post *p, httpd_req *req, const char *caller, const char
     } else {
       claim_on_best(p, req, caller, tpl);
     }
-    pthread_mutex_unlock(&cp->claim_mu);
+    pthread_mutex_unlock(mu);
   }
 }
 
