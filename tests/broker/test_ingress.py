@@ -250,7 +250,10 @@ class ConfigTest(unittest.TestCase):
             self.assertEqual(r.status, 404)
         finally:
             self.assertEqual(b.stop(), 0)
-        self.assertEqual(sorted(t for (t, *_rest) in records(self.data)),
+        # The trigger's subscriber does not exist: its events may have been
+        # dead-lettered into <topic>-dead-letter by now, as they should.
+        self.assertEqual(sorted({t for (t, *_rest) in records(self.data)
+                                 if not t.endswith("-dead-letter")}),
                          ["knative-broker-team-a-orders", "shared-audit"])
 
     def test_bad_config_refused_with_its_place(self):

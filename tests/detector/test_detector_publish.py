@@ -909,7 +909,7 @@ class KafkaTest(Case):
         self.assertGreater(d.metrics()["outpost_detector_buffer_events"], 0)
         for b in (1, 2, 3):
             self.mock.do(f"up {b}")
-        self.wait_until(lambda: d.metrics()["outpost_detector_published_events_total"] == 2,
+        self.wait_until(lambda: d.metrics()["outpost_detector_buffer_events"] == 0,
                         "the buffer drained", timeout=60)
         recs = self.records(21)
         got = [m["hdrs"]["ce_id"] for m in sorted(recs, key=lambda m: m["offset"])
