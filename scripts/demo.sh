@@ -52,7 +52,7 @@ events() { "$OUTPOST" events --data "$DATA" --server "$TAIL" --no-follow "$@"; }
 wait_event() {
   local until=$((SECONDS + $1))
   while ((SECONDS < until)); do
-    if events -n 1000 --type "$2" | grep -q -- "$3"; then
+    if events -n 1000 --type "$2" | grep -- "$3" >/dev/null; then
       events -n 1000 --type "$2" | grep -- "$3" | tail -n 1
       return 0
     fi
@@ -103,7 +103,7 @@ step "3. Run a command in it: compile and run a C program"
 out=$(exec_in sh -c 'printf "#include <stdio.h>\nint main(void) { puts(\"hello from the lab\"); }\n" > /tmp/hello.c && gcc -o /tmp/hello /tmp/hello.c && /tmp/hello')
 echo "$out" | python3 -m json.tool
 [ "$(echo "$out" | json 'v["exit_code"]')" = 0 ] || fail "the program did not run"
-echo "$out" | json 'v["stdout"]' | grep -q 'hello from the lab' || fail "no greeting"
+[[ $(echo "$out" | json 'v["stdout"]') == *"hello from the lab"* ]] || fail "no greeting"
 
 step "4. Run what the template forbids: perl, and reading /etc/shadow"
 bpf=$(curl -s "$DETECTOR/healthz" | json 'v.get("bpf", False)' 2>/dev/null || echo false)
