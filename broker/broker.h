@@ -169,6 +169,11 @@ typedef struct broker_ingress_opts {
   const char *admin_token; /* bearer token for /v1/brokers; NULL: admin API open */
   unsigned drain_ms;       /* how long stop waits for the log's reports (default 30000) */
   const char *kafka;       /* the Kafka bootstrap servers, shown by /healthz; NULL: none */
+  /* What this process is (`outpost broker --role`), shown by /healthz:
+   * "all" (default), "ingress" (events, no dispatcher) or "dispatcher"
+   * (the trigger admin API, no events: POST /<ns>/<broker> is 404 with a
+   * body saying where events go). */
+  const char *role;
 } broker_ingress_opts;
 
 void broker_ingress_opts_init(broker_ingress_opts *o);

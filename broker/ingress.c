@@ -313,6 +313,7 @@ static void serve_health(broker_ingress *in, httpd_req *req) {
   cJSON_AddStringToObject(o, "name", "broker");
   cJSON_AddNumberToObject(o, "pid", (double)getpid());
   if (in->opts.kafka) cJSON_AddStringToObject(o, "kafka", in->opts.kafka);
+  cJSON_AddStringToObject(o, "role", in->opts.role ? in->opts.role : "all");
   char *text = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   if (!text) {
@@ -519,6 +520,11 @@ static void handle(void *ctx, httpd_req *req) {
     return;
   }
   if (mounted(in, req, path)) return;
+  if (in->opts.role && strcmp(in->opts.role, "dispatcher") == 0) {
+    reject(in, req, R_UNKNOWN, 404,
+           "this broker process runs --role dispatcher: POST events to an ingress", NULL, -1);
+    return;
+  }
 
   /* /<namespace>/<broker> */
   const char *slash = path[0] == '/' ? strchr(path + 1, '/') : NULL;

@@ -46,7 +46,12 @@ static void usage(FILE *f) {
         "                        restarts (default: triggers.json beside --data)\n"
         "  --window N            records of a partition in delivery at once (default 256)\n"
         "  --attempt-timeout MS  one delivery attempt, when a trigger sets no timeout\n"
-        "                        (default 30000)\n",
+        "                        (default 30000)\n"
+        "  --role ROLE           all (default): ingress and dispatcher in one process;\n"
+        "                        ingress: events only (scale it out; /v1/triggers is 404);\n"
+        "                        dispatcher: triggers only (one process: partitions are\n"
+        "                        assigned by Outpost, a second would deliver twice;\n"
+        "                        POST of events is 404)\n",
         f);
 }
 
@@ -69,6 +74,15 @@ static int push(const char **arr, size_t *n, const char *v, const char *flag) {
   }
   arr[(*n)++] = v;
   return 0;
+}
+
+/* --role ingress: the trigger admin API is on the dispatcher. */
+static void no_triggers(void *ctx, httpd_req *req, const char *rest) {
+  (void)ctx, (void)rest;
+  httpd_respond_error(req, 404,
+                      "this broker process runs --role ingress: the trigger API is on the "
+                      "dispatcher (--role dispatcher)",
+                      NULL, -1, NULL, 0);
 }
 
 /* The dispatcher reaches the ingress's brokers and serves on its server. */
@@ -102,6 +116,7 @@ int broker_main(int argc, char **argv) {
                                            {"window", required_argument, NULL, 'w'},
                                            {"triggers-state", required_argument, NULL, 'S'},
                                            {"attempt-timeout", required_argument, NULL, 'A'},
+                                           {"role", required_argument, NULL, 'r'},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -156,6 +171,13 @@ int broker_main(int argc, char **argv) {
       break;
     case 'k':
       kafka = optarg;
+      break;
+    case 'r':
+      if (strcmp(optarg, "all") && strcmp(optarg, "ingress") && strcmp(optarg, "dispatcher")) {
+        fprintf(stderr, "outpost broker: --role is all, ingress or dispatcher, not '%s'\n", optarg);
+        return 2;
+      }
+      o.role = optarg;
       break;
     case 'P':
       o.http.model = HTTPD_THREAD_PER_CONNECTION;
@@ -273,7 +295,9 @@ int broker_main(int argc, char **argv) {
   }
   broker_decls_cleanup(decls, n_decls);
   trigger_dispatcher *disp = NULL;
-  if (rc == 0) {
+  bool dispatch = !o.role || strcmp(o.role, "ingress") != 0;
+  if (rc == 0 && !dispatch) broker_ingress_mount(in, "/v1/triggers", no_triggers, NULL, NULL);
+  if (rc == 0 && dispatch) {
     dopts.log = log;
     dopts.topic_for = topic_for;
     dopts.topic_ctx = in;
@@ -314,7 +338,8 @@ int broker_main(int argc, char **argv) {
     broker_kafka_mock_stop(mock);
     return rc;
   }
-  printf("listening on http://%s:%u (log: %s)\n", host, broker_ingress_port(in), where);
+  printf("listening on http://%s:%u (log: %s, role: %s)\n", host, broker_ingress_port(in), where,
+         o.role ? o.role : "all");
   fflush(stdout);
   int sig = 0;
   sigwait(&sigs, &sig);

@@ -36,6 +36,7 @@ struct httpd {
   httpd_opts opts;
   httpd_handler handler;
   void *ctx;
+  _Atomic bool stopping; /* streamed answers end at their next call */
 };
 
 enum { MAX_EXTRA = 8 };
@@ -119,6 +120,69 @@ void httpd_respond(httpd_req *req, unsigned status, const char *content_type, co
   }
   struct MHD_Response *resp =
       MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
+  if (resp) {
+    if (content_type) MHD_add_response_header(resp, "Content-Type", content_type);
+    add_headers(resp, extra, n_extra);
+  }
+  set_answer(req, status, resp);
+}
+
+/* A streamed answer: what is produced and not yet written. */
+typedef struct stream {
+  httpd *h;
+  httpd_stream_fn next;
+  void (*done)(void *ctx);
+  void *ctx;
+  ce_buf buf;
+  size_t off;  /* bytes of buf already written */
+  bool ended;  /* next said the last part was appended */
+  bool failed; /* next gave up */
+} stream;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
+  stream *st = cls;
+  (void)pos;
+  if (st->off == st->buf.len) {
+    st->buf.len = st->off = 0;
+    if (!st->ended && !st->failed) {
+      int rc = atomic_load(&st->h->stopping) ? 0 : st->next(st->ctx, &st->buf);
+      st->ended = rc == 0;
+      st->failed = rc < 0;
+    }
+    if (st->buf.len == 0) {
+      if (st->failed) return MHD_CONTENT_READER_END_WITH_ERROR;
+      /* Nothing yet: MHD asks again (next waited on its own thread). */
+      return st->ended ? MHD_CONTENT_READER_END_OF_STREAM : 0;
+    }
+  }
+  size_t n = st->buf.len - st->off < max ? st->buf.len - st->off : max;
+  memcpy(out, st->buf.data + st->off, n);
+  st->off += n;
+  return (ssize_t)n;
+}
+
+static void stream_free(void *cls) {
+  stream *st = cls;
+  if (st->done) st->done(st->ctx);
+  ce_buf_cleanup(&st->buf);
+  free(st);
+}
+
+void httpd_respond_stream(httpd_req *req, unsigned status, const char *content_type,
+                          const char *const *extra, size_t n_extra, httpd_stream_fn next,
+                          void (*done)(void *ctx), void *ctx) {
+  stream *st = calloc(1, sizeof *st);
+  struct MHD_Response *resp = NULL;
+  if (st) {
+    *st = (stream){.h = req->h, .next = next, .done = done, .ctx = ctx};
+    ce_buf_init(&st->buf);
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
+    if (!resp) {
+      ce_buf_cleanup(&st->buf);
+      free(st);
+    }
+  }
+  if (!resp && done) done(ctx); /* the 500 below ends it at once */
   if (resp) {
     if (content_type) MHD_add_response_header(resp, "Content-Type", content_type);
     add_headers(resp, extra, n_extra);
@@ -289,6 +353,7 @@ uint16_t httpd_port(const httpd *h) {
 
 void httpd_stop(httpd *h) {
   if (!h) return;
+  atomic_store(&h->stopping, true);
   /* Answers given but not yet written go out first (for up to 5 s). */
   for (int i = 0; i < 500 && atomic_load(&h->unsent) > 0; i++) {
     struct timespec ts = {0, 10 * 1000 * 1000};

@@ -75,6 +75,24 @@ const char *httpd_query(const httpd_req *req, const char *name);
  * request must not be touched. */
 void httpd_respond(httpd_req *req, unsigned status, const char *content_type, const void *body,
                    size_t len, const char *const *extra, size_t n_extra);
+/* A streamed answer's source (server-sent events, say): called on the
+ * connection's thread whenever the client can take more, it appends what it
+ * has to out and returns 1 (more to come), 0 (that was the last part) or -1
+ * (give up: the connection is closed). It may wait for something to send,
+ * but should return within about a second, with nothing appended when
+ * nothing happened, so that httpd_stop is not held up; once the server is
+ * stopping it is not called again and the answer ends. */
+typedef int (*httpd_stream_fn)(void *ctx, ce_buf *out);
+
+/* Answers the request with a body of unknown length (chunked), produced by
+ * next. done(ctx), when not NULL, is called exactly once when the answer
+ * has ended, however it ended (written, client gone, server stopped), from
+ * some server thread: ctx may be freed there. Only for
+ * HTTPD_THREAD_PER_CONNECTION servers, whose threads may wait. */
+void httpd_respond_stream(httpd_req *req, unsigned status, const char *content_type,
+                          const char *const *extra, size_t n_extra, httpd_stream_fn next,
+                          void (*done)(void *ctx), void *ctx);
+
 /* Answers with a JSON error body {"error": message, "attribute": attr,
  * "index": index} (attr NULL and index < 0 are left out). */
 void httpd_respond_error(httpd_req *req, unsigned status, const char *message, const char *attr,

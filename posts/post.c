@@ -38,6 +38,10 @@ static void usage(FILE *f) {
         "  --config FILE           LabTemplate and NamespacePolicy resources (YAML or JSON)\n"
         "  --broker-token TOKEN    bearer token of the broker's admin API (/v1/triggers)\n"
         "  --no-register-triggers  do not register the post's triggers at the broker\n"
+        "  --trigger-api URL       the trigger admin API (http://host:port) when it is not\n"
+        "                          at --broker-url's host (broker --role dispatcher)\n"
+        "  --advertise-host HOST   the address the broker delivers this post's events to\n"
+        "                          (default: the --listen host; 127.0.0.1 for 0.0.0.0)\n"
         "cluster (the Labs REST API):\n"
         "  --tenant-token T=TOKEN  a tenant's bearer token (repeatable)\n"
         "  --tokens-file FILE      lines 'tenant token'\n"
@@ -47,6 +51,8 @@ static void usage(FILE *f) {
         "  --node NAME             the node post started here (default node-1)\n"
         "  --node-listen HOST:PORT where it listens (default: this port + 1)\n"
         "  --namespace NS          the tenants' namespace (default labs)\n"
+        "  --node-post-service HOST:PORT  every address HOST resolves to (a headless\n"
+        "                          Service) is a node post on PORT; re-resolved every 10 s\n"
         "node (the warm pool):\n"
         "  --node NAME             this node (required)\n"
         "  --namespace NS          a namespace hosted here, with its ns post (repeatable;\n"
@@ -57,6 +63,14 @@ static void usage(FILE *f) {
         "  --detector-url URL      the node's detector (http://127.0.0.1:8085): environments\n"
         "                          and their templates' policies are registered there\n"
         "  --detector-token TOKEN  bearer token of the detector's admin API\n"
+        "  --runtime R             docker (default: --socket) or kubernetes (a pod per\n"
+        "                          environment, posts/README.md)\n"
+        "  --kubeconfig FILE       kubernetes: the cluster and credentials (default: the\n"
+        "                          in-cluster service account)\n"
+        "  --kube-namespace-prefix P  kubernetes: lab namespace NS is the Kubernetes\n"
+        "                          namespace P+NS (default: no prefix)\n"
+        "  --no-ns-posts           the ns posts run on their own (their triggers are still\n"
+        "                          registered, at --ns-port and up on the advertised host)\n"
         "ns (a namespace's policy):\n"
         "  --namespace NS          the namespace (required)\n"
         "  --node-post URL         the node post that hosts it (for recycling)\n",
@@ -89,6 +103,12 @@ void post_log(post *p, const char *fmt, ...) {
 
 bool post_valid_name(const char *s) {
   return s && res_valid_dns_label(s, strlen(s));
+}
+
+const char *post_advertised_host(const post *p) {
+  const char *h = p->cfg.host;
+  if (p->cfg.advertise_host) return p->cfg.advertise_host;
+  return !h[0] || !strcmp(h, "0.0.0.0") || !strcmp(h, "::") ? "127.0.0.1" : h;
 }
 
 int post_mkdirs(const char *dir) {
@@ -411,6 +431,13 @@ static const struct option longopts[] = {{"tier", required_argument, NULL, 't'},
                                          {"no-register-triggers", no_argument, NULL, 'R'},
                                          {"detector-url", required_argument, NULL, 'D'},
                                          {"detector-token", required_argument, NULL, 'K'},
+                                         {"trigger-api", required_argument, NULL, 'G'},
+                                         {"advertise-host", required_argument, NULL, 'A'},
+                                         {"runtime", required_argument, NULL, 'r'},
+                                         {"kubeconfig", required_argument, NULL, 'k'},
+                                         {"kube-namespace-prefix", required_argument, NULL, 'x'},
+                                         {"no-ns-posts", no_argument, NULL, 'O'},
+                                         {"node-post-service", required_argument, NULL, 'S'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
 
@@ -486,6 +513,31 @@ static int parse_flags(int argc, char **argv, post_cfg *cfg) {
       break;
     case 'K':
       cfg->detector_token = optarg;
+      break;
+    case 'G':
+      cfg->trigger_api = optarg;
+      bad = strncmp(optarg, "http://", 7) ? -EINVAL : 0;
+      break;
+    case 'A':
+      cfg->advertise_host = optarg;
+      bad = !optarg[0] || strlen(optarg) > 63 || strpbrk(optarg, "/ :") ? -EINVAL : 0;
+      break;
+    case 'r':
+      cfg->runtime = optarg;
+      bad = strcmp(optarg, "docker") && strcmp(optarg, "kubernetes") ? -EINVAL : 0;
+      break;
+    case 'k':
+      cfg->kubeconfig = optarg;
+      break;
+    case 'x':
+      cfg->kube_ns_prefix = optarg;
+      break;
+    case 'O':
+      cfg->no_ns_posts = true;
+      break;
+    case 'S':
+      cfg->node_post_service = optarg;
+      bad = !strrchr(optarg, ':') ? -EINVAL : 0;
       break;
     case 'h':
       usage(stdout);

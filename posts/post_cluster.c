@@ -9,13 +9,17 @@
  * state file). Labs themselves are not kept here: the node posts and the
  * runtime hold them, so this post can die and come back without losing
  * any. On one machine it starts the node post as its supervised child
- * unless --node-post URLs are given.
+ * unless --node-post URLs are given; on Kubernetes --node-post-service
+ * names a headless Service whose every address is a node post (resolved
+ * again every 10 s: node posts come and go with their nodes).
  */
 #include "posts/post_int.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +30,12 @@
 #include "core/resources.h"
 #include "posts/template.h"
 
-#define MAX_TENANTS      1024
-#define MAX_PENDING      256   /* cold starts remembered (the oldest finished go first) */
-#define PROGRESS_WAIT_MS 60000 /* the progress long poll's bound */
-#define CLAIM_STRIPES    16    /* claim locks; a tenant always takes the same one */
+#define MAX_TENANTS        1024
+#define MAX_PENDING        256    /* cold starts remembered (the oldest finished go first) */
+#define PROGRESS_STREAM_MS 600000 /* a progress stream ends after 10 minutes at most */
+#define PROGRESS_BEAT_MS   15000  /* a comment line on a quiet progress stream this often */
+#define CLAIM_STRIPES      16     /* claim locks; a tenant always takes the same one */
+#define DISCOVER_MS        10000  /* --node-post-service is resolved again this often */
 
 typedef enum lab_state { LAB_PENDING, LAB_READY, LAB_FAILED } lab_state;
 
@@ -51,8 +57,15 @@ typedef struct tenant_tok {
 typedef struct cluster_post {
   tenant_tok tokens[MAX_TENANTS];
   size_t n_tokens;
-  char nodes[POST_MAX_REPEATED][256]; /* node posts' base URLs */
-  size_t n_nodes;
+  /* The node posts' base URLs. Only ever appended to (a claim in flight
+   * keeps its node's index), each written before n_nodes counts it; one
+   * --node-post-service no longer resolves to is marked gone, and skipped. */
+  char nodes[POST_MAX_REPEATED][256];
+  _Atomic size_t n_nodes;
+  _Atomic bool gone[POST_MAX_REPEATED];
+  pthread_t discover;
+  bool discovering, stopping; /* stopping: under mu, signalled on stop_cv */
+  pthread_cond_t stop_cv;
   const char *ns; /* the tenants' namespace */
   /* Quota check and claim, one at a time per tenant (a tenant's stripe):
    * tenants of one class claim in parallel. Placement needs no lock: a node
@@ -69,6 +82,79 @@ typedef struct cluster_post {
   post_trig *trig; /* registers the trigger of the quarantine events */
   _Atomic uint64_t created, refused_quota, refused_quarantine, unauthorized, no_node;
 } cluster_post;
+
+static size_t nodes_n(cluster_post *cp) {
+  return atomic_load_explicit(&cp->n_nodes, memory_order_acquire);
+}
+
+static bool node_gone(cluster_post *cp, size_t i) {
+  return atomic_load(&cp->gone[i]);
+}
+
+/* The node posts not gone. */
+static size_t nodes_live(cluster_post *cp) {
+  size_t live = 0, n = nodes_n(cp);
+  for (size_t i = 0; i < n; i++) live += !node_gone(cp, i);
+  return live;
+}
+
+/* Resolves --node-post-service HOST:PORT once: new addresses are added,
+ * those it no longer gives are marked gone (and back when they return). */
+static void discover_once(post *p, cluster_post *cp) {
+  const char *spec = p->cfg.node_post_service, *colon = strrchr(spec, ':');
+  char host[256];
+  snprintf(host, sizeof host, "%.*s", (int)(colon - spec), spec);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+  int rc = getaddrinfo(host, colon + 1, &hints, &res);
+  if (rc) {
+    /* A Service with no ready endpoint does not resolve: that is not news
+     * every 10 s, and the nodes known stay as they are. */
+    static _Atomic bool said;
+    if (!atomic_exchange(&said, true))
+      post_log(p, "--node-post-service %s: %s (the node posts known stay)", spec, gai_strerror(rc));
+    return;
+  }
+  bool seen[POST_MAX_REPEATED] = {0};
+  size_t n = nodes_n(cp);
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    char ip[64], url[256];
+    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, ip, sizeof ip, NULL, 0, NI_NUMERICHOST)) continue;
+    snprintf(url, sizeof url, ai->ai_family == AF_INET6 ? "http://[%s]:%s" : "http://%s:%s", ip,
+             colon + 1);
+    size_t i = 0;
+    while (i < n && strcmp(cp->nodes[i], url)) i++;
+    if (i == n) {
+      if (n == POST_MAX_REPEATED) continue;
+      snprintf(cp->nodes[n], sizeof cp->nodes[n], "%s", url);
+      atomic_store_explicit(&cp->n_nodes, ++n, memory_order_release);
+      post_log(p, "node post found at %s", url);
+    }
+    seen[i] = true;
+  }
+  freeaddrinfo(res);
+  for (size_t i = 0; i < n; i++) {
+    if (atomic_exchange(&cp->gone[i], !seen[i]) != !seen[i])
+      post_log(p, "node post %s %s", cp->nodes[i], seen[i] ? "is back" : "is gone");
+  }
+}
+
+static void *discover_run(void *arg) {
+  post *p = arg;
+  cluster_post *cp = p->tier_state;
+  pthread_mutex_lock(&cp->mu);
+  while (!cp->stopping) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += DISCOVER_MS / 1000;
+    pthread_cond_timedwait(&cp->stop_cv, &cp->mu, &ts);
+    if (cp->stopping) break;
+    pthread_mutex_unlock(&cp->mu);
+    discover_once(p, cp);
+    pthread_mutex_lock(&cp->mu);
+  }
+  pthread_mutex_unlock(&cp->mu);
+  return NULL;
+}
 
 /* The tenant's claim lock (FNV-1a of the name). */
 static pthread_mutex_t *tenant_mu(cluster_post *cp, const char *tenant) {
@@ -188,6 +274,7 @@ static int cluster_start(post *p) {
   for (size_t i = 0; i < CLAIM_STRIPES; i++) pthread_mutex_init(&cp->claim_mu[i], NULL);
   pthread_mutex_init(&cp->mu, NULL);
   pthread_cond_init(&cp->cv, NULL);
+  pthread_cond_init(&cp->stop_cv, NULL);
   cp->ns = p->cfg.n_namespaces ? p->cfg.namespaces[0] : "labs";
   for (size_t i = 0; i < p->cfg.n_tenant_tokens; i++) {
     const char *tt = p->cfg.tenant_tokens[i], *eq = strchr(tt, '=');
@@ -204,6 +291,11 @@ static int cluster_start(post *p) {
     if (len && cp->nodes[i][len - 1] == '/') cp->nodes[i][len - 1] = '\0';
   }
   cp->n_nodes = p->cfg.n_node_posts;
+  if (p->cfg.node_post_service) {
+    discover_once(p, cp);
+    cp->discovering = !pthread_create(&cp->discover, NULL, discover_run, p);
+    if (!cp->discovering) return -EAGAIN;
+  }
   snprintf(cp->state_path, sizeof cp->state_path, "%s/cluster.json", p->cfg.state_dir);
   quarantine_load(cp);
   return p->cfg.config ? load_templates(p, cp, p->cfg.config) : 0;
@@ -212,10 +304,7 @@ static int cluster_start(post *p) {
 /* Trigger cluster-post: the ns posts' quarantine events come back here. */
 static void register_trigger(post *p, cluster_post *cp) {
   char uri[160];
-  /* A wildcard address is not one the broker can deliver to. */
-  bool any = !p->cfg.host[0] || !strcmp(p->cfg.host, "0.0.0.0") || !strcmp(p->cfg.host, "::");
-  snprintf(uri, sizeof uri, "http://%s:%u/events", any ? "127.0.0.1" : p->cfg.host,
-           (unsigned)p->cfg.port);
+  snprintf(uri, sizeof uri, "http://%s:%u/events", post_advertised_host(p), (unsigned)p->cfg.port);
   cJSON *tr = post_trig_resource(p, "cluster-post", uri);
   if (!tr) return;
   cJSON *prefix = cJSON_CreateObject();
@@ -248,7 +337,7 @@ static size_t node_flags(post *p, const char **argv, size_t n, char *nsport) {
 static void cluster_started(post *p) {
   cluster_post *cp = p->tier_state;
   register_trigger(p, cp);
-  if (cp->n_nodes) return;
+  if (nodes_n(cp) || p->cfg.node_post_service) return;
   char listen[96], health[160], state[PATH_MAX], max[24], nsport[24];
   const char *node = p->cfg.node ? p->cfg.node : "node-1";
   if (p->cfg.node_listen)
@@ -272,6 +361,12 @@ static void cluster_started(post *p) {
 static void cluster_stop(post *p) {
   cluster_post *cp = p->tier_state;
   post_trig_free(cp->trig);
+  pthread_mutex_lock(&cp->mu);
+  cp->stopping = true;
+  pthread_cond_signal(&cp->stop_cv);
+  pthread_mutex_unlock(&cp->mu);
+  if (cp->discovering) pthread_join(cp->discover, NULL);
+  pthread_cond_destroy(&cp->stop_cv);
   /* The node posts are stopped by now: the claims end soon. */
   pthread_mutex_lock(&cp->mu);
   while (cp->n_threads) pthread_cond_wait(&cp->cv, &cp->mu);
@@ -363,7 +458,8 @@ static long list_labs(post *p, const char *tenant, const char *tpl, cJSON *arr, 
   cluster_post *cp = p->tier_state;
   long n = 0;
   *down = 0;
-  for (size_t i = 0; i < cp->n_nodes; i++) {
+  for (size_t i = 0, n_nodes = nodes_n(cp); i < n_nodes; i++) {
+    if (node_gone(cp, i)) continue;
     char url[512];
     cJSON *j = NULL, *e;
     snprintf(url, sizeof url, "%s/v1/environments%s%s", cp->nodes[i], tenant ? "?tenant=" : "",
@@ -389,7 +485,8 @@ static int lookup_lab(post *p, const char *caller, const char *tpl, const char *
   size_t down = 0;
   *env = NULL;
   if (!post_valid_name(name)) return -1;
-  for (size_t i = 0; i < cp->n_nodes; i++) {
+  for (size_t i = 0, n_nodes = nodes_n(cp); i < n_nodes; i++) {
+    if (node_gone(cp, i)) continue;
     char url[512];
     cJSON *j = NULL;
     snprintf(url, sizeof url, "%s/v1/environments/%s", cp->nodes[i], name);
@@ -413,7 +510,8 @@ static int place(post *p, const char *tpl, const bool *skip, bool *any_answered,
   cluster_post *cp = p->tier_state;
   int best = -1;
   double best_free = 0, best_warm = 0;
-  for (size_t i = 0; i < cp->n_nodes; i++) {
+  for (size_t i = 0, n_nodes = nodes_n(cp); i < n_nodes; i++) {
+    if (node_gone(cp, i)) continue;
     char url[512];
     cJSON *j = NULL;
     if (skip[i]) continue;
@@ -772,7 +870,7 @@ static void serve_create(post *p, httpd_req *req, const char *caller, const char
     if (used >= p->cfg.quota) {
       atomic_fetch_add(&cp->refused_quota, 1);
       reply_quota(req, p->cfg.quota, used);
-    } else if (down && down == cp->n_nodes) {
+    } else if (down && down >= nodes_live(cp)) {
       post_reply_error(req, 503, "no node post answers", NULL);
     } else {
       claim_on_best(p, req, caller, tpl);
@@ -787,7 +885,8 @@ static void serve_templates(post *p, httpd_req *req) {
   cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray(), *t;
   cJSON *warm = cJSON_CreateObject();
   size_t down = 0;
-  for (size_t i = 0; i < cp->n_nodes; i++) {
+  for (size_t i = 0, n_nodes = nodes_n(cp); i < n_nodes; i++) {
+    if (node_gone(cp, i)) continue;
     char url[512];
     cJSON *j = NULL, *w;
     snprintf(url, sizeof url, "%s/v1/capacity", cp->nodes[i]);
@@ -865,66 +964,115 @@ static void add_step(ce_buf *b, int progress, const char *message, bool ready, b
   free(text);
 }
 
-/* GET …/progress: a long poll (at most PROGRESS_WAIT_MS) that answers
- * every step as server-sent events once the environment is ready or has
- * failed. The server runs a thread per connection, so waiting here holds
- * only this request's thread. */
-static void serve_progress(post *p, httpd_req *req, const char *caller, const char *tpl,
-                           const char *name) {
-  cluster_post *cp = p->tier_state;
-  int64_t deadline = post_now_ms() + PROGRESS_WAIT_MS;
+/* GET …/progress, streamed: where one cold start stands. */
+typedef struct progress_stream {
+  post *p;
+  char caller[64], tpl[64], name[64], node[256];
+  bool ours;              /* this post answered its claim 202 (pending_get knows it) */
+  bool started;           /* the first steps are out */
+  int64_t deadline, beat; /* the stream's end; the last thing written */
+} progress_stream;
+
+/* One look at the lab: 0 pending, 1 ready, 2 failed (why in error). */
+static int progress_outcome(progress_stream *ps, char *error, size_t len) {
+  cluster_post *cp = ps->p->tier_state;
   pending_lab e;
-  bool ours = pending_get(cp, caller, tpl, name, &e);
-  int outcome = 0; /* 0 pending, 1 ready, 2 failed */
-  char node[256] = "", error[256] = "";
-  cJSON *env = NULL;
-  if (!ours) {
-    int i = lookup_lab(p, caller, tpl, name, &env);
-    if (i < 0)
-      return post_reply_error(req, i == -2 ? 503 : 404,
-                              i == -2 ? "a node post is unavailable; try again" : "no such lab",
-                              NULL);
-    snprintf(node, sizeof node, "%s", cp->nodes[i]);
-  } else {
-    snprintf(node, sizeof node, "%s", cp->nodes[e.node]);
+  if (ps->ours && pending_get(cp, ps->caller, ps->tpl, ps->name, &e)) {
+    if (e.state == LAB_PENDING) return 0;
+    snprintf(error, len, "%s", e.error);
+    return e.state == LAB_READY ? 1 : 2;
   }
-  for (;;) {
-    if (ours && pending_get(cp, caller, tpl, name, &e) && e.state != LAB_PENDING) {
-      outcome = e.state == LAB_READY ? 1 : 2;
-      snprintf(error, sizeof error, "%s", e.error);
-    } else if (!ours || !pending_get(cp, caller, tpl, name, &e)) {
-      cJSON_Delete(env);
-      env = NULL;
-      int i = lookup_lab(p, caller, tpl, name, &env);
-      const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "state"));
-      if (i == -1) outcome = 2, snprintf(error, sizeof error, "the environment is gone");
-      if (st && !strcmp(st, "claimed")) outcome = 1;
+  /* Not followed here (any more): the node posts know. */
+  cJSON *env = NULL;
+  int i = lookup_lab(ps->p, ps->caller, ps->tpl, ps->name, &env);
+  const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "state"));
+  int outcome = i == -1 ? 2 : st && !strcmp(st, "claimed") ? 1 : 0;
+  if (i == -1) snprintf(error, len, "the environment is gone");
+  cJSON_Delete(env);
+  return outcome;
+}
+
+static int progress_next(void *ctx, ce_buf *out) {
+  progress_stream *ps = ctx;
+  cluster_post *cp = ps->p->tier_state;
+  char error[256] = "", msg[512];
+  int outcome = progress_outcome(ps, error, sizeof error);
+  if (!ps->started) {
+    ps->started = true;
+    /* An environment already ready and not started here: one ready event. */
+    if (ps->ours || outcome != 1) {
+      add_step(out, 10, "environment requested", false, false);
+      snprintf(msg, sizeof msg, "environment being created and started on %s", ps->node);
+      add_step(out, 50, msg, false, false);
     }
-    if (outcome || post_now_ms() >= deadline) break;
+  } else if (!outcome) {
+    /* Wait (at most a second: the server may be stopping) for a cold start
+     * to end. */
     pthread_mutex_lock(&cp->mu);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 250 * 1000000L;
+    ts.tv_nsec += 500 * 1000000L;
     if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
     pthread_cond_timedwait(&cp->cv, &cp->mu, &ts);
     pthread_mutex_unlock(&cp->mu);
+    outcome = progress_outcome(ps, error, sizeof error);
   }
-  cJSON_Delete(env);
-  ce_buf b = {0};
-  char msg[512];
-  if (ours || outcome != 1) {
-    add_step(&b, 10, "environment requested", false, false);
-    snprintf(msg, sizeof msg, "environment being created and started on %s", node);
-    add_step(&b, 50, msg, false, false);
-  }
-  if (outcome == 1) add_step(&b, 100, "environment ready", true, false);
+  int64_t now = post_now_ms();
+  if (outcome == 1) add_step(out, 100, "environment ready", true, false);
   if (outcome == 2) {
     snprintf(msg, sizeof msg, "failed: %s", error);
-    add_step(&b, 100, msg, false, true);
+    add_step(out, 100, msg, false, true);
   }
-  static const char *const extra[] = {"Cache-Control", "no-cache"};
-  httpd_respond(req, 200, "text/event-stream", b.data, b.len, extra, 1);
-  ce_buf_cleanup(&b);
+  if (outcome) return 0;
+  if (now >= ps->deadline) {
+    /* EventSource clients reconnect by themselves. */
+    ce_buf_append_str(out, ": still starting; reconnect to follow\n\n");
+    return 0;
+  }
+  if (out->len) {
+    ps->beat = now;
+  } else if (now - ps->beat >= PROGRESS_BEAT_MS) {
+    /* A comment line: proxies and clients see the stream alive. */
+    ce_buf_append_str(out, ": waiting\n\n");
+    ps->beat = now;
+  }
+  return 1;
+}
+
+/* GET …/progress: server-sent events, one per step, as they happen
+ * (requested, being created and started, then ready or failed), a comment
+ * line every PROGRESS_BEAT_MS meanwhile; the stream ends after the last
+ * step, or after PROGRESS_STREAM_MS. The server runs a thread per
+ * connection, so the stream holds only its own thread. */
+static void serve_progress(post *p, httpd_req *req, const char *caller, const char *tpl,
+                           const char *name) {
+  cluster_post *cp = p->tier_state;
+  progress_stream *ps = calloc(1, sizeof *ps);
+  if (!ps) return post_reply_error(req, 500, "out of memory", NULL);
+  ps->p = p;
+  snprintf(ps->caller, sizeof ps->caller, "%s", caller);
+  snprintf(ps->tpl, sizeof ps->tpl, "%s", tpl);
+  snprintf(ps->name, sizeof ps->name, "%s", name);
+  pending_lab e;
+  ps->ours = pending_get(cp, caller, tpl, name, &e);
+  if (!ps->ours) {
+    cJSON *env = NULL;
+    int i = lookup_lab(p, caller, tpl, name, &env);
+    cJSON_Delete(env);
+    if (i < 0) {
+      free(ps);
+      return post_reply_error(req, i == -2 ? 503 : 404,
+                              i == -2 ? "a node post is unavailable; try again" : "no such lab",
+                              NULL);
+    }
+    snprintf(ps->node, sizeof ps->node, "%s", cp->nodes[i]);
+  } else {
+    snprintf(ps->node, sizeof ps->node, "%s", cp->nodes[e.node]);
+  }
+  ps->beat = post_now_ms();
+  ps->deadline = ps->beat + PROGRESS_STREAM_MS;
+  static const char *const extra[] = {"Cache-Control", "no-cache", "X-Accel-Buffering", "no"};
+  httpd_respond_stream(req, 200, "text/event-stream", extra, 2, progress_next, free, ps);
 }
 
 /* /v1/labs/<tpl>/environments/<name>[/progress|/exec|/keepalive] */

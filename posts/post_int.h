@@ -43,13 +43,22 @@ typedef struct post_cfg {
   size_t n_node_posts;
   const char *tenant_tokens[POST_MAX_REPEATED];
   size_t n_tenant_tokens;
-  long quota;                 /* cluster: environments per tenant (default 3) */
-  long max_envs;              /* node: claimed environments on the node (default 20) */
-  uint16_t ns_port;           /* node: the first ns post's port (default: its own + 1) */
-  const char *broker_token;   /* bearer token of the broker's admin API (/v1/triggers) */
-  bool no_register_triggers;  /* the post does not register its triggers at the broker */
-  const char *detector_url;   /* node: the detector's admin API; NULL: no detector */
-  const char *detector_token; /* node: its bearer token */
+  long quota;                    /* cluster: environments per tenant (default 3) */
+  long max_envs;                 /* node: claimed environments on the node (default 20) */
+  uint16_t ns_port;              /* node: the first ns post's port (default: its own + 1) */
+  const char *broker_token;      /* bearer token of the broker's admin API (/v1/triggers) */
+  bool no_register_triggers;     /* the post does not register its triggers at the broker */
+  const char *detector_url;      /* node: the detector's admin API; NULL: no detector */
+  const char *detector_token;    /* node: its bearer token */
+  const char *trigger_api;       /* the broker's trigger admin API (http://host:port); NULL:
+                                    the --broker-url's host */
+  const char *advertise_host;    /* the address others reach this post at (its triggers'
+                                    subscriber URIs); NULL: the listen host, or 127.0.0.1 */
+  const char *runtime;           /* node: "docker" (default) or "kubernetes" */
+  const char *kubeconfig;        /* node, kubernetes: a kubeconfig; NULL: in-cluster */
+  const char *kube_ns_prefix;    /* node, kubernetes: prefix of the lab namespaces ("") */
+  bool no_ns_posts;              /* node: the ns posts run elsewhere (own containers) */
+  const char *node_post_service; /* cluster: HOST:PORT whose every address is a node post */
 } post_cfg;
 
 typedef struct post post;
@@ -252,5 +261,9 @@ int post_write_file(const char *path, const char *data, size_t len);
 int post_mkdirs(const char *dir);
 /* Whether s is a DNS label. */
 bool post_valid_name(const char *s);
+
+/* The host others reach this post at (its triggers' subscriber URIs):
+ * --advertise-host, else the --listen host, 127.0.0.1 for a wildcard. */
+const char *post_advertised_host(const post *p);
 
 #endif

@@ -2,9 +2,11 @@
  * post_triggers.c — a post registers at the broker the triggers that
  * deliver what it needs (the node post: each namespace's events to its ns
  * post; the cluster post: the quarantine events), through the broker's
- * admin API beside --broker-url (PUT /v1/triggers, an upsert). The broker
- * may start after the post, so this runs on a thread that tries again with
- * backoff until the broker takes them, and says so once. Also the call
+ * admin API beside --broker-url, or at --trigger-api (PUT /v1/triggers, an
+ * upsert; the same resource again is a no-op there). The broker may start
+ * after the post, so this runs on a thread that tries again with backoff
+ * until the broker takes them, and says so once; then it puts them again
+ * every minute, which heals a dispatcher restarted without its state. Also the call
  * with a bearer token the posts make to other components' admin APIs.
  */
 #include "posts/post_int.h"
@@ -19,6 +21,7 @@
 #define TRIG_BACKOFF_MIN_MS 500
 #define TRIG_BACKOFF_MAX_MS 30000
 #define TRIG_TIMEOUT_MS     5000
+#define TRIG_REFRESH_MS     60000
 
 struct post_trig {
   post *p;
@@ -122,17 +125,26 @@ static int trig_put(post_trig *t, char *why, size_t whylen) {
 static void *trig_main(void *arg) {
   post_trig *t = arg;
   int64_t backoff = TRIG_BACKOFF_MIN_MS;
-  bool said = false;
+  bool said = false, registered = false;
   char why[300];
-  while (trig_put(t, why, sizeof why)) {
-    /* Said once: a broker that starts late is not news every few seconds. */
-    if (!said) post_log(t->p, "cannot register triggers at %s yet (%s); retrying", t->url, why);
-    said = true;
+  for (;;) {
+    if (trig_put(t, why, sizeof why) == 0) {
+      /* Said once each way: a broker that starts late, or a dispatcher that
+       * restarted without its state, is not news every few seconds. */
+      if (!registered) post_log(t->p, "triggers registered at %s: %s", t->url, t->names);
+      registered = true, said = false, backoff = TRIG_BACKOFF_MIN_MS;
+      /* Again later: the same triggers are a no-op at the broker, and a
+       * dispatcher that lost them gets them back. */
+      if (!trig_sleep(t, TRIG_REFRESH_MS)) return NULL;
+      continue;
+    }
+    if (!said)
+      post_log(t->p, "cannot register triggers at %s %s(%s); retrying", t->url,
+               registered ? "again " : "yet ", why);
+    said = true, registered = false;
     if (!trig_sleep(t, backoff)) return NULL;
     backoff = backoff * 2 > TRIG_BACKOFF_MAX_MS ? TRIG_BACKOFF_MAX_MS : backoff * 2;
   }
-  post_log(t->p, "triggers registered at %s: %s", t->url, t->names);
-  return NULL;
 }
 
 post_trig *post_trig_start(post *p, cJSON *triggers) {
@@ -148,7 +160,12 @@ post_trig *post_trig_start(post *p, cJSON *triggers) {
   if (!cJSON_GetArraySize(triggers)) goto fail;
   if (!(t = calloc(1, sizeof *t))) goto fail;
   t->p = p;
-  snprintf(t->url, sizeof t->url, "%s/v1/triggers", base);
+  /* The admin API is at the broker's address unless --trigger-api says
+   * where (a dispatcher of its own). */
+  const char *api = p->cfg.trigger_api ? p->cfg.trigger_api : base;
+  size_t alen = strlen(api);
+  while (alen && api[alen - 1] == '/') alen--;
+  snprintf(t->url, sizeof t->url, "%.*s/v1/triggers", (int)alen, api);
   const cJSON *tr;
   cJSON_ArrayForEach(tr, triggers) {
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(tr, "metadata");

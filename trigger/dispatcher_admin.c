@@ -136,6 +136,18 @@ static void retire(trigger_dispatcher *d, tentry *t, bool deleted) {
 static int apply(trigger_dispatcher *d, const cJSON *res, bool api, trigger_err *err) {
   trigger *tr = trigger_parse(res, err);
   if (!tr) return -EINVAL;
+  /* The same resource again (posts re-register theirs every minute) is a
+   * no-op: the trigger's deliveries under way are not disturbed. */
+  pthread_mutex_lock(&d->admin);
+  pthread_mutex_lock(&d->lock);
+  tentry *same = find_entry(d, tr->ns, tr->name);
+  bool unchanged = same && same->applied && same->api == api && cJSON_Compare(same->res, res, true);
+  pthread_mutex_unlock(&d->lock);
+  pthread_mutex_unlock(&d->admin);
+  if (unchanged) {
+    trigger_free(tr);
+    return 1;
+  }
   tentry *t = calloc(1, sizeof *t);
   if (!t || !(t->res = cJSON_Duplicate(res, true))) {
     free(t);

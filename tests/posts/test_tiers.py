@@ -240,6 +240,9 @@ spec:
         st, text, h = self.env("GET", name, "/progress", tenant=tenant, tpl=tpl, timeout=120)
         self.assertEqual(st, 200, text)
         self.assertTrue(h.get("Content-Type", "").startswith("text/event-stream"), h)
+        # Streamed as the steps happen (tests/unit/test_httpd_stream shows
+        # the parts arrive as made): a body of unknown length, chunked.
+        self.assertEqual(h.get("Transfer-Encoding"), "chunked", h)
         return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
 
     def claim(self, tenant, tpl=TPL):
