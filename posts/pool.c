@@ -290,6 +290,7 @@ void pool_free(pool *p) {
   pthread_mutex_unlock(&p->mu);
   pthread_join(p->thread, NULL);
   pthread_mutex_lock(&p->mu);
+  while (p->building) pthread_cond_wait(&p->wake, &p->mu); /* refills under way end */
   pool__flush(p); /* what the last steps reported still reaches the caller */
   pthread_mutex_unlock(&p->mu);
   free_state(p);

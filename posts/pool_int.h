@@ -21,6 +21,7 @@
 
 #define POOL_REFILL_SAMPLES 16
 #define POOL_REFILL_GUESS   1000 /* ms, before anything was measured */
+#define POOL_BUILDERS       3    /* refills made side by side, each on a thread of its own */
 
 typedef struct pool_tpl {
   pool_template *t;
@@ -65,7 +66,9 @@ struct pool {
   pthread_cond_t wake; /* the background thread: work to do, or stop */
   pthread_t thread;
   bool stopping;
-  bool kicked; /* work came: the thread passes again before it sleeps */
+  bool kicked;       /* work came: the thread passes again before it sleeps */
+  unsigned building; /* refills under way on builder threads (at most POOL_BUILDERS);
+                        pool_free waits for them on wake */
   pool_tpl *tpls;
   pool_rec *recs;
   pool_evq evq;            /* built under mu, emitted by pool__flush */

@@ -152,19 +152,22 @@ static void retarget(pool *p, pool_tpl *tpl, int64_t now) {
   pool__ev_scaled(p, tpl, old, &a, bound);
 }
 
-/* Makes one warm environment of tpl. True when it tried. */
-static bool refill(pool *p, pool_tpl *tpl, int64_t now) {
-  pool_rec *r = pool__rec_new(p, tpl->t->name, POOL_ENV_STARTING, NULL);
-  const pool_template *t = tpl->t;
-  char name[64], id[POSTS_ENV_ID_MAX] = "", extra[96];
+/* A refill on a builder thread of its own. */
+typedef struct build_job {
+  pool *p;
+  pool_tpl *tpl; /* kept: its STARTING record keeps drop_drained off it */
+  pool_rec *r;   /* kept: nothing else touches a STARTING record of the pool */
+  char name[64];
+} build_job;
+
+/* Makes r's environment (without the lock) and records how it went (with
+ * it): the end of one refill. */
+static void build(pool *p, pool_tpl *tpl, pool_rec *r, const char *name) {
+  char id[POSTS_ENV_ID_MAX] = "", extra[96];
   posts_err err = {0};
   int64_t took = 0;
-  int rc;
-  if (!r) return false;
-  memcpy(name, r->env.name, sizeof name);
-  pool__ev_env(p, POOL_EV_REQUESTED, r, "\"warm\":true,\"reason\":\"refill\"", NULL);
   pthread_mutex_unlock(&p->mu);
-  rc = pool__make(p, t, name, id, &took, &err);
+  int rc = pool__make(p, tpl->t, name, id, &took, &err);
   pthread_mutex_lock(&p->mu);
   if (rc < 0) {
     pool__ev_env(p, POOL_EV_FAILED, r, "\"stage\":\"refill\"", err.msg);
@@ -172,8 +175,8 @@ static bool refill(pool *p, pool_tpl *tpl, int64_t now) {
     /* A runtime that refuses (image gone, disk full) is not hammered. */
     tpl->backoff_ms = tpl->backoff_ms ? tpl->backoff_ms * 2 : BACKOFF_FIRST_MS;
     if (tpl->backoff_ms > BACKOFF_MAX_MS) tpl->backoff_ms = BACKOFF_MAX_MS;
-    tpl->retry_at_ms = now + tpl->backoff_ms;
-    return true;
+    tpl->retry_at_ms = pool__now(p) + tpl->backoff_ms;
+    return;
   }
   tpl->backoff_ms = 0;
   memcpy(r->env.id, id, sizeof id);
@@ -181,6 +184,49 @@ static bool refill(pool *p, pool_tpl *tpl, int64_t now) {
   pool__refill_add(tpl, took);
   snprintf(extra, sizeof extra, "\"for\":\"pool\",\"duration_ms\":%" PRId64, took);
   pool__ev_env(p, POOL_EV_READY, r, extra, NULL);
+}
+
+static void *build_run(void *arg) {
+  build_job *job = arg;
+  pool *p = job->p;
+  pthread_mutex_lock(&p->mu);
+  build(p, job->tpl, job->r, job->name);
+  p->building--;
+  p->kicked = true; /* the pool thread flushes the events and looks again */
+  pthread_cond_broadcast(&p->wake);
+  pthread_mutex_unlock(&p->mu);
+  free(job);
+  return NULL;
+}
+
+/* Starts making one warm environment of tpl, on a builder thread when one
+ * is free (so that a pool short of several makes them side by side), else
+ * not at all: false, and the pool waits for a builder to finish. */
+static bool refill(pool *p, pool_tpl *tpl) {
+  if (p->building >= POOL_BUILDERS) return false;
+  pool_rec *r = pool__rec_new(p, tpl->t->name, POOL_ENV_STARTING, NULL);
+  if (!r) return false;
+  pool__ev_env(p, POOL_EV_REQUESTED, r, "\"warm\":true,\"reason\":\"refill\"", NULL);
+  build_job *job = malloc(sizeof *job);
+  pthread_t th;
+  pthread_attr_t attr;
+  bool started = false;
+  if (job && pthread_attr_init(&attr) == 0) {
+    *job = (build_job){p, tpl, r, ""};
+    memcpy(job->name, r->env.name, sizeof job->name);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    started = pthread_create(&th, &attr, build_run, job) == 0;
+    pthread_attr_destroy(&attr);
+  }
+  if (started) {
+    p->building++;
+    return true;
+  }
+  /* No thread to be had: on this one, as before builders. */
+  char name[64];
+  memcpy(name, r->env.name, sizeof name);
+  free(job);
+  build(p, tpl, r, name);
   return true;
 }
 
@@ -218,7 +264,7 @@ static bool adjust(pool *p, int64_t now) {
       neediest = tpl;
     }
   }
-  return neediest && refill(p, neediest, now);
+  return neediest && refill(p, neediest);
 }
 
 /* Frees removed templates that have no environment left. */

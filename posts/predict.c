@@ -45,16 +45,23 @@ static void decay(pool_predict *p, int64_t now_ms) {
   p->rate_at_ms = now_ms;
 }
 
+/* Takes the finished current burst into the usual burst size, once. */
+static void fold_burst(pool_predict *p) {
+  if (!p->burst || p->burst_folded) return;
+  p->burst_avg = p->burst_avg
+                     ? p->o.burst_weight * p->burst + (1 - p->o.burst_weight) * p->burst_avg
+                     : p->burst;
+  p->burst_folded = true;
+}
+
 void pool_predict_claim(pool_predict *p, int64_t now_ms) {
   int64_t gap = p->have_last && now_ms >= p->last_ms ? now_ms - p->last_ms : -1;
   if (gap >= 0 && gap < p->o.burst_gap_ms) {
     p->burst++;
   } else {
-    if (p->burst) /* the burst before this one is over */
-      p->burst_avg = p->burst_avg
-                         ? p->o.burst_weight * p->burst + (1 - p->o.burst_weight) * p->burst_avg
-                         : p->burst;
+    fold_burst(p); /* the burst before this one is over, if target has not said so */
     p->burst = 1;
+    p->burst_folded = false;
   }
   if (gap >= p->o.burst_gap_ms) { /* an idle time between bursts */
     size_t bin = (size_t)(gap / p->o.bin_ms);
@@ -121,6 +128,9 @@ pool_predict_advice pool_predict_target(pool_predict *p, int64_t now_ms, int64_t
   int64_t since = now_ms - p->last_ms;
   double expected = ceil(p->rate * (double)(refill_ms > 0 ? refill_ms : 0) / 1000.0);
   if (expected < 1) expected = 1;
+  /* A burst is over burst_gap_ms after its last claim: learnt now, so that
+   * the warm target already counts it. */
+  if (since >= p->o.burst_gap_ms) fold_burst(p);
   a.burst = p->burst_avg;
   if (since < p->o.burst_gap_ms) { /* a burst may be under way: what it has left */
     a.why = POOL_PREDICT_BURST;

@@ -23,10 +23,11 @@
  *     one burst: a gap shorter than burst_gap_ms continues the burst and is
  *     not an idle time; the histogram holds the gaps between bursts, and the
  *     pool also learns the usual burst size (an exponentially weighted
- *     average). Inside the keep-alive window the target is then at least the
- *     usual burst, so that a whole class finds warm environments; during a
- *     burst, at least what the usual burst has still to claim. This is our
- *     extension of the paper, whose unit is one invocation;
+ *     average), as soon as a burst is over (burst_gap_ms after its last
+ *     claim), not at the next burst's first claim. Inside the keep-alive window the target is then
+ * at least the usual burst, so that a whole class finds warm environments; during a burst, at least
+ * what the usual burst has still to claim. This is our extension of the paper, whose unit is one
+ * invocation;
  *   - gaps beyond the histogram's range count in an overflow bin; when too
  *     many gaps fall there (the paper's "out of bounds" case, which it hands
  *     to ARIMA), the fixed keep-alive is used instead: this module has no
@@ -78,6 +79,7 @@ typedef struct pool_predict {
   double rate;        /* claims per second, averaged */
   int64_t rate_at_ms; /* when rate was last brought up to date */
   uint32_t burst;     /* claims in the current burst */
+  bool burst_folded;  /* the current burst is over and already in burst_avg */
   double burst_avg;   /* the usual size of a finished burst (0: none finished yet) */
 } pool_predict;
 

@@ -275,7 +275,7 @@ static int parse_pool(const cJSON *p, pool_template *t, pool_template_err *err) 
   }
   if (p && ((rc = only_known(p, "spec.pool", known, err)) < 0 ||
             (rc = parse_int(p, "min", "spec.pool.min", 0, POOL_TEMPLATE_MAX_POOL, &min, err)) < 0 ||
-            (rc = parse_int(p, "max", "spec.pool.max", 1, POOL_TEMPLATE_MAX_POOL, &max, err)) < 0))
+            (rc = parse_int(p, "max", "spec.pool.max", 0, POOL_TEMPLATE_MAX_POOL, &max, err)) < 0))
     return rc;
   if (min > max) {
     set_err(err, "spec.pool.min", "must not be more than spec.pool.max (%lld)", (long long)max);

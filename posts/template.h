@@ -18,7 +18,8 @@
  *     readOnlyRoot: true
  *     sharedVolume: {hostPath: /srv/course, path: /course}   # read-only
  *     idleTimeout: PT30M               # ISO-8601 duration
- *     pool: {min: 0, max: 10, keepAlive: PT10M}   # keepAlive: see predict.h
+ *     pool: {min: 0, max: 10, keepAlive: PT10M}   # keepAlive: see predict.h;
+ *                                                 # max 0: never warm, every claim cold
  *     policy:
  *       forbiddenBinaries: [/usr/bin/nc]
  *       forbiddenPaths: [/etc/shadow]

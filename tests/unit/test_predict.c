@@ -163,9 +163,38 @@ static void burst_raises_target_with_rate(void **state) {
    * ten seconds. */
   assert_true(a.rate > 0.3 && a.rate < 1.0);
   assert_true(a.target >= 3 && a.target <= 10);
+  /* Five minutes on the rate has decayed; the burst is over and learnt
+   * (no next claim needed): inside the keep-alive, a class's worth. */
   pool_predict_advice later = pool_predict_target(&p, t + 5 * MIN, 10000);
   assert_true(later.rate < a.rate / 16);
-  assert_true(later.target <= 1);
+  EXPECT_INT(later.why, POOL_PREDICT_WARM);
+  assert_true(later.burst > 59.9 && later.burst < 60.1);
+  EXPECT_INT(later.target, 60);
+  /* Past the keep-alive: zero. */
+  pool_predict_advice idle = pool_predict_target(&p, t + 11 * MIN, 10000);
+  EXPECT_INT(idle.why, POOL_PREDICT_IDLE);
+  EXPECT_INT(idle.target, 0);
+}
+
+/* A burst is learnt once it is over (burst_gap_ms after its last claim),
+ * and only once, however often the target is asked for. */
+static void burst_learnt_when_over(void **state) {
+  (void)state;
+  pool_predict p;
+  pool_predict_init(&p, NULL);
+  for (int i = 0; i < 8; i++) pool_predict_claim(&p, i * 1000);
+  pool_predict_advice a = pool_predict_target(&p, 7000 + 30000, 2000);
+  EXPECT_INT(a.why, POOL_PREDICT_BURST);
+  assert_true(a.burst < 0.1); /* under way: not learnt yet */
+  for (int k = 0; k < 3; k++) a = pool_predict_target(&p, 7000 + 61000 + k * 1000, 2000);
+  EXPECT_INT(a.why, POOL_PREDICT_WARM);
+  assert_true(a.burst > 7.9 && a.burst < 8.1);
+  EXPECT_INT(a.target, 8);
+  /* The next class of 4: the average moves once, by the weight (0.3). */
+  for (int i = 0; i < 4; i++) pool_predict_claim(&p, 30 * MIN + i * 1000);
+  a = pool_predict_target(&p, 30 * MIN + 3000 + 61000, 2000);
+  a = pool_predict_target(&p, 30 * MIN + 3000 + 62000, 2000);
+  assert_true(a.burst > 0.3 * 4 + 0.7 * 8 - 0.01 && a.burst < 0.3 * 4 + 0.7 * 8 + 0.01);
 }
 
 static void names(void **state) {
@@ -184,6 +213,7 @@ int main(void) {
       cmocka_unit_test(out_of_range_gaps_fall_back),
       cmocka_unit_test(few_samples_fall_back),
       cmocka_unit_test(burst_raises_target_with_rate),
+      cmocka_unit_test(burst_learnt_when_over),
       cmocka_unit_test(classes_get_a_class_worth_of_warm_environments),
       cmocka_unit_test(names),
   };

@@ -133,6 +133,10 @@ static void defaults(void **state) {
   EXPECT_TRUE(spec.capabilities == NULL && spec.command == NULL);
   pool_template_free(t);
   pool_template_free(NULL);
+  /* max 0: never kept warm, every claim a cold start. */
+  t = load_ok(SPEC("  pool: {min: 0, max: 0}\n"));
+  EXPECT_INT(t->pool_max, 0);
+  pool_template_free(t);
 }
 
 /* JSON, numbers for quantities, and metadata labels and annotations. */
@@ -278,7 +282,7 @@ static void refusals(void **state) {
       {SPEC("  idleTimeout: 30\n"), "spec.idleTimeout", "ISO-8601"},
       {SPEC("  pool: {min: 3, max: 2}\n"), "spec.pool.min", "not be more than"},
       {SPEC("  pool: {min: -1}\n"), "spec.pool.min", "whole number"},
-      {SPEC("  pool: {max: 0}\n"), "spec.pool.max", "from 1"},
+      {SPEC("  pool: {max: -1}\n"), "spec.pool.max", "from 0"},
       {SPEC("  pool: {max: 1001}\n"), "spec.pool.max", "to 1000"},
       {SPEC("  pool: {size: 1}\n"), "spec.pool.size", "unknown field"},
       {SPEC("  pool: {keepAlive: 10m}\n"), "spec.pool.keepAlive", "ISO-8601"},
