@@ -87,6 +87,18 @@ void posts_exec_result_cleanup(posts_exec_result *res) {
   memset(res, 0, sizeof *res);
 }
 
+const char *posts_watch_type_name(posts_watch_type type) {
+  switch (type) {
+  case POSTS_WATCH_ADDED:
+    return "added";
+  case POSTS_WATCH_MODIFIED:
+    return "modified";
+  case POSTS_WATCH_DELETED:
+    return "deleted";
+  }
+  return "unknown";
+}
+
 const char *posts_env_state_name(posts_env_state state) {
   static const char *const names[] = {"unknown",    "created", "running",  "paused",
                                       "restarting", "exited",  "removing", "dead"};
@@ -247,4 +259,20 @@ int posts_env_exec(posts_runtime *rt, const char *id, const posts_exec_req *req,
   if (r.timeout_ms == 0) r.timeout_ms = 30000;
   if (r.max_output == 0) r.max_output = (size_t)1 << 20;
   return rt->ops->exec(rt, id, &r, res, err);
+}
+
+void posts_runtime_cancel(posts_runtime *rt) {
+  if (rt && rt->ops->cancel) rt->ops->cancel(rt);
+}
+
+int posts_env_watch(posts_runtime *rt, const char *ns, const posts_label *sel, size_t n_sel,
+                    posts_watch_fn fn, void *arg, const atomic_bool *stop, posts_err *err) {
+  int rc;
+  if (ns && !is_dns_name(ns, "-")) return posts__err(err, -EINVAL, 0, "ns: not a DNS label");
+  if ((rc = check_labels(sel, n_sel, true, err)) < 0) return rc;
+  if (!fn) return posts__err(err, -EINVAL, 0, "fn: NULL");
+  if (!rt->ops->watch)
+    return posts__err(err, -ENOTSUP, 0, "watch: the %s runtime cannot watch; list instead",
+                      rt->ops->name);
+  return rt->ops->watch(rt, ns, sel, n_sel, fn, arg, stop, err);
 }

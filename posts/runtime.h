@@ -1,13 +1,13 @@
 /*
  * runtime.h — the container runtime the posts run lab environments on: one
- * interface (create, start, stop, remove, inspect, list by label, exec) over
- * backends, so that the posts never speak a runtime's protocol themselves.
- * The first backend is the Docker Engine API over a unix socket, which both
- * Docker and Podman (`podman system service`) serve; a Kubernetes backend is
- * meant to follow, which is why environments live in a namespace, carry
- * labels, and are named by opaque string ids. An environment may also carry
- * an owner (posts_env_claim), the one mutable mark: labels are fixed at
- * creation.
+ * interface (create, start, stop, remove, inspect, list by label, exec,
+ * watch) over backends, so that the posts never speak a runtime's protocol
+ * themselves. The first backend is the Docker Engine API over a unix socket,
+ * which both Docker and Podman (`podman system service`) serve; the second
+ * the Kubernetes API (posts/runtime_k8s.h), which is why environments live
+ * in a namespace, carry labels, and are named by opaque string ids. An
+ * environment may also carry an owner (posts_env_claim), the one mutable
+ * mark: labels are fixed at creation.
  *
  * Every environment is created with least privilege, whatever its spec asks
  * for: no new privileges, every capability dropped but those granted, a
@@ -23,6 +23,7 @@
 #ifndef OUTPOST_POSTS_RUNTIME_H
 #define OUTPOST_POSTS_RUNTIME_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -154,6 +155,11 @@ posts_runtime *posts_runtime_docker_new(const char *socket_path, char *errbuf, s
 /* Frees the handle (environments are left as they are). NULL does nothing. */
 void posts_runtime_free(posts_runtime *rt);
 
+/* For a process that is stopping: calls that wait for the runtime (a
+ * Kubernetes start waits for its pod to run) return -ECANCELED at once, now
+ * and from then on. Other calls go on as before. Safe from any thread. */
+void posts_runtime_cancel(posts_runtime *rt);
+
 /* 0 when the runtime answers; -ECONNREFUSED (or -ENOENT: no socket) when not. */
 int posts_runtime_ping(posts_runtime *rt, posts_err *err);
 
@@ -192,16 +198,17 @@ int posts_env_inspect(posts_runtime *rt, const char *id, posts_env_info *info, p
  * once it is created, and a pool must be able to tell from the runtime alone
  * which of its environments are taken. The Docker backend keeps the owner in
  * the container's name instead (renamed from <ns>_<name> to
- * <ns>_<name>__<owner>; info->name is unchanged). A Kubernetes backend
- * would patch a label (with the resourceVersion as precondition).
+ * <ns>_<name>__<owner>; info->name is unchanged). The Kubernetes backend
+ * patches a label, with the resourceVersion it read as precondition, which
+ * makes its claims atomic: of two racing claims one gets -EBUSY.
  *
- * A claim is checked, not atomic: it fails with -EBUSY when another owner
- * already holds the environment, but two claims of one environment racing
- * from two processes may both succeed, the later owner winning (Podman's
- * rename looks the container up before it locks it; tested). Callers
- * serialise claims of an environment: the pool does, under its lock, and
- * there is one pool per node and namespace. Returns 0 (also when owner
- * already holds it), or
+ * On Docker a claim is checked, not atomic: it fails with -EBUSY when
+ * another owner already holds the environment, but two claims of one
+ * environment racing from two processes may both succeed, the later owner
+ * winning (Podman's rename looks the container up before it locks it;
+ * tested). Callers serialise claims of an environment: the pool does,
+ * under its lock, and there is one pool per node and namespace. Returns 0
+ * (also when owner already holds it), or
  *   -EBUSY   another owner holds it
  *   -ENOENT  no such environment (or not one made through this API)
  *   -EINVAL  a bad id or owner
@@ -227,5 +234,42 @@ int posts_env_list(posts_runtime *rt, const char *ns, const posts_label *sel, si
  *               environment to be sure it is gone. */
 int posts_env_exec(posts_runtime *rt, const char *id, const posts_exec_req *req,
                    posts_exec_result *res, posts_err *err);
+
+/* ------------------------------------------------------------- watching */
+
+typedef enum posts_watch_type {
+  POSTS_WATCH_ADDED = 1, /* selected now: new, or there when the watch began */
+  POSTS_WATCH_MODIFIED,  /* changed (state, owner...) */
+  POSTS_WATCH_DELETED,   /* gone, or no longer selected; info as it last was */
+} posts_watch_type;
+
+/* "added", "modified", "deleted"; never NULL. */
+const char *posts_watch_type_name(posts_watch_type type);
+
+/* Receives one change. info is valid during the call only. Returns 0 to go
+ * on; anything else ends the watch, and posts_env_watch returns it. */
+typedef int (*posts_watch_fn)(void *arg, posts_watch_type type, const posts_env_info *info);
+
+/* Follows the environments posts_env_list(rt, ns, sel, n_sel) would list, as
+ * they change, instead of listing them again and again: fn first gets ADDED
+ * for each one there now, then each change as the runtime makes it, in order
+ * for any one environment. Blocks, on the calling thread (where fn runs),
+ * until
+ *   - fn returns nonzero: that value is returned;
+ *   - *stop becomes true (stop may be NULL): 0 is returned; it is looked at
+ *     at least once a second, and before every call of fn;
+ *   - a failure that trying again cannot mend: its negative errno (-EACCES,
+ *     -EINVAL...), or the first listing's failure of any kind, so that a
+ *     wrong server or credentials are reported at once.
+ * Losing the connection or an error of the server is mended inside: the
+ * watch connects again (0.5 s doubling to 30 s between tries) and resumes
+ * where it was; when the runtime has forgotten that point, it lists again
+ * and reports the difference (changes in between may then merge into one
+ * MODIFIED, and an environment made and removed in between is not seen).
+ * Infos carry no pid, as from posts_env_list. fn may call the runtime, but
+ * not posts_runtime_free. Returns -ENOTSUP when the backend cannot watch
+ * (Docker: poll posts_env_list). */
+int posts_env_watch(posts_runtime *rt, const char *ns, const posts_label *sel, size_t n_sel,
+                    posts_watch_fn fn, void *arg, const atomic_bool *stop, posts_err *err);
 
 #endif

@@ -717,6 +717,7 @@ static const posts_runtime_ops dk_ops = {
     .claim = dk_claim,
     .list = dk_list,
     .exec = dk_exec,
+    .watch = NULL, /* not done for Docker: posts_env_watch says -ENOTSUP */
 };
 
 posts_runtime *posts_runtime_docker_new(const char *socket_path, char *errbuf, size_t errlen) {

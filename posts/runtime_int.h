@@ -28,6 +28,12 @@ typedef struct posts_runtime_ops {
               posts_env_infos *out, posts_err *err);
   int (*exec)(posts_runtime *rt, const char *id, const posts_exec_req *req, posts_exec_result *res,
               posts_err *err);
+  /* Optional: NULL when no call of the backend waits long. */
+  void (*cancel)(posts_runtime *rt);
+  /* Optional: NULL when the backend cannot watch (posts_env_watch then
+   * answers -ENOTSUP). */
+  int (*watch)(posts_runtime *rt, const char *ns, const posts_label *sel, size_t n_sel,
+               posts_watch_fn fn, void *arg, const atomic_bool *stop, posts_err *err);
 } posts_runtime_ops;
 
 /* Backends put this first in their own struct. */
