@@ -145,6 +145,15 @@ int pool_release(pool *p, const char *id, posts_err *err);
  * again. -ENOENT: not a claimed environment of this pool. */
 int pool_touch(pool *p, const char *id);
 
+/* The runtime says environment id is gone, or no longer running, outside
+ * the pool (a pod deleted or evicted on Kubernetes: the node post watches
+ * them). A warm one is marked broken (removed and replaced by the pool's
+ * thread); a claimed one is forgotten, with a `reclaimed` event of reason
+ * "gone". 0, or -ENOENT when the pool has no such environment, or -EBUSY
+ * when it is being made, claimed or removed (the pool's own call will see
+ * it). */
+int pool_env_gone(pool *p, const char *id);
+
 typedef enum pool_env_state {
   POOL_ENV_STARTING, /* being created and started */
   POOL_ENV_WARM,     /* running, waiting for a claim */

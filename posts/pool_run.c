@@ -113,6 +113,25 @@ static bool reclaim_idle(pool *p, int64_t now) {
   return false;
 }
 
+int pool_env_gone(pool *p, const char *id) {
+  pthread_mutex_lock(&p->mu);
+  pool_rec *r = pool__rec_find(p, id);
+  int rc = r ? 0 : -ENOENT;
+  if (r && r->env.state == POOL_ENV_WARM) {
+    r->broken = true;
+  } else if (r && r->env.state == POOL_ENV_CLAIMED) {
+    pool__ev_env(p, POOL_EV_RECLAIMED, r, "\"reason\":\"gone\"", NULL);
+    pool__rec_drop(p, r);
+  } else if (r) {
+    rc = -EBUSY;
+  }
+  p->kicked = true;
+  pthread_cond_signal(&p->wake);
+  pool__flush(p);
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
 /* Removes one warm environment: a broken one, else an extra of a template
  * over its target. True when it removed one. */
 static bool remove_warm(pool *p, pool_rec *r, const char *reason) {

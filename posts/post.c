@@ -42,6 +42,9 @@ static void usage(FILE *f) {
         "                          at --broker-url's host (broker --role dispatcher)\n"
         "  --advertise-host HOST   the address the broker delivers this post's events to\n"
         "                          (default: the --listen host; 127.0.0.1 for 0.0.0.0)\n"
+        "  --internal-token TOKEN  the posts' token among themselves: the node and ns posts'\n"
+        "                          /v1/ APIs require it, every post sends it (and passes it\n"
+        "                          on to the posts it starts)\n"
         "cluster (the Labs REST API):\n"
         "  --tenant-token T=TOKEN  a tenant's bearer token (repeatable)\n"
         "  --tokens-file FILE      lines 'tenant token'\n"
@@ -103,6 +106,13 @@ void post_log(post *p, const char *fmt, ...) {
 
 bool post_valid_name(const char *s) {
   return s && res_valid_dns_label(s, strlen(s));
+}
+
+bool post_same_token(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  unsigned char d = la != lb;
+  for (size_t i = 0; i < la; i++) d |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
+  return d == 0;
 }
 
 const char *post_advertised_host(const post *p) {
@@ -201,7 +211,16 @@ long post_call_json(post *p, const char *method, const char *url, const cJSON *b
   char *text = body ? cJSON_PrintUnformatted(body) : NULL;
   post_answer a;
   *json = NULL;
-  int rc = post_call(p, method, url, NULL, 0, text, text ? strlen(text) : 0, timeout_ms, &a);
+  /* Posts call each other with the internal token, when there is one. */
+  char auth[300];
+  ce_kv hdrs[2] = {{"Content-Type", 12, "application/json", 16}};
+  size_t n = text ? 1 : 0;
+  if (p->cfg.internal_token) {
+    int len = snprintf(auth, sizeof auth, "Bearer %s", p->cfg.internal_token);
+    hdrs[n++] = (ce_kv){"Authorization", 13, auth, (size_t)len};
+  }
+  int rc =
+      post_call(p, method, url, n ? hdrs : NULL, n, text, text ? strlen(text) : 0, timeout_ms, &a);
   free(text);
   long status = rc ? rc : a.status;
   if (!rc && a.body.len) *json = cJSON_ParseWithLength(a.body.data, a.body.len);
@@ -377,6 +396,17 @@ static void on_request(void *ctx, httpd_req *req) {
     if (!strcmp(m, "POST")) return serve_events(p, req);
     return post_reply_error(req, 405, "POST only", NULL);
   }
+  /* The node and ns posts' APIs are for other posts: with an internal
+   * token, only those who have it. */
+  if (p->cfg.internal_token && strcmp(p->tier->name, "cluster") && !strncmp(path, "/v1/", 4)) {
+    const char *h = httpd_header(req, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7) || !post_same_token(h + 7, p->cfg.internal_token)) {
+      static const char *const www[] = {"WWW-Authenticate", "Bearer"};
+      httpd_respond_error(req, 401, "the internal token is required (Authorization: Bearer)", NULL,
+                          -1, www, 1);
+      return;
+    }
+  }
   if (p->tier->route && p->tier->route(p, req, m, path)) return;
   post_reply_error(req, 404, "no such endpoint", NULL);
 }
@@ -438,6 +468,7 @@ static const struct option longopts[] = {{"tier", required_argument, NULL, 't'},
                                          {"kube-namespace-prefix", required_argument, NULL, 'x'},
                                          {"no-ns-posts", no_argument, NULL, 'O'},
                                          {"node-post-service", required_argument, NULL, 'S'},
+                                         {"internal-token", required_argument, NULL, 'I'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
 
@@ -534,6 +565,10 @@ static int parse_flags(int argc, char **argv, post_cfg *cfg) {
       break;
     case 'O':
       cfg->no_ns_posts = true;
+      break;
+    case 'I':
+      cfg->internal_token = optarg;
+      bad = !optarg[0] || strlen(optarg) > 256 ? -EINVAL : 0;
       break;
     case 'S':
       cfg->node_post_service = optarg;

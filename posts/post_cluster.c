@@ -326,6 +326,7 @@ static size_t node_flags(post *p, const char **argv, size_t n, char *nsport) {
   if (p->cfg.socket) argv[n++] = "--socket", argv[n++] = p->cfg.socket;
   if (p->cfg.detector_url) argv[n++] = "--detector-url", argv[n++] = p->cfg.detector_url;
   if (p->cfg.detector_token) argv[n++] = "--detector-token", argv[n++] = p->cfg.detector_token;
+  if (p->cfg.internal_token) argv[n++] = "--internal-token", argv[n++] = p->cfg.internal_token;
   if (p->cfg.ns_port) {
     snprintf(nsport, 24, "%u", (unsigned)p->cfg.ns_port);
     argv[n++] = "--ns-port", argv[n++] = nsport;
@@ -380,22 +381,15 @@ static void cluster_stop(post *p) {
 
 /* ------------------------------------------------------------- auth */
 
-static bool same(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  unsigned char d = la != lb;
-  for (size_t i = 0; i < la; i++) d |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
-  return d == 0;
-}
-
 /* The caller: a tenant's name, "" for the admin, NULL (answered 401). */
 static const char *authenticate(post *p, httpd_req *req) {
   cluster_post *cp = p->tier_state;
   const char *h = httpd_header(req, "Authorization");
   if (h && !strncmp(h, "Bearer ", 7)) {
     const char *tok = h + 7;
-    if (p->cfg.admin_token && same(tok, p->cfg.admin_token)) return "";
+    if (p->cfg.admin_token && post_same_token(tok, p->cfg.admin_token)) return "";
     for (size_t i = 0; i < cp->n_tokens; i++)
-      if (same(tok, cp->tokens[i].token)) return cp->tokens[i].tenant;
+      if (post_same_token(tok, cp->tokens[i].token)) return cp->tokens[i].tenant;
   }
   atomic_fetch_add(&cp->unauthorized, 1);
   static const char *const www[] = {"WWW-Authenticate", "Bearer"};

@@ -59,6 +59,8 @@ typedef struct post_cfg {
   const char *kube_ns_prefix;    /* node, kubernetes: prefix of the lab namespaces ("") */
   bool no_ns_posts;              /* node: the ns posts run elsewhere (own containers) */
   const char *node_post_service; /* cluster: HOST:PORT whose every address is a node post */
+  const char *internal_token;    /* the posts' bearer token among themselves (node and ns
+                                    posts' /v1/ APIs); NULL: none asked for */
 } post_cfg;
 
 typedef struct post post;
@@ -261,6 +263,10 @@ int post_write_file(const char *path, const char *data, size_t len);
 int post_mkdirs(const char *dir);
 /* Whether s is a DNS label. */
 bool post_valid_name(const char *s);
+
+/* Whether bearer token a is b, in time that does not depend on where they
+ * differ. */
+bool post_same_token(const char *a, const char *b);
 
 /* The host others reach this post at (its triggers' subscriber URIs):
  * --advertise-host, else the --listen host, 127.0.0.1 for a wildcard. */

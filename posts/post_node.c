@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "core/metrics.h"
 #include "core/resources.h"
 #include "posts/pool.h"
+#include "posts/runtime_k8s.h"
 
 #define NODE_MAX_TEMPLATES 256
 
@@ -33,6 +35,8 @@ typedef struct node_ns {
   post *p;
   const char *name;
   pool *pool;
+  pthread_t rt_watch; /* the runtime's watch of this namespace (Kubernetes) */
+  bool rt_watching;
 } node_ns;
 
 /* A template's policy as the detector takes it (NULL: it forbids nothing). */
@@ -51,6 +55,8 @@ typedef struct node_post {
   post_watch *_Atomic watch; /* set once the pools exist */
   post_trig *trig;
   _Atomic uint64_t claims_warm, claims_cold, claims_failed, releases, execs;
+  atomic_bool rt_stop;      /* the runtime watches end */
+  _Atomic uint64_t rt_gone; /* environments the runtime said were gone */
 } node_post;
 
 /* The detector hears of an environment's claim and end from its events. */
@@ -127,13 +133,44 @@ static int add_templates(post *p, pool *pl, const char *path) {
   return rc;
 }
 
+/* --runtime kubernetes: a pod per environment, in the Kubernetes namespace
+ * of each Outpost namespace (--kube-namespace-prefix), on this node. */
+static posts_runtime *kube_runtime(post *p, char *err, size_t errlen) {
+  posts_k8s_config kc;
+  posts_runtime *rt = NULL;
+  if (posts_k8s_config_init(&kc)) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  int rc = p->cfg.kubeconfig
+               ? posts_k8s_config_from_kubeconfig(&kc, p->cfg.kubeconfig, NULL, err, errlen)
+               : posts_k8s_config_in_cluster(&kc, err, errlen);
+  if (rc == 0 && p->cfg.kube_ns_prefix) {
+    free(kc.ns_prefix);
+    if (!(kc.ns_prefix = strdup(p->cfg.kube_ns_prefix))) rc = -ENOMEM;
+  }
+  if (rc == 0) {
+    free(kc.node_name);
+    if (!(kc.node_name = strdup(p->cfg.node))) rc = -ENOMEM;
+  }
+  if (rc == 0) rt = posts_runtime_k8s_new(&kc, err, errlen);
+  if (rc == -ENOMEM) snprintf(err, errlen, "out of memory");
+  posts_k8s_config_cleanup(&kc);
+  return rt;
+}
+
 static int node_start(post *p) {
   node_post *np = calloc(1, sizeof *np);
   if (!np) return -ENOMEM;
   p->tier_state = np;
   char err[256];
-  const char *sock = p->cfg.socket ? p->cfg.socket : "/run/podman/podman.sock";
-  if (!(np->rt = posts_runtime_docker_new(sock, err, sizeof err))) {
+  if (p->cfg.runtime && !strcmp(p->cfg.runtime, "kubernetes")) {
+    np->rt = kube_runtime(p, err, sizeof err);
+  } else {
+    const char *sock = p->cfg.socket ? p->cfg.socket : "/run/podman/podman.sock";
+    np->rt = posts_runtime_docker_new(sock, err, sizeof err);
+  }
+  if (!np->rt) {
     post_log(p, "runtime: %s", err);
     return -EIO;
   }
@@ -200,37 +237,96 @@ static int watch_list(void *opaque, post_watch_env **out, size_t *n) {
   return 0;
 }
 
-/* Trigger ns-<namespace> for each namespace: its events (the pool's, the
- * detector's, the ns post's own) go to its ns post on port base + i. */
+/* The runtime's word on an environment of this node: one that went away
+ * (deleted, evicted) or stopped outside the pool. */
+static int rt_event(void *arg, posts_watch_type type, const posts_env_info *info) {
+  node_ns *ns = arg;
+  node_post *np = ns->p->tier_state;
+  bool gone = type == POSTS_WATCH_DELETED || info->state == POSTS_ENV_EXITED ||
+              info->state == POSTS_ENV_DEAD;
+  if (gone && pool_env_gone(ns->pool, info->id) == 0) {
+    atomic_fetch_add(&np->rt_gone, 1);
+    post_log(ns->p, "%s %s: %s outside the pool (the runtime says so)", ns->name, info->name,
+             type == POSTS_WATCH_DELETED ? "deleted" : posts_env_state_name(info->state));
+  }
+  return 0;
+}
+
+static void *rt_watch_run(void *arg) {
+  node_ns *ns = arg;
+  node_post *np = ns->p->tier_state;
+  posts_label sel = {POOL_LABEL_NODE, ns->p->name};
+  posts_err err = {0};
+  int rc = posts_env_watch(np->rt, ns->name, &sel, 1, rt_event, ns, &np->rt_stop, &err);
+  if (rc < 0 && !atomic_load(&np->rt_stop))
+    post_log(ns->p, "watch of %s ended: %s", ns->name, err.msg[0] ? err.msg : strerror(-rc));
+  return NULL;
+}
+
+/* Watches the runtime instead of polling it, where it can (Kubernetes). */
+static void rt_watch_start(post *p, node_post *np) {
+  if (!p->cfg.runtime || strcmp(p->cfg.runtime, "kubernetes")) return; /* Docker: -ENOTSUP */
+  for (size_t i = 0; i < np->n_ns; i++)
+    np->ns[i].rt_watching = !pthread_create(&np->ns[i].rt_watch, NULL, rt_watch_run, &np->ns[i]);
+}
+
+/* The name of namespace ns's trigger: ns-<ns> on one machine; with
+ * --advertise-host (many nodes, one broker) one per node, ns-<ns>-<node>,
+ * which also filters on the node (its hash when the name would not be a
+ * DNS label). */
+static void ns_trigger_name(const post *p, const char *ns, char name[64]) {
+  if (!p->cfg.advertise_host) {
+    snprintf(name, 64, "ns-%s", ns);
+    return;
+  }
+  char full[200];
+  snprintf(full, sizeof full, "ns-%s-%s", ns, p->cfg.node);
+  if (post_valid_name(full)) { /* a DNS label: 63 bytes at most */
+    memcpy(name, full, strlen(full) + 1);
+    return;
+  }
+  uint64_t h = 1469598103934665603ull;
+  for (const char *s = p->cfg.node; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+  snprintf(name, 64, "ns-%.40s-%016llx", ns, (unsigned long long)h);
+}
+
+/* Trigger ns-<namespace> for each namespace: its events (the pool's and
+ * the detector's) go to its ns post on port base + i. */
 static void register_triggers(post *p, node_post *np, uint16_t base) {
   cJSON *all = cJSON_CreateArray();
   for (size_t i = 0; all && i < np->n_ns; i++) {
-    char name[80], uri[128];
-    snprintf(name, sizeof name, "ns-%s", np->ns[i].name);
-    snprintf(uri, sizeof uri, "http://127.0.0.1:%u/events", (unsigned)(base + i));
+    char name[64], uri[128];
+    ns_trigger_name(p, np->ns[i].name, name);
+    snprintf(uri, sizeof uri, "http://%s:%u/events", post_advertised_host(p), (unsigned)(base + i));
     cJSON *tr = post_trig_resource(p, name, uri);
     if (!tr) break;
     cJSON *filter = cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(tr, "spec"), "filter");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(filter, "attributes"), "namespace",
-                            np->ns[i].name);
+    cJSON *attrs = cJSON_AddObjectToObject(filter, "attributes");
+    cJSON_AddStringToObject(attrs, "namespace", np->ns[i].name);
+    if (p->cfg.advertise_host) cJSON_AddStringToObject(attrs, "node", p->cfg.node);
     cJSON_AddItemToArray(all, tr);
   }
   np->trig = post_trig_start(p, all);
 }
 
 /* Starts one ns post per namespace, on ports from --ns-port (or this
- * post's port + 1) up, its trigger, and the link to the detector. */
+ * post's port + 1) up (unless --no-ns-posts: they run on their own), their
+ * triggers, and the link to the detector. */
 static void node_started(post *p) {
   node_post *np = p->tier_state;
   uint16_t base = p->cfg.ns_port ? p->cfg.ns_port : (uint16_t)(p->cfg.port + 1);
   atomic_store(&np->watch, post_watch_new(p, np->rt, np->ns_names, np->n_ns, watch_list, np));
+  rt_watch_start(p, np);
   register_triggers(p, np, base);
-  if (!(p->sup = post_sup_new(p))) return;
+  if (p->cfg.no_ns_posts || !(p->sup = post_sup_new(p))) return;
   for (size_t i = 0; i < np->n_ns; i++) {
     char listen[96], health[128], node_url[128], state[PATH_MAX];
-    snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)(base + i));
-    snprintf(health, sizeof health, "http://%s/healthz", listen);
-    snprintf(node_url, sizeof node_url, "http://%s:%u", p->cfg.host, (unsigned)p->cfg.port);
+    /* Advertised elsewhere: the broker must reach them there. */
+    snprintf(listen, sizeof listen, "%s:%u", p->cfg.advertise_host ? "0.0.0.0" : "127.0.0.1",
+             (unsigned)(base + i));
+    snprintf(health, sizeof health, "http://127.0.0.1:%u/healthz", (unsigned)(base + i));
+    snprintf(node_url, sizeof node_url, "http://%s:%u",
+             strcmp(p->cfg.host, "0.0.0.0") ? p->cfg.host : "127.0.0.1", (unsigned)p->cfg.port);
     snprintf(state, sizeof state, "%s/ns-%s", p->cfg.state_dir, np->ns[i].name);
     const char *argv[24] = {"outpost",     "post",         "--tier",      "ns",
                             "--namespace", np->ns[i].name, "--listen",    listen,
@@ -238,6 +334,7 @@ static void node_started(post *p) {
     size_t n = 12;
     if (p->cfg.config) argv[n++] = "--config", argv[n++] = p->cfg.config;
     if (p->cfg.broker_url) argv[n++] = "--broker-url", argv[n++] = p->cfg.broker_url;
+    if (p->cfg.internal_token) argv[n++] = "--internal-token", argv[n++] = p->cfg.internal_token;
     post_sup_add(p->sup, "ns", np->ns[i].name, health, argv);
   }
   post_sup_start(p->sup);
@@ -247,6 +344,10 @@ static void node_stop(post *p) {
   node_post *np = p->tier_state;
   post_watch *w = atomic_load(&np->watch);
   post_trig_free(np->trig);
+  atomic_store(&np->rt_stop, true); /* seen within a second */
+  posts_runtime_cancel(np->rt);     /* refills waiting for a pod to run give up */
+  for (size_t i = 0; i < np->n_ns; i++)
+    if (np->ns[i].rt_watching) pthread_join(np->ns[i].rt_watch, NULL);
   /* The watch lists the pools: its thread ends first; the pools' last
    * events may still queue to it until it is freed. */
   post_watch_stop(w);
@@ -530,6 +631,9 @@ static void node_metrics(post *p, ce_buf *out) {
   metrics_sample(out, "outpost_post_node_execs_total", NULL, atomic_load(&np->execs));
   metrics_family(out, "outpost_post_node_used", "gauge", "claimed environments on the node");
   metrics_sample(out, "outpost_post_node_used", NULL, (uint64_t)count_used(np, NULL));
+  metrics_family(out, "outpost_post_node_runtime_gone_total", "counter",
+                 "environments the runtime's watch said went away outside the pool");
+  metrics_sample(out, "outpost_post_node_runtime_gone_total", NULL, atomic_load(&np->rt_gone));
   post_watch_metrics(atomic_load(&np->watch), out);
 }
 

@@ -443,6 +443,9 @@ static int add_children(post *p, run_state *rs) {
   argf(&c, "--config=%s", rs->config);
   argf(&c, "--tokens-file=%s", rs->tokens);
   argf(&c, "--admin-token=%s", rs->admin);
+  /* The posts among themselves: the admin token too (one machine, one
+   * operator; kept in the data folder, so adopted posts still match). */
+  argf(&c, "--internal-token=%s", rs->admin);
   argf(&c, "--quota=%ld", rs->quota);
   argf(&c, "--socket=%s", rs->socket);
   if (!rs->no_detector) {

@@ -231,6 +231,14 @@ class RunTest(unittest.TestCase):
         r3.wait_line("Ctrl-C", timeout=120)
         self.assertEqual(read(os.path.join(data, "tokens")), tokens)
         admin = read(os.path.join(data, "admin-token")).strip()
+        # The node and ns posts' APIs are for the posts: the internal token
+        # (the admin token under `outpost run`), else 401.
+        for what, path in (("node", "/v1/capacity"), ("ns", "/v1/violations")):
+            st, j = request(r3.port(what), "GET", path)
+            self.assertEqual(st, 401, (what, j))
+            self.assertIn("internal token", j["error"])
+            self.assertEqual(request(r3.port(what), "GET", path, token=alice)[0], 401, what)
+            self.assertEqual(request(r3.port(what), "GET", path, token=admin)[0], 200, what)
         st, j = request(r3.port("broker"), "GET", "/v1/triggers", token=admin)
         self.assertEqual(st, 200, j)
         names = {t["metadata"]["name"] for t in j}
