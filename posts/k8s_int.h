@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <pthread.h>
+#include <string.h>
 
 /* The labels the runtime puts on its pods. The first two are its own and
  * hidden from infos (under POSTS_RUNTIME_LABEL_PREFIX); managed-by is the
@@ -28,6 +29,16 @@
 #define K8S_POLICY        "outpost-no-network" /* the NetworkPolicy of each namespace */
 #define K8S_IDLE_MAX      8                    /* curl handles kept for reuse (their connections) */
 #define K8S_ID_MAX        (63 + 1 + 253 + 1)   /* "<namespace>/<pod>" and NUL */
+
+/* Writes a, sep (when not '\0') and b into out, whose size the caller has
+ * checked holds them: what snprintf would, without its truncation
+ * warnings. */
+static inline void posts__k8s_join(char *out, const char *a, char sep, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  memcpy(out, a, la);
+  if (sep) out[la++] = sep;
+  memcpy(out + la, b, lb + 1);
+}
 
 typedef struct k8s {
   posts_runtime rt; /* first: a posts_runtime * is a k8s * */

@@ -81,7 +81,7 @@ static int check_labels(const char *what, const posts_label *labels, size_t n, p
 int posts__k8s_kns(const k8s *k, const char *ns, char *kns, posts_err *err) {
   if (strlen(k->ns_prefix) + strlen(ns) > 63)
     return posts__err(err, -EINVAL, 0, "ns: with the prefix \"%s\", longer than 63", k->ns_prefix);
-  snprintf(kns, 64, "%s%s", k->ns_prefix, ns);
+  posts__k8s_join(kns, k->ns_prefix, '\0', ns);
   return 0;
 }
 
@@ -344,7 +344,7 @@ int posts__k8s_pod_info(posts_env_info *info, const cJSON *pod) {
   const char *name = cJSON_GetStringValue(get(md, "name"));
   const char *kns = cJSON_GetStringValue(get(md, "namespace"));
   if (!name || !kns || strlen(kns) + strlen(name) + 2 > sizeof info->id) return -EPROTO;
-  snprintf(info->id, sizeof info->id, "%s/%s", kns, name);
+  posts__k8s_join(info->id, kns, '/', name);
   c = lab_item(get(get(pod, "spec"), "containers"));
   if (fill_labels(info, get(md, "labels")) < 0 || posts__strdup(&info->name, name) < 0 ||
       posts__strdup(&info->image, cJSON_GetStringValue(get(c, "image"))) < 0)

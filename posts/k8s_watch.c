@@ -142,7 +142,7 @@ static bool pod_id(const cJSON *pod, char *id) {
   const char *ns = cJSON_GetStringValue(get(get(pod, "metadata"), "namespace"));
   const char *name = cJSON_GetStringValue(get(get(pod, "metadata"), "name"));
   if (!ns || !name || strlen(ns) + strlen(name) + 2 > K8S_ID_MAX) return false;
-  snprintf(id, K8S_ID_MAX, "%s/%s", ns, name);
+  posts__k8s_join(id, ns, '/', name);
   return true;
 }
 

@@ -327,6 +327,8 @@ static size_t node_flags(post *p, const char **argv, size_t n, char *nsport) {
   if (p->cfg.detector_url) argv[n++] = "--detector-url", argv[n++] = p->cfg.detector_url;
   if (p->cfg.detector_token) argv[n++] = "--detector-token", argv[n++] = p->cfg.detector_token;
   if (p->cfg.internal_token) argv[n++] = "--internal-token", argv[n++] = p->cfg.internal_token;
+  if (p->cfg.trigger_api) argv[n++] = "--trigger-api", argv[n++] = p->cfg.trigger_api;
+  if (p->cfg.advertise_host) argv[n++] = "--advertise-host", argv[n++] = p->cfg.advertise_host;
   if (p->cfg.ns_port) {
     snprintf(nsport, 24, "%u", (unsigned)p->cfg.ns_port);
     argv[n++] = "--ns-port", argv[n++] = nsport;

@@ -300,10 +300,30 @@ static void register_triggers(post *p, node_post *np, uint16_t base) {
     snprintf(uri, sizeof uri, "http://%s:%u/events", post_advertised_host(p), (unsigned)(base + i));
     cJSON *tr = post_trig_resource(p, name, uri);
     if (!tr) break;
-    cJSON *filter = cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(tr, "spec"), "filter");
-    cJSON *attrs = cJSON_AddObjectToObject(filter, "attributes");
-    cJSON_AddStringToObject(attrs, "namespace", np->ns[i].name);
-    if (p->cfg.advertise_host) cJSON_AddStringToObject(attrs, "node", p->cfg.node);
+    cJSON *spec = cJSON_GetObjectItemCaseSensitive(tr, "spec");
+    if (!p->cfg.advertise_host) {
+      cJSON *filter = cJSON_AddObjectToObject(spec, "filter");
+      cJSON_AddStringToObject(cJSON_AddObjectToObject(filter, "attributes"), "namespace",
+                              np->ns[i].name);
+    } else {
+      /* This node's events of the namespace, and the namespace's quarantine
+       * events, which carry no node (every ns post of the namespace keeps
+       * the quarantine set): namespace AND (node OR quarantine.*). */
+      cJSON *filters = cJSON_AddArrayToObject(spec, "filters"), *f, *any, *a;
+      f = cJSON_CreateObject();
+      cJSON_AddStringToObject(cJSON_AddObjectToObject(f, "exact"), "namespace", np->ns[i].name);
+      cJSON_AddItemToArray(filters, f);
+      f = cJSON_CreateObject();
+      any = cJSON_AddArrayToObject(f, "any");
+      a = cJSON_CreateObject();
+      cJSON_AddStringToObject(cJSON_AddObjectToObject(a, "exact"), "node", p->cfg.node);
+      cJSON_AddItemToArray(any, a);
+      a = cJSON_CreateObject();
+      cJSON_AddStringToObject(cJSON_AddObjectToObject(a, "prefix"), "type",
+                              "dev.outpost.quarantine.");
+      cJSON_AddItemToArray(any, a);
+      cJSON_AddItemToArray(filters, f);
+    }
     cJSON_AddItemToArray(all, tr);
   }
   np->trig = post_trig_start(p, all);

@@ -476,7 +476,7 @@ static int k8s_create(posts_runtime *rt, const posts_env_spec *spec, char *id, p
   if (!name || strlen(kns) + strlen(name) + 2 > POSTS_ENV_ID_MAX)
     rc = posts__err(err, -EPROTO, 201, "create: no name in the answer");
   else
-    snprintf(id, POSTS_ENV_ID_MAX, "%s/%s", kns, name);
+    posts__k8s_join(id, kns, '/', name);
 cleanup:
   cJSON_Delete(pod);
   cJSON_Delete(ans);

@@ -280,6 +280,114 @@ class ConfigTest(unittest.TestCase):
         self.assertIn("/nonexistent.yaml", p.stderr)
 
 
+ROLE_TRIGGER = """\
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: role-t, namespace: default}
+spec: {broker: default, subscriber: {uri: "http://127.0.0.1:1/"}}
+"""
+
+
+class RoleTest(unittest.TestCase):
+    """`--role ingress|dispatcher`: each process refuses the other's half
+    with a 404 whose JSON body says where to go (test_kafka.py shows the
+    two halves working together over a shared Kafka)."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.data = os.path.join(self.dir.name, "broker.db")
+        self.b = None
+
+    def tearDown(self):
+        if self.b:
+            self.assertEqual(self.b.stop(), 0, "clean exit on SIGTERM")
+        self.dir.cleanup()
+
+    def start(self, *args):
+        self.b = Broker(self.data, "--triggers-state", os.path.join(self.dir.name, "t.json"),
+                        *args)
+        return self.b
+
+    def health(self):
+        r, body = self.b.request("GET", "/healthz")
+        self.assertEqual(r.status, 200, body)
+        return json.loads(body)
+
+    def metric_names(self):
+        r, body = self.b.request("GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        return {line.split()[2] for line in body.decode().splitlines()
+                if line.startswith("# TYPE ")}
+
+    def test_default_role_is_all(self):
+        self.start()
+        self.assertEqual(self.health()["role"], "all")
+        r, body = self.b.request("GET", "/v1/triggers")
+        self.assertEqual((r.status, json.loads(body)), (200, []))
+        r, body = self.b.request("POST", "/default/default", b"{}", binary_headers("all-1"))
+        self.assertEqual(r.status, 202, body)
+
+    def test_ingress_takes_events_and_has_no_dispatcher(self):
+        self.start("--role", "ingress")
+        self.assertEqual(self.health()["role"], "ingress")
+        for method, path, body in (("GET", "/v1/triggers", None),
+                                   ("PUT", "/v1/triggers", ROLE_TRIGGER),
+                                   ("GET", "/v1/triggers/default/role-t", None),
+                                   ("DELETE", "/v1/triggers/default/role-t", None)):
+            with self.subTest(f"{method} {path}"):
+                r, data = self.b.request(method, path, body,
+                                         {"Content-Type": "application/yaml"} if body else {})
+                self.assertEqual(r.status, 404, data)
+                err = json.loads(data)["error"]
+                self.assertIn("--role ingress", err)
+                self.assertIn("dispatcher", err)
+        # No dispatcher started: none of its metrics.
+        names = self.metric_names()
+        self.assertIn("outpost_ingress_requests_rejected_total", names)
+        self.assertFalse({n for n in names if n.startswith(("outpost_trigger_",
+                                                             "outpost_dispatcher_"))}, names)
+        r, body = self.b.request("POST", "/default/default", b'{"a":1}', binary_headers("in-1"))
+        self.assertEqual(r.status, 202, body)
+        self.assertEqual([h["ce_id"] for *_, h, _ in records(self.data)], ["in-1"])
+        # The broker admin API stays: brokers are declared on each ingress.
+        r, _ = self.b.request("PUT", "/v1/brokers/team-a/main")
+        self.assertEqual(r.status, 201)
+        self.assertFalse(os.path.exists(os.path.join(self.dir.name, "t.json")),
+                         "no trigger state written by an ingress")
+
+    def test_dispatcher_takes_triggers_and_refuses_events(self):
+        self.start("--role", "dispatcher")
+        self.assertEqual(self.health()["role"], "dispatcher")
+        for path in ("/default/default", "/team-a/nope"):
+            with self.subTest(path):
+                r, data = self.b.request("POST", path, b"{}", binary_headers("d-1"))
+                self.assertEqual(r.status, 404, data)
+                err = json.loads(data)["error"]
+                self.assertIn("--role dispatcher", err)
+                self.assertIn("POST events to an ingress", err)
+        self.assertEqual(records(self.data), [], "nothing reached the log")
+        r, data = self.b.request("PUT", "/v1/triggers", ROLE_TRIGGER,
+                                 {"Content-Type": "application/yaml"})
+        self.assertEqual(r.status, 200, data)
+        self.assertEqual(json.loads(data)["applied"],
+                         [{"namespace": "default", "name": "role-t", "result": "created"}])
+        r, data = self.b.request("GET", "/v1/triggers/default/role-t")
+        self.assertEqual(r.status, 200, data)
+        self.assertIn("outpost_dispatcher_inflight_deliveries", self.metric_names())
+        r, _ = self.b.request("GET", "/readyz")
+        self.assertEqual(r.status, 200)
+
+    def test_bad_role_exits_2(self):
+        for role in ("both", "", "Ingress"):
+            with self.subTest(role=role):
+                p = subprocess.run([OUTPOST, "broker", "--listen", "127.0.0.1:0", "--data",
+                                    self.data, "--role", role],
+                                   capture_output=True, text=True, timeout=10)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn(f"--role is all, ingress or dispatcher, not '{role}'", p.stderr)
+        self.assertFalse(os.path.exists(self.data), "nothing started")
+
+
 class CrashTest(unittest.TestCase):
     """kill -9 while many clients post: nothing that got a 202 is lost."""
 

@@ -13,15 +13,23 @@ errors (still 202, each event stored once), a partition's leader moving, and
 every broker down (503 with Retry-After, never 202 for an event that is not
 stored). At the end every event that got a 202 is in the topic exactly once.
 
+The split (`--role ingress` and `--role dispatcher` as two processes on one
+mock cluster): events POSTed to the ingress are delivered by the
+dispatcher's trigger to a subscriber, each once, also across a restart of
+the dispatcher while the ingress goes on taking events.
+
 Usage: test_kafka.py /path/to/outpost /path/to/kafka_mock
 """
 import http.client
+import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -262,6 +270,168 @@ class KafkaTest(unittest.TestCase):
         ids = [m["hdrs"]["ce_id"] for m in kcat(self.mock.bootstrap, TOPIC)]
         for i in self.accepted:
             self.assertEqual(ids.count(i), 1, i)
+
+
+class Subscriber:
+    """A trigger's subscriber: an HTTP server on 127.0.0.1 that answers 200
+    and keeps the ce-id of every event it gets, in arrival order."""
+
+    def __init__(self):
+        self.ids, self.lock = [], threading.Lock()
+        sub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with sub.lock:
+                    sub.ids.append(self.headers.get("ce-id"))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def got(self):
+        with self.lock:
+            return list(self.ids)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def request(port, method, path, body=None, headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def metric(port, name, **labels):
+    """The sum of the samples of name (Prometheus text) whose labels include labels."""
+    _, text = request(port, "GET", "/metrics")
+    total = None
+    for line in text.decode().splitlines():
+        m = re.match(r"^([a-z_]+)(\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total = (total or 0) + float(m.group(4))
+    return total
+
+
+def wait_until(pred, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not (v := pred()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out ({timeout} s) waiting for {what}")
+        time.sleep(0.05)
+    return v
+
+
+class SplitTest(unittest.TestCase):
+    """An ingress and a dispatcher, two processes on one Kafka (the
+    kafka_mock tool: --kafka mock would give each process a cluster of its
+    own), both given the same --config with the trigger, as one ConfigMap
+    would be: only the dispatcher delivers it."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="outpost-split-")
+        self.mock = Mock(1)
+        # The dead-letter topic too: the mock has no CreateTopics, and the
+        # dispatcher's attempt at it would wait for the admin timeout.
+        for t in (TOPIC, TOPIC_B, TOPIC + "-dead-letter"):
+            self.mock.do(f"topic {t} 3 1")
+        self.sub = Subscriber()
+        self.trigger = {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+                        "metadata": {"name": "split", "namespace": "default"},
+                        "spec": {"broker": "default",
+                                 "filter": {"attributes": {"type": "split.evt"}},
+                                 "subscriber": {"uri": self.sub.url}}}
+        self.config = os.path.join(self.dir.name, "outpost.json")
+        with open(self.config, "w") as f:
+            json.dump([self.trigger], f)
+        self.procs = []
+
+    def tearDown(self):
+        rcs = [b.stop() for b in self.procs]
+        self.sub.stop()
+        self.mock.stop()
+        self.dir.cleanup()
+        self.assertEqual(rcs, [0] * len(rcs), "every broker exits 0 on SIGTERM")
+
+    def broker(self, role):
+        b = Broker(self.mock.bootstrap, "--role", role, "--config", self.config,
+                   "--triggers-state", os.path.join(self.dir.name, role + ".json"))
+        self.procs.append(b)
+        return b
+
+    def post(self, b, ev_id, ev_type="split.evt", **extra):
+        return b.post("/default/default", "{}", binary_headers(ev_id, **{"ce-type": ev_type}, **extra))
+
+    def settle(self, disp, events):
+        """Until the dispatcher has read `events` records and delivers none."""
+        wait_until(lambda: metric(disp.port, "outpost_dispatcher_records_total", kind="event")
+                   == events and metric(disp.port, "outpost_dispatcher_inflight_deliveries") == 0,
+                   f"{events} records read by the dispatcher, none in delivery")
+        time.sleep(0.5)  # anything delivered twice would show by now
+
+    def test_ingress_events_delivered_by_the_dispatcher(self):
+        ingress = self.broker("ingress")
+        disp = self.broker("dispatcher")
+        for b, role in ((ingress, "ingress"), (disp, "dispatcher")):
+            st, body = request(b.port, "GET", "/healthz")
+            h = json.loads(body)
+            self.assertEqual((st, h["role"], h["kafka"]), (200, role, self.mock.bootstrap), h)
+        r, body = self.post(disp, "refused")
+        self.assertEqual(r.status, 404, body)
+        self.assertIn("POST events to an ingress", json.loads(body)["error"])
+
+        ids = [f"sp-{i}" for i in range(30)]
+        for i, ev_id in enumerate(ids):
+            r, body = self.post(ingress, ev_id, **{"ce-partitionkey": f"key-{i}"})
+            self.assertEqual(r.status, 202, body)
+        r, body = self.post(ingress, "other", "not.split")
+        self.assertEqual(r.status, 202, body)
+        wait_until(lambda: len(self.sub.got()) >= 30, "30 deliveries")
+        self.settle(disp, 31)
+        self.assertEqual(sorted(self.sub.got()), sorted(ids), "each matching event once")
+        parts = {m["partition"] for m in kcat(self.mock.bootstrap, TOPIC)}
+        self.assertGreaterEqual(len(parts), 2, "keys spread over the partitions")
+        # The trigger API is the dispatcher's only.
+        st, body = request(ingress.port, "GET", "/v1/triggers")
+        self.assertEqual(st, 404, body)
+        self.assertEqual(metric(ingress.port, "outpost_dispatcher_records_total"), None,
+                         "the ingress reads nothing")
+        st, body = request(disp.port, "GET", "/v1/triggers/default/split")
+        self.assertEqual((st, json.loads(body)["status"]["delivered"]), (200, 30), body)
+
+        # The dispatcher stops; the ingress goes on. A new dispatcher
+        # delivers what came meanwhile, and only that: the positions are
+        # committed in the shared cluster.
+        self.assertEqual(disp.stop(), 0)
+        self.procs.remove(disp)
+        later = [f"late-{i}" for i in range(10)]
+        for i, ev_id in enumerate(later):
+            r, body = self.post(ingress, ev_id, **{"ce-partitionkey": f"key-{i}"})
+            self.assertEqual(r.status, 202, body)
+        time.sleep(0.5)
+        self.assertEqual(len(self.sub.got()), 30, "nothing delivered with no dispatcher")
+        disp = self.broker("dispatcher")
+        wait_until(lambda: len(self.sub.got()) >= 40, "the 10 later events delivered")
+        self.settle(disp, 10)
+        self.assertEqual(sorted(self.sub.got()), sorted(ids + later), "each once, across the restart")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,22 @@ isolation: kill -9 of the node post (environments keep running, restarted
 within about a second, pool recovered, API back), of the ns post (only it
 restarts) and of the cluster post (the node post and environments live on;
 a new cluster post adopts the running node post instead of starting a
-second one).
+second one). The multi-node wiring: a node post of its own with
+--advertise-host and --trigger-api (its per-node trigger, at the trigger
+API and not at its --broker-url's ingress, delivering to the advertised
+host, this node's events only), and a second cluster post with
+--node-post-service that finds the running node post, starts none, and
+claims on it. Apart (--refresh, a minute): the triggers put again every
+minute, back at a broker restarted without its state.
 
 Needs root, podman and the lab image (scripts/setup_podman.sh); not root:
 exit 77 (skipped). Each run has its own namespace (tiers-t<random>) and
 state directory (/tmp/outpost-test-tiers-*); environments and post
 processes left by a crashed earlier run are removed first, by those names.
 
-Usage: test_tiers.py /path/to/outpost /path/to/scripts/podman_service.sh
+Usage: test_tiers.py /path/to/outpost /path/to/scripts/podman_service.sh [--refresh]
+  --refresh: only TriggerRefresh, the minute-long test of the triggers put
+  again every minute (CTest: test_tiers_refresh, label slow).
 """
 import glob
 import http.client
@@ -42,6 +50,11 @@ STATE_PREFIX = "/tmp/outpost-test-tiers-"
 TOKENS = {"alice": "tok-alice-" + secrets.token_hex(4), "bob": "tok-bob-" + secrets.token_hex(4)}
 ADMIN = "tok-admin-" + secrets.token_hex(4)
 QUOTA = 2
+# The node post of its own (test_0_multi_node, test_8_multi_node): a
+# namespace with a template that is never warm, so it costs no container.
+NS2 = NS + "-b"
+NODE2 = NS + "-n2"
+ADVERTISED = "127.0.0.2"  # loopback too, but not the 127.0.0.1 the posts would use
 
 
 def free_port():
@@ -140,6 +153,41 @@ def remove_leftovers():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def start_node_post2(dir2, broker_url, trigger_api, port, ns_port, log):
+    """The node post of its own (namespace NS2, node NODE2, advertised at
+    ADVERTISED), as on another node: a template that is never warm, so it
+    costs no container."""
+    config = os.path.join(dir2, "labs2.yaml")
+    with open(config, "w") as f:
+        f.write(f"""\
+apiVersion: outpost.dev/v1
+kind: LabTemplate
+metadata: {{name: {COLD}}}
+spec:
+  image: {IMAGE}
+  command: [sleep, infinity]
+  pool: {{min: 0, max: 0}}
+---
+apiVersion: outpost.dev/v1
+kind: NamespacePolicy
+metadata: {{name: {NS2}}}
+spec:
+  onViolation: [alert]
+""")
+    return subprocess.Popen(
+        [OUTPOST, "post", "--tier", "node", "--node", NODE2, "--namespace", NS2,
+         "--listen", f"127.0.0.1:{port}", "--ns-port", str(ns_port),
+         "--state-dir", os.path.join(dir2, "node2"), "--config", config,
+         "--broker-url", broker_url, "--trigger-api", trigger_api,
+         "--advertise-host", ADVERTISED],
+        stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_node_post2(proc, port, ns_port):
+    wait_for("node post 2", lambda: health_pid(port) == proc.pid)
+    wait_for("its ns post", lambda: health_pid(ns_port))
+
+
 class Tiers(unittest.TestCase):
     """One platform for the whole class; the tests run in name order and build on each other."""
 
@@ -184,6 +232,7 @@ spec:
             stdout=cls.log, stderr=subprocess.STDOUT)
         wait_for("the broker", lambda: request(cls.bport, "GET", "/healthz", timeout=2)[0] == 200)
         cls.cluster = cls.start_cluster()
+        cls.extra = []  # more processes (test_0_multi_node), stopped by test_8_multi_node
 
     @classmethod
     def start_cluster(cls):
@@ -205,6 +254,10 @@ spec:
 
     @classmethod
     def tearDownClass(cls):
+        for proc in cls.extra:  # left by a test that failed half-way
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
         rc = None
         if cls.cluster.poll() is None:
             cls.cluster.send_signal(signal.SIGTERM)
@@ -226,18 +279,19 @@ spec:
 
     # ------------------------------------------------------------- helpers
 
-    def labs(self, method, path="", body=None, tenant="alice", token=None, **kw):
+    def labs(self, method, path="", body=None, tenant="alice", token=None, port=None, **kw):
         tok = token if token is not None else (ADMIN if tenant == "admin" else TOKENS[tenant])
-        return request(self.cport, method, "/v1/labs" + path, body=body, token=tok, **kw)
+        return request(port or self.cport, method, "/v1/labs" + path, body=body, token=tok, **kw)
 
     def env(self, method, name="", path="", body=None, tpl=TPL, **kw):
         """A request to /v1/labs/<tpl>/environments[/<name>[<path>]]."""
         return self.labs(method, f"/{tpl}/environments" + (f"/{name}" if name else "") + path,
                          body=body, **kw)
 
-    def progress(self, name, tenant="alice", tpl=TPL):
+    def progress(self, name, tenant="alice", tpl=TPL, port=None):
         """The events of GET .../progress (server-sent events, one data: line each)."""
-        st, text, h = self.env("GET", name, "/progress", tenant=tenant, tpl=tpl, timeout=120)
+        st, text, h = self.env("GET", name, "/progress", tenant=tenant, tpl=tpl, timeout=120,
+                               port=port)
         self.assertEqual(st, 200, text)
         self.assertTrue(h.get("Content-Type", "").startswith("text/event-stream"), h)
         # Streamed as the steps happen (tests/unit/test_httpd_stream shows
@@ -245,25 +299,25 @@ spec:
         self.assertEqual(h.get("Transfer-Encoding"), "chunked", h)
         return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
 
-    def claim(self, tenant, tpl=TPL):
+    def claim(self, tenant, tpl=TPL, port=None):
         """A claim, warm (201) or cold (202, then followed until ready): the environment."""
-        st, j, h = self.env("POST", tenant=tenant, tpl=tpl, timeout=180)
+        st, j, h = self.env("POST", tenant=tenant, tpl=tpl, timeout=180, port=port)
         self.assertIn(st, (201, 202), j)
         if st == 201:
             self.assertEqual(j["status"], "ready", j)
             return j
         self.assertEqual(h.get("Location"), f"/v1/labs/{tpl}/environments/{j['name']}", h)
-        self.assertTrue(self.progress(j["name"], tenant, tpl)[-1]["ready"])
-        st, j, _ = self.env("GET", j["name"], tenant=tenant, tpl=tpl)
+        self.assertTrue(self.progress(j["name"], tenant, tpl, port=port)[-1]["ready"])
+        st, j, _ = self.env("GET", j["name"], tenant=tenant, tpl=tpl, port=port)
         self.assertEqual((st, j["status"]), (200, "ready"), j)
         return j
 
     def running(self, lab, tenant):
         return containers(NS).get(f"{NS}_{lab}__{tenant}") == "running"
 
-    def publish(self, ev_id, tenant, env, **ext):
+    def publish(self, ev_id, tenant, env, ns=NS, **ext):
         h = {"ce-specversion": "1.0", "ce-id": ev_id, "ce-source": f"/nodes/{NODE}/environments/{env}",
-             "ce-type": "dev.outpost.process.exec", "ce-namespace": NS, "ce-tenant": tenant,
+             "ce-type": "dev.outpost.process.exec", "ce-namespace": ns, "ce-tenant": tenant,
              "ce-environment": env, "Content-Type": "application/json"}
         h.update({"ce-" + k: v for k, v in ext.items()})
         st, j, _ = request(self.bport, "POST", "/default/default", body='{"binary":"/bin/nc"}',
@@ -276,7 +330,11 @@ spec:
         for args, why in ((["post"], "--tier"), (["post", "--tier", "node"], "--node"),
                           (["post", "--tier", "ns"], "--namespace"),
                           (["post", "--tier", "cluster", "--quota", "x"], "--quota"),
-                          (["post", "--tier", "cluster", "--bogus"], "usage")):
+                          (["post", "--tier", "cluster", "--bogus"], "usage"),
+                          (["post", "--tier", "node", "--advertise-host", "h:1"], "--advertise-host"),
+                          (["post", "--tier", "node", "--trigger-api", "https://h"], "--trigger-api"),
+                          (["post", "--tier", "cluster", "--node-post-service", "svc"],
+                           "--node-post-service")):
             r = subprocess.run([OUTPOST, *args], capture_output=True, text=True, timeout=10)
             self.assertEqual(r.returncode, 2, (args, r.stderr))
             self.assertIn(why, r.stderr)
@@ -289,6 +347,57 @@ spec:
                             "--listen", f"127.0.0.1:{free_port()}"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 1, r.stderr)
+
+    def test_0_multi_node(self):
+        """A node post of its own, as on another node: its trigger is put at
+        --trigger-api (its --broker-url is an ingress, which has no trigger
+        API), named for its node and filtering on it, delivering to
+        --advertise-host (TriggerRefresh: put again every minute)."""
+        cls = type(self)
+        cls.iport, cls.n2port, cls.ns2port = free_port(), free_port(), free_port()
+        # Not under cls.dir: post_pids(cls.dir, ...) counts the platform's posts.
+        cls.dir2 = tempfile.mkdtemp(prefix=STATE_PREFIX + "m-")
+        cls.log2_path = os.path.join(self.dir2, "node2.log")
+        with open(cls.log2_path, "ab") as log2:
+            ingress = subprocess.Popen(
+                [OUTPOST, "broker", "--role", "ingress", "--listen", f"127.0.0.1:{self.iport}",
+                 "--data", os.path.join(self.dir2, "ingress.db"), "--broker", "default/default"],
+                stdout=log2, stderr=subprocess.STDOUT)
+            cls.extra.append(ingress)
+            wait_for("the ingress", lambda: request(self.iport, "GET", "/healthz")[0] == 200)
+            node2 = start_node_post2(self.dir2, f"http://127.0.0.1:{self.iport}/default/default",
+                                     f"http://127.0.0.1:{self.bport}/", self.n2port,
+                                     self.ns2port, log2)
+            cls.extra.insert(0, node2)  # stopped before the ingress
+        wait_node_post2(node2, self.n2port, self.ns2port)
+        name = f"ns-{NS2}-{NODE2}"
+        tr = wait_for("the node post's trigger at the trigger API",
+                      lambda: (r := request(self.bport, "GET", f"/v1/triggers/default/{name}"))[0]
+                      == 200 and r[1])
+        # The namespace's events of this node, and its quarantine events
+        # (which carry no node: every ns post of the namespace keeps the set).
+        self.assertEqual((tr["spec"]["subscriber"]["uri"], tr["spec"].get("filter"),
+                          tr["spec"]["filters"]),
+                         (f"http://{ADVERTISED}:{self.ns2port}/events", None,
+                          [{"exact": {"namespace": NS2}},
+                           {"any": [{"exact": {"node": NODE2}},
+                                    {"prefix": {"type": "dev.outpost.quarantine."}}]}]), tr)
+        self.assertEqual(request(self.bport, "GET", f"/v1/triggers/default/ns-{NS2}")[0], 404)
+        self.assertEqual(request(self.iport, "GET", "/v1/triggers")[0], 404, "no trigger API there")
+        with open(self.log2_path, errors="replace") as f:
+            text = f.read()
+        self.assertIn(f"triggers registered at http://127.0.0.1:{self.bport}/v1/triggers: "
+                      f"default/{name}", text)
+        # Delivered at the advertised host; another node's events are not.
+        self.publish("m-1", "dave", "x", ns=NS2, node="elsewhere", action="killed",
+                     partitionkey="m")
+        self.publish("m-2", "carol", "x", ns=NS2, node=NODE2, action="killed", partitionkey="m")
+        violations = lambda: request(self.ns2port, "GET", "/v1/violations")[1]["violations"]  # noqa: E731
+        wait_for("carol's violation at the ns post", lambda: violations().get("carol"))
+        time.sleep(1)  # dave's, were it delivered, would have come first (one key, in order)
+        self.assertEqual(violations(), {"carol": 1})
+        st, tr, _ = request(self.bport, "GET", f"/v1/triggers/default/{name}")
+        self.assertEqual(tr["status"]["delivered"], 1, tr)
 
     def test_0_triggers(self):
         """The posts registered the triggers that feed them at the broker."""
@@ -562,11 +671,129 @@ spec:
             self.assertEqual(proc.wait(timeout=30), 0)
 
 
+    def test_8_multi_node(self):
+        """A second cluster post with --node-post-service finds the running
+        node post, starts none of its own, and lists and claims on it; then
+        the processes of test_0_multi_node stop."""
+        cls = type(self)
+        c2port = free_port()
+        c2state = os.path.join(self.dir2, "cluster2")
+        c2log = os.path.join(self.dir2, "cluster2.log")
+        args = [OUTPOST, "post", "--tier", "cluster", "--listen", f"127.0.0.1:{c2port}",
+                "--node-post-service", f"127.0.0.1:{self.nport}", "--namespace", NS,
+                "--state-dir", c2state, "--config", os.path.join(self.dir, "labs.yaml"),
+                "--broker-url", f"http://127.0.0.1:{self.bport}/default/default",
+                "--no-register-triggers", "--admin-token", ADMIN, "--quota", str(QUOTA)]
+        for t, tok in TOKENS.items():
+            args += ["--tenant-token", f"{t}={tok}"]
+        with open(c2log, "ab") as log:
+            cluster2 = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        cls.extra.insert(0, cluster2)
+        wait_for("cluster post 2", lambda: health_pid(c2port) == cluster2.pid)
+        time.sleep(1)  # a node post of its own would have been started by now
+        with open(c2log, errors="replace") as f:
+            text = f.read()
+        self.assertIn(f"node post found at http://127.0.0.1:{self.nport}", text)
+        self.assertNotIn("started node post", text)
+        self.assertNotIn("adopted node post", text)
+        self.assertEqual(post_pids(c2state), [cluster2.pid], "no node post of its own")
+        self.assertEqual(health_pid(c2port + 1), None)
+        # The same labs through either cluster post.
+        names = lambda port: sorted(e["name"] for e in self.env("GET", port=port)[1]["environments"])  # noqa: E731
+        self.assertIn(self.lab, names(c2port))
+        self.assertEqual(names(c2port), names(self.cport))
+        self.assertIn(COLD, [t["name"] for t in self.labs("GET", port=c2port)[1]["templates"]])
+        # A claim through it lands on the node post it found.
+        j = self.claim("alice", COLD, port=c2port)
+        self.assertEqual(j["node"], NODE, j)
+        st, k, _ = self.env("GET", j["name"], tpl=COLD)
+        self.assertEqual((st, k["tenant"]), (200, "alice"), k)
+        st, k, _ = self.env("POST", j["name"], "/exec", {"argv": ["echo", "two"]}, tpl=COLD,
+                            port=c2port)
+        self.assertEqual((st, k["stdout"]), (200, "two\n"), k)
+        self.assertEqual(self.env("DELETE", j["name"], tpl=COLD, port=c2port)[0], 204)
+        self.assertEqual(self.env("GET", j["name"], tpl=COLD)[0], 404)
+
+        for proc in list(cls.extra):  # cluster post 2, node post 2, the ingress
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=60), 0, proc.args)
+            cls.extra.remove(proc)
+        self.assertEqual(post_pids(self.dir2), [], "the node post's ns post stopped too")
+
+
+class TriggerRefresh(unittest.TestCase):
+    """Slow (a minute; CTest's test_tiers_refresh, label slow): a post puts
+    its triggers again every minute, so a broker restarted without its
+    trigger state has them back within the minute, and the post's log says
+    nothing of the refreshes. A broker and a node post whose template is
+    never warm: no container."""
+
+    def test_put_again_within_the_minute(self):
+        remove_leftovers()
+        d = tempfile.mkdtemp(prefix=STATE_PREFIX + "r-")
+        bport, nport, nsport = free_port(), free_port(), free_port()
+        log_path = os.path.join(d, "posts.log")
+        broker_args = [OUTPOST, "broker", "--listen", f"127.0.0.1:{bport}",
+                       "--data", os.path.join(d, "broker.db"), "--broker", "default/default"]
+        procs = []
+        name = f"ns-{NS2}-{NODE2}"
+        trigger = lambda: (r := request(bport, "GET", f"/v1/triggers/default/{name}"))[0] == 200 and r[1]  # noqa: E731
+        try:
+            with open(log_path, "ab") as log:
+                procs.append(subprocess.Popen(broker_args, stdout=log, stderr=subprocess.STDOUT))
+                wait_for("the broker", lambda: request(bport, "GET", "/healthz")[0] == 200)
+                node = start_node_post2(d, f"http://127.0.0.1:{bport}/default/default",
+                                        f"http://127.0.0.1:{bport}", nport, nsport, log)
+                procs.insert(0, node)
+                wait_node_post2(node, nport, nsport)
+                wait_for("the node post's trigger", trigger)
+                registered = time.monotonic()
+                # The broker restarted without its trigger state (triggers.json
+                # beside --data), as a dispatcher on an emptyDir would be.
+                procs[-1].send_signal(signal.SIGTERM)
+                self.assertEqual(procs[-1].wait(timeout=30), 0)
+                os.remove(os.path.join(d, "triggers.json"))
+                procs[-1] = subprocess.Popen(broker_args, stdout=log, stderr=subprocess.STDOUT)
+            wait_for("the broker back", lambda: request(bport, "GET", "/healthz")[0] == 200)
+            self.assertFalse(trigger(), "the restarted broker has no trigger")
+            tr = wait_for("the trigger put again", trigger,
+                          timeout=70 - (time.monotonic() - registered), step=0.5)
+            print(f"\n  trigger {name} put again {time.monotonic() - registered:.0f} s "
+                  "after it was first registered")
+            self.assertEqual(tr["spec"]["subscriber"]["uri"], f"http://{ADVERTISED}:{nsport}/events")
+            with open(log_path, errors="replace") as f:
+                text = f.read()
+            # Said once each way: a refresh is news only after a failure
+            # (were the broker's restart to fall on one).
+            said = text.count(f"triggers registered at http://127.0.0.1:{bport}/v1/triggers: "
+                              f"default/{name}")
+            self.assertEqual(said, 1 + text.count("cannot register triggers at"), text[-3000:])
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=60)
+            left = post_pids(d)
+            remove_leftovers()
+        self.assertEqual([proc.returncode for proc in procs], [0, 0])
+        self.assertEqual(left, [], "the node post's ns post stopped with it")
+
+
+def load_tests(loader, standard_tests, pattern):
+    """Tiers, or with --refresh only TriggerRefresh (CTest runs them as two
+    entries, the second labelled slow)."""
+    return loader.loadTestsFromTestCase(TriggerRefresh if REFRESH else Tiers)
+
+
+REFRESH = False
+
+
 def main():
-    global OUTPOST, PODMAN_SERVICE
+    global OUTPOST, PODMAN_SERVICE, REFRESH
     if len(sys.argv) < 3:
-        sys.exit("usage: test_tiers.py OUTPOST PODMAN_SERVICE_SH")
+        sys.exit("usage: test_tiers.py OUTPOST PODMAN_SERVICE_SH [--refresh]")
     OUTPOST, PODMAN_SERVICE = sys.argv[1], sys.argv[2]
+    REFRESH = sys.argv[3:] == ["--refresh"]
     if os.geteuid() != 0:
         print("skipped: needs root (podman)")
         sys.exit(77)

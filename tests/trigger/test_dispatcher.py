@@ -1165,6 +1165,92 @@ class AdminTest(DispatcherCase):
         for o in ["delivered", "dead_lettered", "dead_letter_topic"]:
             self.assertEqual(self.outcome(b, "slow", o), 0, o)
 
+    def test_identical_reapply_during_deliveries(self):
+        """The posts PUT their triggers again every minute: the same resource
+        again must leave the deliveries alone (none lost, none twice, the
+        retries backing off kept), while a changed one still takes effect,
+        and the same resource from the API must still be kept for a restart
+        when it was first applied from --config."""
+        def script(req):  # every 7th event fails its first attempt: retries under way
+            n = int(req.ce("id").split("-")[1])
+            return Answer(503) if n % 7 == 0 and req.nth == 0 else Answer(delay=0.02)
+
+        sub = self.subscriber({"same": script, "changed": script})
+        tr = trigger("same", sub.url("same"), {"type": "same"},
+                     delivery={"retry": 5, "backoffPolicy": "linear", "backoffDelay": "PT0.3S"})
+        state = os.path.join(self.dir.name, "state.json")
+        b = self.broker([tr], "--triggers-state", state)
+        self.assertFalse(os.path.exists(state), "a --config trigger is not API state")
+        # From the API, the same resource is now the API's: kept for a restart.
+        status, body = self.api(b, "PUT", "/v1/triggers", json.dumps(tr), token=None)
+        self.assertEqual((status, body["applied"][0]["result"]), (200, "configured"), body)
+        with open(state) as f:
+            self.assertEqual(json.load(f), [tr], "the trigger saved once the API applied it")
+        other = trigger("other", sub.url("other"), {"type": "other"})
+        self.assertEqual(self.api(b, "PUT", "/v1/triggers", json.dumps(other), token=None)[0], 200)
+
+        def listing():  # the triggers as GET lists them, in its order, without the counters
+            return [(t["metadata"]["name"], {k: v for k, v in t.items() if k != "status"})
+                    for t in self.api(b, "GET", "/v1/triggers", token=None)[1]]
+        before = listing()
+
+        puts, stop = [], threading.Event()
+
+        def reapply():
+            while not stop.is_set():
+                puts.append(self.api(b, "PUT", "/v1/triggers", json.dumps(tr), token=None))
+                time.sleep(0.005)
+
+        n = 150
+        ids = [f"s-{i:03d}" for i in range(n)]
+        t = threading.Thread(target=reapply)
+        t.start()
+        try:
+            for ev_id in ids:
+                b.post(ev_id, "same")
+                time.sleep(0.005)
+            self.wait_until(lambda: self.outcome(b, "same", "delivered") == n, "every event delivered")
+        finally:
+            stop.set()
+            t.join()
+        self.settle(b, n)
+        self.assertGreater(len(puts), 50, "PUT again and again during the stream")
+        self.assertEqual({(s, x["applied"][0]["result"]) for s, x in puts}, {(200, "configured")})
+        ok = [r.ce("id") for r in sub.got("same") if r.status == 200]
+        self.assertEqual(sorted(ok), ids, "each event delivered once")
+        tries = {}
+        for r in sub.got("same"):
+            tries.setdefault(r.ce("id"), []).append(r.status)
+        flaky = [i for i in ids if int(i.split("-")[1]) % 7 == 0]
+        for ev_id in ids:
+            want = [503, 200] if ev_id in flaky else [200]
+            self.assertEqual(tries[ev_id], want, ev_id)
+        status, one = self.api(b, "GET", "/v1/triggers/default/same", token=None)
+        self.assertEqual((one["status"]["delivered"], one["status"]["retries"]),
+                         (n, len(flaky)), one["status"])
+        self.assertEqual(self.outcome(b, "same", "dead_lettered"), 0)
+        # Nothing else moved either: a replaced trigger would now be listed
+        # first (the newest entry), the untouched one is where it was.
+        self.assertEqual(listing(), before, "the listing unchanged, in its order")
+        with open(state) as f:
+            self.assertEqual(sorted(json.load(f), key=lambda x: x["metadata"]["name"]),
+                             [other, tr])
+
+        # Changed (another subscriber): new events go to the new one only.
+        changed = trigger("same", sub.url("changed"), {"type": "same"},
+                          delivery=tr["spec"]["delivery"])
+        status, body = self.api(b, "PUT", "/v1/triggers", json.dumps(changed), token=None)
+        self.assertEqual((status, body["applied"][0]["result"]), (200, "configured"), body)
+        b.post("s-999", "same")
+        self.wait_until(lambda: sub.ids("changed") == ["s-999"], "s-999 at the new subscriber")
+        self.settle(b, n + 1)
+        self.assertNotIn("s-999", sub.ids("same"))
+        status, one = self.api(b, "GET", "/v1/triggers/default/same", token=None)
+        self.assertEqual(one["spec"]["subscriber"]["uri"], sub.url("changed"))
+        with open(state) as f:
+            self.assertEqual(sorted(json.load(f), key=lambda x: x["metadata"]["name"]),
+                             [other, changed])
+
 
 class KafkaDispatcherTest(DispatcherCase):
     """`outpost broker --kafka mock`: librdkafka's mock cluster inside the
