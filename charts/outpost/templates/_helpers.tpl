@@ -1,0 +1,285 @@
+{{/*
+Names, labels, URLs and the pieces every component shares. Each template of this
+chart includes "outpost.validate" first, so that a bad combination of values fails
+lint, template and install with one message.
+*/}}
+
+{{- define "outpost.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* <release>-outpost, or the release name when it already holds the chart's name. */}}
+{{- define "outpost.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's object name: (dict "root" $ "c" "broker"). Kept under 63 by
+cutting the release part, never the component's. */}}
+{{- define "outpost.cname" -}}
+{{- $suffix := printf "-%s" .c -}}
+{{- printf "%s%s" (include "outpost.fullname" .root | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix -}}
+{{- end -}}
+
+{{- define "outpost.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every object; (dict "root" $ "c" COMPONENT). */}}
+{{- define "outpost.labels" -}}
+helm.sh/chart: {{ include "outpost.chart" .root }}
+app.kubernetes.io/name: {{ include "outpost.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: outpost
+{{- if .c }}
+app.kubernetes.io/component: {{ .c }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of a component's pods; (dict "root" $ "c" COMPONENT). */}}
+{{- define "outpost.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "outpost.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .c }}
+{{- end -}}
+
+{{- define "outpost.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* A service's DNS name: (dict "root" $ "c" COMPONENT). */}}
+{{- define "outpost.host" -}}
+{{- printf "%s.%s.svc.%s" (include "outpost.cname" .) .root.Release.Namespace .root.Values.clusterDomain -}}
+{{- end -}}
+
+{{/* The broker the detector and the posts publish to: the first declared. */}}
+{{- define "outpost.brokerUrl" -}}
+{{- $b := first .Values.eventing.brokers -}}
+{{- $port := "" -}}
+{{- if ne (int .Values.broker.service.port) 80 -}}{{- $port = printf ":%d" (int .Values.broker.service.port) -}}{{- end -}}
+{{- printf "http://%s%s/%s/%s" (include "outpost.host" (dict "root" . "c" "broker")) $port $b.namespace $b.name -}}
+{{- end -}}
+
+{{/* The trigger admin API: the dispatcher, or the one broker with kafka.mock. */}}
+{{- define "outpost.triggerApi" -}}
+{{- if .Values.kafka.mock -}}
+{{- $port := "" -}}
+{{- if ne (int .Values.broker.service.port) 80 -}}{{- $port = printf ":%d" (int .Values.broker.service.port) -}}{{- end -}}
+{{- printf "http://%s%s" (include "outpost.host" (dict "root" . "c" "broker")) $port -}}
+{{- else -}}
+{{- printf "http://%s:%d" (include "outpost.host" (dict "root" . "c" "dispatcher")) (int .Values.dispatcher.service.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "outpost.authSecret" -}}
+{{- default (include "outpost.cname" (dict "root" . "c" "auth")) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "outpost.tenantsSecret" -}}
+{{- default (include "outpost.cname" (dict "root" . "c" "tenants")) .Values.tenants.existingSecret -}}
+{{- end -}}
+
+{{/* The Kubernetes namespace of an Outpost lab namespace. */}}
+{{- define "outpost.labNamespace" -}}
+{{- printf "%s%s" .root.Values.labs.namespacePrefix .ns -}}
+{{- end -}}
+
+{{/* The env entry of the admin token, for $(OUTPOST_ADMIN_TOKEN) in args. */}}
+{{- define "outpost.adminTokenEnv" -}}
+- name: OUTPOST_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "outpost.authSecret" . }}
+      key: {{ .Values.auth.adminTokenKey }}
+{{- end -}}
+
+{{/* The env entry of the posts' internal token, for $(OUTPOST_INTERNAL_TOKEN). */}}
+{{- define "outpost.internalTokenEnv" -}}
+- name: OUTPOST_INTERNAL_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "outpost.authSecret" . }}
+      key: {{ .Values.auth.internalTokenKey }}
+{{- end -}}
+
+{{/*
+The security context of every container but the detector's: no root, no
+capability, no privilege escalation, a read-only root, the runtime's seccomp
+profile. (dict "uid" N).
+*/}}
+{{- define "outpost.securityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Probes on a named port: /healthz (liveness) and /readyz (readiness). */}}
+{{- define "outpost.probes" -}}
+livenessProbe:
+  httpGet: {path: /healthz, port: {{ .port }}}
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 6
+readinessProbe:
+  httpGet: {path: /readyz, port: {{ .port }}}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 3
+{{- end -}}
+
+{{/* Kafka: the flags, environment and volumes of the broker's two roles. */}}
+{{- define "outpost.kafkaArgs" -}}
+{{- $k := .Values.kafka -}}
+{{- $p := $k.security.protocol -}}
+- --kafka
+- {{ ternary "mock" $k.bootstrapServers $k.mock | quote }}
+- --partitions
+- {{ $k.topics.partitions | int | quote }}
+- --delivery-timeout
+- {{ $k.deliveryTimeoutMs | int | quote }}
+{{- if not $k.mock }}
+- --kafka-property
+- {{ printf "security.protocol=%s" $p | quote }}
+{{- if hasPrefix "SASL_" $p }}
+- --kafka-property
+- {{ printf "sasl.mechanisms=%s" $k.security.sasl.mechanism | quote }}
+- --kafka-property
+- sasl.username=$(KAFKA_SASL_USERNAME)
+- --kafka-property
+- sasl.password=$(KAFKA_SASL_PASSWORD)
+{{- end }}
+{{- if $k.security.tls.caSecret }}
+- --kafka-property
+- ssl.ca.location=/etc/outpost/kafka-ca/{{ $k.security.tls.caKey }}
+{{- end }}
+{{- if $k.security.tls.clientCertSecret }}
+- --kafka-property
+- ssl.certificate.location=/etc/outpost/kafka-client/tls.crt
+- --kafka-property
+- ssl.key.location=/etc/outpost/kafka-client/tls.key
+{{- end }}
+{{- range $name, $value := $k.extraProperties }}
+- --kafka-property
+- {{ printf "%s=%v" $name $value | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "outpost.kafkaEnv" -}}
+{{- $k := .Values.kafka -}}
+{{- if and (not $k.mock) (hasPrefix "SASL_" $k.security.protocol) }}
+- name: KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ $k.security.sasl.existingSecret }}, key: {{ $k.security.sasl.usernameKey }}}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $k.security.sasl.existingSecret }}, key: {{ $k.security.sasl.passwordKey }}}
+{{- end }}
+{{- end -}}
+
+{{- define "outpost.kafkaMounts" -}}
+{{- $k := .Values.kafka -}}
+{{- if and (not $k.mock) $k.security.tls.caSecret }}
+- {name: kafka-ca, mountPath: /etc/outpost/kafka-ca, readOnly: true}
+{{- end }}
+{{- if and (not $k.mock) $k.security.tls.clientCertSecret }}
+- {name: kafka-client, mountPath: /etc/outpost/kafka-client, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "outpost.kafkaVolumes" -}}
+{{- $k := .Values.kafka -}}
+{{- if and (not $k.mock) $k.security.tls.caSecret }}
+- name: kafka-ca
+  secret: {secretName: {{ $k.security.tls.caSecret }}, defaultMode: 0444}
+{{- end }}
+{{- if and (not $k.mock) $k.security.tls.clientCertSecret }}
+- name: kafka-client
+  secret: {secretName: {{ $k.security.tls.clientCertSecret }}, defaultMode: 0440}
+{{- end }}
+{{- end -}}
+
+{{/*
+The node post's rules in the lab namespaces (rbac.yaml): what posts/runtime_k8s.c
+calls. Pods: an environment is a pod (create, get, list and watch by label, a
+claim is a merge patch of a label, delete). NetworkPolicies: the runtime makes
+outpost-no-network once per namespace, or reads it when it may not make it.
+No pods/exec: exec is not done on Kubernetes (-ENOTSUP).
+*/}}
+{{- define "outpost.nodePostRules" -}}
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch, create, delete, patch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, create]
+{{- with .Values.nodePost.extraRules }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks the combinations the schema cannot express. Included at the top of every
+template (the first failure stops the render, so the message comes once).
+*/}}
+{{- define "outpost.validate" -}}
+{{- $k := .Values.kafka -}}
+{{- if $k.subchart.enabled -}}
+{{- fail "kafka.subchart.enabled: this chart bundles no Kafka. Install one (Strimzi, or the Bitnami kafka chart) and set kafka.bootstrapServers to its bootstrap servers (docs/KUBERNETES.md, \"Kafka\")" -}}
+{{- end -}}
+{{- if and (not $k.bootstrapServers) (not $k.mock) -}}
+{{- fail "kafka.bootstrapServers is required: Outpost on Kubernetes keeps its events in Kafka (set --set kafka.bootstrapServers=HOST:PORT, or kafka.mock=true for a demo whose events live in memory)" -}}
+{{- end -}}
+{{- if and $k.bootstrapServers $k.mock -}}
+{{- fail "kafka.bootstrapServers and kafka.mock=true exclude each other: choose one" -}}
+{{- end -}}
+{{- if and (hasPrefix "SASL_" $k.security.protocol) (not $k.security.sasl.existingSecret) (not $k.mock) -}}
+{{- fail (printf "kafka.security.protocol=%s needs kafka.security.sasl.existingSecret (a Secret with the keys %s and %s)" $k.security.protocol $k.security.sasl.usernameKey $k.security.sasl.passwordKey) -}}
+{{- end -}}
+{{- if and (or $k.security.tls.caSecret $k.security.tls.clientCertSecret) (not (hasSuffix "SSL" $k.security.protocol)) -}}
+{{- fail (printf "kafka.security.tls is set but kafka.security.protocol is %s: use SSL or SASL_SSL" $k.security.protocol) -}}
+{{- end -}}
+{{- range $name, $value := $k.extraProperties -}}
+{{- if has $name (list "enable.idempotence" "acks" "request.required.acks" "group.id" "enable.auto.commit" "security.protocol" "sasl.mechanisms" "sasl.username" "sasl.password" "ssl.ca.location") -}}
+{{- fail (printf "kafka.extraProperties.%s: not allowed here (Outpost refuses the delivery-guarantee properties; the security ones come from kafka.security)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- if not .Values.eventing.brokers -}}
+{{- fail "eventing.brokers: declare at least one broker" -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- $prefix := .Values.labs.namespacePrefix -}}
+{{- range .Values.labs.namespaces -}}
+{{- if hasKey $seen . -}}
+{{- fail (printf "labs.namespaces: %s is listed twice" .) -}}
+{{- end -}}
+{{- if gt (len (printf "%s%s" $prefix .)) 63 -}}
+{{- fail (printf "labs.namespacePrefix + %s is longer than a namespace name may be (63)" .) -}}
+{{- end -}}
+{{- $_ := set $seen . true -}}
+{{- end -}}
+{{- $tseen := dict -}}
+{{- range .Values.labs.templates -}}
+{{- if hasKey $tseen .name -}}
+{{- fail (printf "labs.templates: %s is listed twice" .name) -}}
+{{- end -}}
+{{- $_ := set $tseen .name true -}}
+{{- end -}}
+{{- end -}}
