@@ -761,13 +761,26 @@ class TriggerRefresh(unittest.TestCase):
             print(f"\n  trigger {name} put again {time.monotonic() - registered:.0f} s "
                   "after it was first registered")
             self.assertEqual(tr["spec"]["subscriber"]["uri"], f"http://{ADVERTISED}:{nsport}/events")
-            with open(log_path, errors="replace") as f:
-                text = f.read()
             # Said once each way: a refresh is news only after a failure
-            # (were the broker's restart to fall on one).
-            said = text.count(f"triggers registered at http://127.0.0.1:{bport}/v1/triggers: "
-                              f"default/{name}")
-            self.assertEqual(said, 1 + text.count("cannot register triggers at"), text[-3000:])
+            # (were the broker's restart to fall on one). The post logs its
+            # success after the broker has stored the trigger: wait for it.
+            def counts():
+                with open(log_path, errors="replace") as f:
+                    text = f.read()
+                said = text.count(f"triggers registered at http://127.0.0.1:{bport}/v1/triggers: "
+                                  f"default/{name}")
+                # A failure before the first success ("... yet") is not
+                # followed by a second "registered"; one after ("... again") is.
+                again = sum(1 for line in text.splitlines()
+                            if "cannot register triggers at" in line and " again (" in line)
+                return said, 1 + again, text
+
+            try:
+                wait_for("the log to say it", lambda: (c := counts())[0] == c[1], timeout=5)
+            except AssertionError:
+                pass
+            said, want, text = counts()
+            self.assertEqual(said, want, text[-3000:])
         finally:
             for proc in procs:
                 if proc.poll() is None:
