@@ -100,6 +100,8 @@ void broker_ingress_opts_init(broker_ingress_opts *o) {
   o->default_ttl = 255;
   o->admin_token = NULL;
   o->drain_ms = 30000;
+  o->kafka = NULL;
+  o->role = NULL;
 }
 
 /* Counts and answers a refusal; the status brings its header (Retry-After
