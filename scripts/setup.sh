@@ -56,7 +56,4 @@ fi
 # podman with runc, its configuration, and the offline C compiler lab image
 # (tests/posts); skips itself when not root or with OUTPOST_SKIP_PODMAN=1.
 bash "$here/setup_podman.sh"
-# etcd and kube-apiserver built offline from Debian's source (tests/k8s);
-# skips itself when not root or with OUTPOST_SKIP_KUBE=1.
-bash "$here/setup_kube.sh"
 echo "setup: ok"
