@@ -51,7 +51,7 @@ int posts__k8s_read_file(const char *path, size_t max, char **out, size_t *len) 
       rc = -errno;
       break;
     }
-    posts__k8s_buf_put(&b, chunk, (size_t)n);
+    posts__buf_put(&b, chunk, (size_t)n);
     if (b.over || b.nomem) {
       rc = b.nomem ? -ENOMEM : -EFBIG;
       break;

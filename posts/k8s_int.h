@@ -62,15 +62,7 @@ typedef struct k8s {
 
 /* ------------------------------------------------------ runtime_k8s.c */
 
-/* A growing NUL-terminated buffer that keeps at most max bytes and notes
- * whether more came. */
-typedef struct k8s_buf {
-  char *p;
-  size_t len, cap, max;
-  bool over, nomem;
-} k8s_buf;
-
-void posts__k8s_buf_put(k8s_buf *b, const char *data, size_t n);
+typedef posts__buf k8s_buf; /* runtime_int.h */
 
 /* Called with each piece of an answer's body, as libcurl gives it. */
 typedef size_t (*k8s_body_fn)(char *data, size_t size, size_t n, void *arg);

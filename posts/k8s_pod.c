@@ -237,11 +237,11 @@ int posts__k8s_pod_build(const k8s *k, const posts_env_spec *spec, cJSON **out, 
 /* key=value, or key alone (any value), and a comma before all but the
  * first, appended to b. */
 static void selector_put(k8s_buf *b, const char *key, const char *value) {
-  if (b->len) posts__k8s_buf_put(b, ",", 1);
-  posts__k8s_buf_put(b, key, strlen(key));
+  if (b->len) posts__buf_put(b, ",", 1);
+  posts__buf_put(b, key, strlen(key));
   if (value) {
-    posts__k8s_buf_put(b, "=", 1);
-    posts__k8s_buf_put(b, value, strlen(value));
+    posts__buf_put(b, "=", 1);
+    posts__buf_put(b, value, strlen(value));
   }
 }
 
@@ -271,25 +271,6 @@ int posts__k8s_selector(const char *ns, const posts_label *sel, size_t n_sel, ch
 
 static const cJSON *get(const cJSON *o, const char *key) {
   return cJSON_GetObjectItemCaseSensitive(o, key);
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, int m, int d) {
-  int64_t era, yoe, doy, doe;
-  y -= m <= 2;
-  era = (y >= 0 ? y : y - 399) / 400;
-  yoe = y - era * 400;
-  doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-/* The API server's timestamps are RFC 3339 in UTC ("2024-05-01T10:00:00Z");
- * unix seconds, or 0. */
-static int64_t parse_time(const char *s) {
-  int y, mo, d, h, mi, sec;
-  if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6) return 0;
-  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
 }
 
 /* The lab container of a list of containers or container statuses. */
@@ -353,7 +334,7 @@ int posts__k8s_pod_info(posts_env_info *info, const cJSON *pod) {
   term = get(get(lab_item(get(get(pod, "status"), "containerStatuses")), "state"), "terminated");
   if (info->state == POSTS_ENV_EXITED && cJSON_IsNumber(get(term, "exitCode")))
     info->exit_code = get(term, "exitCode")->valueint;
-  info->created = parse_time(cJSON_GetStringValue(get(md, "creationTimestamp")));
+  info->created = posts__parse_time(cJSON_GetStringValue(get(md, "creationTimestamp")));
   return 0;
 }
 

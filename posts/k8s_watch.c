@@ -66,11 +66,11 @@ static int line_done(stream *s) {
 static size_t on_stream(char *data, size_t size, size_t n, void *arg) {
   stream *s = arg;
   size_t len = size * n, i = 0;
-  if (s->head.len < s->head.max) posts__k8s_buf_put(&s->head, data, len);
+  if (s->head.len < s->head.max) posts__buf_put(&s->head, data, len);
   while (i < len) {
     const char *nl = memchr(data + i, '\n', len - i);
     size_t take = nl ? (size_t)(nl - (data + i)) : len - i;
-    posts__k8s_buf_put(&s->line, data + i, take);
+    posts__buf_put(&s->line, data + i, take);
     if (s->line.nomem || s->line.over) {
       s->rc = s->line.nomem ? -ENOMEM : -EMSGSIZE;
       return 0;

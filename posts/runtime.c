@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,4 +276,55 @@ int posts_env_watch(posts_runtime *rt, const char *ns, const posts_label *sel, s
     return posts__err(err, -ENOTSUP, 0, "watch: the %s runtime cannot watch; list instead",
                       rt->ops->name);
   return rt->ops->watch(rt, ns, sel, n_sel, fn, arg, stop, err);
+}
+
+/* ------------------------------------------------ shared by the backends */
+
+void posts__buf_put(posts__buf *b, const char *data, size_t n) {
+  if (b->len + n > b->max) {
+    b->over = true;
+    n = b->max - b->len;
+  }
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    char *p;
+    while (cap < b->len + n + 1) cap *= 2;
+    if (!(p = realloc(b->p, cap))) {
+      b->nomem = true;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, data, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (timegm is not in
+ * POSIX). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+  int64_t era, yoe, doy, doe;
+  y -= m <= 2;
+  era = (y >= 0 ? y : y - 399) / 400;
+  yoe = y - era * 400;
+  doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/* "2024-05-01T10:00:00.123456789Z" or "...+02:00" as unix seconds; 0 when
+ * it is not a timestamp. */
+int64_t posts__parse_time(const char *s) {
+  int y, mo, d, h, mi, sec, n = 0, oh = 0, om = 0;
+  const char *p;
+  int64_t t;
+  if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6) return 0;
+  p = s + n;
+  if (*p == '.')
+    for (p++; *p >= '0' && *p <= '9'; p++) continue;
+  t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+  if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2)
+    t -= (*p == '+' ? 1 : -1) * (int64_t)(oh * 3600 + om * 60);
+  return t;
 }

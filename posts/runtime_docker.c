@@ -40,32 +40,7 @@ typedef struct dk {
 
 /* A growing NUL-terminated buffer that keeps at most max bytes and notes
  * whether more came. */
-typedef struct buf {
-  char *p;
-  size_t len, cap, max;
-  bool over, nomem;
-} buf;
-
-static void buf_put(buf *b, const char *data, size_t n) {
-  if (b->len + n > b->max) {
-    b->over = true;
-    n = b->max - b->len;
-  }
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *p;
-    while (cap < b->len + n + 1) cap *= 2;
-    if (!(p = realloc(b->p, cap))) {
-      b->nomem = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, data, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
+typedef posts__buf buf;
 
 /* Hands the buffer's bytes over as a string ("" when empty). */
 static char *buf_take(buf *b) {
@@ -77,7 +52,7 @@ static char *buf_take(buf *b) {
 
 static size_t on_body(char *data, size_t size, size_t n, void *opaque) {
   buf *b = opaque;
-  buf_put(b, data, size * n);
+  posts__buf_put(b, data, size * n);
   return b->nomem ? 0 : size * n;
 }
 
@@ -330,34 +305,6 @@ static posts_env_state parse_state(const char *s) {
   return POSTS_ENV_UNKNOWN;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (timegm is not in
- * POSIX). */
-static int64_t days_from_civil(int64_t y, int m, int d) {
-  int64_t era, yoe, doy, doe;
-  y -= m <= 2;
-  era = (y >= 0 ? y : y - 399) / 400;
-  yoe = y - era * 400;
-  doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-/* "2024-05-01T10:00:00.123456789Z" or "...+02:00" as unix seconds; 0 when
- * it is not a timestamp. */
-static int64_t parse_time(const char *s) {
-  int y, mo, d, h, mi, sec, n = 0, oh = 0, om = 0;
-  const char *p;
-  int64_t t;
-  if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6) return 0;
-  p = s + n;
-  if (*p == '.')
-    for (p++; *p >= '0' && *p <= '9'; p++) continue;
-  t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
-  if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2)
-    t -= (*p == '+' ? 1 : -1) * (int64_t)(oh * 3600 + om * 60);
-  return t;
-}
-
 /* The labels object into info: ns from ours, the others as they are. */
 static int fill_labels(posts_env_info *info, const cJSON *labels) {
   const cJSON *l;
@@ -436,7 +383,7 @@ static int inspect_named(posts_runtime *rt, const char *id, posts_env_info *info
                     ? pid->valueint
                     : 0;
     info->created =
-        parse_time(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ans, "Created")));
+        posts__parse_time(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ans, "Created")));
   }
   cJSON_Delete(ans);
   return rc;
@@ -576,7 +523,7 @@ typedef struct demux {
 static size_t on_stream(char *data, size_t size, size_t n, void *opaque) {
   demux *m = opaque;
   size_t len = size * n, i = 0;
-  if (m->raw.len < m->raw.max) buf_put(&m->raw, data, len);
+  if (m->raw.len < m->raw.max) posts__buf_put(&m->raw, data, len);
   while (i < len) {
     if (m->left == 0) {
       m->hdr[m->hdr_len++] = (unsigned char)data[i++];
@@ -588,7 +535,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *opaque) {
       continue;
     }
     size_t take = len - i < m->left ? len - i : m->left;
-    buf_put(m->cur, data + i, take);
+    posts__buf_put(m->cur, data + i, take);
     if (m->cur->nomem) return 0;
     m->left -= (uint32_t)take;
     i += take;

@@ -41,6 +41,20 @@ struct posts_runtime {
   const posts_runtime_ops *ops;
 };
 
+/* A growing NUL-terminated buffer that keeps at most max bytes and notes
+ * whether more came (over) or memory ran out (nomem): the backends' answers. */
+typedef struct posts__buf {
+  char *p;
+  size_t len, cap, max;
+  bool over, nomem;
+} posts__buf;
+
+void posts__buf_put(posts__buf *b, const char *data, size_t n);
+
+/* An RFC 3339 timestamp ("2024-05-01T10:00:00.123456789Z", or with
+ * "+02:00") as unix seconds; 0 when it is not one. */
+int64_t posts__parse_time(const char *s);
+
 /* Fills err (when not NULL) and returns code, so that callers can write
  * `return posts__err(err, -EINVAL, 0, "...")`. */
 int posts__err(posts_err *err, int code, long status, const char *fmt, ...)

@@ -95,30 +95,9 @@ static int64_t mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void posts__k8s_buf_put(k8s_buf *b, const char *data, size_t n) {
-  if (b->len + n > b->max) {
-    b->over = true;
-    n = b->max - b->len;
-  }
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *p;
-    while (cap < b->len + n + 1) cap *= 2;
-    if (!(p = realloc(b->p, cap))) {
-      b->nomem = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, data, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
 static size_t on_body(char *data, size_t size, size_t n, void *arg) {
   k8s_buf *b = arg;
-  posts__k8s_buf_put(b, data, size * n);
+  posts__buf_put(b, data, size * n);
   return b->nomem ? 0 : size * n;
 }
 
