@@ -44,8 +44,9 @@
 # Environment: OUTPOST=path to an outpost binary (default: build Release into
 # build-bench), BENCH_ROUNDS (default 7), BENCH_EXECS (exec storm size,
 # default 2000), BENCH_SYSCALLS (rounds of the loop, default 200000),
-# BENCH_STEP (seconds per ramp step, default 4). Exits non-zero when a run
-# failed.
+# BENCH_STEP (seconds per ramp step, default 4), BENCH_DETECTOR_ARGS (more
+# flags for `outpost detector`, e.g. "--ring-wakeup-ms 0"). Exits non-zero
+# when a run failed.
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -134,7 +135,8 @@ detector_up() {
   det_port=$(free_port)
   : >"$work/det.out"
   "$outpost" detector --broker-url "http://127.0.0.1:$broker_port/default/default" \
-    --listen "127.0.0.1:$det_port" --node bench >"$work/det.out" 2>"$work/det.err" &
+    --listen "127.0.0.1:$det_port" --node bench ${BENCH_DETECTOR_ARGS:-} \
+    >"$work/det.out" 2>"$work/det.err" &
   det_pid=$!
   for ((i = 0; i < 100; i++)); do
     grep -q '^listening on' "$work/det.out" && break
@@ -214,7 +216,7 @@ range() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } EN
 
 # --- the broker ---------------------------------------------------------------
 
-echo "bench_detector: $outpost; $rounds rounds of $execs execs and $syscalls syscall-loop rounds"
+echo "bench_detector: $outpost ${BENCH_DETECTOR_ARGS:-}; $rounds rounds of $execs execs and $syscalls syscall-loop rounds"
 broker_up "$work/broker" --data "$work/broker/broker.db" --broker default/default
 
 # --- overhead -------------------------------------------------------------------

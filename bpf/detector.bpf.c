@@ -59,6 +59,21 @@ enum {
 /* Which kinds user space asked for (bit 1 << kind); set before load. */
 const volatile __u32 det_kinds = 0xffffffff;
 
+/* Wake-up batching, set before load: with det_batch_ns 0 every record wakes
+ * a waiting reader (the ring's own rule); else records are committed without
+ * a wake-up while the reader is busy, and it drains them every det_batch_ns.
+ * A wake-up is forced when the reader waits for the next record
+ * (det_reader_ns 0), when it has not drained for twice its period, or when
+ * det_wake_bytes are unread: a wake-up costs the writer an interrupt (and on
+ * a virtual machine an exit to the host), which batching pays once per
+ * period instead of once per record. */
+const volatile __u64 det_batch_ns = 0;
+const volatile __u64 det_wake_bytes = 1 << 18;
+/* Written by the reader (mmapped .bss): when it last drained while busy, in
+ * boot-clock ns, or 0 when it waits. Read here with no lock: a stale value
+ * delays a record by one of the reader's timeouts at most. */
+volatile __u64 det_reader_ns = 0;
+
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 1 << 20); /* user space sets the real size */
@@ -143,6 +158,22 @@ static __always_inline void *reserve(__u64 size, __u32 kind) {
   void *e = bpf_ringbuf_reserve(&det_ring, size, 0);
   if (!e) count_drop(kind);
   return e;
+}
+
+/* Commits a reserved record whose header says when it was made. */
+static __always_inline void submit(void *e, __u64 now) {
+  __u64 last, flags = 0;
+
+  if (det_batch_ns) {
+    last = det_reader_ns;
+    flags = BPF_RB_NO_WAKEUP;
+    if (last == 0 || now - last >= 2 * det_batch_ns ||
+        bpf_ringbuf_query(&det_ring, BPF_RB_AVAIL_DATA) >= det_wake_bytes) {
+      flags = BPF_RB_FORCE_WAKEUP;
+      det_reader_ns = now; /* the records behind this one need no wake-up of their own */
+    }
+  }
+  bpf_ringbuf_submit(e, flags);
 }
 
 static __always_inline __u16 kill_if(__u32 action) {
@@ -265,7 +296,7 @@ int BPF_PROG(det_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm
     e->h.flags |= DET_F_TRUNC_PATH;
   args_fill(e, p);
   cwd_fill(e, p);
-  bpf_ringbuf_submit(e, 0);
+  submit(e, e->h.ts_boot_ns);
   return 0;
 }
 
@@ -282,7 +313,7 @@ int BPF_PROG(det_exit, struct task_struct *p) {
   hdr_fill(&e->h, DET_EV_EXIT, cgid, cg, -1, DET_ACT_NONE);
   e->status = BPF_CORE_READ(p, exit_code);
   e->pad = 0;
-  bpf_ringbuf_submit(e, 0);
+  submit(e, e->h.ts_boot_ns);
   return 0;
 }
 
@@ -299,7 +330,7 @@ int BPF_PROG(det_fork, struct task_struct *parent, struct task_struct *child) {
   hdr_fill(&e->h, DET_EV_FORK, cgid, cg, -1, DET_ACT_NONE);
   e->child_pid = BPF_CORE_READ(child, tgid);
   e->pad = 0;
-  bpf_ringbuf_submit(e, 0);
+  submit(e, e->h.ts_boot_ns);
   return 0;
 }
 
@@ -350,7 +381,7 @@ static __always_inline int on_connect(struct pt_regs *regs, __u64 cgid,
   e->family = family;
   e->port = port;
   __builtin_memcpy(e->addr, k.addr, sizeof e->addr);
-  bpf_ringbuf_submit(e, 0);
+  submit(e, e->h.ts_boot_ns);
   return 0;
 }
 
@@ -392,7 +423,7 @@ static __always_inline int on_open(struct pt_regs *regs, long nr, __u64 cgid,
   }
   if (bpf_probe_read_user_str(e->path, sizeof e->path, upath) == sizeof e->path)
     e->h.flags |= DET_F_TRUNC_PATH;
-  bpf_ringbuf_submit(e, 0);
+  submit(e, e->h.ts_boot_ns);
   return 0;
 }
 
@@ -469,7 +500,7 @@ static __always_inline int on_sys(struct pt_regs *regs, long nr, __u32 kind, __u
     e->args[1] = 0;
     break;
   }
-  bpf_ringbuf_submit(e, 0);
+  submit(e, e->h.ts_boot_ns);
   return 0;
 }
 

@@ -9,9 +9,11 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,11 +28,19 @@
 #include "detector/detector.h"
 #include "detector/detector_int.h"
 
-#define RING_DEFAULT (1u << 20)
+#define RING_DEFAULT  (1u << 20)
+#define BATCH_DEFAULT 5 /* ms */
 
 struct detector_bpf {
   struct detector_skel *skel;
   struct ring_buffer *rb;
+  /* Wake-up batching (batch_ms > 0): the reader's mark in the BPF object's
+   * .bss, and an edge-triggered epoll on the ring, which only a wake-up
+   * ends; libbpf's own is level-triggered and returns at once while records
+   * wait, which would turn the batching sleep into a busy loop. */
+  int batch_ms;
+  int ep;
+  volatile __u64 *reader_ns;
   detector_hooks hooks;
   pthread_mutex_t policy_lock; /* policy_set reads, then rewrites, a cgroup's keys */
   /* Set for the duration of one detector_bpf_poll. */
@@ -155,6 +165,17 @@ static int ring_size(const detector_bpf_opts *o, uint32_t *out) {
   return 0;
 }
 
+static int batch_init(detector_bpf *d) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLET};
+
+  if (!d->skel->bss) return -ENOTSUP; /* .bss not mmapped: kernel before 5.5 */
+  d->reader_ns = &d->skel->bss->det_reader_ns;
+  if ((d->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+      epoll_ctl(d->ep, EPOLL_CTL_ADD, bpf_map__fd(d->skel->maps.det_ring), &ev))
+    return -errno;
+  return 0;
+}
+
 detector_bpf *detector_bpf_open(const detector_bpf_opts *o, char *err, size_t errlen) {
   uint32_t kinds = o && o->kinds ? o->kinds : ~0u, ring;
   detector_bpf *d;
@@ -168,6 +189,7 @@ detector_bpf *detector_bpf_open(const detector_bpf_opts *o, char *err, size_t er
     rc = -ENOMEM;
     goto fail;
   }
+  d->ep = -1;
   pthread_mutex_init(&d->policy_lock, NULL);
   hooks_probe(&d->hooks);
   if (!(d->skel = detector_skel__open())) {
@@ -176,6 +198,9 @@ detector_bpf *detector_bpf_open(const detector_bpf_opts *o, char *err, size_t er
     goto free_d;
   }
   d->skel->rodata->det_kinds = kinds;
+  d->batch_ms = !o || o->batch_ms == 0 ? BATCH_DEFAULT : o->batch_ms < 0 ? 0 : o->batch_ms;
+  d->skel->rodata->det_batch_ns = (uint64_t)d->batch_ms * 1000000;
+  d->skel->rodata->det_wake_bytes = ring / 4;
   if ((rc = bpf_map__set_max_entries(d->skel->maps.det_ring, ring)) ||
       (rc = bpf_program__set_autoload(d->skel->progs.det_exit, kinds & (1u << DET_EV_EXIT))) ||
       (rc = bpf_program__set_autoload(d->skel->progs.det_fork, kinds & (1u << DET_EV_FORK)))) {
@@ -193,6 +218,10 @@ detector_bpf *detector_bpf_open(const detector_bpf_opts *o, char *err, size_t er
     errf(err, errlen, "ring buffer: %s", strerror(-rc));
     goto free_d;
   }
+  if (d->batch_ms && (rc = batch_init(d))) {
+    errf(err, errlen, "ring buffer wake-ups: %s", strerror(-rc));
+    goto free_d;
+  }
   hooks_summarize(&d->hooks);
   return d;
 
@@ -206,6 +235,7 @@ fail:
 void detector_bpf_free(detector_bpf *d) {
   if (!d) return;
   ring_buffer__free(d->rb);
+  if (d->ep >= 0) close(d->ep);
   detector_skel__destroy(d->skel);
   pthread_mutex_destroy(&d->policy_lock);
   free(d);
@@ -227,6 +257,46 @@ static int on_record(void *ctx, void *data, size_t size) {
   return d->cb(&d->ev, d->opaque);
 }
 
+static uint64_t boot_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_BOOTTIME, &t);
+  return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
+}
+
+/* Sleeps until the kernel side wakes the ring's readers, or ms pass. */
+static int batch_wait(detector_bpf *d, int ms) {
+  struct epoll_event ev;
+  if (ms == 0) return 0;
+  return epoll_wait(d->ep, &ev, 1, ms) < 0 ? -errno : 0;
+}
+
+/* Drains the ring, waiting for a wake-up first when it is empty. When
+ * records were read the reader is busy: it says so with the time the drain
+ * began (the kernel side then commits without waking it) and sleeps what is
+ * left of one period while more gather; a drain that took the whole period
+ * does not sleep. Before waiting on an empty ring it says it waits (0) and
+ * drains once more, for a record committed before the kernel side could see
+ * that: the next record then wakes it at once. */
+static int batch_poll(detector_bpf *d, int timeout_ms) {
+  uint64_t t0 = boot_ns(), spent;
+  int n = ring_buffer__consume(d->rb), rc;
+
+  if (n == 0) {
+    *d->reader_ns = 0;
+    atomic_thread_fence(memory_order_seq_cst);
+    if ((n = ring_buffer__consume(d->rb)) == 0) {
+      if ((rc = batch_wait(d, timeout_ms))) return rc;
+      t0 = boot_ns();
+      n = ring_buffer__consume(d->rb);
+    }
+  }
+  if (n <= 0) return n;
+  *d->reader_ns = t0;
+  spent = (boot_ns() - t0) / 1000000;
+  rc = spent < (uint64_t)d->batch_ms ? batch_wait(d, d->batch_ms - (int)spent) : 0;
+  return rc ? rc : n;
+}
+
 int detector_bpf_poll(detector_bpf *d, int timeout_ms, detector_event_cb cb, void *opaque) {
   int rc;
 
@@ -235,7 +305,7 @@ int detector_bpf_poll(detector_bpf *d, int timeout_ms, detector_event_cb cb, voi
   d->opaque = opaque;
   /* Read the offset afresh: the wall clock may have been stepped. */
   d->boot_to_wall_ns = detector__boot_to_wall_ns();
-  rc = ring_buffer__poll(d->rb, timeout_ms);
+  rc = d->batch_ms ? batch_poll(d, timeout_ms) : ring_buffer__poll(d->rb, timeout_ms);
   d->cb = NULL;
   d->opaque = NULL;
   return rc;

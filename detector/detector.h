@@ -197,6 +197,11 @@ typedef struct detector_bpf_opts {
    * DETECTOR_FORK; sched_process_exec and sys_enter always are, because the
    * policies are enforced there whatever this says. */
   uint32_t kinds;
+  /* Wake-up batching (bpf/detector.bpf.c, det_batch_ns): while the reader
+   * is busy, records wait up to this many milliseconds to be read together
+   * instead of each waking it; a record that finds the reader waiting still
+   * wakes it at once. 0 means 5; negative: every record wakes the reader. */
+  int batch_ms;
 } detector_bpf_opts;
 
 /* What the kernel offers and what is in use. */
@@ -273,9 +278,11 @@ int detector_bpf_policy_set(detector_bpf *d, uint64_t cgroup_id, const detector_
  * it: it is a plain value). */
 typedef int (*detector_event_cb)(const detector_event *e, void *opaque);
 
-/* Waits up to timeout_ms (-1: for ever, 0: not at all) for events and hands
- * each to cb. Returns the number handled, or a negative errno (-EINTR when a
- * signal interrupted the wait). */
+/* Hands each event in the ring to cb, then waits: up to timeout_ms (-1: for
+ * ever, 0: not at all) for the next record when there were none, and for the
+ * batching period (detector_bpf_opts.batch_ms) when there were, so that
+ * records gather while the reader is busy. Returns the number handled, or a
+ * negative errno (-EINTR when a signal interrupted the wait). */
 int detector_bpf_poll(detector_bpf *d, int timeout_ms, detector_event_cb cb, void *opaque);
 
 /* Events the kernel could not report because the ring buffer was full, per

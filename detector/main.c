@@ -38,6 +38,9 @@ static void usage(FILE *f) {
         "  --listen HOST:PORT    its HTTP server (default 127.0.0.1:8090)\n"
         "  --node NAME           this node's name (default: the host name)\n"
         "  --ring-bytes N        the kernel ring buffer, a power of two (default 1048576)\n"
+        "  --ring-wakeup-ms MS   while the reader is busy, records are read together\n"
+        "                        every MS instead of each waking it (default 5; 0: every\n"
+        "                        record wakes it)\n"
         "  --no-bpf              no kernel side: tenant events only\n"
         "  --tenant-token T=TOK  tenant T's bearer token (repeatable)\n"
         "  --tokens-file FILE    more of them, one TENANT=TOKEN (or TENANT TOKEN) per line\n"
@@ -63,6 +66,7 @@ typedef struct det_flags {
   uint16_t port;
   const char *node, *tokens_file, *admin_token;
   size_t ring_bytes, max_body, threads;
+  int ring_wakeup_ms; /* detector_bpf_opts.batch_ms */
   bool no_bpf;
   int drops_ms, drain_ms;
   const char *tokens[64];
@@ -151,6 +155,7 @@ static const struct option longopts[] = {{"broker-url", required_argument, NULL,
                                          {"listen", required_argument, NULL, 'l'},
                                          {"node", required_argument, NULL, 'n'},
                                          {"ring-bytes", required_argument, NULL, 'r'},
+                                         {"ring-wakeup-ms", required_argument, NULL, 'w'},
                                          {"no-bpf", no_argument, NULL, 'N'},
                                          {"tenant-token", required_argument, NULL, 't'},
                                          {"tokens-file", required_argument, NULL, 'f'},
@@ -221,6 +226,12 @@ static int parse_flags(int argc, char **argv, det_flags *fl) {
       fl->port = (uint16_t)v;
     } else if (c == 'n') {
       fl->node = optarg;
+    } else if (c == 'w') {
+      if (parse_size(optarg, &v) || v > 1000) {
+        fprintf(stderr, "outpost detector: --ring-wakeup-ms wants 0 to 1000, not '%s'\n", optarg);
+        return 2;
+      }
+      fl->ring_wakeup_ms = v ? (int)v : -1;
     } else if (c == 'N') {
       fl->no_bpf = true;
     } else if (c == 't') {
@@ -428,7 +439,7 @@ static void drops_check(det_daemon *dd, drops_seen *last, int interval) {
 /* Opens the kernel side; NULL and a line on stderr when it is unavailable. */
 static detector_bpf *bpf_open(const det_flags *fl) {
   char err[512] = "";
-  detector_bpf_opts bo = {.ring_bytes = fl->ring_bytes};
+  detector_bpf_opts bo = {.ring_bytes = fl->ring_bytes, .batch_ms = fl->ring_wakeup_ms};
   detector_bpf *bpf = detector_bpf_open(&bo, err, sizeof err);
   if (!bpf) {
     fprintf(stderr, "outpost detector: eBPF unavailable: %s (--no-bpf runs tenant events only)\n",
