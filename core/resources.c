@@ -797,6 +797,16 @@ bool res_valid_dns_label(const char *s, size_t n) {
   return true;
 }
 
+bool res_valid_dns_subdomain(const char *s, size_t n) {
+  if (n == 0 || n > 253) return false;
+  for (size_t start = 0, i = 0; i <= n; i++) {
+    if (i < n && s[i] != '.') continue;
+    if (!res_valid_dns_label(s + start, i - start)) return false;
+    start = i + 1;
+  }
+  return true;
+}
+
 /* ISO-8601 durations, read by hand: strtod would also take hex ("PT0x10S"),
  * exponents ("PT1e3S") and the locale's decimal sign. Components come in
  * ISO order, each at most once (weeks, days, then after T hours, minutes,

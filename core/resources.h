@@ -125,6 +125,11 @@ bool res_is(const cJSON *obj, const char *api_group, const char *kind);
  * [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters. Namespaces, brokers. */
 bool res_valid_dns_label(const char *s, size_t n);
 
+/* Whether s (n bytes) is a Kubernetes name of the DNS-subdomain kind (RFC
+ * 1123): DNS labels joined by '.', at most 253 characters. Nodes
+ * ("ip-10-0-1-7.ec2.internal"), pods. */
+bool res_valid_dns_subdomain(const char *s, size_t n);
+
 /* An ISO-8601 duration (Knative delivery timings, lab idle timeouts) ("PT0.5S", "PT1M30S",
  * "P1DT2H") in milliseconds, rounded to the nearest. Components in ISO order, each at most once:
  * weeks and days, then after T hours, minutes and seconds; digits only (no sign, no exponent); a

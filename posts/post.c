@@ -108,6 +108,10 @@ bool post_valid_name(const char *s) {
   return s && res_valid_dns_label(s, strlen(s));
 }
 
+bool post_valid_node(const char *s) {
+  return s && strlen(s) <= 63 && res_valid_dns_subdomain(s, strlen(s));
+}
+
 bool post_same_token(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   unsigned char d = la != lb;
@@ -653,9 +657,11 @@ int post_main(int argc, char **argv) {
   p.name = "cluster";
   if (!strcmp(p.tier->name, "node")) p.name = p.cfg.node;
   if (!strcmp(p.tier->name, "ns")) p.name = p.cfg.n_namespaces ? p.cfg.namespaces[0] : NULL;
-  if (!post_valid_name(p.name)) {
-    fprintf(stderr, "outpost post: --tier %s needs %s (a DNS label)\n", p.tier->name,
-            !strcmp(p.tier->name, "node") ? "--node NAME" : "--namespace NS");
+  bool node = !strcmp(p.tier->name, "node");
+  if (node ? !post_valid_node(p.name) : !post_valid_name(p.name)) {
+    fprintf(stderr, "outpost post: --tier %s needs %s\n", p.tier->name,
+            node ? "--node NAME (a DNS subdomain of at most 63 bytes)"
+                 : "--namespace NS (a DNS label)");
     return 2;
   }
   return post__serve(&p);

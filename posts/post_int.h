@@ -263,6 +263,10 @@ int post_write_file(const char *path, const char *data, size_t len);
 int post_mkdirs(const char *dir);
 /* Whether s is a DNS label. */
 bool post_valid_name(const char *s);
+/* A node's name: what Kubernetes calls nodes (a DNS subdomain: DNS labels
+ * joined by dots, e.g. ip-10-0-1-7.ec2.internal), at most 63 bytes so that
+ * it fits a label value. */
+bool post_valid_node(const char *s);
 
 /* Whether bearer token a is b, in time that does not depend on where they
  * differ. */

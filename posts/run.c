@@ -211,8 +211,9 @@ static int parse_flags(int argc, char **argv, run_state *rs) {
     fprintf(stderr, "outpost run: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
-  if (!post_valid_name(rs->node)) {
-    fprintf(stderr, "outpost run: --node '%s' is not a DNS label\n", rs->node);
+  if (!post_valid_node(rs->node)) {
+    fprintf(stderr, "outpost run: --node '%s' is not a DNS subdomain of at most 63 bytes\n",
+            rs->node);
     return 2;
   }
   return 0;

@@ -328,6 +328,9 @@ spec:
 
     def test_0_flags(self):
         for args, why in ((["post"], "--tier"), (["post", "--tier", "node"], "--node"),
+                          (["post", "--tier", "node", "--node", "Node_1"], "DNS subdomain"),
+                          (["post", "--tier", "node", "--node", "a..b"], "DNS subdomain"),
+                          (["post", "--tier", "node", "--node", "n" * 64], "at most 63"),
                           (["post", "--tier", "ns"], "--namespace"),
                           (["post", "--tier", "cluster", "--quota", "x"], "--quota"),
                           (["post", "--tier", "cluster", "--bogus"], "usage"),
@@ -342,7 +345,9 @@ spec:
         self.assertEqual(r.returncode, 0)
         self.assertIn("--tier cluster|node|ns", r.stdout)
         # A post that cannot start exits 1 (and is then restarted with backoff by its parent).
-        r = subprocess.run([OUTPOST, "post", "--tier", "node", "--node", NODE, "--socket",
+        # Its node's name has dots, as on EKS: accepted (not 2).
+        r = subprocess.run([OUTPOST, "post", "--tier", "node", "--node",
+                            "ip-10-0-1-7.us-west-2.compute.internal", "--socket",
                             "/nonexistent.sock", "--state-dir", os.path.join(self.dir, "bad"),
                             "--listen", f"127.0.0.1:{free_port()}"],
                            capture_output=True, text=True, timeout=30)

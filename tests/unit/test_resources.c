@@ -950,6 +950,42 @@ static void res_is_cases(void **state) {
   EXPECT_INT(res_is(NULL, NULL, "Broker"), false);
 }
 
+static bool subdomain(const char *s) {
+  return res_valid_dns_subdomain(s, strlen(s));
+}
+
+/* Node names: EKS's and GKE's have dots; each label keeps the DNS-label
+ * rules; 253 bytes at most. */
+static void dns_subdomains(void **state) {
+  char long_ok[254], too_long[255];
+  EXPECT_INT(subdomain("node-1"), true);
+  EXPECT_INT(subdomain("ip-10-0-1-7.us-west-2.compute.internal"), true);
+  EXPECT_INT(subdomain("a.b"), true);
+  EXPECT_INT(subdomain(""), false);
+  EXPECT_INT(subdomain("."), false);
+  EXPECT_INT(subdomain("a..b"), false);
+  EXPECT_INT(subdomain(".a"), false);
+  EXPECT_INT(subdomain("a."), false);
+  EXPECT_INT(subdomain("a.-b"), false);
+  EXPECT_INT(subdomain("a-.b"), false);
+  EXPECT_INT(subdomain("Node.x"), false);
+  EXPECT_INT(subdomain("a_b.c"), false);
+  /* 4 labels of 63 and one of 1 with 4 dots: 253. */
+  memset(long_ok, 'a', sizeof long_ok - 1);
+  long_ok[63] = long_ok[127] = long_ok[191] = long_ok[251] = '.';
+  long_ok[253] = '\0';
+  EXPECT_INT(strlen(long_ok), 253);
+  EXPECT_INT(subdomain(long_ok), true);
+  memcpy(too_long, long_ok, 253);
+  too_long[253] = 'a';
+  too_long[254] = '\0';
+  EXPECT_INT(subdomain(too_long), false);
+  /* A label of 64. */
+  long_ok[63] = 'a';
+  long_ok[64] = '\0';
+  EXPECT_INT(subdomain(long_ok), false);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       T(multi_document_yaml),
@@ -973,6 +1009,7 @@ int main(void) {
       cmocka_unit_test_setup(files, make_tmpdir),
       T(readers),
       T(res_is_cases),
+      T(dns_subdomains),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
