@@ -42,6 +42,7 @@ static void usage(FILE *f) {
         "  --thread-per-connection  serve each connection on its own thread instead of the\n"
         "                        epoll pool (see bench/README.md for the measurements)\n"
         "  --admin-token TOKEN   bearer token for the admin APIs (/v1/brokers, /v1/triggers)\n"
+        "                        (default $OUTPOST_ADMIN_TOKEN, which other users cannot read)\n"
         "  --triggers-state FILE where triggers applied through /v1/triggers are kept across\n"
         "                        restarts (default: triggers.json beside --data)\n"
         "  --window N            records of a partition in delivery at once (default 256)\n"
@@ -206,6 +207,8 @@ int broker_main(int argc, char **argv) {
     fprintf(stderr, "outpost broker: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
+  const char *env_token = getenv("OUTPOST_ADMIN_TOKEN");
+  if (!o.admin_token && env_token && *env_token) o.admin_token = env_token;
   o.http.host = host;
   /* Every declaration, from the file and the flags, is checked before anything starts. */
   char err[512], where[600];

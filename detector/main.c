@@ -46,7 +46,9 @@ static void usage(FILE *f) {
         "  --tokens-file FILE    more of them, one TENANT=TOKEN (or TENANT TOKEN) per line\n"
         "                        ('#' comments)\n"
         "  --admin-token TOKEN   bearer token of /v1/environments and /v1/policies\n"
-        "                        (without it the admin API is open to whoever reaches it)\n"
+        "                        (default $OUTPOST_ADMIN_TOKEN, which other users cannot\n"
+        "                        read; without either the admin API is open to whoever\n"
+        "                        reaches it)\n"
         "  --max-events N        events buffered for the broker (default 10000)\n"
         "  --max-buffer-bytes N  their bytes (default 16777216)\n"
         "  --batch-events N      events per batch (default 100)\n"
@@ -262,6 +264,8 @@ static int parse_flags(int argc, char **argv, det_flags *fl) {
     fprintf(stderr, "outpost detector: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
+  const char *env_token = getenv("OUTPOST_ADMIN_TOKEN");
+  if (!fl->admin_token && env_token && *env_token) fl->admin_token = env_token;
   return check_flags(fl);
 }
 

@@ -45,6 +45,9 @@ static void usage(FILE *f) {
         "  --internal-token TOKEN  the posts' token among themselves: the node and ns posts'\n"
         "                          /v1/ APIs require it, every post sends it (and passes it\n"
         "                          on to the posts it starts)\n"
+        "  Each token flag may be left out for its environment variable, which other\n"
+        "  users cannot read: OUTPOST_ADMIN_TOKEN, OUTPOST_BROKER_TOKEN,\n"
+        "  OUTPOST_DETECTOR_TOKEN, OUTPOST_INTERNAL_TOKEN\n"
         "cluster (the Labs REST API):\n"
         "  --tenant-token T=TOKEN  a tenant's bearer token (repeatable)\n"
         "  --tokens-file FILE      lines 'tenant token'\n"
@@ -110,6 +113,34 @@ bool post_valid_name(const char *s) {
 
 bool post_valid_node(const char *s) {
   return s && strlen(s) <= 63 && res_valid_dns_subdomain(s, strlen(s));
+}
+
+void post_secret_env(const char **value, const char *name) {
+  const char *v = getenv(name);
+  if (!*value && v && *v) *value = v;
+}
+
+int post_pass_tokens(post *p, const char *name, unsigned which) {
+  const struct {
+    unsigned bit;
+    const char *var, *value;
+  } toks[] = {{POST_TOK_BROKER, "OUTPOST_BROKER_TOKEN", p->cfg.broker_token},
+              {POST_TOK_DETECTOR, "OUTPOST_DETECTOR_TOKEN", p->cfg.detector_token},
+              {POST_TOK_INTERNAL, "OUTPOST_INTERNAL_TOKEN", p->cfg.internal_token}};
+  char *kv[4] = {0};
+  size_t n = 0;
+  int rc = 0;
+  for (size_t i = 0; i < sizeof toks / sizeof *toks && !rc; i++) {
+    if (!(which & toks[i].bit) || !toks[i].value) continue;
+    size_t len = strlen(toks[i].var) + 1 + strlen(toks[i].value) + 1;
+    if (!(kv[n] = malloc(len)))
+      rc = -ENOMEM;
+    else
+      snprintf(kv[n++], len, "%s=%s", toks[i].var, toks[i].value);
+  }
+  if (!rc) rc = post_sup_set_env(p->sup, name, (const char *const *)kv);
+  for (size_t i = 0; i < n; i++) free(kv[i]);
+  return rc;
 }
 
 bool post_same_token(const char *a, const char *b) {
@@ -594,6 +625,10 @@ static int parse_flags(int argc, char **argv, post_cfg *cfg) {
     fprintf(stderr, "outpost post: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
+  post_secret_env(&cfg->admin_token, "OUTPOST_ADMIN_TOKEN");
+  post_secret_env(&cfg->broker_token, "OUTPOST_BROKER_TOKEN");
+  post_secret_env(&cfg->detector_token, "OUTPOST_DETECTOR_TOKEN");
+  post_secret_env(&cfg->internal_token, "OUTPOST_INTERNAL_TOKEN");
   return 0;
 }
 

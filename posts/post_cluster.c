@@ -317,16 +317,14 @@ static void register_trigger(post *p, cluster_post *cp) {
   cp->trig = post_trig_start(p, all);
 }
 
-/* The flags the node post started here gets from this one. */
+/* The flags the node post started here gets from this one (its tokens go
+ * through its environment: post_pass_tokens). */
 static size_t node_flags(post *p, const char **argv, size_t n, char *nsport) {
   if (p->cfg.config) argv[n++] = "--config", argv[n++] = p->cfg.config;
   if (p->cfg.broker_url) argv[n++] = "--broker-url", argv[n++] = p->cfg.broker_url;
-  if (p->cfg.broker_token) argv[n++] = "--broker-token", argv[n++] = p->cfg.broker_token;
   if (p->cfg.no_register_triggers) argv[n++] = "--no-register-triggers";
   if (p->cfg.socket) argv[n++] = "--socket", argv[n++] = p->cfg.socket;
   if (p->cfg.detector_url) argv[n++] = "--detector-url", argv[n++] = p->cfg.detector_url;
-  if (p->cfg.detector_token) argv[n++] = "--detector-token", argv[n++] = p->cfg.detector_token;
-  if (p->cfg.internal_token) argv[n++] = "--internal-token", argv[n++] = p->cfg.internal_token;
   if (p->cfg.trigger_api) argv[n++] = "--trigger-api", argv[n++] = p->cfg.trigger_api;
   if (p->cfg.advertise_host) argv[n++] = "--advertise-host", argv[n++] = p->cfg.advertise_host;
   if (p->cfg.ns_port) {
@@ -357,7 +355,9 @@ static void cluster_started(post *p) {
                           "--max-envs", max};
   node_flags(p, argv, 14, nsport);
   if (!(p->sup = post_sup_new(p))) return;
-  post_sup_add(p->sup, "node", node, health, argv);
+  if (!post_sup_add(p->sup, "node", node, health, argv) &&
+      post_pass_tokens(p, node, POST_TOK_BROKER | POST_TOK_DETECTOR | POST_TOK_INTERNAL))
+    post_log(p, "node post %s: its tokens: out of memory", node);
   post_sup_start(p->sup);
 }
 

@@ -167,6 +167,26 @@ int post_sup_start(post_sup *s);
 /* Sends child name's stdout and stderr to path (appended) from its next
  * start on. 0 or -ENOENT, -ENOMEM. */
 int post_sup_set_log(post_sup *s, const char *name, const char *path);
+/* The environment variables that hold secrets (tokens): every token flag of
+ * outpost's commands falls back on one of them, so that a token need not
+ * be on a command line, which any local user can read in /proc. A child
+ * gets none of its parent's: only those given by post_sup_set_env. */
+#define POST_SECRET_ENV                                                                            \
+  "OUTPOST_ADMIN_TOKEN", "OUTPOST_INTERNAL_TOKEN", "OUTPOST_BROKER_TOKEN", "OUTPOST_DETECTOR_TOKEN"
+/* When *value (a token flag's) is NULL, sets it to environment variable
+ * name's value, unless that is unset or empty. */
+void post_secret_env(const char **value, const char *name);
+/* Gives child name of p->sup, through its environment, p's tokens among
+ * which (POST_TOK_* bits): how a post passes them on. 0 or a negative
+ * errno. */
+#define POST_TOK_BROKER   1u
+#define POST_TOK_DETECTOR 2u
+#define POST_TOK_INTERNAL 4u
+int post_pass_tokens(post *p, const char *name, unsigned which);
+/* Gives child name these "NAME=value" (copied) besides its parent's
+ * environment without the secrets, from its next start on. 0 or -ENOENT,
+ * -ENOMEM. */
+int post_sup_set_env(post_sup *s, const char *name, const char *const *env);
 /* When child name exits with status, it is started again at once with arg
  * appended to its argv (once; not counted as a crash), and why is logged:
  * `outpost run` restarts a detector that cannot load its eBPF side with

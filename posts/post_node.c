@@ -354,8 +354,9 @@ static void node_started(post *p) {
     size_t n = 12;
     if (p->cfg.config) argv[n++] = "--config", argv[n++] = p->cfg.config;
     if (p->cfg.broker_url) argv[n++] = "--broker-url", argv[n++] = p->cfg.broker_url;
-    if (p->cfg.internal_token) argv[n++] = "--internal-token", argv[n++] = p->cfg.internal_token;
-    post_sup_add(p->sup, "ns", np->ns[i].name, health, argv);
+    if (!post_sup_add(p->sup, "ns", np->ns[i].name, health, argv) &&
+        post_pass_tokens(p, np->ns[i].name, POST_TOK_INTERNAL))
+      post_log(p, "ns post %s: its token: out of memory", np->ns[i].name);
   }
   post_sup_start(p->sup);
 }

@@ -40,6 +40,8 @@ typedef struct sup_child {
   char what[96];       /* "node post node-1", "broker": for the log */
   char **argv;         /* NULL-terminated, owned; argv[0] is this binary */
   char *log;           /* its stdout and stderr go there (appended); NULL: ours */
+  char **env;          /* its environment: ours without the secrets (POST_SECRET_ENV),
+                          then these "NAME=value" (NULL-terminated, owned; may be NULL) */
   int fallback_status; /* an exit with this status restarts it with fallback_arg */
   char *fallback_arg, *fallback_why;
   pid_t pid; /* 0: not running */
@@ -94,8 +96,34 @@ int post_sup_add(post_sup *s, const char *tier, const char *name, const char *he
   return 0;
 }
 
+static bool secret_env(const char *kv) {
+  static const char *const names[] = {POST_SECRET_ENV};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    size_t n = strlen(names[i]);
+    if (!strncmp(kv, names[i], n) && kv[n] == '=') return true;
+  }
+  return false;
+}
+
+/* Ours, but the secrets, and then k's own: a child gets only the secrets
+ * its parent chose for it. NULL when out of memory; free the array only
+ * (the strings are borrowed). */
+static char **child_env(const sup_child *k) {
+  size_t n = 0, m = 0, j = 0;
+  while (environ[n]) n++;
+  while (k->env && k->env[m]) m++;
+  char **env = calloc(n + m + 1, sizeof *env);
+  if (!env) return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (!secret_env(environ[i])) env[j++] = environ[i];
+  for (size_t i = 0; i < m; i++) env[j++] = k->env[i];
+  return env;
+}
+
 /* Starts k as a new process; 0 or a negative errno. */
 static int spawn(post_sup *s, sup_child *k) {
+  char **env = child_env(k);
+  if (!env) return -ENOMEM;
   posix_spawnattr_t attr;
   posix_spawn_file_actions_t fa;
   sigset_t none, defaults;
@@ -122,7 +150,8 @@ static int spawn(post_sup *s, sup_child *k) {
   }
   posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   pid_t pid;
-  int rc = posix_spawn(&pid, k->argv[0], &fa, &attr, k->argv, environ);
+  int rc = posix_spawn(&pid, k->argv[0], &fa, &attr, k->argv, env);
+  free(env);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc) {
@@ -301,6 +330,8 @@ void post_sup_free(post_sup *s, bool stop) {
     for (char **a = s->kids[i].argv; *a; a++) free(*a);
     free(s->kids[i].argv);
     free(s->kids[i].log);
+    for (char **e = s->kids[i].env; e && *e; e++) free(*e);
+    free(s->kids[i].env);
     free(s->kids[i].fallback_arg);
     free(s->kids[i].fallback_why);
   }
@@ -320,6 +351,25 @@ int post_sup_set_log(post_sup *s, const char *name, const char *path) {
   if (!k) return -ENOENT;
   free(k->log);
   return (k->log = strdup(path)) ? 0 : -ENOMEM;
+}
+
+int post_sup_set_env(post_sup *s, const char *name, const char *const *env) {
+  sup_child *k = find_kid(s, name);
+  size_t n = 0;
+  if (!k) return -ENOENT;
+  while (env[n]) n++;
+  char **copy = calloc(n + 1, sizeof *copy);
+  if (!copy) return -ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    if (!(copy[i] = strdup(env[i]))) {
+      for (size_t j = 0; j < i; j++) free(copy[j]);
+      free(copy);
+      return -ENOMEM;
+    }
+  for (char **e = k->env; e && *e; e++) free(*e);
+  free(k->env);
+  k->env = copy;
+  return 0;
 }
 
 int post_sup_set_fallback(post_sup *s, const char *name, int status, const char *arg,

@@ -386,12 +386,30 @@ __attribute__((format(printf, 2, 3))) static void argf(argv_b *a, const char *fm
   a->used += (size_t)n + 1;
 }
 
+/* The flags a child's admin token stands for (bits of secrets), given
+ * through its environment: a command line is readable by any local user. */
+#define RUN_ADMIN    1u /* --admin-token */
+#define RUN_BROKER   2u /* --broker-token */
+#define RUN_INTERNAL 4u /* --internal-token */
+#define RUN_DETECTOR 8u /* --detector-token */
+
 static int add_child(post *p, run_state *rs, const char *tier, const char *name, uint16_t port,
-                     argv_b *a) {
-  char health[128], log[PATH_MAX + 16];
+                     argv_b *a, unsigned secrets) {
+  static const char *const vars[] = {"OUTPOST_ADMIN_TOKEN", "OUTPOST_BROKER_TOKEN",
+                                     "OUTPOST_INTERNAL_TOKEN", "OUTPOST_DETECTOR_TOKEN"};
+  char health[128], log[PATH_MAX + 16], kv[4][sizeof rs->admin + 32];
+  const char *env[5] = {0};
+  size_t n = 0;
   snprintf(health, sizeof health, "http://%s:%u/healthz", rs->host, port);
   snprintf(log, sizeof log, "%s/%s.log", rs->logs, tier);
+  for (size_t i = 0; i < 4; i++)
+    if (secrets & (1u << i)) {
+      snprintf(kv[n], sizeof kv[n], "%s=%s", vars[i], rs->admin);
+      env[n] = kv[n];
+      n++;
+    }
   int rc = post_sup_add(p->sup, tier, name, health, a->v);
+  rc = rc ? rc : post_sup_set_env(p->sup, name, env);
   return rc ? rc : post_sup_set_log(p->sup, name, log);
 }
 
@@ -404,13 +422,12 @@ static int add_children(post *p, run_state *rs) {
   argf(&b, "--data=%s/broker/broker.db", rs->data);
   argf(&b, "--triggers-state=%s/broker/triggers.json", rs->data);
   argf(&b, "--config=%s", rs->config);
-  argf(&b, "--admin-token=%s", rs->admin);
   if (rs->kafka) argf(&b, "--kafka=%s", rs->kafka);
   for (size_t i = 0; i < rs->n_props; i++) argf(&b, "--kafka-property=%s", rs->props[i]);
   char dir[PATH_MAX + 16];
   snprintf(dir, sizeof dir, "%s/broker", rs->data);
   if ((rc = post_mkdirs(dir)) ||
-      (rc = add_child(p, rs, "broker", "broker", rs->port[P_BROKER], &b)))
+      (rc = add_child(p, rs, "broker", "broker", rs->port[P_BROKER], &b, RUN_ADMIN)))
     return rc;
 
   if (!rs->no_detector) {
@@ -420,8 +437,7 @@ static int add_children(post *p, run_state *rs) {
     argf(&d, "--broker-url=%s", rs->ingress);
     argf(&d, "--node=%s", rs->node);
     argf(&d, "--tokens-file=%s", rs->tokens);
-    argf(&d, "--admin-token=%s", rs->admin);
-    if ((rc = add_child(p, rs, "detector", rs->node, rs->port[P_DETECTOR], &d)) ||
+    if ((rc = add_child(p, rs, "detector", rs->node, rs->port[P_DETECTOR], &d, RUN_ADMIN)) ||
         (rc = post_sup_set_fallback(
              p->sup, rs->node, 3, "--no-bpf",
              "the kernel side (eBPF) cannot run on this machine (the reason is in "
@@ -439,21 +455,16 @@ static int add_children(post *p, run_state *rs) {
   argf(&c, "--node=%s", rs->node);
   arg(&c, "--namespace=" NAMESPACE);
   argf(&c, "--broker-url=%s", rs->ingress);
-  argf(&c, "--broker-token=%s", rs->admin);
   argf(&c, "--state-dir=%s/posts", rs->data);
   argf(&c, "--config=%s", rs->config);
   argf(&c, "--tokens-file=%s", rs->tokens);
-  argf(&c, "--admin-token=%s", rs->admin);
-  /* The posts among themselves: the admin token too (one machine, one
-   * operator; kept in the data folder, so adopted posts still match). */
-  argf(&c, "--internal-token=%s", rs->admin);
   argf(&c, "--quota=%ld", rs->quota);
   argf(&c, "--socket=%s", rs->socket);
-  if (!rs->no_detector) {
-    argf(&c, "--detector-url=%s", rs->detector_url);
-    argf(&c, "--detector-token=%s", rs->admin);
-  }
-  return add_child(p, rs, "cluster", "cluster", rs->port[P_CLUSTER], &c);
+  if (!rs->no_detector) argf(&c, "--detector-url=%s", rs->detector_url);
+  /* The posts among themselves use the admin token too (one machine, one
+   * operator; kept in the data folder, so adopted posts still match). */
+  return add_child(p, rs, "cluster", "cluster", rs->port[P_CLUSTER], &c,
+                   RUN_ADMIN | RUN_BROKER | RUN_INTERNAL | (rs->no_detector ? 0 : RUN_DETECTOR));
 }
 
 /* ------------------------------------------------------------- banner */

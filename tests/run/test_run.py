@@ -239,6 +239,27 @@ class RunTest(unittest.TestCase):
             self.assertIn("internal token", j["error"])
             self.assertEqual(request(r3.port(what), "GET", path, token=alice)[0], 401, what)
             self.assertEqual(request(r3.port(what), "GET", path, token=admin)[0], 200, what)
+        # Tokens go to the children through their environments, never on a
+        # command line (which any local user reads in /proc), and each child
+        # gets only those it uses: the ns post the posts' own, not the
+        # broker's or the detector's.
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            self.assertNotIn(admin.encode(), cmdline, f"the admin token on pid {pid}'s command line")
+        pids = self.component_pids(r3)
+        def env_of(pid):
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+        self.assertEqual(env_of(pids["broker"]).get(b"OUTPOST_ADMIN_TOKEN"), admin.encode())
+        ns_env = env_of(pids["ns"])
+        self.assertEqual(ns_env.get(b"OUTPOST_INTERNAL_TOKEN"), admin.encode())
+        for var in (b"OUTPOST_ADMIN_TOKEN", b"OUTPOST_BROKER_TOKEN", b"OUTPOST_DETECTOR_TOKEN"):
+            self.assertNotIn(var, ns_env)
+        self.assertIn(b"OUTPOST_BROKER_TOKEN", env_of(pids["node"]))
         st, j = request(r3.port("broker"), "GET", "/v1/triggers", token=admin)
         self.assertEqual(st, 200, j)
         names = {t["metadata"]["name"] for t in j}
