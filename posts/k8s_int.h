@@ -1,8 +1,8 @@
 /*
  * k8s_int.h — what the files of the Kubernetes backend share, and nobody
  * else: the runtime's struct, its HTTP calls (runtime_k8s.c), pods to and
- * from the posts types (k8s_pod.c), watches (k8s_watch.c) and file reading
- * (k8s_config.c).
+ * from the posts types (k8s_pod.c), watches (k8s_watch.c), file reading
+ * (k8s_config.c) and exec over a WebSocket (k8s_exec.c).
  */
 #ifndef OUTPOST_POSTS_K8S_INT_H
 #define OUTPOST_POSTS_K8S_INT_H
@@ -66,6 +66,22 @@ typedef posts__buf k8s_buf; /* runtime_int.h */
 
 /* Called with each piece of an answer's body, as libcurl gives it. */
 typedef size_t (*k8s_body_fn)(char *data, size_t size, size_t n, void *arg);
+
+/* Sets on h what every connection to the API server shares: url, the TLS
+ * trust and client certificate, the connect timeout, the user agent, and
+ * cerr[CURL_ERROR_SIZE] as libcurl's error buffer (h keeps the pointer
+ * until it is reset). stop (may be NULL) aborts a transfer once true. */
+void posts__k8s_setup(k8s *k, CURL *h, const char *url, const atomic_bool *stop, char *cerr);
+
+/* The "Authorization: Bearer ..." header line for one request, into a new
+ * *line the caller frees (NULL: no token). 0, -ENOMEM, or the token file's
+ * read error when no token was ever read. */
+int posts__k8s_auth_line(k8s *k, char **line, posts_err *err);
+
+/* libcurl's failure cc on h as a negative errno: -ECONNREFUSED,
+ * -EHOSTUNREACH, -ETIMEDOUT, -ENOMEM, -ECANCELED (stop), -EPROTO (TLS), or
+ * -EIO. */
+int posts__k8s_curl_errno(CURL *h, CURLcode cc);
 
 /* One request to the API server: path from the server's root, query
  * included; body (may be NULL) sent as ctype (NULL: application/json); the
@@ -135,6 +151,65 @@ int posts__k8s_watch(posts_runtime *rt, const char *ns, const posts_label *sel, 
  * -ENOENT (gone, or its image cannot be pulled); -EBUSY (being deleted). */
 int posts__k8s_wait_running(k8s *k, const char *kns, const char *name, long timeout_ms,
                             posts_err *err);
+
+/* --------------------------------------------------------- k8s_exec.c */
+
+/* posts_env_exec on Kubernetes (the op). */
+int posts__k8s_exec(posts_runtime *rt, const char *id, const posts_exec_req *req,
+                    posts_exec_result *res, posts_err *err);
+
+/* What reads an exec's WebSocket gets (RFC 6455): the payload of each data
+ * message on its channel, the first payload byte (0 stdin, 1 stdout, 2
+ * stderr, 3 the Status, 4 resize) taken off, in pieces as they come, then
+ * end; and each control frame whole. A nonzero return stops the reading,
+ * and posts__k8s_ws_feed returns it. */
+typedef struct k8s_ws_sink {
+  int (*data)(void *arg, int channel, const char *p, size_t n, bool end);
+  int (*control)(void *arg, int op, const unsigned char *p, size_t n); /* 8, 9, 10 */
+  void *arg;
+} k8s_ws_sink;
+
+/* The reading state of a server's frames; zero it to begin. */
+typedef struct k8s_ws {
+  unsigned char hdr[14]; /* the current frame's header so far */
+  size_t hdr_len;
+  bool in_frame; /* the header is read: payload follows */
+  bool fin;
+  unsigned char op;
+  uint64_t left;          /* payload bytes of the frame still to come */
+  bool in_msg;            /* a data message is open (more frames may follow) */
+  int channel;            /* of the open message; -1 until its first byte */
+  unsigned char ctl[125]; /* a control frame's payload */
+  size_t ctl_len;
+} k8s_ws;
+
+/* Reads n bytes of a server's frames, split anywhere, into sink: unmasked
+ * frames, 7-, 16- and 64-bit lengths, fragmented messages (continuations,
+ * control frames between them). 0, the sink's nonzero return, or -EPROTO
+ * (err says why) for what RFC 6455 forbids: a masked frame, reserved bits,
+ * an unknown opcode, a fragmented or long control frame, a continuation
+ * with no message open or a new message while one is. */
+int posts__k8s_ws_feed(k8s_ws *ws, const char *p, size_t n, const k8s_ws_sink *sink,
+                       posts_err *err);
+
+/* A client frame with FIN, opcode op and n <= 125 bytes of payload, masked
+ * with mask, into out[6 + 125]; returns its length. */
+size_t posts__k8s_ws_frame(unsigned char *out, int op, const void *payload, size_t n,
+                           const unsigned char mask[4]);
+
+/* SHA-1 of n bytes into out[20] (only for the handshake's check). */
+void posts__k8s_sha1(const void *data, size_t n, unsigned char out[20]);
+
+/* The Sec-WebSocket-Accept a server must answer to key: base64 of the SHA-1
+ * of key and RFC 6455's GUID, into out[29]. */
+void posts__k8s_ws_accept(const char *key, char out[29]);
+
+/* The exit code the v4 Status (JSON, n bytes) of channel 3 reports into
+ * *code, and its message into msg[msglen] ("" for Success). Returns 0 when
+ * the command ran: Success is 0, a NonZeroExitCode failure its code; 1 when
+ * it could not be run (another failure): 127 when the message says not
+ * found, 126 otherwise; -EPROTO when text is not a Status. */
+int posts__k8s_exec_status(const char *text, size_t n, int *code, char *msg, size_t msglen);
 
 /* ------------------------------------------------------- k8s_config.c */
 

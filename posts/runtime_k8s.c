@@ -63,8 +63,10 @@
  *     -ENOENT. The pool never stops: it removes, and takes -ENOENT as done.
  *   - remove: force deletes with grace period 0 (the API object goes at once,
  *     the kubelet kills what runs); without force a running pod is -EBUSY.
- *   - exec needs the kubelet's streaming protocols (SPDY or WebSocket), which
- *     Debian's libcurl 7.88 does not speak: -ENOTSUP, not done.
+ *   - exec is pods/exec over a WebSocket (v4.channel.k8s.io), which the API
+ *     server passes through to the pod's kubelet: k8s_exec.c, on a
+ *     connection of its own that libcurl only opens (Debian's libcurl 7.88
+ *     has no WebSocket API). The pod must be Running (-EBUSY otherwise).
  *
  * HTTP: one request per call, on a curl handle taken from a small pool so
  * that TLS connections are reused; the handle is the calling thread's for
@@ -125,11 +127,10 @@ static void handle_give(k8s *k, CURL *h) {
   if (h) curl_easy_cleanup(h);
 }
 
-/* The "Authorization" header line for one request into *line (NULL: no
- * token). The token file is read again once a minute: bound
- * service-account tokens are replaced by the kubelet while we run. A read
- * that fails keeps the token read before. */
-static int auth_line(k8s *k, char **line, posts_err *err) {
+/* The token file is read again once a minute: bound service-account
+ * tokens are replaced by the kubelet while we run. A read that fails keeps
+ * the token read before. */
+int posts__k8s_auth_line(k8s *k, char **line, posts_err *err) {
   int rc = 0;
   *line = NULL;
   pthread_mutex_lock(&k->mu);
@@ -159,8 +160,7 @@ static int auth_line(k8s *k, char **line, posts_err *err) {
   return rc;
 }
 
-/* libcurl's failure as an errno. */
-static int curl_errno(CURL *h, CURLcode cc) {
+int posts__k8s_curl_errno(CURL *h, CURLcode cc) {
   long os = 0;
   switch (cc) {
   case CURLE_COULDNT_CONNECT:
@@ -219,6 +219,21 @@ static void set_tls(k8s *k, CURL *h) {
   }
 }
 
+void posts__k8s_setup(k8s *k, CURL *h, const char *url, const atomic_bool *stop, char *cerr) {
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_USERAGENT, "outpost");
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+  if (stop) {
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)stop);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  }
+  set_tls(k, h);
+}
+
 int posts__k8s_http(k8s *k, const char *method, const char *path, const char *ctype,
                     const char *body, long timeout_ms, k8s_body_fn wr, void *wr_arg,
                     const atomic_bool *stop, long *status, posts_err *err) {
@@ -227,7 +242,7 @@ int posts__k8s_http(k8s *k, const char *method, const char *path, const char *ct
   CURL *h = NULL;
   CURLcode cc;
   size_t n = strlen(k->server) + strlen(path) + 1;
-  int rc = auth_line(k, &auth, err);
+  int rc = posts__k8s_auth_line(k, &auth, err);
   *status = 0;
   if (rc < 0) return rc;
   snprintf(ct, sizeof ct, "Content-Type: %s", ctype ? ctype : "application/json");
@@ -240,28 +255,17 @@ int posts__k8s_http(k8s *k, const char *method, const char *path, const char *ct
     goto cleanup;
   }
   snprintf(url, n, "%s%s", k->server, path);
-  curl_easy_setopt(h, CURLOPT_URL, url);
+  posts__k8s_setup(k, h, url, stop, cerr);
   curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "outpost");
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, wr);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, wr_arg);
-  if (stop) {
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)stop);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-  }
   if (body) curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-  set_tls(k, h);
   cc = curl_easy_perform(h);
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
   if (cc != CURLE_OK) {
-    rc = curl_errno(h, cc);
+    rc = posts__k8s_curl_errno(h, cc);
     posts__err(err, rc, 0, "%s %s: %s", method, k->server, cerr[0] ? cerr : curl_easy_strerror(cc));
   }
 cleanup:
@@ -662,16 +666,6 @@ static int k8s_claim(posts_runtime *rt, const char *id, const char *owner, posts
   return rc;
 }
 
-/* ----------------------------------------------------------------- exec */
-
-static int k8s_exec(posts_runtime *rt, const char *id, const posts_exec_req *req,
-                    posts_exec_result *res, posts_err *err) {
-  return posts__err(err, -ENOTSUP, 0,
-                    "exec %s: not done on Kubernetes (the pods/exec streaming protocols, SPDY or "
-                    "WebSocket, are not in this libcurl)",
-                    id);
-}
-
 /* ----------------------------------------------------------- the handle */
 
 static int k8s_ping(posts_runtime *rt, posts_err *err) {
@@ -712,7 +706,7 @@ static const posts_runtime_ops k8s_ops = {
     .inspect = k8s_inspect,
     .claim = k8s_claim,
     .list = k8s_list,
-    .exec = k8s_exec,
+    .exec = posts__k8s_exec,
     .watch = posts__k8s_watch,
     .cancel = k8s_cancel,
 };

@@ -8,11 +8,19 @@
 # nothing creates ServiceAccounts, so the ServiceAccount admission plugin is
 # off (pods need no default ServiceAccount to be created).
 #
+# Exec (pods/exec) is proxied by the apiserver to the kubelet of the pod's
+# node, at the InternalIP and kubelet port of its Node object: tests that
+# exec register a Node at 127.0.0.1 and serve that port with a FAKE kubelet
+# (tests/k8s/fake_kubelet.py). For it the apiserver presents the client
+# certificate pki/kubelet-client.crt and trusts only kubelets whose serving
+# certificate the CA signed: pki/fake-kubelet.crt (IP 127.0.0.1) is one.
+#
 # Usage: scripts/kube_up.sh DIR
 # Leaves in DIR: kubeconfig, kubeconfig-limited, ca.crt, admin.token,
 # limited.token, server (the URL), etcd.log, apiserver.log, etcd.pid,
 # apiserver.pid; pki/ holds the keys (pki/ca.key can sign a client
-# certificate, which the apiserver accepts too), etcd/ the data. The daemons
+# certificate, which the apiserver accepts too; fake-kubelet.crt and .key
+# serve a fake kubelet), etcd/ the data. The daemons
 # keep running in their own session after this script exits;
 # scripts/kube_down.sh stops them. Idempotent: an apiserver already running
 # for the same DIR is reused. Exits 77 (skip) with OUTPOST_SKIP_KUBE=1 or when
@@ -92,6 +100,41 @@ EOF
     cp ca.crt "$DIR/ca.crt"
     chmod 644 "$DIR/ca.crt"
     touch generated
+  )
+}
+
+# The apiserver's certificates towards kubelets, made once per DIR beside the
+# rest (and added to a DIR made before they existed): a client certificate
+# the apiserver presents to them (group system:masters, as kubeadm's
+# apiserver-kubelet-client), and a serving certificate for 127.0.0.1 that a
+# fake kubelet presents.
+make_kubelet_pki() {
+  local pki="$DIR/pki"
+  [ -f "$pki/kubelet-generated" ] && return 0
+  log "generating the kubelet client and fake kubelet serving certificates in $pki"
+  (
+    cd "$pki"
+    cat >kubelet-client.ext <<'EOF'
+basicConstraints = CA:FALSE
+keyUsage = digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+EOF
+    openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+      -keyout kubelet-client.key -out kubelet-client.csr 2>/dev/null
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -days 3650 -extfile kubelet-client.ext -out kubelet-client.crt 2>/dev/null
+    cat >fake-kubelet.ext <<'EOF'
+basicConstraints = CA:FALSE
+keyUsage = digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+EOF
+    openssl req -newkey rsa:2048 -nodes -subj /CN=outpost-fake-kubelet \
+      -keyout fake-kubelet.key -out fake-kubelet.csr 2>/dev/null
+    openssl x509 -req -in fake-kubelet.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -days 3650 -extfile fake-kubelet.ext -out fake-kubelet.crt 2>/dev/null
+    chmod 600 kubelet-client.* fake-kubelet.*
+    touch kubelet-generated
   )
 }
 
@@ -224,6 +267,8 @@ start_etcd() {
 start_apiserver() {
   if ours apiserver "--secure-port $KUBE_PORT "; then
     log "kube-apiserver already running for $DIR (pid $(cat "$DIR/apiserver.pid"))"
+    ours apiserver "--kubelet-client-certificate" ||
+      log "note: it was started without the kubelet flags (exec tests fail): restart it with scripts/kube_down.sh $DIR"
     wait_for 60 apiserver_ready || fail_start apiserver
     return 0
   fi
@@ -234,6 +279,9 @@ start_apiserver() {
   # ServiceAccounts (the other default plugins stay); the service account
   # issuer and keys are required by 1.20; privileged pods allowed, as kubeadm
   # does, since what runs pods is the runtime under test, not this server.
+  # Kubelets (fake ones, for exec) are reached at their Node's InternalIP
+  # only (no hostname to resolve), over TLS checked against the CA, with a
+  # client certificate.
   start_daemon apiserver "$APISERVER" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
@@ -247,12 +295,17 @@ start_apiserver() {
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.0.0.0/24 \
     --disable-admission-plugins ServiceAccount \
-    --allow-privileged=true --profiling=false
+    --allow-privileged=true --profiling=false \
+    --kubelet-preferred-address-types InternalIP \
+    --kubelet-certificate-authority "$pki/ca.crt" \
+    --kubelet-client-certificate "$pki/kubelet-client.crt" \
+    --kubelet-client-key "$pki/kubelet-client.key"
   wait_for 60 apiserver_ready || fail_start apiserver
 }
 
 check_ports
 make_pki
+make_kubelet_pki
 start_etcd
 start_apiserver
 write_kubeconfig "$DIR/kubeconfig" outpost-admin "$(cat "$DIR/admin.token")"
