@@ -51,6 +51,9 @@ MOCK = os.path.join(HERE, "values-mock.yaml")
 LEGACY = os.path.join(HERE, "values-legacy.yaml")
 # helm --set splits on commas: the list of servers escapes its own.
 KAFKA = ["--set", "kafka.bootstrapServers=kafka-0.kafka:9092\\,kafka-1.kafka:9092"]
+# The Kafka of the kafka-kraft subchart (charts/outpost/charts/kafka-kraft) instead.
+SUBCHART = ["--set", "kafka.subchart.enabled=true"]
+KAFKA_CHART = os.path.join(CHART, "charts", "kafka-kraft")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -148,6 +151,12 @@ def kafka_properties(args):
 def lint_ok(files, sets):
     r = helm("lint", "--strict", CHART, *values_args(files, sets))
     expect(r.returncode == 0, f"helm lint --strict: {r.stdout}{r.stderr}")
+    expect("0 chart(s) failed" in r.stdout, "lint summary", r.stdout)
+
+
+def lint_chart_ok(chart):
+    r = helm("lint", "--strict", chart)
+    expect(r.returncode == 0, f"helm lint --strict {chart}: {r.stdout}{r.stderr}")
     expect("0 chart(s) failed" in r.stdout, "lint summary", r.stdout)
 
 
@@ -541,6 +550,250 @@ def check_no_host_pid():
     expect("detector" in [c["name"] for c in spec["containers"]], "the detector still runs")
 
 
+# ----------------------------------------------------- the Kafka subchart
+
+# Variables of the apache/kafka image that are not broker properties.
+IMAGE_NOT_PROPERTIES = {"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_LOG4J_OPTS", "KAFKA_JMX_OPTS",
+                        "KAFKA_JVM_PERFORMANCE_OPTS", "KAFKA_GC_LOG_OPTS", "KAFKA_VERSION",
+                        "KAFKA_LOG4J_ROOT_LOGLEVEL", "KAFKA_LOG4J_LOGGERS",
+                        "KAFKA_TOOLS_LOG4J_LOGLEVEL", "KAFKA_JMX_HOSTNAME"}
+
+
+def is_kafka(doc):
+    return doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "kafka-kraft"
+
+
+def outpost_only(docs):
+    return [d for d in docs if not is_kafka(d)]
+
+
+def kafka_container(docs, release="t"):
+    sts = one(docs, "StatefulSet", f"{release}-kafka-kraft")
+    cs = sts["spec"]["template"]["spec"]["containers"]
+    expect_eq([c["name"] for c in cs], ["kafka"], "the Kafka pod's containers")
+    return sts, cs[0]
+
+
+def image_properties(env):
+    """The broker properties the image's KafkaDockerWrapper writes for the
+    KAFKA_* variables: the rest of the name in lower case, "_" read as ".",
+    then "..." as "-" and ".." as "_"."""
+    props = {}
+    for e in env:
+        n = e["name"]
+        if n.startswith("KAFKA_") and n not in IMAGE_NOT_PROPERTIES:
+            expect("value" in e, f"{n}: a value", e)
+            key = n[len("KAFKA_"):].lower().replace("_", ".").replace("...", "-").replace("..", "_")
+            expect(key not in props, f"{n}: one variable per property", sorted(props))
+            props[key] = e["value"]
+    return props
+
+
+def check_kafka(docs, replicas, release="t", ns="outpost"):
+    """The StatefulSet, its Services, PDB, Secret and the broker properties
+    its KAFKA_* variables become."""
+    full = f"{release}-kafka-kraft"
+    head = f"{full}-headless"
+    domain = f"{head}.{ns}.svc.cluster.local"
+    sts, c = kafka_container(docs, release)
+    spec = sts["spec"]
+    expect_eq((spec["replicas"], spec["serviceName"], spec["podManagementPolicy"]),
+              (replicas, head, "Parallel"), "replicas, governing Service, pods started together")
+    expect_eq(c["image"], "apache/kafka:3.7.1", "the official image")
+    env = c["env"]
+    props = image_properties(env)
+    rf, isr = min(3, replicas), max(1, min(3, replicas) - 1)
+    want = {
+        "process.roles": "broker,controller",
+        "controller.quorum.voters": ",".join(f"{i}@{full}-{i}.{domain}:9093"
+                                             for i in range(replicas)),
+        "listeners": "PLAINTEXT://:9092,CONTROLLER://:9093",
+        "advertised.listeners": f"PLAINTEXT://$(POD_NAME).{domain}:9092",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": "/var/lib/kafka/data",
+        "default.replication.factor": str(rf), "min.insync.replicas": str(isr),
+        "offsets.topic.replication.factor": str(rf),
+        "transaction.state.log.replication.factor": str(rf),
+        "transaction.state.log.min.isr": str(isr),
+        "auto.create.topics.enable": "false"}
+    expect_eq(props, want, "the broker properties")
+    names = [e["name"] for e in env]
+    expect("POD_NAME" in names and names.index("POD_NAME") < names.index(
+        "KAFKA_ADVERTISED_LISTENERS"), "$(POD_NAME) defined before it is used (kubelet order)",
+        names)
+    by = {e["name"]: e.get("valueFrom") for e in env}
+    expect_eq(by["POD_NAME"], {"fieldRef": {"fieldPath": "metadata.name"}}, "POD_NAME")
+    expect_eq(by.get("CLUSTER_ID"), {"secretKeyRef": {"name": f"{full}-cluster-id",
+                                                      "key": "cluster-id"}}, "CLUSTER_ID")
+    cid = base64.b64decode(one(docs, "Secret", f"{full}-cluster-id")["data"]["cluster-id"]).decode()
+    expect(re.fullmatch(r"[A-Za-z0-9_-]{22}", cid) and
+           len(base64.urlsafe_b64decode(cid + "==")) == 16, "a cluster id of 16 bytes", cid)
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    expect_eq(mounts.get("/var/lib/kafka"), "data", "log.dirs on the data volume")
+    claims = spec.get("volumeClaimTemplates", [])
+    expect_eq([(t["metadata"]["name"], t["spec"]["accessModes"],
+                t["spec"]["resources"]["requests"]["storage"]) for t in claims],
+              [("data", ["ReadWriteOnce"], "8Gi")], "one claim per pod")
+    sel = spec["selector"]["matchLabels"]
+    expect(sel.items() <= spec["template"]["metadata"]["labels"].items(), "selector", sel)
+    svc = one(docs, "Service", full)
+    expect_eq((svc["spec"]["type"], svc["spec"]["selector"],
+               [(p["name"], p["port"]) for p in svc["spec"]["ports"]]),
+              ("ClusterIP", sel, [("client", 9092)]), "the client Service")
+    hs = one(docs, "Service", head)
+    expect_eq((hs["spec"]["clusterIP"], hs["spec"].get("publishNotReadyAddresses"),
+               hs["spec"]["selector"], [(p["name"], p["port"]) for p in hs["spec"]["ports"]]),
+              ("None", True, sel, [("client", 9092), ("controller", 9093)]),
+              "the headless Service: names before readiness")
+    pdb = one(docs, "PodDisruptionBudget", full)
+    expect_eq((pdb["apiVersion"], pdb["spec"]), ("policy/v1", {"maxUnavailable": 1,
+                                                              "selector": {"matchLabels": sel}}),
+              "the PodDisruptionBudget")
+
+
+def check_kafka_security(docs):
+    sts, c = kafka_container(docs)
+    pod = sts["spec"]["template"]["spec"]
+    expect_eq((pod.get("automountServiceAccountToken"), pod.get("enableServiceLinks")),
+              (False, False), "no token, no service links (KAFKA_* from Services)")
+    expect(not pod.get("hostPID") and not pod.get("hostNetwork") and not pod.get("hostIPC"),
+           "nothing of the host's", pod)
+    expect_eq(pod["securityContext"].get("seccompProfile"), {"type": "RuntimeDefault"},
+              "pod seccomp")
+    sa = one(docs, "ServiceAccount", pod["serviceAccountName"])
+    expect_eq(sa.get("automountServiceAccountToken"), False, "its ServiceAccount: no token")
+    sc = c["securityContext"]
+    expect_eq({k: sc.get(k) for k in ("runAsNonRoot", "allowPrivilegeEscalation", "privileged",
+                                       "readOnlyRootFilesystem", "capabilities", "seccompProfile")},
+              {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "privileged": False,
+               "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+               "seccompProfile": {"type": "RuntimeDefault"}}, "the Kafka container")
+    expect(isinstance(sc.get("runAsUser"), int) and sc["runAsUser"] > 0, "not root",
+           sc.get("runAsUser"))
+    vols = {v["name"]: v for v in pod["volumes"]}
+    writable = {m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")}
+    expect_eq(writable, {"/var/lib/kafka", "/opt/kafka/config", "/tmp"},
+              "writable paths on a read-only root")
+    for m in c["volumeMounts"]:
+        expect(m["name"] == "data" or "hostPath" not in vols[m["name"]], "no host path", m)
+    res = c.get("resources") or {}
+    for k in ("requests", "limits"):
+        expect(set(res.get(k, {})) >= {"cpu", "memory"}, f"resources.{k}", res)
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        expect("tcpSocket" in c.get(probe, {}), f"{probe} on a Kafka port", c.get(probe))
+
+
+def check_node_id_wrapper(docs):
+    """The container's command, run by bash with the image's entry point
+    replaced by a stub: KAFKA_NODE_ID is the ordinal of the pod's name."""
+    _, c = kafka_container(docs)
+    cmd = c["command"]
+    expect_eq(cmd[:2], ["/bin/bash", "-c"], "a bash wrapper")
+    script = cmd[2]
+    expect(script.rstrip().endswith("exec /etc/kafka/docker/run"), "then the image's entry point",
+           script)
+    expect("$(" not in script, "no $(...) the kubelet would expand", script)
+    with tempfile.TemporaryDirectory() as tmp:
+        stub = os.path.join(tmp, "run")
+        with open(stub, "w") as f:
+            f.write("#!/bin/sh\necho \"$KAFKA_NODE_ID\"\n")
+        os.chmod(stub, 0o755)
+        test = script.replace("/etc/kafka/docker/run", stub)
+
+        def run(env):
+            return subprocess.run(["/bin/bash", "-c", test], env=dict(env, PATH="/usr/bin:/bin"),
+                                  capture_output=True, text=True, timeout=10)
+        for pod, want in (("t-kafka-kraft-0", "0"), ("t-kafka-kraft-2", "2"),
+                          ("a-b-c-kafka-kraft-11", "11")):
+            r = run({"POD_NAME": pod})
+            expect_eq((r.returncode, r.stdout.strip()), (0, want), f"{pod}: node id")
+        r = run({"POD_NAME": "kafka"})
+        expect(r.returncode != 0 and "no ordinal in the pod name kafka" in r.stderr,
+               "a name without an ordinal stops it", (r.returncode, r.stdout, r.stderr))
+        r = run({})
+        expect(r.returncode != 0 and not r.stdout, "no POD_NAME stops it", (r.returncode, r.stdout))
+
+
+def check_kafka_wiring(docs, release="t", ns="outpost"):
+    """The broker's two roles take the subchart's client Service; the posts
+    and the detector reach Kafka only through the broker."""
+    want = f"{release}-kafka-kraft.{ns}.svc.cluster.local:9092"
+    for kind, name in (("Deployment", f"{release}-outpost-broker"),
+                       ("StatefulSet", f"{release}-outpost-dispatcher")):
+        a = one(docs, kind, name)["spec"]["template"]["spec"]["containers"][0]["args"]
+        expect_eq(arg_after(a, "--kafka"), [want], f"{name} --kafka")
+        expect_eq(kafka_properties(a), {"security.protocol": "PLAINTEXT"}, f"{name}: plaintext")
+    broker_url = f"http://{release}-outpost-broker.{ns}.svc.cluster.local/default/default"
+    for kind, name in (("DaemonSet", f"{release}-outpost-node"),
+                       ("Deployment", f"{release}-outpost-cluster-post")):
+        spec = one(docs, kind, name)["spec"]["template"]["spec"]
+        for c in spec["containers"]:
+            expect("--kafka" not in c["args"], f"{name}/{c['name']}: no Kafka of its own",
+                   c["args"])
+        post = spec["containers"][0]
+        expect_eq(arg_after(post["args"], "--broker-url"), [broker_url], f"{name}: via the broker")
+    svc = one(docs, "Service", f"{release}-kafka-kraft")
+    expect_eq(svc["spec"]["ports"][0]["port"], int(want.rsplit(":", 1)[1]), "the Service's port")
+
+
+def check_no_kafka(*renders):
+    """No Kafka object unless the subchart is enabled."""
+    for docs in renders:
+        expect(docs, "objects rendered")
+        expect_eq([f"{d['kind']}/{d['metadata']['name']}" for d in docs
+                   if is_kafka(d) or "kafka-kraft" in d["metadata"]["name"]], [],
+                  "Kafka objects")
+        expect_eq(of_kind(docs, "PodDisruptionBudget"), [], "no PodDisruptionBudget")
+        expect(all(d["metadata"]["name"] == "t-outpost-dispatcher"
+                   for d in of_kind(docs, "StatefulSet")), "no StatefulSet but the dispatcher",
+               [d["metadata"]["name"] for d in of_kind(docs, "StatefulSet")])
+
+
+def check_kafka_values():
+    """The subchart's values reach its objects."""
+    docs = render(sets=SUBCHART + [
+        "--set-string", "kafka-kraft.config.log\\.retention\\.hours=24",
+        "--set-string", "kafka-kraft.config.min\\.insync\\.replicas=1",
+        "--set", "kafka-kraft.persistence.size=20Gi",
+        "--set", "kafka-kraft.persistence.storageClass=fast",
+        "--set", "kafka-kraft.clusterId=MkU3OEVBNTcwNTJENDM2Qg",
+        "--set", "kafka-kraft.podDisruptionBudget.enabled=false"])
+    sts, c = kafka_container(docs)
+    props = image_properties(c["env"])
+    expect_eq((props.get("log.retention.hours"), props.get("min.insync.replicas"),
+               props.get("default.replication.factor")), ("24", "1", "3"),
+              "config adds and overrides properties")
+    t = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    expect_eq((t.get("storageClassName"), t["resources"]["requests"]["storage"]), ("fast", "20Gi"),
+              "the claims' class and size")
+    sec = one(docs, "Secret", "t-kafka-kraft-cluster-id")
+    expect_eq(base64.b64decode(sec["data"]["cluster-id"]).decode(), "MkU3OEVBNTcwNTJENDM2Qg",
+              "clusterId")
+    expect_eq(of_kind(docs, "PodDisruptionBudget"), [], "no PDB when disabled")
+    docs = render(sets=SUBCHART + ["--set", "kafka-kraft.persistence.enabled=false"])
+    sts, c = kafka_container(docs)
+    expect("volumeClaimTemplates" not in sts["spec"], "no claims without persistence")
+    vols = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    expect("emptyDir" in vols.get("data", {}), "the data on an emptyDir", vols.get("data"))
+    docs = render(sets=SUBCHART, release="kafka-kraft-demo")
+    expect_eq(one(docs, "StatefulSet", "kafka-kraft-demo")["spec"]["serviceName"],
+              "kafka-kraft-demo-headless", "a release named after the chart is the name")
+
+
+def check_kafka_notes():
+    text = notes((), SUBCHART)
+    for want in ("Kafka 3.7.1 (the kafka-kraft subchart, KRaft, no ZooKeeper): 3 pod(s)",
+                 "on Kafka t-kafka-kraft.outpost.svc.cluster.local:9092",
+                 "PLAINTEXT, inside the cluster only (no SASL, no TLS)",
+                 "PersistentVolumeClaims data-t-kafka-kraft-<i>", "which helm uninstall keeps",
+                 "Secret t-kafka-kraft-cluster-id",
+                 "--bootstrap-server t-kafka-kraft.outpost.svc.cluster.local:9092 --list"):
+        expect(want in text, "NOTES.txt says it", text, want)
+    expect("kafka-kraft" not in notes((), KAFKA), "no Kafka in the notes without the subchart")
+
+
 def notes(files, sets):
     """NOTES.txt as install would print it (helm template leaves it out): a
     copy of the chart renders it into a ConfigMap-like document."""
@@ -673,8 +926,29 @@ def run_lint(outpost):
     check("lint --strict: the mock Kafka", lint_ok, (MOCK,), ())
     check("lint --strict: old kernel, runtime-made namespaces", lint_ok, (LEGACY,), ())
     check("lint fails without Kafka", lint_fails, (), (), "kafka.bootstrapServers is required")
-    check("lint fails for the Kafka subchart", lint_fails, (), KAFKA +
-          ["--set", "kafka.subchart.enabled=true"], "this chart bundles no Kafka")
+    check("lint --strict: the Kafka subchart", lint_ok, (), SUBCHART)
+    check("lint --strict: the Kafka subchart, one broker, no volume", lint_ok, (), SUBCHART +
+          ["--set", "kafka-kraft.replicas=1", "--set", "kafka-kraft.persistence.enabled=false"])
+    check("lint --strict: kafka-kraft on its own", lint_chart_ok, KAFKA_CHART)
+    check("lint fails for the subchart and the mock", lint_fails, (MOCK,), SUBCHART,
+          "kafka.subchart.enabled and kafka.mock=true exclude each other")
+    check("lint fails for the subchart and bootstrapServers", lint_fails, (), KAFKA + SUBCHART,
+          "kafka.subchart.enabled and kafka.bootstrapServers exclude each other: with the "
+          "subchart the components use its Service (")
+    check("lint fails for the subchart with SASL", lint_fails, (), SUBCHART +
+          ["--set", "kafka.security.protocol=SASL_SSL"],
+          "the subchart's Kafka (kafka.subchart.enabled) listens in PLAINTEXT only")
+    check("lint fails for the subchart in another cluster domain", lint_fails, (), SUBCHART +
+          ["--set", "clusterDomain=example.org"],
+          "kafka-kraft.clusterDomain (cluster.local) differs from clusterDomain (example.org)")
+    check("lint fails for a property the subchart sets", lint_fails, (), SUBCHART +
+          ["--set-string", "kafka-kraft.config.controller\\.quorum\\.voters=0@x:9093"],
+          "kafka-kraft.config.controller.quorum.voters: set by the chart")
+    check("lint fails for no broker (the subchart's values.schema.json)", lint_fails, (),
+          SUBCHART + ["--set", "kafka-kraft.replicas=0"],
+          "replicas: Must be greater than or equal to 1")
+    check("lint fails for a cluster id that is not one", lint_fails, (), SUBCHART +
+          ["--set", "kafka-kraft.clusterId=my-cluster"], "clusterId: Does not match pattern")
     check("lint fails for Kafka and the mock", lint_fails, (MOCK,), KAFKA, "exclude each other")
     check("lint fails for SASL without a Secret", lint_fails, (), KAFKA +
           ["--set", "kafka.security.protocol=SASL_SSL"], "needs kafka.security.sasl.existingSecret")
@@ -714,6 +988,23 @@ def run_lint(outpost):
     check("template: no detector", check_no_detector)
     check("template: detector without hostPID", check_no_host_pid)
     check("NOTES.txt", check_notes)
+    kdocs = render(sets=SUBCHART)
+    check("template: no Kafka objects unless the subchart is enabled", check_no_kafka, docs, sasl,
+          render((MOCK,)))
+    check("template: the Kafka subchart, 3 brokers", check_kafka, kdocs, 3)
+    check("template: the Kafka subchart, 1 broker", check_kafka,
+          render(sets=SUBCHART + ["--set", "kafka-kraft.replicas=1"]), 1)
+    check("template: the Kafka subchart, 5 brokers", check_kafka,
+          render(sets=SUBCHART + ["--set", "kafka-kraft.replicas=5"]), 5)
+    check("template: the Kafka pod's security context", check_kafka_security, kdocs)
+    check("template: the Kafka node id is the pod's ordinal", check_node_id_wrapper, kdocs)
+    check("template: the components bootstrap from the subchart", check_kafka_wiring, kdocs)
+    check("template: the subchart's values", check_kafka_values)
+    check("template: Outpost's security contexts with the subchart", check_security,
+          outpost_only(kdocs))
+    check("template: Services select their pods (subchart)", check_services, kdocs)
+    check("template: $(VAR) in arguments are defined (subchart)", check_env_refs, kdocs)
+    check("NOTES.txt with the subchart", check_kafka_notes)
     check("outpost reads the rendered files (defaults)", check_files_run, outpost, (), KAFKA)
     check("outpost reads the rendered files (SASL_SSL)", check_files_run, outpost, (SASL_TLS,), ())
 
@@ -1058,6 +1349,58 @@ def run_install(kube_dir):
             expect_eq(status, 404, "no dispatcher with the mock Kafka")
         check("install mock: no dispatcher", no_dispatcher)
     install_variant(cluster, "mock", (MOCK,), (), ["labs"], mock_extra)
+
+    def kafka_extra(inst, labs):
+        pre, ns = "op-kafka-kraft", inst.ns
+        sts_path = f"/apis/apps/v1/namespaces/{ns}/statefulsets/{pre}"
+
+        def stored():
+            check_kafka_wiring(inst.docs, "op", ns)
+            status, sts = cluster.request("GET", sts_path)
+            expect_eq((status, sts["spec"]["replicas"], sts["spec"]["podManagementPolicy"]),
+                      (200, 3, "Parallel"), "the Kafka StatefulSet")
+            env = {e["name"]: e.get("value") for e in
+                   sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+            expect_eq(env["KAFKA_CONTROLLER_QUORUM_VOTERS"], ",".join(
+                f"{i}@{pre}-{i}.{pre}-headless.{ns}.svc.cluster.local:9093" for i in range(3)),
+                "the stored quorum voters")
+            # policy/v1 from Kubernetes 1.21; the chart asks the server which it has.
+            minor = int(re.match(r"\d+", ver["minor"]).group(0))
+            pdb = one(inst.docs, "PodDisruptionBudget", pre)
+            expect_eq(pdb["apiVersion"], "policy/v1" if minor >= 21 else "policy/v1beta1",
+                      f"the PDB's API on {ver['gitVersion']}")
+            status, _ = cluster.request("GET", api_path(pdb, ns))
+            expect_eq(status, 200, "the PDB stored")
+            # The StatefulSet controller (kube-controller-manager) makes the claims
+            # data-op-kafka-kraft-<i> and the pods; none runs here.
+            status, pvcs = cluster.request("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims")
+            expect_eq((status, pvcs["items"]), (200, []), "no claims without a controller-manager")
+
+        def upgrades():
+            def cluster_id():
+                status, sec = cluster.request("GET", f"/api/v1/namespaces/{ns}/secrets/"
+                                                     f"{pre}-cluster-id")
+                expect_eq(status, 200, "the cluster id Secret")
+                return base64.b64decode(sec["data"]["cluster-id"]).decode()
+            before = cluster_id()
+            r = inst.helm("upgrade", inst.release, CHART, *inst.args)
+            expect(r.returncode == 0, f"helm upgrade: {r.stderr}")
+            expect_eq(cluster_id(), before, "the cluster id survives an upgrade")
+            r = inst.helm("upgrade", inst.release, CHART, *inst.args,
+                          "--set", "kafka-kraft.replicas=1")
+            expect(r.returncode != 0 and "kafka-kraft.replicas: 3 installed, 1 asked" in r.stderr,
+                   "a different quorum is refused", r.stderr)
+            other = "A" * 22 if before != "A" * 22 else "Q" * 22
+            r = inst.helm("upgrade", inst.release, CHART, *inst.args,
+                          "--set", f"kafka-kraft.clusterId={other}")
+            expect(r.returncode != 0 and f"formatted with {before}, not {other}" in r.stderr,
+                   "another cluster id is refused", r.stderr)
+            status, sts = cluster.request("GET", sts_path)
+            expect_eq(sts["spec"]["replicas"], 3, "the refused upgrades changed nothing")
+            inst.docs = manifest(inst.kc, inst.release, inst.ns)
+        check("install kafka: the subchart's objects on the server", stored)
+        check("install kafka: upgrades keep the cluster id and the quorum", upgrades)
+    install_variant(cluster, "kafka", (), SUBCHART, ["labs"], kafka_extra)
     check("install refused: schema and server validation", check_refused, cluster)
 
 

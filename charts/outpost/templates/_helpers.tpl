@@ -144,12 +144,38 @@ readinessProbe:
   failureThreshold: 3
 {{- end -}}
 
+{{/*
+A helper of the kafka-kraft subchart, (dict "root" $ "t" "bootstrapServers"),
+given the context it has in the subchart: its values, the release, its name.
+Subchart templates are defined only when kafka.subchart.enabled.
+*/}}
+{{- define "outpost.kafkaSubchart" -}}
+{{- $ctx := dict "Values" (index .root.Values "kafka-kraft") "Release" .root.Release "Chart" (dict "Name" "kafka-kraft") -}}
+{{- include (printf "kafka-kraft.%s" .t) $ctx -}}
+{{- end -}}
+
+{{/*
+The Kafka of the broker's two roles: kafka.bootstrapServers, else the
+kafka-kraft subchart's client Service, else the mock ("outpost.validate" makes
+sure that exactly one is chosen).
+*/}}
+{{- define "outpost.kafkaBootstrap" -}}
+{{- $k := .Values.kafka -}}
+{{- if $k.bootstrapServers -}}
+{{- $k.bootstrapServers -}}
+{{- else if $k.subchart.enabled -}}
+{{- include "outpost.kafkaSubchart" (dict "root" . "t" "bootstrapServers") -}}
+{{- else -}}
+mock
+{{- end -}}
+{{- end -}}
+
 {{/* Kafka: the flags, environment and volumes of the broker's two roles. */}}
 {{- define "outpost.kafkaArgs" -}}
 {{- $k := .Values.kafka -}}
 {{- $p := $k.security.protocol -}}
 - --kafka
-- {{ ternary "mock" $k.bootstrapServers $k.mock | quote }}
+- {{ include "outpost.kafkaBootstrap" . | quote }}
 - --partitions
 - {{ $k.topics.partitions | int | quote }}
 - --delivery-timeout
@@ -242,10 +268,22 @@ template (the first failure stops the render, so the message comes once).
 {{- define "outpost.validate" -}}
 {{- $k := .Values.kafka -}}
 {{- if $k.subchart.enabled -}}
-{{- fail "kafka.subchart.enabled: this chart bundles no Kafka. Install one (Strimzi, or the Bitnami kafka chart) and set kafka.bootstrapServers to its bootstrap servers (docs/KUBERNETES.md, \"Kafka\")" -}}
+{{- if $k.mock -}}
+{{- fail "kafka.subchart.enabled and kafka.mock=true exclude each other: the mock lives inside the broker pod and would leave the subchart's Kafka unused. Choose one" -}}
 {{- end -}}
-{{- if and (not $k.bootstrapServers) (not $k.mock) -}}
-{{- fail "kafka.bootstrapServers is required: Outpost on Kubernetes keeps its events in Kafka (set --set kafka.bootstrapServers=HOST:PORT, or kafka.mock=true for a demo whose events live in memory)" -}}
+{{- if $k.bootstrapServers -}}
+{{- fail (printf "kafka.subchart.enabled and kafka.bootstrapServers exclude each other: with the subchart the components use its Service (%s). Unset kafka.bootstrapServers, or disable the subchart to use your Kafka" (include "outpost.kafkaSubchart" (dict "root" . "t" "bootstrapServers"))) -}}
+{{- end -}}
+{{- if ne $k.security.protocol "PLAINTEXT" -}}
+{{- fail (printf "kafka.security.protocol=%s: the subchart's Kafka (kafka.subchart.enabled) listens in PLAINTEXT only, inside the cluster. For SASL or TLS use a Kafka of your own in kafka.bootstrapServers" $k.security.protocol) -}}
+{{- end -}}
+{{- $sub := index .Values "kafka-kraft" -}}
+{{- if ne $sub.clusterDomain .Values.clusterDomain -}}
+{{- fail (printf "kafka-kraft.clusterDomain (%s) differs from clusterDomain (%s): the brokers would advertise names of another domain. Set both" $sub.clusterDomain .Values.clusterDomain) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not $k.bootstrapServers) (not $k.mock) (not $k.subchart.enabled) -}}
+{{- fail "kafka.bootstrapServers is required: Outpost on Kubernetes keeps its events in Kafka (set --set kafka.bootstrapServers=HOST:PORT for a Kafka of your own, kafka.subchart.enabled=true for one installed with the chart, or kafka.mock=true for a demo whose events live in memory)" -}}
 {{- end -}}
 {{- if and $k.bootstrapServers $k.mock -}}
 {{- fail "kafka.bootstrapServers and kafka.mock=true exclude each other: choose one" -}}
