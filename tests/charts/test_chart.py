@@ -258,8 +258,8 @@ def check_ns_posts(docs, namespaces, prefix="outpost-"):
         expect_eq([(e["name"], e["valueFrom"]["secretKeyRef"]["key"]) for e in c.get("env", [])],
                   [("OUTPOST_INTERNAL_TOKEN", "internal-token")], f"{c['name']}: environment")
         expect("envFrom" not in c, f"{c['name']}: no envFrom")
-        expect_eq(arg_after(a, "--internal-token"), ["$(OUTPOST_INTERNAL_TOKEN)"],
-                  f"{c['name']}: --internal-token")
+        expect("--internal-token" not in a, f"{c['name']}: --internal-token from the environment",
+               a)
         for m in c["volumeMounts"]:
             v = vols[m["name"]]
             expect("secret" not in v and "projected" not in v and "hostPath" not in v,
@@ -312,7 +312,9 @@ def check_detector(docs, caps=("BPF", "PERFMON", "SYS_RESOURCE"), seccomp="Runti
     a = det[0]["args"]
     expect_eq(a[0], "detector", "detector command")
     expect_eq(arg_after(a, "--listen"), ["0.0.0.0:8085"], "detector --listen")
-    expect_eq(arg_after(a, "--admin-token"), ["$(OUTPOST_ADMIN_TOKEN)"], "detector admin token")
+    expect("--admin-token" not in a, "the detector's admin token from the environment", a)
+    expect_eq(token_env(det[0]), {"OUTPOST_ADMIN_TOKEN": ("t-outpost-auth", "admin-token")},
+              "the detector's tokens")
     node_post = [c for c in spec["containers"] if c["name"] == "node-post"][0]
     expect_eq(arg_after(node_post["args"], "--detector-url"), ["http://127.0.0.1:8085"],
               "the node post's detector")
@@ -328,9 +330,97 @@ def check_env_refs(docs):
                 for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", a):
                     expect(var in names, f"{d['metadata']['name']}/{c['name']}: $({var}) defined",
                            sorted(names), var)
-                    if var == "OUTPOST_ADMIN_TOKEN":
+                    if var == "KAFKA_SASL_PASSWORD":
                         ref = [e for e in c["env"] if e["name"] == var][0]["valueFrom"]
-                        expect("secretKeyRef" in ref, f"{c['name']}: the token from a Secret", ref)
+                        expect("secretKeyRef" in ref, f"{c['name']}: the password from a Secret",
+                               ref)
+
+
+TOKEN_FLAGS = ("--admin-token", "--broker-token", "--detector-token", "--internal-token")
+
+
+def check_no_token_args(docs):
+    """No token on a command line (readable in /proc by every process of the
+    pid namespace, the host's for the node pod): no $(OUTPOST_…_TOKEN) for the
+    kubelet to expand, no token flag, no token's value."""
+    secrets = [base64.b64decode(v).decode() for s in of_kind(docs, "Secret")
+               if s["metadata"]["name"].endswith("-outpost-auth") for v in s["data"].values()]
+    expect(pod_specs(docs), "workloads rendered")
+    for d, spec in pod_specs(docs):
+        for c in containers(spec):
+            cw = f"{d['metadata']['name']}/{c['name']}"
+            line = c.get("command", []) + c.get("args", [])
+            expect_eq([a for a in line if "TOKEN" in a], [], f"{cw}: $(…TOKEN) in the arguments")
+            expect_eq([a for a in line if a.split("=", 1)[0] in TOKEN_FLAGS], [],
+                      f"{cw}: token flags")
+            expect_eq([a for a in line for t in secrets if t in a], [],
+                      f"{cw}: a token's value in the arguments")
+
+
+def token_env(c, auth=None):
+    """A container's token variables and those from the auth Secret:
+    {name: (Secret, key)}, or (None, value) for one given in the clear."""
+    out = {}
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if "TOKEN" in e["name"] or ref and ref["name"] == auth:
+            out[e["name"]] = (ref["name"], ref["key"]) if ref else (None, e.get("value"))
+    return out
+
+
+def check_token_env(docs, ns_posts=1, detector=True, mock=False, auth="t-outpost-auth",
+                    admin="admin-token", internal="internal-token"):
+    """Each container gets, in its environment, exactly the tokens it uses,
+    each from the Secret key it had as an argument before: the broker and the
+    dispatcher their admin token; the cluster post the admin token as
+    OUTPOST_BROKER_TOKEN and OUTPOST_ADMIN_TOKEN, and the internal token;
+    the node post OUTPOST_BROKER_TOKEN, OUTPOST_INTERNAL_TOKEN and, with a
+    detector, OUTPOST_DETECTOR_TOKEN (the admin key), not OUTPOST_ADMIN_TOKEN;
+    an ns post the internal token only; the detector its admin token."""
+    adm, intl = (auth, admin), (auth, internal)
+    want = {"t-outpost-broker/broker": {"OUTPOST_ADMIN_TOKEN": adm},
+            "t-outpost-cluster-post/cluster-post": {"OUTPOST_BROKER_TOKEN": adm,
+                                                    "OUTPOST_ADMIN_TOKEN": adm,
+                                                    "OUTPOST_INTERNAL_TOKEN": intl},
+            "t-outpost-node/node-post": {"OUTPOST_BROKER_TOKEN": adm,
+                                         "OUTPOST_INTERNAL_TOKEN": intl,
+                                         **({"OUTPOST_DETECTOR_TOKEN": adm} if detector else {})},
+            **{f"t-outpost-node/ns-{i}": {"OUTPOST_INTERNAL_TOKEN": intl}
+               for i in range(ns_posts)}}
+    if not mock:
+        want["t-outpost-dispatcher/dispatcher"] = {"OUTPOST_ADMIN_TOKEN": adm}
+    if detector:
+        want["t-outpost-node/detector"] = {"OUTPOST_ADMIN_TOKEN": adm}
+    got = {f"{d['metadata']['name']}/{c['name']}": token_env(c, auth)
+           for d, spec in pod_specs(docs) for c in containers(spec)}
+    differ = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
+    expect_eq({k: got.get(k) for k in differ}, {k: want.get(k) for k in differ},
+              "the token variables of each container")
+    for d, spec in pod_specs(docs):
+        for c in containers(spec):
+            expect("envFrom" not in c, f"{c['name']}: no envFrom (a whole Secret)",
+                   c.get("envFrom"))
+
+
+def check_exec_rbac(docs, want):
+    """pods/exec (get, create: the WebSocket GET, authorised as get by
+    kube-apiserver 1.20 and as create too by newer ones) for the node post's
+    Roles or ClusterRole, and in no other role; bound to the node post only."""
+    roles = of_kind(docs, "Role") + of_kind(docs, "ClusterRole")
+    execs = {}
+    for r in roles:
+        for rule in r.get("rules", []):
+            res = rule.get("resources", [])
+            if "pods/exec" in res or "pods/*" in res or "*" in res:
+                key = f"{r['kind']}/{r['metadata'].get('namespace', '')}/{r['metadata']['name']}"
+                execs[key] = (rule.get("apiGroups"), sorted(rule.get("verbs", [])))
+    expect_eq(execs, {k: ([""], ["create", "get"]) for k in want}, "roles granting pods/exec")
+    for b in of_kind(docs, "RoleBinding") + of_kind(docs, "ClusterRoleBinding"):
+        key = f"{b['roleRef']['kind']}/{b['metadata'].get('namespace', '')}/" \
+              f"{b['roleRef']['name']}"
+        if key in execs:
+            expect_eq([s["name"] for s in b["subjects"]], ["t-outpost-node"],
+                      f"{key}: bound to the node post only")
 
 
 def check_rbac(docs, lab_namespaces, release_ns="outpost"):
@@ -347,6 +437,7 @@ def check_rbac(docs, lab_namespaces, release_ns="outpost"):
         expect_eq(r["rules"], [
             {"apiGroups": [""], "resources": ["pods"],
              "verbs": ["get", "list", "watch", "create", "delete", "patch"]},
+            {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"]},
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
              "verbs": ["get", "create"]}], f"Role in {r['metadata']['namespace']}")
     for b in bindings:
@@ -381,13 +472,11 @@ def check_components(docs):
             "--trigger-api": ["http://t-outpost-dispatcher.outpost.svc.cluster.local:8080"],
             "--node-post-service": ["t-outpost-node.outpost.svc.cluster.local:8091"],
             "--advertise-host": ["$(POD_IP)"], "--tokens-file": ["/etc/outpost/tokens/tokens"],
-            "--quota": ["3"], "--config": ["/etc/outpost/config/labs.yaml"],
-            "--admin-token": ["$(OUTPOST_ADMIN_TOKEN)"],
-            "--internal-token": ["$(OUTPOST_INTERNAL_TOKEN)"]}
+            "--quota": ["3"], "--config": ["/etc/outpost/config/labs.yaml"]}
     expect_eq({f: arg_after(a, f) for f in want}, want, "cluster post flags")
     ds = one(docs, "DaemonSet", "t-outpost-node")
     node_post = ds["spec"]["template"]["spec"]["containers"][0]
-    for flag in ("--trigger-api", "--internal-token"):
+    for flag in ("--trigger-api", "--broker-url"):
         expect_eq(arg_after(node_post["args"], flag), want[flag], f"node post {flag}")
     for d, spec in pod_specs(docs):
         expect("checksum/config" in d["spec"]["template"]["metadata"]["annotations"],
@@ -532,6 +621,7 @@ def check_legacy(docs):
     crb = one(docs, "ClusterRoleBinding", "t-outpost-node-post")
     expect_eq(crb["subjects"], [{"kind": "ServiceAccount", "name": "t-outpost-node",
                                  "namespace": "outpost"}], "bound to the node post")
+    check_exec_rbac(docs, ["ClusterRole//t-outpost-node-post"])
 
 
 def check_no_detector():
@@ -541,6 +631,7 @@ def check_no_detector():
     expect(not spec.get("hostPID"), "no hostPID without the detector")
     expect_eq([c["name"] for c in spec["containers"]], ["node-post", "ns-0"], "containers")
     expect("--detector-url" not in spec["containers"][0]["args"], "no --detector-url")
+    check_token_env(docs, detector=False)
 
 
 def check_no_host_pid():
@@ -971,6 +1062,23 @@ def run_lint(outpost):
     check("template: the detector: hostPID, its capabilities", check_detector, docs)
     check("template: $(VAR) in arguments are defined", check_env_refs, docs)
     check("template: $(VAR) in arguments are defined (SASL_SSL)", check_env_refs, sasl)
+    for tag, d in (("defaults", docs), ("SASL_SSL", sasl), ("mock", render((MOCK,))),
+                   ("old kernel", render((LEGACY,))), ("subchart", render(sets=SUBCHART)),
+                   ("no detector", render(sets=KAFKA + ["--set", "detector.enabled=false"]))):
+        check(f"template: no token on a command line ({tag})", check_no_token_args, d)
+    check("template: each container's token variables", check_token_env, docs)
+    check("template: each container's token variables (SASL_SSL, existing Secret)",
+          check_token_env, sasl, 2, True, False, "outpost-admin")
+    check("template: each container's token variables (mock)", check_token_env,
+          render((MOCK,)), 1, True, True)
+    check("template: each container's token variables (other Secret keys)", check_token_env,
+          render(sets=KAFKA + ["--set", "auth.adminTokenKey=adm", "--set",
+                               "auth.internalTokenKey=int"]), 1, True, False, "t-outpost-auth",
+          "adm", "int")
+    check("template: pods/exec for the node post's Role only", check_exec_rbac, docs,
+          ["Role/outpost-labs/t-outpost-node-post"])
+    check("template: pods/exec for the node post's Roles only (SASL_SSL)", check_exec_rbac, sasl,
+          ["Role/outpost-labs/t-outpost-node-post", "Role/outpost-exams/t-outpost-node-post"])
     check("template: RBAC only in the lab namespaces", check_rbac, docs, ["outpost-labs"])
     check("template: RBAC in two lab namespaces", check_rbac, sasl,
           ["outpost-labs", "outpost-exams"])
@@ -1143,7 +1251,11 @@ def check_rbac_server(cluster, ns, release, lab_namespaces, cluster_wide=False):
         asks += [(node, "create", "networkpolicies", lab, "networking.k8s.io", "", True),
                  (node, "get", "networkpolicies", lab, "networking.k8s.io", "", True),
                  (node, "delete", "networkpolicies", lab, "networking.k8s.io", "", False),
-                 (node, "create", "pods", lab, "", "exec", False),
+                 # exec: a WebSocket GET, authorised as get (1.20) or create (newer).
+                 (node, "create", "pods", lab, "", "exec", True),
+                 (node, "get", "pods", lab, "", "exec", True),
+                 (node, "create", "pods", lab, "", "attach", False),
+                 (node, "create", "pods", lab, "", "portforward", False),
                  (node, "get", "secrets", lab, "", "", False),
                  (node, "create", "services", lab, "", "", False)]
     asks += [(node, "create", "pods", ns, "", "", cluster_wide),
@@ -1152,15 +1264,26 @@ def check_rbac_server(cluster, ns, release, lab_namespaces, cluster_wide=False):
              (node, "create", "namespaces", "", "", "", cluster_wide),
              (node, "delete", "namespaces", "", "", "", False),
              (node, "create", "rolebindings", lab_namespaces[0], "rbac.authorization.k8s.io", "",
-              False)]
+              False),
+             (node, "create", "pods", ns, "", "exec", cluster_wide),
+             (node, "get", "pods", ns, "", "exec", cluster_wide)]
     others = [f"{pre}-broker", f"{pre}-cluster-post", f"{pre}-dispatcher"]
     for sa in others:
         asks += [(sa, "get", "pods", lab_namespaces[0], "", "", False),
                  (sa, "get", "secrets", ns, "", "", False),
                  (sa, "list", "pods", ns, "", "", False)]
+        for lab in lab_namespaces:
+            # The Labs API's exec goes cluster post -> node post -> runtime: the
+            # cluster post (and the ns posts, which have no token) never exec.
+            asks += [(sa, "create", "pods", lab, "", "exec", False),
+                     (sa, "get", "pods", lab, "", "exec", False)]
     wrong = [f"{sa} {verb} {sub or res} in {nsx or 'the cluster'}: {not want}"
              for sa, verb, res, nsx, group, sub, want in asks
              if can(cluster, ns, sa, verb, res, nsx, group, sub) != want]
+    # The account lab pods run as (their namespace's default) execs into none.
+    wrong += [f"{lab}'s default {verb} pods/exec in {lab}: True"
+              for lab in lab_namespaces for verb in ("get", "create")
+              if can(cluster, lab, "default", verb, "pods", lab, "", "exec")]
     expect_eq(wrong, [], "permissions that differ from the intended ones")
 
 

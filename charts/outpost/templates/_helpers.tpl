@@ -94,22 +94,22 @@ app.kubernetes.io/component: {{ .c }}
 {{- printf "%s%s" .root.Values.labs.namespacePrefix .ns -}}
 {{- end -}}
 
-{{/* The env entry of the admin token, for $(OUTPOST_ADMIN_TOKEN) in args. */}}
-{{- define "outpost.adminTokenEnv" -}}
-- name: OUTPOST_ADMIN_TOKEN
+{{/*
+The env entry of one token from the auth Secret: (dict "root" $ "var" NAME "key"
+KEY). The outpost commands read a token flag they are not given from its
+variable (--admin-token: OUTPOST_ADMIN_TOKEN, --broker-token:
+OUTPOST_BROKER_TOKEN, --detector-token: OUTPOST_DETECTOR_TOKEN,
+--internal-token: OUTPOST_INTERNAL_TOKEN), so no token is an argument: any
+process of the pid namespace (the host's, for the node pod with hostPID) can
+read a command line, only the same user a process's environment. Each container
+gets the variables of the tokens it uses, and no other.
+*/}}
+{{- define "outpost.tokenEnv" -}}
+- name: {{ .var }}
   valueFrom:
     secretKeyRef:
-      name: {{ include "outpost.authSecret" . }}
-      key: {{ .Values.auth.adminTokenKey }}
-{{- end -}}
-
-{{/* The env entry of the posts' internal token, for $(OUTPOST_INTERNAL_TOKEN). */}}
-{{- define "outpost.internalTokenEnv" -}}
-- name: OUTPOST_INTERNAL_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "outpost.authSecret" . }}
-      key: {{ .Values.auth.internalTokenKey }}
+      name: {{ include "outpost.authSecret" .root }}
+      key: {{ .key }}
 {{- end -}}
 
 {{/*
@@ -245,14 +245,19 @@ mock
 {{/*
 The node post's rules in the lab namespaces (rbac.yaml): what posts/runtime_k8s.c
 calls. Pods: an environment is a pod (create, get, list and watch by label, a
-claim is a merge patch of a label, delete). NetworkPolicies: the runtime makes
-outpost-no-network once per namespace, or reads it when it may not make it.
-No pods/exec: exec is not done on Kubernetes (-ENOTSUP).
+claim is a merge patch of a label, delete). pods/exec: the Labs API's exec
+(cluster post -> node post -> runtime), a WebSocket upgrade of a GET, which
+kube-apiserver 1.20 authorises as get and newer ones as create as well.
+NetworkPolicies: the runtime makes outpost-no-network once per namespace, or
+reads it when it may not make it.
 */}}
 {{- define "outpost.nodePostRules" -}}
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, create, delete, patch]
+- apiGroups: [""]
+  resources: [pods/exec]
+  verbs: [get, create]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [get, create]
