@@ -36,6 +36,8 @@
 
 #include <cmocka.h>
 
+#include "tests/posts/rt_expect.h"
+
 #include "posts/k8s_int.h"
 #include "posts/runtime_k8s.h"
 
@@ -51,57 +53,6 @@ static int fake_stdin = -1; /* closing it ends the fake kubelet */
 static int fake_port;
 
 /* ------------------------------------------------------------- helpers */
-
-static const char *errname(long long rc) {
-  static char other[32];
-  switch (rc) {
-  case 0:
-    return "0";
-  case -ENOENT:
-    return "-ENOENT";
-  case -EBUSY:
-    return "-EBUSY";
-  case -EINVAL:
-    return "-EINVAL";
-  case -EACCES:
-    return "-EACCES";
-  case -ETIMEDOUT:
-    return "-ETIMEDOUT";
-  case -ECANCELED:
-    return "-ECANCELED";
-  case -ECONNREFUSED:
-    return "-ECONNREFUSED";
-  case -EPROTO:
-    return "-EPROTO";
-  case -EIO:
-    return "-EIO";
-  default:
-    snprintf(other, sizeof other, "%lld", rc);
-    return other;
-  }
-}
-
-#define EXPECT_RC(got, want, err)                                                                  \
-  do {                                                                                             \
-    long long g_ = (long long)(got), w_ = (long long)(want);                                       \
-    if (g_ != w_)                                                                                  \
-      fail_msg("%s = %s, want %s (%s)", #got, errname(g_), errname(w_),                            \
-               (err)->msg[0] ? (err)->msg : "no message");                                         \
-  } while (0)
-
-#define EXPECT_STR(got, want)                                                                      \
-  do {                                                                                             \
-    const char *g_ = (got), *w_ = (want);                                                          \
-    if (!g_ || strcmp(g_, w_) != 0)                                                                \
-      fail_msg("%s = \"%s\", want \"%s\"", #got, g_ ? g_ : "(null)", w_);                          \
-  } while (0)
-
-#define EXPECT_HAS(hay, needle)                                                                    \
-  do {                                                                                             \
-    const char *h_ = (hay);                                                                        \
-    if (!h_ || !strstr(h_, needle))                                                                \
-      fail_msg("%s = \"%s\", want it to hold \"%s\"", #hay, h_ ? h_ : "(null)", needle);           \
-  } while (0)
 
 static int64_t mono_ms(void) {
   struct timespec ts;

@@ -36,6 +36,8 @@
 
 #include <cmocka.h>
 
+#include "tests/posts/rt_expect.h"
+
 #include "core/httpd.h"
 #include "core/resources.h"
 #include "posts/k8s_int.h"
@@ -54,59 +56,6 @@ static char kube_dir[512];         /* where kube_up.sh keeps its pki */
 static posts_runtime *rt;          /* the admin's, start does not wait */
 
 /* ------------------------------------------------------------- helpers */
-
-static const char *errname(long long rc) {
-  static char other[32];
-  switch (rc) {
-  case 0:
-    return "0";
-  case -ENOENT:
-    return "-ENOENT";
-  case -EEXIST:
-    return "-EEXIST";
-  case -EBUSY:
-    return "-EBUSY";
-  case -EINVAL:
-    return "-EINVAL";
-  case -EACCES:
-    return "-EACCES";
-  case -ETIMEDOUT:
-    return "-ETIMEDOUT";
-  case -ECONNREFUSED:
-    return "-ECONNREFUSED";
-  case -ENOTSUP:
-    return "-ENOTSUP";
-  case -EPROTO:
-    return "-EPROTO";
-  case -EIO:
-    return "-EIO";
-  default:
-    snprintf(other, sizeof other, "%lld", rc);
-    return other;
-  }
-}
-
-#define EXPECT_RC(got, want, err)                                                                  \
-  do {                                                                                             \
-    long long g_ = (long long)(got), w_ = (long long)(want);                                       \
-    if (g_ != w_)                                                                                  \
-      fail_msg("%s = %s, want %s (%s)", #got, errname(g_), errname(w_),                            \
-               (err)->msg[0] ? (err)->msg : "no message");                                         \
-  } while (0)
-
-#define EXPECT_STR(got, want)                                                                      \
-  do {                                                                                             \
-    const char *g_ = (got), *w_ = (want);                                                          \
-    if (!g_ || strcmp(g_, w_) != 0)                                                                \
-      fail_msg("%s = \"%s\", want \"%s\"", #got, g_ ? g_ : "(null)", w_);                          \
-  } while (0)
-
-#define EXPECT_HAS(hay, needle)                                                                    \
-  do {                                                                                             \
-    const char *h_ = (hay);                                                                        \
-    if (!h_ || !strstr(h_, needle))                                                                \
-      fail_msg("%s = \"%s\", want it to hold \"%s\"", #hay, h_ ? h_ : "(null)", needle);           \
-  } while (0)
 
 /* Checks a configuration call's result, printing its errbuf. */
 #define EXPECT_CFG(got, want, ebuf)                                                                \

@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "tests/posts/rt_expect.h"
+
 #include "posts/runtime.h"
 
 #define SOCK      "/run/podman/podman.sock"
@@ -39,54 +41,6 @@ static char ns[64];          /* this run's namespace, so that runs never collide
 static char shared_dir[128]; /* host side of the shared volume */
 
 /* ------------------------------------------------------------- helpers */
-
-static const char *errname(long long rc) {
-  static char other[32];
-  switch (rc) {
-  case 0:
-    return "0";
-  case -ENOENT:
-    return "-ENOENT";
-  case -EEXIST:
-    return "-EEXIST";
-  case -EBUSY:
-    return "-EBUSY";
-  case -EINVAL:
-    return "-EINVAL";
-  case -ETIMEDOUT:
-    return "-ETIMEDOUT";
-  case -ECONNREFUSED:
-    return "-ECONNREFUSED";
-  case -EIO:
-    return "-EIO";
-  default:
-    snprintf(other, sizeof other, "%lld", rc);
-    return other;
-  }
-}
-
-/* Checks a return code, printing both sides and the runtime's message. */
-#define EXPECT_RC(got, want, err)                                                                  \
-  do {                                                                                             \
-    long long g_ = (long long)(got), w_ = (long long)(want);                                       \
-    if (g_ != w_)                                                                                  \
-      fail_msg("%s = %s, want %s (%s)", #got, errname(g_), errname(w_),                            \
-               (err)->msg[0] ? (err)->msg : "no message");                                         \
-  } while (0)
-
-#define EXPECT_STR(got, want)                                                                      \
-  do {                                                                                             \
-    const char *g_ = (got), *w_ = (want);                                                          \
-    if (!g_ || strcmp(g_, w_) != 0)                                                                \
-      fail_msg("%s = \"%s\", want \"%s\"", #got, g_ ? g_ : "(null)", w_);                          \
-  } while (0)
-
-#define EXPECT_HAS(hay, needle)                                                                    \
-  do {                                                                                             \
-    const char *h_ = (hay);                                                                        \
-    if (!h_ || !strstr(h_, needle))                                                                \
-      fail_msg("%s = \"%s\", want it to hold \"%s\"", #hay, h_, needle);                           \
-  } while (0)
 
 static int64_t mono_ms(void) {
   struct timespec ts;
