@@ -53,12 +53,6 @@
 enum { CH_STDOUT = 1, CH_STDERR = 2, CH_STATUS = 3 };
 enum { OP_CONT = 0, OP_TEXT = 1, OP_BINARY = 2, OP_CLOSE = 8, OP_PING = 9, OP_PONG = 10 };
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------- SHA-1, base64 */
 
 static uint32_t rol(uint32_t x, int n) {
@@ -344,24 +338,15 @@ static int exec_target(k8s *k, const char *kns, const char *name, const posts_ex
   return 0;
 }
 
-/* -EBUSY unless the pod kns/name runs: the API server would pass the exec
- * on to a kubelet that has nothing to run it in. */
-static int check_running(k8s *k, const char *kns, const char *name, posts_err *err) {
-  static const long ok[] = {200, 0};
-  char path[400];
+/* -EBUSY unless the pod runs (the runtime's inspect): the API server would
+ * pass the exec on to a kubelet that has nothing to run it in. */
+static int check_running(posts_runtime *rt, const char *id, posts_err *err) {
   posts_env_info info = {0};
-  cJSON *pod;
-  int rc;
-  snprintf(path, sizeof path, "/api/v1/namespaces/%s/pods/%s", kns, name);
-  if ((rc = posts__k8s_call(k, "GET", path, NULL, NULL, ok, &pod, err)) < 0) return rc;
-  if ((rc = posts__k8s_pod_info(&info, pod)) < 0)
-    posts__err(err, rc, 200, "exec %s/%s: %s", kns, name,
-               rc == -ENOMEM ? "out of memory" : "not a pod in the answer");
-  else if (info.state != POSTS_ENV_RUNNING)
-    rc = posts__err(err, -EBUSY, 0, "exec %s/%s: not running (%s)", kns, name,
+  int rc = posts_env_inspect(rt, id, &info, err);
+  if (rc == 0 && info.state != POSTS_ENV_RUNNING)
+    rc = posts__err(err, -EBUSY, 0, "exec %s: not running (%s)", id,
                     posts_env_state_name(info.state));
   posts_env_info_cleanup(&info);
-  cJSON_Delete(pod);
   return rc;
 }
 
@@ -388,7 +373,7 @@ typedef struct conn {
  * -ECANCELED. */
 static int wait_fd(conn *c, short events, int64_t until) {
   for (;;) {
-    int64_t now = mono_ms(), left = until - now;
+    int64_t now = posts__k8s_mono_ms(), left = until - now;
     struct pollfd pfd = {.fd = c->fd, .events = events};
     if (atomic_load(&c->k->cancel)) return -ECANCELED;
     if (left <= 0) return -ETIMEDOUT;
@@ -424,7 +409,7 @@ static int recv_some(conn *c, char *buf, size_t cap, size_t *got, int64_t until)
     CURLcode cc;
     int rc;
     if (atomic_load(&c->k->cancel)) return -ECANCELED;
-    if (mono_ms() >= until) return -ETIMEDOUT;
+    if (posts__k8s_mono_ms() >= until) return -ETIMEDOUT;
     if ((cc = curl_easy_recv(c->h, buf, cap, got)) == CURLE_OK) return 0;
     if (cc != CURLE_AGAIN)
       return posts__err(c->perr, -EIO, 0, "exec: receiving: %s", curl_easy_strerror(cc));
@@ -452,7 +437,7 @@ static int on_data(void *arg, int channel, const char *p, size_t n, bool end) {
   if (b->nomem) return posts__err(c->perr, -ENOMEM, 0, "out of memory");
   if (end && b == &c->status) {
     c->status_done = true;
-    c->status_at = mono_ms();
+    c->status_at = posts__k8s_mono_ms();
   }
   return 0;
 }
@@ -465,7 +450,7 @@ static int on_control(void *arg, int op, const unsigned char *p, size_t n) {
   if (op == OP_PING) return send_control(c, OP_PONG, p, n, c->deadline + BYE_MS);
   if (op != OP_CLOSE) return 0;
   c->close_code = n >= 2 ? (unsigned)p[0] << 8 | p[1] : 1005;
-  rc = send_control(c, OP_CLOSE, p, n >= 2 ? 2 : 0, mono_ms() + BYE_MS);
+  rc = send_control(c, OP_CLOSE, p, n >= 2 ? 2 : 0, posts__k8s_mono_ms() + BYE_MS);
   c->closed = true;
   return rc == 0 || rc == -ETIMEDOUT ? 1 : rc; /* 1: stop reading, done */
 }
@@ -550,7 +535,8 @@ static int upgrade_refused(conn *c, long status, const char *head, const char *b
   while (b.len < want && !b.over && !b.nomem && !(chunked && b.p && strstr(b.p, "0\r\n\r\n"))) {
     char buf[4096];
     size_t got = 0;
-    if (recv_some(c, buf, sizeof buf, &got, mono_ms() + CONNECT_MS) < 0 || got == 0) break;
+    if (recv_some(c, buf, sizeof buf, &got, posts__k8s_mono_ms() + CONNECT_MS) < 0 || got == 0)
+      break;
     posts__buf_put(&b, buf, got);
   }
   if (b.nomem) {
@@ -616,7 +602,7 @@ static int upgrade(conn *c, const char *target, char *early, size_t *n_early) {
   unsigned char nonce[16];
   posts__buf head = {.max = MAX_HEAD};
   long status = 0;
-  int64_t left = c->deadline - mono_ms();
+  int64_t left = c->deadline - posts__k8s_mono_ms();
   CURLcode cc;
   int rc;
   *n_early = 0;
@@ -711,7 +697,8 @@ int posts__k8s_exec(posts_runtime *rt, const char *id, const posts_exec_req *req
   k8s *k = (k8s *)rt;
   conn c = {.k = k,
             .fd = CURL_SOCKET_BAD,
-            .deadline = mono_ms() + (req->timeout_ms < MAX_TIMEOUT ? req->timeout_ms : MAX_TIMEOUT),
+            .deadline = posts__k8s_mono_ms() +
+                        (req->timeout_ms < MAX_TIMEOUT ? req->timeout_ms : MAX_TIMEOUT),
             .out = {.max = req->max_output},
             .err = {.max = req->max_output},
             .status = {.max = MAX_STATUS},
@@ -727,12 +714,12 @@ int posts__k8s_exec(posts_runtime *rt, const char *id, const posts_exec_req *req
                       "user: Kubernetes exec runs as the container's user (no other can be given)");
   if (atomic_load(&k->cancel)) return posts__err(c.perr, -ECANCELED, 0, "exec: cancelled");
   if ((rc = exec_target(k, kns, name, req, &target, c.perr)) < 0 ||
-      (rc = check_running(k, kns, name, c.perr)) < 0)
+      (rc = check_running(rt, id, c.perr)) < 0)
     goto cleanup;
   if ((rc = upgrade(&c, target, early, &n_early)) == 0) rc = pump(&c, early, n_early);
   if (c.upgraded && !c.closed) {
     static const unsigned char going[2] = {1001 >> 8, 1001 & 0xff}; /* going away */
-    send_control(&c, OP_CLOSE, going, 2, mono_ms() + BYE_MS);
+    send_control(&c, OP_CLOSE, going, 2, posts__k8s_mono_ms() + BYE_MS);
   }
   rc = conclude(&c, res, rc);
   if (rc == -ETIMEDOUT)

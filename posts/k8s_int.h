@@ -13,7 +13,9 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 /* The labels the runtime puts on its pods. The first two are its own and
  * hidden from infos (under POSTS_RUNTIME_LABEL_PREFIX); managed-by is the
@@ -38,6 +40,13 @@ static inline void posts__k8s_join(char *out, const char *a, char sep, const cha
   memcpy(out, a, la);
   if (sep) out[la++] = sep;
   memcpy(out + la, b, lb + 1);
+}
+
+/* The monotonic clock in milliseconds: deadlines, token re-reads. */
+static inline int64_t posts__k8s_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 typedef struct k8s {

@@ -22,12 +22,6 @@
 #define LIST_PAGE        500
 #define FN_ENDED         1 /* an event handler's "the watch's fn said stop" */
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const cJSON *get(const cJSON *o, const char *key) {
   return cJSON_GetObjectItemCaseSensitive(o, key);
 }
@@ -311,7 +305,7 @@ static int follow(watcher *w) {
   bool need_list = false;
   int backoff = 0, rc;
   for (;;) {
-    int64_t t0 = mono_ms();
+    int64_t t0 = posts__k8s_mono_ms();
     if (stopped(w)) return 0;
     rc = need_list ? relist(w) : watch_once(w);
     if (rc == FN_ENDED) return w->fn_rc;
@@ -323,7 +317,7 @@ static int follow(watcher *w) {
     if (lasting(rc)) return rc;
     if (rc == 0) need_list = false; /* else a listing that failed is tried again */
     /* A stream that ends at once, again and again, is not a watch. */
-    if (rc == 0 && mono_ms() - t0 >= 1000) {
+    if (rc == 0 && posts__k8s_mono_ms() - t0 >= 1000) {
       backoff = 0;
       continue;
     }
@@ -431,11 +425,11 @@ static int on_wait_event(void *arg, const char *type, cJSON *ev) {
 int posts__k8s_wait_running(k8s *k, const char *kns, const char *name, long timeout_ms,
                             posts_err *err) {
   static const long ok[] = {200, 0};
-  int64_t deadline = mono_ms() + timeout_ms;
+  int64_t deadline = posts__k8s_mono_ms() + timeout_ms;
   waiter wt = {.err = err};
   char path[600];
   for (;;) {
-    int64_t left = deadline - mono_ms();
+    int64_t left = deadline - posts__k8s_mono_ms();
     cJSON *pod;
     int rc;
     if (atomic_load(&k->cancel))

@@ -91,12 +91,6 @@
 #define LIST_PAGE        500
 #define DEFAULT_START_MS 120000L /* scheduling and an image pull */
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static size_t on_body(char *data, size_t size, size_t n, void *arg) {
   k8s_buf *b = arg;
   posts__buf_put(b, data, size * n);
@@ -134,11 +128,11 @@ int posts__k8s_auth_line(k8s *k, char **line, posts_err *err) {
   int rc = 0;
   *line = NULL;
   pthread_mutex_lock(&k->mu);
-  if (k->token_file && (!k->token || mono_ms() - k->token_read_ms >= TOKEN_REREAD_MS)) {
+  if (k->token_file && (!k->token || posts__k8s_mono_ms() - k->token_read_ms >= TOKEN_REREAD_MS)) {
     char *t;
     size_t n;
     rc = posts__k8s_read_file(k->token_file, MAX_TOKEN, &t, &n);
-    k->token_read_ms = mono_ms();
+    k->token_read_ms = posts__k8s_mono_ms();
     if (rc == 0) {
       while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ')) t[--n] = '\0';
       free(k->token);
