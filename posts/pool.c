@@ -52,8 +52,7 @@ static bool valid_label(const char *s) {
   return s && res_valid_dns_label(s, strlen(s));
 }
 
-/* A Kubernetes node name that fits a label value (63 bytes). */
-static bool valid_node(const char *s) {
+bool pool_valid_node(const char *s) {
   return s && strlen(s) <= 63 && res_valid_dns_subdomain(s, strlen(s));
 }
 
@@ -193,7 +192,7 @@ static void free_labels(pool *p) {
 static int init_opts(pool *p, const pool_opts *o, posts_err *err) {
   pool_predict check;
   int rc;
-  if (!o || !valid_node(o->node) || !valid_label(o->ns))
+  if (!o || !pool_valid_node(o->node) || !valid_label(o->ns))
     return posts__err(err, -EINVAL, 0,
                       "opts: node must be a DNS subdomain of at most 63 bytes, ns a DNS label");
   if (o->tick_ms < 0) return posts__err(err, -EINVAL, 0, "opts.tick_ms: negative");

@@ -91,6 +91,12 @@ typedef struct pool_opts {
   size_t n_labels;
 } pool_opts;
 
+/* Whether s can name the pool's node: a Kubernetes node name (a DNS
+ * subdomain: ip-10-0-1-7.ec2.internal) that fits the label value it becomes
+ * (63 bytes). pool_new refuses others; `outpost post` and `outpost run`
+ * check --node with it. */
+bool pool_valid_node(const char *s);
+
 /* Makes a pool over rt (not owned: it must outlive the pool), rebuilds its
  * warm and claimed sets from the environments rt already holds in opts->ns
  * with this node's label, and starts the background thread. Events (the

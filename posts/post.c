@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE /* readlink of /proc/self/exe */
 
+#include "posts/pool.h"
 #include "posts/post_int.h"
 
 #include <errno.h>
@@ -111,10 +112,6 @@ bool post_valid_name(const char *s) {
   return s && res_valid_dns_label(s, strlen(s));
 }
 
-bool post_valid_node(const char *s) {
-  return s && strlen(s) <= 63 && res_valid_dns_subdomain(s, strlen(s));
-}
-
 void post_secret_env(const char **value, const char *name) {
   const char *v = getenv(name);
   if (!*value && v && *v) *value = v;
@@ -124,9 +121,9 @@ int post_pass_tokens(post *p, const char *name, unsigned which) {
   const struct {
     unsigned bit;
     const char *var, *value;
-  } toks[] = {{POST_TOK_BROKER, "OUTPOST_BROKER_TOKEN", p->cfg.broker_token},
-              {POST_TOK_DETECTOR, "OUTPOST_DETECTOR_TOKEN", p->cfg.detector_token},
-              {POST_TOK_INTERNAL, "OUTPOST_INTERNAL_TOKEN", p->cfg.internal_token}};
+  } toks[] = {{POST_TOK_BROKER, POST_ENV_BROKER, p->cfg.broker_token},
+              {POST_TOK_DETECTOR, POST_ENV_DETECTOR, p->cfg.detector_token},
+              {POST_TOK_INTERNAL, POST_ENV_INTERNAL, p->cfg.internal_token}};
   char *kv[4] = {0};
   size_t n = 0;
   int rc = 0;
@@ -625,10 +622,10 @@ static int parse_flags(int argc, char **argv, post_cfg *cfg) {
     fprintf(stderr, "outpost post: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
-  post_secret_env(&cfg->admin_token, "OUTPOST_ADMIN_TOKEN");
-  post_secret_env(&cfg->broker_token, "OUTPOST_BROKER_TOKEN");
-  post_secret_env(&cfg->detector_token, "OUTPOST_DETECTOR_TOKEN");
-  post_secret_env(&cfg->internal_token, "OUTPOST_INTERNAL_TOKEN");
+  post_secret_env(&cfg->admin_token, POST_ENV_ADMIN);
+  post_secret_env(&cfg->broker_token, POST_ENV_BROKER);
+  post_secret_env(&cfg->detector_token, POST_ENV_DETECTOR);
+  post_secret_env(&cfg->internal_token, POST_ENV_INTERNAL);
   return 0;
 }
 
@@ -693,7 +690,7 @@ int post_main(int argc, char **argv) {
   if (!strcmp(p.tier->name, "node")) p.name = p.cfg.node;
   if (!strcmp(p.tier->name, "ns")) p.name = p.cfg.n_namespaces ? p.cfg.namespaces[0] : NULL;
   bool node = !strcmp(p.tier->name, "node");
-  if (node ? !post_valid_node(p.name) : !post_valid_name(p.name)) {
+  if (node ? !pool_valid_node(p.name) : !post_valid_name(p.name)) {
     fprintf(stderr, "outpost post: --tier %s needs %s\n", p.tier->name,
             node ? "--node NAME (a DNS subdomain of at most 63 bytes)"
                  : "--namespace NS (a DNS label)");

@@ -171,8 +171,11 @@ int post_sup_set_log(post_sup *s, const char *name, const char *path);
  * outpost's commands falls back on one of them, so that a token need not
  * be on a command line, which any local user can read in /proc. A child
  * gets none of its parent's: only those given by post_sup_set_env. */
-#define POST_SECRET_ENV                                                                            \
-  "OUTPOST_ADMIN_TOKEN", "OUTPOST_INTERNAL_TOKEN", "OUTPOST_BROKER_TOKEN", "OUTPOST_DETECTOR_TOKEN"
+#define POST_ENV_ADMIN    "OUTPOST_ADMIN_TOKEN"    /* --admin-token */
+#define POST_ENV_BROKER   "OUTPOST_BROKER_TOKEN"   /* --broker-token */
+#define POST_ENV_DETECTOR "OUTPOST_DETECTOR_TOKEN" /* --detector-token */
+#define POST_ENV_INTERNAL "OUTPOST_INTERNAL_TOKEN" /* --internal-token */
+#define POST_SECRET_ENV   POST_ENV_ADMIN, POST_ENV_INTERNAL, POST_ENV_BROKER, POST_ENV_DETECTOR
 /* When *value (a token flag's) is NULL, sets it to environment variable
  * name's value, unless that is unset or empty. */
 void post_secret_env(const char **value, const char *name);
@@ -283,10 +286,6 @@ int post_write_file(const char *path, const char *data, size_t len);
 int post_mkdirs(const char *dir);
 /* Whether s is a DNS label. */
 bool post_valid_name(const char *s);
-/* A node's name: what Kubernetes calls nodes (a DNS subdomain: DNS labels
- * joined by dots, e.g. ip-10-0-1-7.ec2.internal), at most 63 bytes so that
- * it fits a label value. */
-bool post_valid_node(const char *s);
 
 /* Whether bearer token a is b, in time that does not depend on where they
  * differ. */

@@ -69,10 +69,29 @@ post_sup *post_sup_new(post *p) {
   return s;
 }
 
+/* A copy of the NULL-terminated v, its first string replaced by first
+ * unless that is NULL; NULL when out of memory. */
+static char **strv_dup(const char *const *v, const char *first) {
+  size_t n = 0;
+  while (v[n]) n++;
+  char **copy = calloc(n + 1, sizeof *copy);
+  if (!copy) return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (!(copy[i] = strdup(i == 0 && first ? first : v[i]))) {
+      for (size_t j = 0; j < i; j++) free(copy[j]);
+      free(copy);
+      return NULL;
+    }
+  return copy;
+}
+
+static void strv_free(char **v) {
+  for (char **e = v; e && *e; e++) free(*e);
+  free(v);
+}
+
 int post_sup_add(post_sup *s, const char *tier, const char *name, const char *health_url,
                  const char *const *argv) {
-  size_t argc = 0;
-  while (argv[argc]) argc++;
   sup_child *kids = realloc(s->kids, (s->n + 1) * sizeof *kids);
   if (!kids) return -ENOMEM;
   s->kids = kids;
@@ -83,15 +102,7 @@ int post_sup_add(post_sup *s, const char *tier, const char *name, const char *he
   snprintf(k->url, sizeof k->url, "%s", health_url);
   bool is_post = !strcmp(tier, "cluster") || !strcmp(tier, "node") || !strcmp(tier, "ns");
   snprintf(k->what, sizeof k->what, is_post ? "%s post %s" : "%s", tier, name);
-  if (!(k->argv = calloc(argc + 1, sizeof *k->argv))) return -ENOMEM;
-  for (size_t i = 0; i < argc; i++) {
-    k->argv[i] = strdup(i || argv[0][0] == '/' ? argv[i] : s->p->exe);
-    if (!k->argv[i]) {
-      for (size_t j = 0; j < i; j++) free(k->argv[j]);
-      free(k->argv);
-      return -ENOMEM;
-    }
-  }
+  if (!(k->argv = strv_dup(argv, argv[0][0] == '/' ? NULL : s->p->exe))) return -ENOMEM;
   s->n++;
   return 0;
 }
@@ -327,11 +338,9 @@ void post_sup_free(post_sup *s, bool stop) {
   if (s->has_thread) pthread_join(s->thread, NULL);
   if (stop) stop_children(s);
   for (size_t i = 0; i < s->n; i++) {
-    for (char **a = s->kids[i].argv; *a; a++) free(*a);
-    free(s->kids[i].argv);
+    strv_free(s->kids[i].argv);
     free(s->kids[i].log);
-    for (char **e = s->kids[i].env; e && *e; e++) free(*e);
-    free(s->kids[i].env);
+    strv_free(s->kids[i].env);
     free(s->kids[i].fallback_arg);
     free(s->kids[i].fallback_why);
   }
@@ -355,19 +364,10 @@ int post_sup_set_log(post_sup *s, const char *name, const char *path) {
 
 int post_sup_set_env(post_sup *s, const char *name, const char *const *env) {
   sup_child *k = find_kid(s, name);
-  size_t n = 0;
   if (!k) return -ENOENT;
-  while (env[n]) n++;
-  char **copy = calloc(n + 1, sizeof *copy);
+  char **copy = strv_dup(env, NULL);
   if (!copy) return -ENOMEM;
-  for (size_t i = 0; i < n; i++)
-    if (!(copy[i] = strdup(env[i]))) {
-      for (size_t j = 0; j < i; j++) free(copy[j]);
-      free(copy);
-      return -ENOMEM;
-    }
-  for (char **e = k->env; e && *e; e++) free(*e);
-  free(k->env);
+  strv_free(k->env);
   k->env = copy;
   return 0;
 }

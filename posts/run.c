@@ -21,6 +21,7 @@
  */
 #define _GNU_SOURCE /* getrandom */
 
+#include "posts/pool.h"
 #include "posts/run_int.h"
 
 #include <errno.h>
@@ -211,7 +212,7 @@ static int parse_flags(int argc, char **argv, run_state *rs) {
     fprintf(stderr, "outpost run: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
-  if (!post_valid_node(rs->node)) {
+  if (!pool_valid_node(rs->node)) {
     fprintf(stderr, "outpost run: --node '%s' is not a DNS subdomain of at most 63 bytes\n",
             rs->node);
     return 2;
@@ -395,8 +396,8 @@ __attribute__((format(printf, 2, 3))) static void argf(argv_b *a, const char *fm
 
 static int add_child(post *p, run_state *rs, const char *tier, const char *name, uint16_t port,
                      argv_b *a, unsigned secrets) {
-  static const char *const vars[] = {"OUTPOST_ADMIN_TOKEN", "OUTPOST_BROKER_TOKEN",
-                                     "OUTPOST_INTERNAL_TOKEN", "OUTPOST_DETECTOR_TOKEN"};
+  static const char *const vars[] = {POST_ENV_ADMIN, POST_ENV_BROKER, POST_ENV_INTERNAL,
+                                     POST_ENV_DETECTOR};
   char health[128], log[PATH_MAX + 16], kv[4][sizeof rs->admin + 32];
   const char *env[5] = {0};
   size_t n = 0;
