@@ -559,19 +559,32 @@ static void *banner_run(void *arg) {
   }
   while (register_tail(p, rs))
     if (stopped(rs, 500)) goto out;
-  /* The cluster post answers once its node post does; the detector within a
-   * second or two (or restarted with --no-bpf). */
+  /* The cluster post answers once its node post does, and the node post
+   * starts the ns post: "up" waits for all three (a restart that adopts none
+   * of them starts them again). The detector answers within a second or two
+   * (or restarted with --no-bpf). */
   for (int i = 0; i < 100; i++) {
     char url[128];
     snprintf(url, sizeof url, "http://%s:%u/readyz", rs->host, rs->port[P_CLUSTER]);
     cJSON *j = NULL;
     long st = post_call_json(p, "GET", url, NULL, 2000, &j);
     cJSON_Delete(j);
+    bool ns = false;
+    if (st == 200 && (j = health(p, rs, rs->port[P_NS]))) {
+      ns = true;
+      cJSON_Delete(j);
+    }
     if (!rs->no_detector) {
       cJSON_Delete(det);
       det = health(p, rs, rs->port[P_DETECTOR]);
     }
-    if (st == 200 && (rs->no_detector || det)) break;
+    if (st == 200 && ns && (rs->no_detector || det)) break;
+    if (i == 99)
+      post_log(p, "the %s does not answer yet (see %s/)",
+               st != 200 ? "cluster post"
+               : !ns     ? "ns post"
+                         : "detector",
+               rs->logs);
     if (stopped(rs, 200)) goto out;
   }
   print_banner(rs, broker, det);
