@@ -181,9 +181,13 @@ static int add_pod_spec(cJSON *root, const k8s *k, const posts_env_spec *spec) {
       (k->node_name && !cJSON_AddStringToObject(ps, "nodeName", k->node_name)) ||
       !(sc = cJSON_AddObjectToObject(ps, "securityContext")) || !add_seccomp(sc))
     return -ENOMEM;
-  if (k->run_as_user > 0 && (!cJSON_AddNumberToObject(sc, "runAsUser", (double)k->run_as_user) ||
-                             !cJSON_AddNumberToObject(sc, "runAsGroup", (double)k->run_as_user) ||
-                             !cJSON_AddBoolToObject(sc, "runAsNonRoot", 1)))
+  /* The template's user, else the configuration's; the kubelet refuses to
+   * start a container as root where runAsNonRoot is set. */
+  int64_t uid = spec->run_as_user ? spec->run_as_user : k->run_as_user;
+  int64_t gid = spec->run_as_user && spec->run_as_group ? spec->run_as_group : uid;
+  if (uid > 0 && (!cJSON_AddNumberToObject(sc, "runAsUser", (double)uid) ||
+                  !cJSON_AddNumberToObject(sc, "runAsGroup", (double)gid) ||
+                  !cJSON_AddBoolToObject(sc, "runAsNonRoot", 1)))
     return -ENOMEM;
   if (add_container(ps, k, spec) < 0) return -ENOMEM;
   /* type Directory: a missing host path fails the pod instead of becoming

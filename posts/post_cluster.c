@@ -256,6 +256,7 @@ static int load_templates(post *p, cluster_post *cp, const char *path) {
     if (t->nano_cpus) cJSON_AddNumberToObject(lim, "cpus", (double)t->nano_cpus / 1e9);
     cJSON_AddItemToObject(o, "limits", lim);
     cJSON_AddBoolToObject(o, "network", t->network);
+    if (t->run_as_user) cJSON_AddNumberToObject(o, "run_as_user", (double)t->run_as_user);
     cJSON_AddNumberToObject(o, "idle_timeout_ms", (double)t->idle_timeout_ms);
     cJSON_AddNumberToObject(pool, "min", t->pool_min);
     cJSON_AddNumberToObject(pool, "max", t->pool_max);

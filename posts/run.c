@@ -71,6 +71,7 @@ static const char default_config[] =
     "  image: localhost/outpost-lab-c:latest\n"
     "  command: [sleep, infinity]\n"
     "  limits: {pids: 128, memory: 256Mi, cpu: '1'}\n"
+    "  runAsUser: 1000\n"
     "  idleTimeout: PT30S\n"
     "  pool: {min: 0, max: 2, keepAlive: PT30S}\n"
     "  policy:\n"

@@ -174,6 +174,11 @@ static int check_spec(const posts_env_spec *spec, posts_err *err) {
   if ((rc = check_labels(spec->labels, spec->n_labels, false, err)) < 0) return rc;
   if (spec->pids_limit < 0 || spec->memory_bytes < 0 || spec->nano_cpus < 0)
     return posts__err(err, -EINVAL, 0, "limits: negative");
+  if (spec->run_as_user < 0 || spec->run_as_user > INT32_MAX || spec->run_as_group < 0 ||
+      spec->run_as_group > INT32_MAX || (spec->run_as_group && !spec->run_as_user))
+    return posts__err(err, -EINVAL, 0,
+                      "user: run_as_user and run_as_group from 0 to 2^31-1, a group only with a "
+                      "user");
   for (size_t i = 0; spec->capabilities && spec->capabilities[i]; i++)
     if (!is_capability(spec->capabilities[i]))
       return posts__err(err, -EINVAL, 0, "capabilities.%zu: not a name like NET_BIND_SERVICE", i);

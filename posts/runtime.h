@@ -68,6 +68,11 @@ typedef struct posts_env_spec {
                                       dropped. NULL: none. */
   bool network;                    /* a network beside loopback (default: loopback only) */
   bool read_only_root;             /* the image's filesystem is mounted read-only */
+  int64_t run_as_user;             /* > 0: the processes run as this uid, not root
+                                      (Kubernetes: runAsNonRoot too); 0: as the
+                                      image says (or the runtime's own default) */
+  int64_t run_as_group;            /* > 0: with this gid (needs run_as_user);
+                                      0: the same number as run_as_user */
   /* A host directory shown read-only inside (course material). Both or
    * neither; absolute paths. */
   const char *shared_host_path;

@@ -224,6 +224,13 @@ static cJSON *create_body(const posts_env_spec *spec) {
     if (!cJSON_AddStringToObject(labels, spec->labels[i].key, spec->labels[i].value)) goto fail;
   if (spec->command && add_strings(root, "Cmd", spec->command) < 0) goto fail;
   if (spec->name && !cJSON_AddStringToObject(root, "Hostname", spec->name)) goto fail;
+  if (spec->run_as_user) {
+    /* Numbers, so that the image needs no such user in /etc/passwd. */
+    char user[48];
+    snprintf(user, sizeof user, "%lld:%lld", (long long)spec->run_as_user,
+             (long long)(spec->run_as_group ? spec->run_as_group : spec->run_as_user));
+    if (!cJSON_AddStringToObject(root, "User", user)) goto fail;
+  }
   if (add_host_config(root, spec) < 0) goto fail;
   return root;
 fail:

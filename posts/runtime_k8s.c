@@ -38,15 +38,16 @@
  *     capability dropped but those granted, seccomp RuntimeDefault, no
  *     service-account token mounted, no service links, readOnlyRootFilesystem
  *     from the spec, and limits always (the spec's, else the configuration's
- *     defaults: 1 CPU, 1 GiB), requests equal to them. runAsNonRoot: the spec
- *     has no field for it, so the configuration's run_as_user (> 0: that uid
- *     and gid, with runAsNonRoot) applies to every pod; 0 runs as the image
- *     says. Pids: Kubernetes has no per-pod limit (the kubelet's
- *     podPidsLimit is per node), so spec.pids_limit is not applied here. The
- *     course volume is a hostPath (type Directory: it must exist) mounted
- *     read-only. restartPolicy Never: an environment whose command ends is
- *     EXITED with its exit code, as on Docker, instead of starting again with
- *     its state lost.
+ *     defaults: 1 CPU, 1 GiB), requests equal to them. runAsUser and
+ *     runAsGroup from the spec (a template's runAsUser), else from the
+ *     configuration's run_as_user (> 0: that uid and gid), each time with
+ *     runAsNonRoot; neither: the pod runs as the image says. Pids:
+ *     Kubernetes has no per-pod limit (the kubelet's podPidsLimit is per
+ *     node), so spec.pids_limit is not applied here. The course volume is a
+ *     hostPath (type Directory: it must exist) mounted read-only.
+ *     restartPolicy Never: an environment whose command ends is EXITED with
+ *     its exit code, as on Docker, instead of starting again with its state
+ *     lost.
  *   - States: a deletionTimestamp is REMOVING; else phase Pending is CREATED,
  *     Running RUNNING, Succeeded and Failed EXITED (the exit code from the
  *     container's terminated state). No pid: the detector would find a pod's

@@ -40,8 +40,9 @@ typedef struct posts_k8s_config {
   int64_t default_nano_cpus;    /* the CPU limit when a spec has none (default 1 CPU):
                                    every pod has limits */
   int64_t default_memory_bytes; /* the memory limit when a spec has none (default 1 GiB) */
-  int64_t run_as_user;          /* > 0: every pod runs as this uid and gid, with
-                                   runAsNonRoot; 0 (default): as the image says */
+  int64_t run_as_user;          /* > 0: pods whose spec names no user run as this
+                                   uid and gid, with runAsNonRoot; 0 (default): as
+                                   the image says */
   long start_timeout_ms;        /* how long posts_env_start waits for the pod to run
                                    (default 120000); negative: it does not wait */
 } posts_k8s_config;

@@ -345,10 +345,28 @@ static int parse_idle(const cJSON *v, pool_template *t, pool_template_err *err) 
   return 0;
 }
 
+/* runAsUser, runAsGroup: not root. uid 0 is refused rather than taken as
+ * "root on purpose": leaving the field out runs as the image says, which is
+ * what root on purpose means. The bound is Kubernetes' (int32). */
+static int parse_user(const cJSON *spec, pool_template *t, pool_template_err *err) {
+  int rc;
+  if ((rc = parse_int(spec, "runAsUser", "spec.runAsUser", 1, POOL_TEMPLATE_MAX_ID, &t->run_as_user,
+                      err)) < 0 ||
+      (rc = parse_int(spec, "runAsGroup", "spec.runAsGroup", 1, POOL_TEMPLATE_MAX_ID,
+                      &t->run_as_group, err)) < 0)
+    return rc;
+  if (t->run_as_group && !t->run_as_user) {
+    set_err(err, "spec.runAsGroup", "needs spec.runAsUser");
+    return -EINVAL;
+  }
+  return 0;
+}
+
 static int parse_spec(const cJSON *spec, pool_template *t, pool_template_err *err) {
   static const char *const known[] = {
-      "image",        "command",     "limits", "capabilities", "network", "readOnlyRoot",
-      "sharedVolume", "idleTimeout", "pool",   "policy",       NULL};
+      "image",        "command",   "limits",     "capabilities", "network",
+      "readOnlyRoot", "runAsUser", "runAsGroup", "sharedVolume", "idleTimeout",
+      "pool",         "policy",    NULL};
   const char *image = res_str(spec, "image");
   int rc;
   if (!cJSON_IsObject(spec)) {
@@ -368,6 +386,7 @@ static int parse_spec(const cJSON *spec, pool_template *t, pool_template_err *er
                        false, &t->capabilities, err)) < 0 ||
       (rc = parse_bool(spec, "network", "spec.network", &t->network, err)) < 0 ||
       (rc = parse_bool(spec, "readOnlyRoot", "spec.readOnlyRoot", &t->read_only_root, err)) < 0 ||
+      (rc = parse_user(spec, t, err)) < 0 ||
       (rc = parse_shared(res_get(spec, "sharedVolume"), t, err)) < 0 ||
       (rc = parse_idle(res_get(spec, "idleTimeout"), t, err)) < 0 ||
       (rc = parse_pool(res_get(spec, "pool"), t, err)) < 0)
@@ -451,6 +470,8 @@ void pool_template_spec(const pool_template *t, const char *ns, const posts_labe
       t->capabilities && t->capabilities[0] ? (const char *const *)t->capabilities : NULL;
   spec->network = t->network;
   spec->read_only_root = t->read_only_root;
+  spec->run_as_user = t->run_as_user;
+  spec->run_as_group = t->run_as_group;
   spec->shared_host_path = t->shared_host_path;
   spec->shared_path = t->shared_path;
 }

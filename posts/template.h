@@ -49,7 +49,8 @@
 
 #define POOL_TEMPLATE_IDLE_DEFAULT_MS (30 * 60 * 1000)
 #define POOL_TEMPLATE_MAX_DEFAULT     10
-#define POOL_TEMPLATE_MAX_POOL        1000 /* largest pool.max accepted */
+#define POOL_TEMPLATE_MAX_POOL        1000       /* largest pool.max accepted */
+#define POOL_TEMPLATE_MAX_ID          2147483647 /* largest runAsUser, runAsGroup */
 
 /* Where and why a template was refused. */
 typedef struct pool_template_err {
@@ -70,6 +71,9 @@ typedef struct pool_template {
   char **capabilities;
   bool network;
   bool read_only_root;
+  int64_t run_as_user;    /* > 0: the environment's processes run as this uid; 0:
+                             as the image says */
+  int64_t run_as_group;   /* > 0: with this gid; 0: the uid's number */
   char *shared_host_path; /* both NULL when there is no shared volume */
   char *shared_path;
   int64_t idle_timeout_ms; /* > 0 */

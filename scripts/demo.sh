@@ -99,11 +99,12 @@ exec_in() {
     -d "$body" "$LABS/v1/labs/$TEMPLATE/environments/$NAME/exec"
 }
 
-step "3. Run a command in it: compile and run a C program"
-out=$(exec_in sh -c 'printf "#include <stdio.h>\nint main(void) { puts(\"hello from the lab\"); }\n" > /tmp/hello.c && gcc -o /tmp/hello /tmp/hello.c && /tmp/hello')
+step "3. Run a command in it: compile and run a C program (as the template's user, not root)"
+out=$(exec_in sh -c 'printf "#include <stdio.h>\nint main(void) { puts(\"hello from the lab\"); }\n" > /tmp/hello.c && gcc -o /tmp/hello /tmp/hello.c && /tmp/hello && echo "as uid $(id -u)"')
 echo "$out" | python3 -m json.tool
 [ "$(echo "$out" | json 'v["exit_code"]')" = 0 ] || fail "the program did not run"
 [[ $(echo "$out" | json 'v["stdout"]') == *"hello from the lab"* ]] || fail "no greeting"
+[[ $(echo "$out" | json 'v["stdout"]') == *"as uid 1000"* ]] || fail "not run as the template's user (runAsUser: 1000)"
 
 step "4. Run what the template forbids: perl, and reading /etc/shadow"
 bpf=$(curl -s "$DETECTOR/healthz" | json 'v.get("bpf", False)' 2>/dev/null || echo false)

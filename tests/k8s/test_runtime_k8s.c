@@ -745,6 +745,8 @@ static void stored_spec(void **state) {
   spec.read_only_root = true;
   spec.shared_host_path = "/srv/course";
   spec.shared_path = "/course";
+  spec.run_as_user = 2000; /* the template's user over the configuration's */
+  spec.run_as_group = 3000;
   EXPECT_RC(posts_env_create(r, &spec, id, &err), 0, &err);
   cJSON *pod = stored(r, id);
   EXPECT_STR(
@@ -758,8 +760,8 @@ static void stored_spec(void **state) {
   assert_true(cJSON_IsFalse(res_get(pod, "spec.automountServiceAccountToken")));
   assert_true(cJSON_IsFalse(res_get(pod, "spec.enableServiceLinks")));
   EXPECT_STR(str_at(pod, "spec.securityContext.seccompProfile.type"), "RuntimeDefault");
-  assert_int_equal(res_get(pod, "spec.securityContext.runAsUser")->valueint, 1000);
-  assert_int_equal(res_get(pod, "spec.securityContext.runAsGroup")->valueint, 1000);
+  assert_int_equal(res_get(pod, "spec.securityContext.runAsUser")->valueint, 2000);
+  assert_int_equal(res_get(pod, "spec.securityContext.runAsGroup")->valueint, 3000);
   assert_true(cJSON_IsTrue(res_get(pod, "spec.securityContext.runAsNonRoot")));
   const cJSON *c = res_get(pod, "spec.containers.0");
   assert_int_equal(cJSON_GetArraySize(res_get(pod, "spec.containers")), 1);
@@ -788,10 +790,14 @@ static void stored_spec(void **state) {
   cJSON_Delete(pod);
 
   /* No limits in the spec: the configuration's defaults (1 CPU, 1 GiB);
-   * network allowed: no network=none label; no capabilities: none added. */
+   * network allowed: no network=none label; no capabilities: none added;
+   * no user: the configuration's. */
   plain.network = true;
   EXPECT_RC(posts_env_create(r, &plain, plain_id, &err), 0, &err);
   pod = stored(r, plain_id);
+  assert_int_equal(res_get(pod, "spec.securityContext.runAsUser")->valueint, 1000);
+  assert_int_equal(res_get(pod, "spec.securityContext.runAsGroup")->valueint, 1000);
+  assert_true(cJSON_IsTrue(res_get(pod, "spec.securityContext.runAsNonRoot")));
   c = res_get(pod, "spec.containers.0");
   EXPECT_STR(str_at(c, "resources.limits.cpu"), "1");
   EXPECT_STR(str_at(c, "resources.limits.memory"), "1Gi");
@@ -914,6 +920,9 @@ static void claim_owner(void **state) {
   EXPECT_STR(
       cJSON_GetStringValue(res_get_key(res_get(pod, "metadata.labels"), "outpost.dev/owner")),
       "alice");
+  /* No user in the spec nor the configuration: as the image says. */
+  assert_null(res_get(pod, "spec.securityContext.runAsUser"));
+  assert_null(res_get(pod, "spec.securityContext.runAsNonRoot"));
   cJSON_Delete(pod);
 
   EXPECT_RC(posts_env_claim(rt, id, "alice", &err), 0, &err); /* again: fine */

@@ -450,8 +450,42 @@ static void network_allowed(void **state) {
   EXPECT_RC(posts_env_remove(rt, id, true, &err), 0, &err);
 }
 
+/* A template's user: the processes run as that uid and gid (numbers the
+ * image's /etc/passwd does not know), exec included, with no capability
+ * left and root's files closed to them. */
+static void runs_as_user(void **state) {
+  (void)state;
+  posts_env_spec spec = spec_for("user");
+  posts_exec_result res = {0};
+  posts_err err = {0};
+  char id[POSTS_ENV_ID_MAX], v[64];
+  spec.run_as_user = 1000;
+  spec.run_as_group = 1001;
+  run_env(&spec, id);
+  sh(id, "id -u; id -g; cat /proc/1/status", &res);
+  assert_true(strncmp(res.out, "1000\n1001\n", 10) == 0);
+  EXPECT_STR(status_field(res.out, "Uid", v, sizeof v), "1000\t1000\t1000\t1000");
+  EXPECT_STR(status_field(res.out, "CapEff", v, sizeof v), "0000000000000000");
+  posts_exec_result_cleanup(&res);
+  sh(id, "touch /etc/x 2>&1; echo rc=$?", &res);
+  EXPECT_HAS(res.out, "Permission denied");
+  EXPECT_HAS(res.out, "rc=1");
+  posts_exec_result_cleanup(&res);
+  EXPECT_RC(posts_env_remove(rt, id, true, &err), 0, &err);
+
+  /* A group without a user, or a uid past int32, is refused before the
+   * engine is asked. */
+  spec.run_as_user = 0;
+  EXPECT_RC(posts_env_create(rt, &spec, id, &err), -EINVAL, &err);
+  EXPECT_HAS(err.msg, "user");
+  spec.run_as_user = 1LL << 31;
+  spec.run_as_group = 0;
+  EXPECT_RC(posts_env_create(rt, &spec, id, &err), -EINVAL, &err);
+}
+
 /* The C compiler lab of seeds/004: gcc builds and runs a program, under the
- * same least privilege as any lab. */
+ * same least privilege as any lab, as a user other than root (as outpost
+ * run's demo template runs it). */
 static void c_lab_compiles(void **state) {
   (void)state;
   posts_env_spec spec = spec_for("clab");
@@ -461,6 +495,7 @@ static void c_lab_compiles(void **state) {
   spec.pids_limit = 128;
   spec.memory_bytes = 512 << 20;
   spec.read_only_root = true; /* /tmp stays writable: podman mounts a tmpfs there */
+  spec.run_as_user = 1000;
   run_env(&spec, id);
   sh(id,
      "cd /tmp && printf '#include <stdio.h>\\nint main(void) { puts(\"hello, lab\"); return 0; "
@@ -605,6 +640,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(least_privilege),
       cmocka_unit_test(fork_loop_stays_inside),
       cmocka_unit_test(network_allowed),
+      cmocka_unit_test(runs_as_user),
       cmocka_unit_test(c_lab_compiles),
       cmocka_unit_test(claim_owner),
   };

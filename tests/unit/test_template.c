@@ -64,6 +64,8 @@ static void full_template(void **state) {
                    "  capabilities: [NET_BIND_SERVICE, CHOWN]\n"
                    "  network: true\n"
                    "  readOnlyRoot: true\n"
+                   "  runAsUser: 1000\n"
+                   "  runAsGroup: 100\n"
                    "  sharedVolume: {hostPath: /srv/course, path: /course}\n"
                    "  idleTimeout: PT1M30S\n"
                    "  pool: {min: 2, max: 5, keepAlive: PT2M}\n"
@@ -82,6 +84,8 @@ static void full_template(void **state) {
   EXPECT_STR(t->capabilities[1], "CHOWN");
   EXPECT_TRUE(t->network);
   EXPECT_TRUE(t->read_only_root);
+  EXPECT_INT(t->run_as_user, 1000);
+  EXPECT_INT(t->run_as_group, 100);
   EXPECT_STR(t->shared_host_path, "/srv/course");
   EXPECT_STR(t->shared_path, "/course");
   EXPECT_INT(t->idle_timeout_ms, 90000);
@@ -105,6 +109,8 @@ static void full_template(void **state) {
   EXPECT_INT(spec.nano_cpus, 500000000);
   EXPECT_INT(spec.pids_limit, 128);
   EXPECT_TRUE(spec.network && spec.read_only_root);
+  EXPECT_INT(spec.run_as_user, 1000);
+  EXPECT_INT(spec.run_as_group, 100);
   EXPECT_STR(spec.shared_path, "/course");
   EXPECT_INT(spec.n_labels, 1);
   pool_template_free(t);
@@ -120,6 +126,8 @@ static void defaults(void **state) {
   EXPECT_INT(count(t->capabilities), 0);
   EXPECT_TRUE(t->capabilities != NULL);
   EXPECT_TRUE(!t->network && !t->read_only_root);
+  EXPECT_INT(t->run_as_user, 0); /* as the image says */
+  EXPECT_INT(t->run_as_group, 0);
   EXPECT_TRUE(t->shared_host_path == NULL && t->shared_path == NULL);
   EXPECT_INT(t->idle_timeout_ms, POOL_TEMPLATE_IDLE_DEFAULT_MS);
   EXPECT_INT(t->pool_min, 0);
@@ -271,6 +279,12 @@ static void refusals(void **state) {
       {SPEC("  capabilities: [net_admin]\n"), "spec.capabilities.0", "capability"},
       {SPEC("  network: yes\n"), "spec.network", "true or false"},
       {SPEC("  readOnlyRoot: 1\n"), "spec.readOnlyRoot", "true or false"},
+      {SPEC("  runAsUser: 0\n"), "spec.runAsUser", "from 1 to 2147483647"},
+      {SPEC("  runAsUser: 2147483648\n"), "spec.runAsUser", "whole number"},
+      {SPEC("  runAsUser: '1000'\n"), "spec.runAsUser", "whole number"},
+      {SPEC("  runAsUser: 1000.5\n"), "spec.runAsUser", "whole number"},
+      {SPEC("  runAsGroup: 100\n"), "spec.runAsGroup", "needs spec.runAsUser"},
+      {SPEC("  runAsUser: 1000\n  runAsGroup: 0\n"), "spec.runAsGroup", "from 1"},
       {SPEC("  sharedVolume: {hostPath: srv, path: /c}\n"), "spec.sharedVolume.hostPath",
        "absolute"},
       {SPEC("  sharedVolume: {hostPath: /srv}\n"), "spec.sharedVolume.path", "absolute"},
