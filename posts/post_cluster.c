@@ -63,6 +63,7 @@ typedef struct cluster_post {
   char nodes[POST_MAX_REPEATED][256];
   _Atomic size_t n_nodes;
   _Atomic bool gone[POST_MAX_REPEATED];
+  _Atomic bool discover_failing; /* the last resolution failed (said once per outage) */
   pthread_t discover;
   bool discovering, stopping; /* stopping: under mu, signalled on stop_cv */
   pthread_cond_t stop_cv;
@@ -109,11 +110,12 @@ static void discover_once(post *p, cluster_post *cp) {
   if (rc) {
     /* A Service with no ready endpoint does not resolve: that is not news
      * every 10 s, and the nodes known stay as they are. */
-    static _Atomic bool said;
-    if (!atomic_exchange(&said, true))
+    if (!atomic_exchange(&cp->discover_failing, true))
       post_log(p, "--node-post-service %s: %s (the node posts known stay)", spec, gai_strerror(rc));
     return;
   }
+  if (atomic_exchange(&cp->discover_failing, false))
+    post_log(p, "--node-post-service %s resolves again", spec);
   bool seen[POST_MAX_REPEATED] = {0};
   size_t n = nodes_n(cp);
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -201,18 +203,24 @@ static int load_tokens(post *p, cluster_post *cp, const char *path) {
   return rc;
 }
 
-static void quarantine_load(cluster_post *cp) {
-  FILE *f = fopen(cp->state_path, "re");
-  if (!f) return;
-  char buf[65536];
-  size_t n = fread(buf, 1, sizeof buf, f);
-  fclose(f);
-  cJSON *j = cJSON_ParseWithLength(buf, n), *t;
-  cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(j, "quarantined")) {
+/* The quarantine set as quarantine_save wrote it. A file that cannot be read
+ * is said, not taken for an empty set without a word: the post then starts
+ * with no tenant quarantined. */
+static void quarantine_load(post *p, cluster_post *cp) {
+  cJSON *all = NULL, *t;
+  res_err err;
+  /* MAX_TENANTS names of at most 63 bytes, quoted, with commas: < 80 KiB. */
+  int rc = res_load_file(cp->state_path, 1 << 20, &all, &err);
+  if (rc == -ENOENT) return;
+  const cJSON *list = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(all, 0), "quarantined");
+  if (rc || !cJSON_IsArray(list))
+    post_log(p, "%s: unreadable (%s), no tenant is quarantined", cp->state_path,
+             rc ? err.msg : "no \"quarantined\" list");
+  cJSON_ArrayForEach(t, list) {
     if (cJSON_IsString(t) && post_valid_name(t->valuestring) && cp->n_quarantined < MAX_TENANTS)
       snprintf(cp->quarantined[cp->n_quarantined++], 64, "%s", t->valuestring);
   }
-  cJSON_Delete(j);
+  cJSON_Delete(all);
 }
 
 /* Under cp->mu. */
@@ -298,7 +306,7 @@ static int cluster_start(post *p) {
     if (!cp->discovering) return -EAGAIN;
   }
   snprintf(cp->state_path, sizeof cp->state_path, "%s/cluster.json", p->cfg.state_dir);
-  quarantine_load(cp);
+  quarantine_load(p, cp);
   return p->cfg.config ? load_templates(p, cp, p->cfg.config) : 0;
 }
 
