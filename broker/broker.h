@@ -123,6 +123,12 @@ broker_log *broker_log_sqlite_open(const char *path, const broker_sqlite_opts *o
 
 typedef struct broker_kafka_mock broker_kafka_mock;
 
+/* Environment variables OUTPOST_KAFKA_SASL_PASSWORD, _SSL_KEY_PASSWORD,
+ * _SSL_KEYSTORE_PASSWORD and _SASL_OAUTHBEARER_CLIENT_SECRET give those
+ * properties to every client the Kafka log makes, so that no secret needs a
+ * command line; a property in props overrides them. */
+#define BROKER_KAFKA_ENV_PREFIX "OUTPOST_KAFKA_"
+
 typedef struct broker_kafka_opts {
   const char *bootstrap;    /* bootstrap.servers (required) */
   const char *const *props; /* "name=value" librdkafka properties for every client the log

@@ -152,6 +152,30 @@ static int kset(rd_kafka_conf_t *conf, const char *name, const char *value, char
   return -EINVAL;
 }
 
+/* The secret properties may come from the environment instead of a command
+ * line, which every local user reads in /proc: OUTPOST_KAFKA_ and the name
+ * in capitals with '_' for '.' (OUTPOST_KAFKA_SASL_PASSWORD). A
+ * --kafka-property of the same name, set after these, wins. */
+static int secrets_from_env(rd_kafka_conf_t *conf, char *errbuf, size_t errlen) {
+  static const char *const secret[] = {"sasl.password", "ssl.key.password", "ssl.keystore.password",
+                                       "sasl.oauthbearer.client.secret"};
+  for (size_t i = 0; i < sizeof secret / sizeof *secret; i++) {
+    char var[64] = BROKER_KAFKA_ENV_PREFIX;
+    size_t n = strlen(var);
+    for (const char *c = secret[i]; *c && n + 1 < sizeof var; c++)
+      var[n++] = *c == '.' ? '_' : (char)(*c - ('a' <= *c && *c <= 'z' ? 'a' - 'A' : 0));
+    var[n] = '\0';
+    const char *v = getenv(var);
+    char why[256];
+    /* Not kset: its message would hold the value. */
+    if (v && rd_kafka_conf_set(conf, secret[i], v, why, sizeof why) != RD_KAFKA_CONF_OK) {
+      snprintf(errbuf, errlen, "%s: %s", var, why);
+      return -EINVAL;
+    }
+  }
+  return 0;
+}
+
 /* A new handle from the shared configuration plus `extra` (name, value pairs). */
 static rd_kafka_t *new_handle(kafka_log *k, rd_kafka_type_t type, const char *const *extra,
                               size_t n_extra, char *errbuf, size_t errlen) {
@@ -572,6 +596,7 @@ broker_log *broker_log_kafka_open(const broker_kafka_opts *opts, char *errbuf, s
    * a metadata request's side effect (the mock cannot be told: it speaks too
    * old a Metadata version, and would only warn). */
   if (!rc && !opts->mock) rc = kset(k->conf, "allow.auto.create.topics", "false", errbuf, errlen);
+  if (!rc) rc = secrets_from_env(k->conf, errbuf, errlen);
   for (size_t i = 0; !rc && i < opts->n_props; i++) {
     const char *eq = strchr(opts->props[i], '=');
     char name[128];

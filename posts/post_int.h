@@ -176,6 +176,9 @@ int post_sup_set_log(post_sup *s, const char *name, const char *path);
 #define POST_ENV_DETECTOR "OUTPOST_DETECTOR_TOKEN" /* --detector-token */
 #define POST_ENV_INTERNAL "OUTPOST_INTERNAL_TOKEN" /* --internal-token */
 #define POST_SECRET_ENV   POST_ENV_ADMIN, POST_ENV_INTERNAL, POST_ENV_BROKER, POST_ENV_DETECTOR
+/* Variables with this prefix are secrets too: the Kafka log's passwords
+ * (BROKER_KAFKA_ENV_PREFIX in broker/broker.h, where they are read). */
+#define POST_ENV_KAFKA_PREFIX "OUTPOST_KAFKA_"
 /* When *value (a token flag's) is NULL, sets it to environment variable
  * name's value, unless that is unset or empty. */
 void post_secret_env(const char **value, const char *name);

@@ -109,6 +109,7 @@ int post_sup_add(post_sup *s, const char *tier, const char *name, const char *he
 
 static bool secret_env(const char *kv) {
   static const char *const names[] = {POST_SECRET_ENV};
+  if (!strncmp(kv, POST_ENV_KAFKA_PREFIX, strlen(POST_ENV_KAFKA_PREFIX))) return true;
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
     size_t n = strlen(names[i]);
     if (!strncmp(kv, names[i], n) && kv[n] == '=') return true;

@@ -390,17 +390,18 @@ __attribute__((format(printf, 2, 3))) static void argf(argv_b *a, const char *fm
 
 /* The flags a child's admin token stands for (bits of secrets), given
  * through its environment: a command line is readable by any local user. */
-#define RUN_ADMIN    1u /* --admin-token */
-#define RUN_BROKER   2u /* --broker-token */
-#define RUN_INTERNAL 4u /* --internal-token */
-#define RUN_DETECTOR 8u /* --detector-token */
+#define RUN_ADMIN    1u  /* --admin-token */
+#define RUN_BROKER   2u  /* --broker-token */
+#define RUN_INTERNAL 4u  /* --internal-token */
+#define RUN_DETECTOR 8u  /* --detector-token */
+#define RUN_KAFKA    16u /* our OUTPOST_KAFKA_* variables (the Kafka log's passwords) */
 
 static int add_child(post *p, run_state *rs, const char *tier, const char *name, uint16_t port,
                      argv_b *a, unsigned secrets) {
   static const char *const vars[] = {POST_ENV_ADMIN, POST_ENV_BROKER, POST_ENV_INTERNAL,
                                      POST_ENV_DETECTOR};
   char health[128], log[PATH_MAX + 16], kv[4][sizeof rs->admin + 32];
-  const char *env[5] = {0};
+  const char *env[16] = {0};
   size_t n = 0;
   snprintf(health, sizeof health, "http://%s:%u/healthz", rs->host, port);
   snprintf(log, sizeof log, "%s/%s.log", rs->logs, tier);
@@ -410,6 +411,9 @@ static int add_child(post *p, run_state *rs, const char *tier, const char *name,
       env[n] = kv[n];
       n++;
     }
+  for (size_t i = 0; (secrets & RUN_KAFKA) && environ[i] && n + 1 < sizeof env / sizeof *env; i++)
+    if (!strncmp(environ[i], POST_ENV_KAFKA_PREFIX, strlen(POST_ENV_KAFKA_PREFIX)))
+      env[n++] = environ[i];
   int rc = post_sup_add(p->sup, tier, name, health, a->v);
   rc = rc ? rc : post_sup_set_env(p->sup, name, env);
   return rc ? rc : post_sup_set_log(p->sup, name, log);
@@ -429,7 +433,7 @@ static int add_children(post *p, run_state *rs) {
   char dir[PATH_MAX + 16];
   snprintf(dir, sizeof dir, "%s/broker", rs->data);
   if ((rc = post_mkdirs(dir)) ||
-      (rc = add_child(p, rs, "broker", "broker", rs->port[P_BROKER], &b, RUN_ADMIN)))
+      (rc = add_child(p, rs, "broker", "broker", rs->port[P_BROKER], &b, RUN_ADMIN | RUN_KAFKA)))
     return rc;
 
   if (!rs->no_detector) {

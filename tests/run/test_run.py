@@ -102,6 +102,9 @@ def remove_envs(node):
         podman("rm", "-f", "-t", "0", *ids)
 
 
+KAFKA_PASSWORD = "kafka-" + secrets.token_hex(6)
+
+
 class Run:
     """One `outpost run` process with its output collected line by line."""
 
@@ -109,9 +112,12 @@ class Run:
         self.data, self.base = data, base
         self.lines = []
         self.cv = threading.Condition()
+        # A Kafka password in the environment (unused by the embedded log):
+        # it must reach the broker only.
+        env = dict(os.environ, OUTPOST_KAFKA_SASL_PASSWORD=KAFKA_PASSWORD)
         self.proc = subprocess.Popen(
             [*wrap, OUTPOST, "run", "--data", data, "--port-base", str(base), "--node", node, *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -259,6 +265,11 @@ class RunTest(unittest.TestCase):
         self.assertEqual(ns_env.get(b"OUTPOST_INTERNAL_TOKEN"), admin.encode())
         for var in (b"OUTPOST_ADMIN_TOKEN", b"OUTPOST_BROKER_TOKEN", b"OUTPOST_DETECTOR_TOKEN"):
             self.assertNotIn(var, ns_env)
+        # The Kafka log's password: the broker's alone.
+        self.assertEqual(env_of(pids["broker"]).get(b"OUTPOST_KAFKA_SASL_PASSWORD"),
+                         KAFKA_PASSWORD.encode())
+        for w in ("detector", "cluster", "node", "ns"):
+            self.assertNotIn(b"OUTPOST_KAFKA_SASL_PASSWORD", env_of(pids[w]), w)
         self.assertIn(b"OUTPOST_BROKER_TOKEN", env_of(pids["node"]))
         st, j = request(r3.port("broker"), "GET", "/v1/triggers", token=admin)
         self.assertEqual(st, 200, j)

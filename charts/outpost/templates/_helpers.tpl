@@ -188,8 +188,6 @@ mock
 - {{ printf "sasl.mechanisms=%s" $k.security.sasl.mechanism | quote }}
 - --kafka-property
 - sasl.username=$(KAFKA_SASL_USERNAME)
-- --kafka-property
-- sasl.password=$(KAFKA_SASL_PASSWORD)
 {{- end }}
 {{- if $k.security.tls.caSecret }}
 - --kafka-property
@@ -214,7 +212,7 @@ mock
 - name: KAFKA_SASL_USERNAME
   valueFrom:
     secretKeyRef: {name: {{ $k.security.sasl.existingSecret }}, key: {{ $k.security.sasl.usernameKey }}}
-- name: KAFKA_SASL_PASSWORD
+- name: OUTPOST_KAFKA_SASL_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ $k.security.sasl.existingSecret }}, key: {{ $k.security.sasl.passwordKey }}}
 {{- end }}
