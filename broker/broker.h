@@ -180,6 +180,11 @@ typedef struct broker_ingress_opts {
    * (the trigger admin API, no events: POST /<ns>/<broker> is 404 with a
    * body saying where events go). */
   const char *role;
+  /* Where brokers declared through PUT /v1/brokers are kept (JSON, written
+   * whole on every PUT and DELETE), for broker_ingress_restore; NULL: not
+   * kept. Brokers declared by broker_ingress_add (the configuration) are
+   * not written there: the configuration declares them at every start. */
+  const char *brokers_state;
 } broker_ingress_opts;
 
 void broker_ingress_opts_init(broker_ingress_opts *o);
@@ -202,6 +207,10 @@ uint16_t broker_ingress_port(const broker_ingress *in);
 int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, const char *topic);
 /* Removes a broker: its path answers 404 from then on. Returns 0 or -ENOENT. */
 int broker_ingress_remove(broker_ingress *in, const char *ns, const char *name);
+/* Declares the brokers kept in opts.brokers_state (none when the file does
+ * not exist). Returns how many, or a negative errno with errbuf saying
+ * which file and why (a file that cannot be read is not taken for none). */
+int broker_ingress_restore(broker_ingress *in, char *errbuf, size_t errlen);
 /* The topic of broker ns/name, copied into topic (len bytes). Returns 0,
  * -ENOENT (no such broker) or -ENAMETOOLONG. */
 int broker_ingress_topic(broker_ingress *in, const char *ns, const char *name, char *topic,

@@ -51,6 +51,7 @@ typedef struct entry {
   struct entry *next;
   char *ns, *name, *topic;
   bool removed;
+  bool api;                  /* declared through /v1/brokers: kept in opts.brokers_state */
   _Atomic uint64_t accepted; /* events */
 } entry;
 
@@ -60,6 +61,7 @@ struct broker_ingress {
   httpd *http;
   pthread_rwlock_t lock; /* guards the entry list; entries live until stop */
   entry *entries;
+  pthread_mutex_t save_mu; /* one writer of opts.brokers_state at a time */
   _Atomic size_t inflight;
   _Atomic bool draining;
   /* Requests waiting for the log, so that stop can answer those the log
@@ -102,6 +104,7 @@ void broker_ingress_opts_init(broker_ingress_opts *o) {
   o->drain_ms = 30000;
   o->kafka = NULL;
   o->role = NULL;
+  o->brokers_state = NULL;
 }
 
 /* Counts and answers a refusal; the status brings its header (Retry-After
@@ -129,7 +132,8 @@ static entry *find(broker_ingress *in, const char *ns, size_t nslen, const char 
   return NULL;
 }
 
-int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, const char *topic) {
+static int declare(broker_ingress *in, const char *ns, const char *name, const char *topic,
+                   bool api) {
   if (!res_valid_dns_label(ns, strlen(ns)) || !res_valid_dns_label(name, strlen(name)))
     return -EINVAL;
   char def[160];
@@ -146,6 +150,7 @@ int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, con
     free(e->ns), free(e->name), free(e->topic), free(e);
     return -ENOMEM;
   }
+  e->api = api;
   pthread_rwlock_wrlock(&in->lock);
   entry *old = find(in, ns, strlen(ns), name, strlen(name));
   if (old) old->removed = true; /* kept for requests still using it */
@@ -155,12 +160,79 @@ int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, con
   return 0;
 }
 
+int broker_ingress_add(broker_ingress *in, const char *ns, const char *name, const char *topic) {
+  return declare(in, ns, name, topic, false);
+}
+
 int broker_ingress_remove(broker_ingress *in, const char *ns, const char *name) {
   pthread_rwlock_wrlock(&in->lock);
   entry *e = find(in, ns, strlen(ns), name, strlen(name));
   if (e) e->removed = true;
   pthread_rwlock_unlock(&in->lock);
   return e ? 0 : -ENOENT;
+}
+
+/* Writes the brokers declared through the admin API to opts.brokers_state:
+ * a new file, synced, renamed over the old one, so that a crash leaves one
+ * or the other whole. 0 or a negative errno. */
+static int save_brokers(broker_ingress *in) {
+  const char *path = in->opts.brokers_state;
+  if (!path) return 0;
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return -ENAMETOOLONG;
+  pthread_mutex_lock(&in->save_mu);
+  cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "brokers"), *o;
+  bool ok = list != NULL;
+  pthread_rwlock_rdlock(&in->lock);
+  for (entry *e = in->entries; e && ok; e = e->next)
+    if (!e->removed && e->api)
+      ok = cJSON_AddItemToArray(list, o = cJSON_CreateObject()) &&
+           cJSON_AddStringToObject(o, "namespace", e->ns) &&
+           cJSON_AddStringToObject(o, "name", e->name) &&
+           cJSON_AddStringToObject(o, "topic", e->topic);
+  pthread_rwlock_unlock(&in->lock);
+  char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+  cJSON_Delete(root);
+  int rc = text ? 0 : -ENOMEM;
+  FILE *f = rc ? NULL : fopen(tmp, "we");
+  if (!rc && !f) rc = -errno;
+  if (f) {
+    if (fputs(text, f) < 0 || fputc('\n', f) < 0 || fflush(f) || fsync(fileno(f))) rc = -EIO;
+    if (fclose(f) && !rc) rc = -EIO;
+    if (!rc && rename(tmp, path)) rc = -errno;
+    if (rc) unlink(tmp);
+  }
+  pthread_mutex_unlock(&in->save_mu);
+  free(text);
+  return rc;
+}
+
+int broker_ingress_restore(broker_ingress *in, char *errbuf, size_t errlen) {
+  cJSON *all = NULL, *b;
+  res_err err;
+  const char *path = in->opts.brokers_state;
+  if (!path) return 0;
+  int rc = res_load_file(path, 4 << 20, &all, &err), n = 0;
+  if (rc == -ENOENT) return 0;
+  const cJSON *list = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(all, 0), "brokers");
+  if (rc || !cJSON_IsArray(list)) {
+    snprintf(errbuf, errlen, "%s: %s", path, rc ? err.msg : "no \"brokers\" list");
+    cJSON_Delete(all);
+    return -EINVAL;
+  }
+  cJSON_ArrayForEach(b, list) {
+    const char *ns = res_str(b, "namespace"), *name = res_str(b, "name"),
+               *topic = res_str(b, "topic");
+    rc = ns && name ? declare(in, ns, name, topic, true) : -EINVAL;
+    if (rc) {
+      snprintf(errbuf, errlen, "%s: broker %s/%s: %s", path, ns ? ns : "?", name ? name : "?",
+               rc == -EINVAL ? "not DNS labels" : strerror(-rc));
+      break;
+    }
+    n++;
+  }
+  cJSON_Delete(all);
+  return rc ? rc : n;
 }
 
 static void ingress_free(broker_ingress *in);
@@ -425,12 +497,21 @@ static void admin(broker_ingress *in, httpd_req *req, const char *rest) {
   ns[nl] = '\0';
   memcpy(name, slash + 1, ml);
   name[ml] = '\0';
+  char msg[256];
   if (strcmp(m, "PUT") == 0) {
-    int rc = broker_ingress_add(in, ns, name, NULL);
+    int rc = declare(in, ns, name, NULL, true);
     if (rc) {
-      char msg[160];
       snprintf(msg, sizeof msg, "the log cannot make the broker's topic (%s)", strerror(-rc));
       httpd_respond_error(req, rc == -ENOMEM ? 500 : 503, msg, NULL, -1, NULL, 0);
+      return;
+    }
+    /* Declared only once it is kept: a broker that a restart would forget is
+     * not answered 201. */
+    if ((rc = save_brokers(in))) {
+      broker_ingress_remove(in, ns, name);
+      snprintf(msg, sizeof msg, "the broker cannot be kept in %s (%s): not declared",
+               in->opts.brokers_state, strerror(-rc));
+      httpd_respond_error(req, 503, msg, NULL, -1, NULL, 0);
       return;
     }
     httpd_respond(req, 201, NULL, NULL, 0, NULL, 0);
@@ -439,6 +520,14 @@ static void admin(broker_ingress *in, httpd_req *req, const char *rest) {
   if (strcmp(m, "DELETE") == 0) {
     if (broker_ingress_remove(in, ns, name)) {
       httpd_respond_error(req, 404, "no such broker", NULL, -1, NULL, 0);
+      return;
+    }
+    int rc = save_brokers(in);
+    if (rc) {
+      snprintf(msg, sizeof msg,
+               "removed, but %s cannot be written (%s): the broker comes back at the next start",
+               in->opts.brokers_state, strerror(-rc));
+      httpd_respond_error(req, 500, msg, NULL, -1, NULL, 0);
       return;
     }
     httpd_respond(req, 204, NULL, NULL, 0, NULL, 0);
@@ -587,10 +676,12 @@ broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log
   in->log = log;
   pthread_rwlock_init(&in->lock, NULL);
   pthread_mutex_init(&in->plock, NULL);
+  pthread_mutex_init(&in->save_mu, NULL);
   in->http = httpd_start(&in->opts.http, handle, in, errbuf, errlen);
   if (!in->http) {
     pthread_rwlock_destroy(&in->lock);
     pthread_mutex_destroy(&in->plock);
+    pthread_mutex_destroy(&in->save_mu);
     free(in);
     return NULL;
   }
@@ -608,6 +699,7 @@ static void ingress_free(broker_ingress *in) {
   }
   pthread_rwlock_destroy(&in->lock);
   pthread_mutex_destroy(&in->plock);
+  pthread_mutex_destroy(&in->save_mu);
   free(in);
 }
 

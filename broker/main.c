@@ -45,6 +45,8 @@ static void usage(FILE *f) {
         "                        (default $OUTPOST_ADMIN_TOKEN, which other users cannot read)\n"
         "  --triggers-state FILE where triggers applied through /v1/triggers are kept across\n"
         "                        restarts (default: triggers.json beside --data)\n"
+        "  --brokers-state FILE  where brokers declared through /v1/brokers are kept across\n"
+        "                        restarts (default: brokers.json beside --data)\n"
         "  --window N            records of a partition in delivery at once (default 256)\n"
         "  --attempt-timeout MS  one delivery attempt, when a trigger sets no timeout\n"
         "                        (default 30000)\n"
@@ -116,6 +118,7 @@ int broker_main(int argc, char **argv) {
                                            {"delivery-timeout", required_argument, NULL, 'T'},
                                            {"window", required_argument, NULL, 'w'},
                                            {"triggers-state", required_argument, NULL, 'S'},
+                                           {"brokers-state", required_argument, NULL, 'L'},
                                            {"attempt-timeout", required_argument, NULL, 'A'},
                                            {"role", required_argument, NULL, 'r'},
                                            {"help", no_argument, NULL, 'h'},
@@ -160,6 +163,9 @@ int broker_main(int argc, char **argv) {
       break;
     case 'S':
       state = optarg;
+      break;
+    case 'L':
+      o.brokers_state = optarg;
       break;
     case 'b':
       if (push(brokers, &n_brokers, optarg, "--broker")) return 2;
@@ -277,6 +283,13 @@ int broker_main(int argc, char **argv) {
     snprintf(where, sizeof where, "embedded %s", data);
   }
   o.kafka = kafka;
+  char brokers_buf[PATH_MAX];
+  if (!o.brokers_state) {
+    const char *slash = strrchr(data, '/');
+    snprintf(brokers_buf, sizeof brokers_buf, "%.*s%sbrokers.json", slash ? (int)(slash - data) : 0,
+             data, slash ? "/" : "");
+    o.brokers_state = brokers_buf;
+  }
   broker_ingress *in = log ? broker_ingress_start(&o, log, err, sizeof err) : NULL;
   int rc = in ? 0 : 1;
   if (!in) fprintf(stderr, "outpost broker: %s\n", err);
@@ -297,6 +310,16 @@ int broker_main(int argc, char **argv) {
     }
   }
   broker_decls_cleanup(decls, n_decls);
+  if (rc == 0) {
+    /* After the configuration's: a broker the admin API declared again
+     * (another topic) is the API's. */
+    int kept = broker_ingress_restore(in, err, sizeof err);
+    if (kept < 0) {
+      fprintf(stderr, "outpost broker: %s\n", err);
+      rc = 2;
+    }
+    if (kept > 0) printf("%d broker(s) restored from %s\n", kept, o.brokers_state);
+  }
   trigger_dispatcher *disp = NULL;
   bool dispatch = !o.role || strcmp(o.role, "ingress") != 0;
   if (rc == 0 && !dispatch) broker_ingress_mount(in, "/v1/triggers", no_triggers, NULL, NULL);

@@ -279,6 +279,55 @@ class ConfigTest(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("/nonexistent.yaml", p.stderr)
 
+    def test_api_brokers_kept_across_restarts(self):
+        """A broker declared through PUT /v1/brokers is there after a restart
+        (brokers.json beside --data); one DELETEd is not; the configuration's
+        brokers are the configuration's, not written to the file."""
+        state = os.path.join(self.dir.name, "brokers.json")
+        b = Broker(self.data, "--broker", "default/default")
+        try:
+            for path in ("/v1/brokers/team-a/main", "/v1/brokers/team-b/gone"):
+                self.assertEqual(b.request("PUT", path)[0].status, 201)
+            self.assertEqual(b.request("DELETE", "/v1/brokers/team-b/gone")[0].status, 204)
+        finally:
+            self.assertEqual(b.stop(signal.SIGKILL), -signal.SIGKILL)
+        with open(state) as f:
+            kept = json.load(f)["brokers"]
+        self.assertEqual([(x["namespace"], x["name"]) for x in kept], [("team-a", "main")])
+        b = Broker(self.data, "--broker", "default/default")
+        try:
+            r, body = b.request("GET", "/v1/brokers")
+            names = {(x["namespace"], x["name"]) for x in json.loads(body)["brokers"]}
+            self.assertEqual(names, {("default", "default"), ("team-a", "main")})
+            r, body = b.request("POST", "/team-a/main", b"{}", binary_headers(1))
+            self.assertEqual(r.status, 202, body)
+            self.assertEqual(b.request("POST", "/team-b/gone", b"{}", binary_headers(2))[0].status,
+                             404)
+        finally:
+            self.assertEqual(b.stop(), 0)
+
+        # A file that is not the brokers' list stops the start, naming it.
+        with open(state, "w") as f:
+            f.write('{"brokers": [{"namespace": "Bad_NS", "name": "x"}]}')
+        p = subprocess.run([OUTPOST, "broker", "--listen", "127.0.0.1:0", "--data", self.data],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("brokers.json: broker Bad_NS/x", p.stderr)
+
+        # A state file that cannot be written: the PUT is refused, not
+        # answered 201 for a broker a restart would forget.
+        os.remove(state)
+        os.mkdir(state + ".tmp")  # the new file cannot be made there
+        b = Broker(self.data)
+        try:
+            r, body = b.request("PUT", "/v1/brokers/team-c/x")
+            self.assertEqual(r.status, 503, body)
+            self.assertIn(b"not declared", body)
+            self.assertEqual(b.request("POST", "/team-c/x", b"{}", binary_headers(3))[0].status,
+                             404)
+        finally:
+            self.assertEqual(b.stop(), 0)
+
 
 ROLE_TRIGGER = """\
 apiVersion: eventing.knative.dev/v1
