@@ -461,9 +461,7 @@ static void list_brokers(broker_ingress *in, httpd_req *req) {
 /* Whether req may use the admin API; answers 401 when not. */
 static bool authorized(broker_ingress *in, httpd_req *req) {
   if (!in->opts.admin_token) return true;
-  const char *auth = httpd_header(req, "Authorization");
-  if (auth && strncmp(auth, "Bearer ", 7) == 0 && strcmp(auth + 7, in->opts.admin_token) == 0)
-    return true;
+  if (httpd_same_secret(httpd_bearer(req), in->opts.admin_token)) return true;
   const char *www[] = {"WWW-Authenticate", "Bearer"};
   httpd_respond_error(req, 401, "the admin API needs the admin bearer token", NULL, -1, www, 1);
   return false;

@@ -378,6 +378,19 @@ const char *httpd_header(const httpd_req *req, const char *name) {
   return NULL;
 }
 
+const char *httpd_bearer(const httpd_req *req) {
+  const char *h = httpd_header(req, "Authorization");
+  return h && ce__iprefix(h, strlen(h), "Bearer ") ? h + 7 : NULL;
+}
+
+bool httpd_same_secret(const char *a, const char *b) {
+  if (!a || !b || !*a || !*b) return false;
+  size_t la = strlen(a), lb = strlen(b);
+  unsigned char d = la != lb;
+  for (size_t i = 0; i < lb; i++) d |= (unsigned char)(a[i % la] ^ b[i]);
+  return d == 0;
+}
+
 const ce_kv *httpd_headers(const httpd_req *req, size_t *n) {
   *n = req->n_hdrs;
   return req->hdrs;

@@ -62,6 +62,13 @@ void httpd_stop(httpd *h);
 const char *httpd_method(const httpd_req *req);
 const char *httpd_path(const httpd_req *req);                     /* without the query string */
 const char *httpd_header(const httpd_req *req, const char *name); /* case-insensitive */
+/* The token of an "Authorization: Bearer <token>" header (the scheme in
+ * any case), or NULL. */
+const char *httpd_bearer(const httpd_req *req);
+/* Whether the secrets a and b are equal, in a time that does not depend on
+ * where they differ (a token compared with strcmp leaks its prefix to a
+ * client that times the answers). NULL or "" matches nothing. */
+bool httpd_same_secret(const char *a, const char *b);
 const ce_kv *httpd_headers(const httpd_req *req, size_t *n);
 const char *httpd_body(const httpd_req *req, size_t *len);
 /* 0 when the request is within the limits; else the status it deserves

@@ -140,13 +140,6 @@ int post_pass_tokens(post *p, const char *name, unsigned which) {
   return rc;
 }
 
-bool post_same_token(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  unsigned char d = la != lb;
-  for (size_t i = 0; i < la; i++) d |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
-  return d == 0;
-}
-
 const char *post_advertised_host(const post *p) {
   const char *h = p->cfg.host;
   if (p->cfg.advertise_host) return p->cfg.advertise_host;
@@ -431,8 +424,7 @@ static void on_request(void *ctx, httpd_req *req) {
   /* The node and ns posts' APIs are for other posts: with an internal
    * token, only those who have it. */
   if (p->cfg.internal_token && strcmp(p->tier->name, "cluster") && !strncmp(path, "/v1/", 4)) {
-    const char *h = httpd_header(req, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7) || !post_same_token(h + 7, p->cfg.internal_token)) {
+    if (!httpd_same_secret(httpd_bearer(req), p->cfg.internal_token)) {
       static const char *const www[] = {"WWW-Authenticate", "Bearer"};
       httpd_respond_error(req, 401, "the internal token is required (Authorization: Bearer)", NULL,
                           -1, www, 1);

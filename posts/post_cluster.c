@@ -395,16 +395,17 @@ static void cluster_stop(post *p) {
 /* The caller: a tenant's name, "" for the admin, NULL (answered 401). */
 static const char *authenticate(post *p, httpd_req *req) {
   cluster_post *cp = p->tier_state;
-  const char *h = httpd_header(req, "Authorization");
-  if (h && !strncmp(h, "Bearer ", 7)) {
-    const char *tok = h + 7;
-    if (p->cfg.admin_token && post_same_token(tok, p->cfg.admin_token)) return "";
+  const char *tok = httpd_bearer(req);
+  if (tok) {
+    if (httpd_same_secret(tok, p->cfg.admin_token)) return "";
     for (size_t i = 0; i < cp->n_tokens; i++)
-      if (post_same_token(tok, cp->tokens[i].token)) return cp->tokens[i].tenant;
+      if (httpd_same_secret(tok, cp->tokens[i].token)) return cp->tokens[i].tenant;
   }
   atomic_fetch_add(&cp->unauthorized, 1);
   static const char *const www[] = {"WWW-Authenticate", "Bearer"};
-  const char *body = h ? "{\"error\":\"bad token\"}" : "{\"error\":\"a bearer token is required\"}";
+  const char *body = httpd_header(req, "Authorization")
+                         ? "{\"error\":\"bad token\"}"
+                         : "{\"error\":\"a bearer token is required\"}";
   httpd_respond(req, 401, "application/json", body, strlen(body), www, 1);
   return NULL;
 }

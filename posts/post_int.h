@@ -290,10 +290,6 @@ int post_mkdirs(const char *dir);
 /* Whether s is a DNS label. */
 bool post_valid_name(const char *s);
 
-/* Whether bearer token a is b, in time that does not depend on where they
- * differ. */
-bool post_same_token(const char *a, const char *b);
-
 /* The host others reach this post at (its triggers' subscriber URIs):
  * --advertise-host, else the --listen host, 127.0.0.1 for a wildcard. */
 const char *post_advertised_host(const post *p);

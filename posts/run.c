@@ -627,8 +627,7 @@ static void run_stop(post *p) {
 }
 
 static bool is_admin(run_state *rs, httpd_req *req) {
-  const char *h = httpd_header(req, "Authorization");
-  return h && !strncmp(h, "Bearer ", 7) && !strcmp(h + 7, rs->admin);
+  return httpd_same_secret(httpd_bearer(req), rs->admin);
 }
 
 static bool run_route(post *p, httpd_req *req, const char *m, const char *path) {

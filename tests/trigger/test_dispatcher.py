@@ -1035,6 +1035,8 @@ class AdminTest(DispatcherCase):
         # The token is required.
         self.assertEqual(self.api(b, "GET", "/v1/triggers", token=None)[0], 401)
         self.assertEqual(self.api(b, "PUT", "/v1/triggers", yaml, token="wrong")[0], 401)
+        for near in (self.TOKEN[:-1], self.TOKEN + "x", self.TOKEN * 2):
+            self.assertEqual(self.api(b, "GET", "/v1/triggers", token=near)[0], 401, near)
         self.assertEqual(self.api(b, "GET", "/v1/triggers")[1], [], "nothing applied without it")
 
         status, body = self.api(b, "PUT", "/v1/triggers", yaml)
