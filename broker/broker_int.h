@@ -29,6 +29,10 @@ struct broker_log {
 /* Headers as one blob: for each, u32 name length, name, u32 value length,
  * value (little endian). */
 int broker__headers_pack(const ce_kv *h, size_t n, ce_buf *out);
+/* The same in two steps, for callers that place it themselves: its size,
+ * then writing it at out (that many bytes); returns the end. */
+size_t broker__headers_size(const ce_kv *h, size_t n);
+void *broker__headers_write(const ce_kv *h, size_t n, void *out);
 /* Unpacks into kv pointing into blob; *n is the count. Returns 0 or -EINVAL. */
 int broker__headers_unpack(const void *blob, size_t len, ce_kv *kv, size_t max, size_t *n);
 /* Counts the headers of a packed blob. */
@@ -36,5 +40,70 @@ int broker__headers_count(const void *blob, size_t len, size_t *n);
 
 /* The partition for a key: FNV-1a hash modulo partitions. */
 int32_t broker__partition_for(const void *key, size_t len, int32_t partitions);
+
+/* ---- the embedded log's segments (segment.c) ---- */
+
+/* A segment being built: records of one partition with consecutive offsets,
+ * from `first` on, stored as one row. init/cleanup own the buffers; reset
+ * empties it and keeps their memory. */
+typedef struct broker__seg {
+  int64_t first; /* offset of its first record */
+  int64_t ts;    /* newest timestamp among its records (INT64_MIN when empty) */
+  size_t n;      /* records */
+  ce_buf idx;    /* the JSON index, without its closing bracket */
+  ce_buf data;   /* key, headers (packed), value of each record */
+} broker__seg;
+
+void broker__seg_init(broker__seg *s);
+void broker__seg_cleanup(broker__seg *s);
+void broker__seg_reset(broker__seg *s, int64_t first);
+/* Adds the next record: key or value NULL for none (not the same as empty);
+ * headers is a packed blob (broker__headers_pack). Returns 0 or -ENOMEM
+ * (nothing added). */
+int broker__seg_add(broker__seg *s, int64_t ts, const void *key, size_t key_len,
+                    const void *headers, size_t headers_len, const void *value, size_t value_len);
+/* The index as stored: s->idx closed by "]" (*len bytes, not NUL-terminated),
+ * valid until the next add; NULL when empty or out of memory. */
+const char *broker__seg_index(broker__seg *s, size_t *len);
+
+/* One record of a stored segment: where its bytes are in the segment's data
+ * (key at pos, then headers, then value); -1 for no key or no value. */
+typedef struct broker__seg_entry {
+  int64_t ts, pos, key_len, headers_len, value_len;
+} broker__seg_entry;
+
+/* Reads the n entries of a stored index into out[0..n), checking that each
+ * lies within data_len bytes. Returns 0, or -EINVAL for a malformed index or
+ * one that does not hold exactly n entries. */
+int broker__seg_parse(const char *idx, size_t idx_len, size_t data_len, broker__seg_entry *out,
+                      size_t n);
+
+/* A segment is stored once it holds this many records or bytes: readers
+ * fetch a whole segment to read any record of it, so they stay small. */
+#define BROKER__SEG_MAX_RECORDS 256
+#define BROKER__SEG_MAX_BYTES   (256 * 1024)
+
+/* ---- the embedded log's schema (log_sqlite_schema.c) ---- */
+
+typedef struct sqlite3 sqlite3;
+typedef struct sqlite3_stmt sqlite3_stmt;
+
+/* The statement that stores a segment, for broker__sqlite_seg_store. */
+#define BROKER__SEG_INSERT                                                                         \
+  "INSERT INTO segments(topic, part, first, next, ts, idx, data) VALUES(?,?,?,?,?,?,?)"
+
+/* Makes the schema in db (a connection in WAL mode, no transaction open),
+ * in one transaction: creates what is missing and migrates a log made by an
+ * older version (a `records` table, a row per record) into segments, every
+ * record kept. Returns 0, or a negative errno with a message in errbuf
+ * (nothing changed then). */
+int broker__sqlite_schema(sqlite3 *db, char *errbuf, size_t errlen);
+
+/* Stores s (not empty) as a segment of topic/part with ins, a statement
+ * prepared from BROKER__SEG_INSERT. Returns 0 or a negative errno. */
+int broker__sqlite_seg_store(sqlite3_stmt *ins, const char *topic, int32_t part, broker__seg *s);
+
+/* SQLite's result code as a negative errno. */
+int broker__sqlite_errno(int rc);
 
 #endif

@@ -103,26 +103,43 @@ void broker_records_cleanup(broker_records *r) {
   broker_records_init(r);
 }
 
-static void put32(ce_buf *out, uint32_t v) {
-  uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-  ce_buf_append(out, b, 4);
-}
-
 static uint32_t get32(const uint8_t *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-int broker__headers_pack(const ce_kv *h, size_t n, ce_buf *out) {
+size_t broker__headers_size(const ce_kv *h, size_t n) {
   size_t need = 0;
   for (size_t i = 0; i < n; i++) need += 8 + h[i].name_len + h[i].value_len;
+  return need;
+}
+
+static uint8_t *put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+  return p + 4;
+}
+
+void *broker__headers_write(const ce_kv *h, size_t n, void *out) {
+  uint8_t *p = out;
+  for (size_t i = 0; i < n; i++) {
+    p = put32(p, (uint32_t)h[i].name_len);
+    if (h[i].name_len) memcpy(p, h[i].name, h[i].name_len);
+    p = put32(p + h[i].name_len, (uint32_t)h[i].value_len);
+    if (h[i].value_len) memcpy(p, h[i].value, h[i].value_len);
+    p += h[i].value_len;
+  }
+  return p;
+}
+
+int broker__headers_pack(const ce_kv *h, size_t n, ce_buf *out) {
+  size_t need = broker__headers_size(h, n);
   int rc = ce_buf_reserve(out, need);
   if (rc) return rc;
-  for (size_t i = 0; i < n; i++) {
-    put32(out, (uint32_t)h[i].name_len);
-    ce_buf_append(out, h[i].name, h[i].name_len);
-    put32(out, (uint32_t)h[i].value_len);
-    ce_buf_append(out, h[i].value, h[i].value_len);
-  }
+  broker__headers_write(h, n, out->data + out->len);
+  out->len += need;
+  out->data[out->len] = '\0';
   return 0;
 }
 

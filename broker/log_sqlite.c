@@ -8,6 +8,15 @@
  * share one fsync (group commit). Reads and position commits use a second
  * connection, which WAL lets run beside the writer.
  *
+ * A group commit stores the records of each partition it touches as one row
+ * of `segments` (segment.c): a few B-tree inserts per commit rather than two
+ * per record, which is what the writer thread spent most of its time on.
+ * Reads may start at any offset, inside a segment too. Retention deletes
+ * whole segments, once every record of one is past it. The view `records`
+ * shows one row per record (topic, part, off, ts, key, headers, value), as
+ * the table of that name did before segments; a log made then is migrated
+ * when opened (log_sqlite_schema.c).
+ *
  * Offsets are per topic and partition, kept in the `partitions` table in the
  * same transaction as the records, so they never go back, even after
  * retention has deleted every record of a partition.
@@ -23,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { RETENTION_EVERY_MS = 5000, DELETE_CHUNK = 1000 };
+enum { RETENTION_EVERY_MS = 5000, DELETE_CHUNK = 16 /* segments per DELETE */ };
 
 typedef struct rec {
   int32_t partition;
@@ -45,8 +54,12 @@ typedef struct tp {
   struct tp *next;
   char *name;
   int32_t parts;
-  int64_t *end; /* next offset per partition (writer thread) */
-  uint32_t rr;  /* round robin for records without a key */
+  /* Per partition, on the writer thread: the next offset; that offset as
+   * the partitions table has it in the open transaction; the records of
+   * the open transaction not stored yet. */
+  int64_t *end, *saved;
+  broker__seg *segs;
+  uint32_t rr; /* round robin for records without a key */
 } tp;
 
 typedef struct sqlite_log {
@@ -77,31 +90,8 @@ static int64_t mono_ms(void) {
 }
 
 static int sqerr(int rc) {
-  switch (rc & 0xff) {
-  case SQLITE_OK:
-    return 0;
-  case SQLITE_FULL:
-    return -ENOSPC;
-  case SQLITE_NOMEM:
-    return -ENOMEM;
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED:
-    return -EBUSY;
-  default:
-    return -EIO;
-  }
+  return broker__sqlite_errno(rc);
 }
-
-static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS topics(name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS partitions(topic TEXT NOT NULL, part INTEGER NOT NULL,"
-    "  next INTEGER NOT NULL, PRIMARY KEY(topic, part));"
-    "CREATE TABLE IF NOT EXISTS records(id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
-    "  part INTEGER NOT NULL, off INTEGER NOT NULL, ts INTEGER NOT NULL, key BLOB,"
-    "  headers BLOB NOT NULL, value BLOB);"
-    "CREATE UNIQUE INDEX IF NOT EXISTS records_pos ON records(topic, part, off);"
-    "CREATE TABLE IF NOT EXISTS positions(grp TEXT NOT NULL, topic TEXT NOT NULL,"
-    "  part INTEGER NOT NULL, next INTEGER NOT NULL, PRIMARY KEY(grp, topic, part));";
 
 static int open_db(const char *path, bool full_sync, sqlite3 **db, char *errbuf, size_t errlen) {
   int rc = sqlite3_open_v2(path, db,
@@ -124,6 +114,42 @@ static int open_db(const char *path, bool full_sync, sqlite3 **db, char *errbuf,
     return -EIO;
   }
   return 0;
+}
+
+static void tp_free(tp *t) {
+  if (!t) return;
+  for (int32_t p = 0; t->segs && p < t->parts; p++) broker__seg_cleanup(&t->segs[p]);
+  free(t->segs);
+  free(t->saved);
+  free(t->end);
+  free(t->name);
+  free(t);
+}
+
+/* A topic's partitions in memory, with their ends as the store has them. */
+static tp *tp_new(sqlite3 *db, const char *name, int32_t parts) {
+  tp *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->parts = parts;
+  t->name = strdup(name);
+  t->end = calloc((size_t)parts, sizeof *t->end);
+  t->saved = calloc((size_t)parts, sizeof *t->saved);
+  t->segs = calloc((size_t)parts, sizeof *t->segs);
+  sqlite3_stmt *st = NULL;
+  if (!t->name || !t->end || !t->saved || !t->segs ||
+      sqlite3_prepare_v2(db, "SELECT part, next FROM partitions WHERE topic=?", -1, &st, NULL)) {
+    t->parts = t->segs ? parts : 0;
+    tp_free(t);
+    return NULL;
+  }
+  for (int32_t p = 0; p < parts; p++) broker__seg_init(&t->segs[p]);
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    int p = sqlite3_column_int(st, 0);
+    if (p >= 0 && p < parts) t->end[p] = t->saved[p] = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+  return t;
 }
 
 /* Finds topic t, loading it from the store or creating it (writer thread, or
@@ -149,37 +175,19 @@ static tp *topic_get(sqlite_log *l, sqlite3 *db, const char *name) {
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return NULL;
   }
-  tp *t = calloc(1, sizeof *t);
+  tp *t = tp_new(db, name, parts);
   if (!t) return NULL;
-  t->name = strdup(name);
-  t->end = calloc((size_t)parts, sizeof *t->end);
-  if (!t->name || !t->end) goto fail;
-  t->parts = parts;
-  if (sqlite3_prepare_v2(db, "SELECT part, next FROM partitions WHERE topic=?", -1, &st, NULL))
-    goto fail;
-  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    int p = sqlite3_column_int(st, 0);
-    if (p >= 0 && p < parts) t->end[p] = sqlite3_column_int64(st, 1);
-  }
-  sqlite3_finalize(st);
   t->next = l->topics;
   l->topics = t;
   return t;
-fail:
-  free(t->name);
-  free(t->end);
-  free(t);
-  return NULL;
 }
 
-/* Forgets cached offsets after a failed transaction: they are read again. */
+/* Forgets cached offsets and unstored segments after a failed transaction:
+ * they are read again. */
 static void topics_forget(sqlite_log *l) {
   for (tp *t = l->topics, *next; t; t = next) {
     next = t->next;
-    free(t->name);
-    free(t->end);
-    free(t);
+    tp_free(t);
   }
   l->topics = NULL;
 }
@@ -197,7 +205,18 @@ static int64_t db_size(sqlite3 *db) {
   return (pages - free_pages) * page_size;
 }
 
-static int write_req(sqlite_log *l, req *r, bool *dirty) {
+/* Stores partition p's segment of the open transaction, if it has records. */
+static int store_segment(sqlite_log *l, tp *t, int32_t p) {
+  broker__seg *s = &t->segs[p];
+  if (s->n == 0) return 0;
+  int rc = broker__sqlite_seg_store(l->ins, t->name, p, s);
+  broker__seg_reset(s, t->end[p]);
+  return rc;
+}
+
+/* Adds a request's records to their partitions' segments, storing those
+ * that are full. */
+static int write_req(sqlite_log *l, req *r) {
   pthread_mutex_lock(&l->mu);
   tp *t = topic_get(l, l->wdb, r->topic);
   pthread_mutex_unlock(&l->mu);
@@ -209,39 +228,34 @@ static int write_req(sqlite_log *l, req *r, bool *dirty) {
     if (p < 0)
       p = x->key ? broker__partition_for(x->key, x->key_len, t->parts)
                  : (int32_t)(t->rr++ % (uint32_t)t->parts);
-    sqlite3_stmt *st = l->ins;
-    sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, r->topic, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, p);
-    sqlite3_bind_int64(st, 3, t->end[p]);
-    sqlite3_bind_int64(st, 4, x->ts);
-    if (x->key)
-      sqlite3_bind_blob(st, 5, x->key, (int)x->key_len, SQLITE_STATIC);
-    else
-      sqlite3_bind_null(st, 5);
-    sqlite3_bind_blob(st, 6, x->headers, (int)x->headers_len, SQLITE_STATIC);
-    if (x->value)
-      sqlite3_bind_blob(st, 7, x->value, (int)x->value_len, SQLITE_STATIC);
-    else
-      sqlite3_bind_null(st, 7);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) return sqerr(rc);
+    broker__seg *s = &t->segs[p];
+    if (s->n == 0) broker__seg_reset(s, t->end[p]);
+    int rc = broker__seg_add(s, x->ts, x->key, x->key_len, x->headers, x->headers_len, x->value,
+                             x->value_len);
+    if (rc) return rc;
     t->end[p]++;
+    if (s->n >= BROKER__SEG_MAX_RECORDS || s->data.len >= BROKER__SEG_MAX_BYTES)
+      if ((rc = store_segment(l, t, p))) return rc;
   }
-  *dirty = true;
   return 0;
 }
 
-static int save_ends(sqlite_log *l) {
+/* Stores what the requests left in the segments, and the partitions' new
+ * ends. */
+static int store_all(sqlite_log *l) {
   for (tp *t = l->topics; t; t = t->next)
     for (int32_t p = 0; p < t->parts; p++) {
+      int rc = store_segment(l, t, p);
+      if (rc) return rc;
+      if (t->end[p] == t->saved[p]) continue;
       sqlite3_stmt *st = l->upd_end;
       sqlite3_reset(st);
       sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
       sqlite3_bind_int(st, 2, p);
       sqlite3_bind_int64(st, 3, t->end[p]);
-      int rc = sqlite3_step(st);
+      rc = sqlite3_step(st);
       if (rc != SQLITE_DONE) return sqerr(rc);
+      t->saved[p] = t->end[p];
     }
   return 0;
 }
@@ -251,11 +265,13 @@ static void write_group(sqlite_log *l, req *list) {
   int status = 0;
   if (l->opts.max_bytes && db_size(l->wdb) > l->opts.max_bytes) status = -ENOSPC;
   if (status == 0) status = sqerr(sqlite3_exec(l->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL));
-  bool dirty = false;
-  for (req *r = list; status == 0 && r; r = r->next) status = write_req(l, r, &dirty);
-  if (status == 0 && dirty) status = save_ends(l);
+  bool began = status == 0;
+  for (req *r = list; status == 0 && r; r = r->next) status = write_req(l, r);
+  if (status == 0) status = store_all(l);
   if (status == 0) status = sqerr(sqlite3_exec(l->wdb, "COMMIT", NULL, NULL, NULL));
-  if (status != 0 && status != -ENOSPC) {
+  if (status != 0 && began) {
+    /* Whatever the failure (SQLITE_FULL too), nothing of it may stay: not
+     * in the file, nor in the segments and ends cached for the next one. */
     sqlite3_exec(l->wdb, "ROLLBACK", NULL, NULL, NULL);
     pthread_mutex_lock(&l->mu);
     topics_forget(l);
@@ -268,7 +284,9 @@ static void write_group(sqlite_log *l, req *list) {
   }
 }
 
-/* Deletes records every group is done with, past the age or size limits. */
+/* Deletes segments every group is done with, past the age or size limits:
+ * a segment goes once all its records are past them (its ts is the newest
+ * of theirs), never part of one. */
 static void retention(sqlite_log *l) {
   int64_t cutoff = l->opts.retention_ms ? now_ms() - l->opts.retention_ms : INT64_MIN;
   bool over = l->opts.retention_bytes && db_size(l->wdb) > l->opts.retention_bytes;
@@ -287,8 +305,8 @@ static void retention(sqlite_log *l) {
   sqlite3_stmt *sel, *del;
   if (sqlite3_prepare_v2(l->wdb, q, -1, &sel, NULL)) return;
   if (sqlite3_prepare_v2(l->wdb,
-                         "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE topic=?1"
-                         " AND part=?2 AND off<?3 AND (ts<?4 OR ?5) ORDER BY off LIMIT ?6)",
+                         "DELETE FROM segments WHERE id IN (SELECT id FROM segments WHERE topic=?1"
+                         " AND part=?2 AND next<=?3 AND (ts<?4 OR ?5) ORDER BY next LIMIT ?6)",
                          -1, &del, NULL)) {
     sqlite3_finalize(sel);
     return;
@@ -337,68 +355,50 @@ static void *writer(void *arg) {
   return NULL;
 }
 
-static int sq_append(broker_log *log, const char *topic, const broker_record *recs, size_t n,
-                     broker_append_cb cb, void *opaque) {
-  sqlite_log *l = (sqlite_log *)log;
-  /* One allocation holds the request, its records and copies of their bytes. */
-  ce_buf packed;
-  ce_buf_init(&packed);
-  size_t bytes = sizeof(req) + n * sizeof(rec) + strlen(topic) + 1;
-  size_t *hoff = calloc(n ? n : 1, 2 * sizeof *hoff);
-  if (!hoff) return -ENOMEM;
-  for (size_t i = 0; i < n; i++) {
-    hoff[2 * i] = packed.len;
-    if (broker__headers_pack(recs[i].headers, recs[i].n_headers, &packed)) {
-      free(hoff);
-      ce_buf_cleanup(&packed);
-      return -ENOMEM;
-    }
-    hoff[2 * i + 1] = packed.len - hoff[2 * i];
-    bytes += recs[i].key_len + recs[i].value_len;
-  }
-  bytes += packed.len;
+/* Copies an append into one allocation: the request, its records, and their
+ * headers (packed), keys and values. NULL when out of memory. */
+static req *req_new(const char *topic, const broker_record *recs, size_t n) {
+  size_t topic_len = strlen(topic);
+  size_t bytes = sizeof(req) + n * sizeof(rec) + topic_len + 1;
+  for (size_t i = 0; i < n; i++)
+    bytes += broker__headers_size(recs[i].headers, recs[i].n_headers) + recs[i].key_len +
+             recs[i].value_len;
   req *r = malloc(bytes);
-  if (!r) {
-    free(hoff);
-    ce_buf_cleanup(&packed);
-    return -ENOMEM;
-  }
+  if (!r) return NULL;
   r->next = NULL;
   r->n = n;
-  r->cb = cb;
-  r->opaque = opaque;
   r->recs = (rec *)(r + 1);
   char *p = (char *)(r->recs + n);
-  memcpy(p, packed.data ? packed.data : "", packed.len);
-  const char *hbase = p;
-  p += packed.len;
   int64_t ts = now_ms();
   for (size_t i = 0; i < n; i++) {
     const broker_record *in = &recs[i];
     rec *x = &r->recs[i];
     x->partition = in->partition;
     x->ts = in->timestamp_ms ? in->timestamp_ms : ts;
-    x->headers = hbase + hoff[2 * i];
-    x->headers_len = hoff[2 * i + 1];
-    x->key = NULL;
+    x->headers = p;
+    p = broker__headers_write(in->headers, in->n_headers, p);
+    x->headers_len = (size_t)(p - (const char *)x->headers);
+    x->key = in->key ? p : NULL;
     x->key_len = in->key_len;
-    if (in->key) {
-      memcpy(p, in->key, in->key_len);
-      x->key = p;
-      p += in->key_len;
-    }
-    x->value = NULL;
+    if (in->key_len) memcpy(p, in->key, in->key_len);
+    p += in->key_len;
+    x->value = in->value ? p : NULL;
     x->value_len = in->value_len;
-    if (in->value) {
-      memcpy(p, in->value, in->value_len);
-      x->value = p;
-      p += in->value_len;
-    }
+    if (in->value_len) memcpy(p, in->value, in->value_len);
+    p += in->value_len;
   }
-  strcpy(p, topic);
+  memcpy(p, topic, topic_len + 1);
   r->topic = p;
-  free(hoff);
-  ce_buf_cleanup(&packed);
+  return r;
+}
+
+static int sq_append(broker_log *log, const char *topic, const broker_record *recs, size_t n,
+                     broker_append_cb cb, void *opaque) {
+  sqlite_log *l = (sqlite_log *)log;
+  req *r = req_new(topic, recs, n);
+  if (!r) return -ENOMEM;
+  r->cb = cb;
+  r->opaque = opaque;
 
   pthread_mutex_lock(&l->mu);
   if (l->stop) {
@@ -416,97 +416,127 @@ static int sq_append(broker_log *log, const char *topic, const broker_record *re
   return 0;
 }
 
+/* A record found by a read, before the pointers into mem are made (mem
+ * moves while it grows): its key, headers and value are at `at` in mem. */
+typedef struct row {
+  int64_t off, ts;
+  size_t at, key_len, hdr_len, val_len, n_headers;
+  bool has_key, has_val;
+} row;
+
+typedef struct reading {
+  size_t max; /* records wanted */
+  ce_buf mem;
+  row *rows;
+  size_t n, cap, total_headers;
+  broker__seg_entry *ents; /* the index of the segment being read */
+  size_t ents_cap;
+} reading;
+
+static int grow(void **p, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap) return 0;
+  size_t c = *cap ? *cap : 16;
+  while (c < need) c *= 2;
+  void *np = realloc(*p, c * size);
+  if (!np) return -ENOMEM;
+  *p = np;
+  *cap = c;
+  return 0;
+}
+
+/* Copies record e (offset off) of a segment whose bytes are data. */
+static int read_record(reading *rd, const broker__seg_entry *e, int64_t off, const uint8_t *data) {
+  if (grow((void **)&rd->rows, &rd->cap, rd->n + 1, sizeof *rd->rows)) return -ENOMEM;
+  row *w = &rd->rows[rd->n];
+  w->off = off;
+  w->ts = e->ts;
+  w->has_key = e->key_len >= 0;
+  w->has_val = e->value_len >= 0;
+  w->key_len = w->has_key ? (size_t)e->key_len : 0;
+  w->hdr_len = (size_t)e->headers_len;
+  w->val_len = w->has_val ? (size_t)e->value_len : 0;
+  w->at = rd->mem.len;
+  const uint8_t *p = data + e->pos;
+  if (ce_buf_append(&rd->mem, p, w->key_len + w->hdr_len + w->val_len)) return -ENOMEM;
+  if (broker__headers_count(p + w->key_len, w->hdr_len, &w->n_headers)) return -EIO;
+  rd->total_headers += w->n_headers;
+  rd->n++;
+  return 0;
+}
+
+/* Reads the segment st is on (first, next, idx, data) from offset `from`
+ * on, until rd has max records. */
+static int read_segment(reading *rd, sqlite3_stmt *st, int64_t from) {
+  int64_t first = sqlite3_column_int64(st, 0), next = sqlite3_column_int64(st, 1);
+  const char *idx = (const char *)sqlite3_column_text(st, 2);
+  size_t idx_len = (size_t)sqlite3_column_bytes(st, 2);
+  const uint8_t *data = sqlite3_column_blob(st, 3);
+  size_t data_len = (size_t)sqlite3_column_bytes(st, 3);
+  if (!idx || next <= first || next - first > 16 * BROKER__SEG_MAX_RECORDS) return -EIO;
+  size_t count = (size_t)(next - first);
+  if (grow((void **)&rd->ents, &rd->ents_cap, count, sizeof *rd->ents)) return -ENOMEM;
+  if (broker__seg_parse(idx, idx_len, data_len, rd->ents, count)) return -EIO;
+  if (!data) data = (const uint8_t *)""; /* SQLite's empty blob: every length is 0 */
+  for (size_t i = from > first ? (size_t)(from - first) : 0; i < count && rd->n < rd->max; i++) {
+    int rc = read_record(rd, &rd->ents[i], first + (int64_t)i, data);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* Gives out the records gathered in rd, taking its memory. */
+static int read_output(reading *rd, int32_t partition, broker_records *out) {
+  if (rd->n == 0) return 0;
+  out->recs = malloc(rd->n * sizeof(broker_record) + rd->total_headers * sizeof(ce_kv));
+  if (!out->recs) return -ENOMEM;
+  ce_kv *kv = (ce_kv *)(out->recs + rd->n);
+  for (size_t i = 0; i < rd->n; i++) {
+    row *w = &rd->rows[i];
+    const char *p = rd->mem.data + w->at;
+    size_t got;
+    broker__headers_unpack(p + w->key_len, w->hdr_len, kv, w->n_headers, &got);
+    out->recs[i] =
+        (broker_record){partition,  w->off, w->ts, w->has_key ? p : NULL,
+                        w->key_len, kv,     got,   w->has_val ? p + w->key_len + w->hdr_len : NULL,
+                        w->val_len};
+    kv += got;
+  }
+  out->n = rd->n;
+  out->mem = rd->mem.data;
+  rd->mem.data = NULL;
+  return 0;
+}
+
 static int sq_read(broker_log *log, const char *topic_name, int32_t partition, int64_t from,
                    size_t max, broker_records *out) {
   sqlite_log *l = (sqlite_log *)log;
   broker_records_init(out);
-  ce_buf mem;
-  ce_buf_init(&mem);
-  /* First pass: copy rows into mem, remembering where each part starts. */
-  typedef struct {
-    int64_t off, ts;
-    size_t key, key_len, hdr, hdr_len, val, val_len, n_headers;
-    bool has_key, has_val;
-  } row;
-  row *rows = NULL;
-  size_t n = 0, cap = 0, total_headers = 0;
-  int rc = 0;
+  reading rd = {.max = max};
+  ce_buf_init(&rd.mem);
   pthread_mutex_lock(&l->rmu);
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(l->rdb,
-                         "SELECT off, ts, key, headers, value FROM records WHERE topic=? AND "
-                         "part=? AND off>=? ORDER BY off LIMIT ?",
-                         -1, &st, NULL)) {
-    pthread_mutex_unlock(&l->rmu);
-    return -EIO;
+  /* The segment holding `from` is the first whose next is past it. */
+  int rc = sqerr(sqlite3_prepare_v2(l->rdb,
+                                    "SELECT first, next, idx, data FROM segments WHERE topic=? AND "
+                                    "part=? AND next>? ORDER BY next",
+                                    -1, &st, NULL));
+  if (rc == 0) {
+    sqlite3_bind_text(st, 1, topic_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, partition);
+    sqlite3_bind_int64(st, 3, from);
+    int s = SQLITE_DONE;
+    while (rc == 0 && rd.n < max && (s = sqlite3_step(st)) == SQLITE_ROW)
+      rc = read_segment(&rd, st, from);
+    if (rc == 0) rc = sqerr(s);
+    sqlite3_finalize(st);
   }
-  sqlite3_bind_text(st, 1, topic_name, -1, SQLITE_STATIC);
-  sqlite3_bind_int(st, 2, partition);
-  sqlite3_bind_int64(st, 3, from);
-  sqlite3_bind_int64(st, 4, (sqlite3_int64)max);
-  int s;
-  while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      row *nr = realloc(rows, cap * sizeof *nr);
-      if (!nr) {
-        rc = -ENOMEM;
-        break;
-      }
-      rows = nr;
-    }
-    row *w = &rows[n];
-    w->off = sqlite3_column_int64(st, 0);
-    w->ts = sqlite3_column_int64(st, 1);
-    w->has_key = sqlite3_column_type(st, 2) != SQLITE_NULL;
-    w->has_val = sqlite3_column_type(st, 4) != SQLITE_NULL;
-    const void *k = sqlite3_column_blob(st, 2);
-    w->key_len = (size_t)sqlite3_column_bytes(st, 2);
-    w->key = mem.len;
-    if ((rc = ce_buf_append(&mem, k ? k : "", w->key_len))) break;
-    const void *h = sqlite3_column_blob(st, 3);
-    w->hdr_len = (size_t)sqlite3_column_bytes(st, 3);
-    w->hdr = mem.len;
-    if ((rc = ce_buf_append(&mem, h ? h : "", w->hdr_len))) break;
-    const void *v = sqlite3_column_blob(st, 4);
-    w->val_len = (size_t)sqlite3_column_bytes(st, 4);
-    w->val = mem.len;
-    if ((rc = ce_buf_append(&mem, v ? v : "", w->val_len))) break;
-    if (broker__headers_count(h, w->hdr_len, &w->n_headers)) {
-      rc = -EIO;
-      break;
-    }
-    total_headers += w->n_headers;
-    n++;
-  }
-  if (rc == 0 && s != SQLITE_DONE && s != SQLITE_ROW) rc = sqerr(s);
-  sqlite3_finalize(st);
   pthread_mutex_unlock(&l->rmu);
-  /* Second pass: pointers into mem, now that it no longer moves. */
-  if (rc == 0 && n) {
-    out->recs = malloc(n * sizeof(broker_record) + total_headers * sizeof(ce_kv));
-    if (!out->recs) rc = -ENOMEM;
-  }
-  if (rc == 0 && n) {
-    ce_kv *kv = (ce_kv *)(out->recs + n);
-    for (size_t i = 0; i < n; i++) {
-      row *w = &rows[i];
-      broker_record *x = &out->recs[i];
-      size_t got;
-      broker__headers_unpack(mem.data + w->hdr, w->hdr_len, kv, w->n_headers, &got);
-      *x = (broker_record){partition,  w->off, w->ts, w->has_key ? mem.data + w->key : NULL,
-                           w->key_len, kv,     got,   w->has_val ? mem.data + w->val : NULL,
-                           w->val_len};
-      kv += got;
-    }
-    out->n = n;
-    out->mem = mem.data;
-    mem.data = NULL;
-  }
-  free(rows);
-  ce_buf_cleanup(&mem);
+  if (rc == 0) rc = read_output(&rd, partition, out);
+  free(rd.rows);
+  free(rd.ents);
+  ce_buf_cleanup(&rd.mem);
   if (rc) broker_records_cleanup(out);
-  return rc ? rc : (int)n;
+  return rc ? rc : (int)out->n;
 }
 
 static int sq_commit(broker_log *log, const char *group, const char *topic, int32_t partition,
@@ -622,16 +652,12 @@ broker_log *broker_log_sqlite_open(const char *path, const broker_sqlite_opts *o
     broker_sqlite_opts_init(&l->opts);
   l->last_retention = mono_ms();
   if (open_db(path, true, &l->wdb, errbuf, errlen)) goto fail_alloc;
-  char *msg = NULL;
-  if (sqlite3_exec(l->wdb, schema, NULL, NULL, &msg) != SQLITE_OK) {
-    snprintf(errbuf, errlen, "%s: schema: %s", path, msg ? msg : "?");
-    sqlite3_free(msg);
+  char msg[256];
+  if (broker__sqlite_schema(l->wdb, msg, sizeof msg)) {
+    snprintf(errbuf, errlen, "%s: %s", path, msg);
     goto fail_wdb;
   }
-  if (sqlite3_prepare_v2(l->wdb,
-                         "INSERT INTO records(topic, part, off, ts, key, headers, value) "
-                         "VALUES(?,?,?,?,?,?,?)",
-                         -1, &l->ins, NULL) ||
+  if (sqlite3_prepare_v2(l->wdb, BROKER__SEG_INSERT, -1, &l->ins, NULL) ||
       sqlite3_prepare_v2(l->wdb,
                          "INSERT INTO partitions(topic, part, next) VALUES(?,?,?) "
                          "ON CONFLICT(topic, part) DO UPDATE SET next=excluded.next",

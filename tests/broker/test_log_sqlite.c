@@ -175,7 +175,8 @@ static void positions(void **state) {
   broker_log_free(log);
 }
 
-/* With retention of 1 ms, only what every group has committed past goes. */
+/* With retention of 1 ms, only what every group has committed past goes,
+ * and a segment (the records of one partition in one commit) only whole. */
 static void retention_keeps_unconsumed(void **state) {
   (void)state;
   broker_sqlite_opts o;
@@ -186,20 +187,69 @@ static void retention_keeps_unconsumed(void **state) {
   assert_non_null(log);
   broker_record r[10];
   for (int i = 0; i < 10; i++) r[i] = (broker_record){.partition = 0, .value = "v", .value_len = 1};
-  append_sync(log, "t", r, 10);
-  assert_int_equal(broker_log_commit(log, "a", "t", 0, 6), 0);
+  for (int i = 0; i < 10; i++) append_sync(log, "t", &r[i], 1); /* offsets 0..9, one per commit */
+  append_sync(log, "t", r, 10);                                 /* 10..19 in one commit */
+  assert_int_equal(broker_log_commit(log, "a", "t", 0, 20), 0);
   assert_int_equal(broker_log_commit(log, "b", "t", 0, 4), 0);
   /* Retention runs every 5 s on the writer thread. */
   broker_records out;
   for (int i = 0; i < 80; i++) {
     sleep_ms(100);
     assert_true(broker_log_read(log, "t", 0, 0, 100, &out) >= 0);
-    bool done = out.n == 6;
+    bool done = out.n == 16;
     broker_records_cleanup(&out);
     if (done) break;
   }
-  assert_int_equal(broker_log_read(log, "t", 0, 0, 100, &out), 6);
-  assert_int_equal(out.recs[0].offset, 4); /* group b still needs 4..9 */
+  assert_int_equal(broker_log_read(log, "t", 0, 0, 100, &out), 16);
+  assert_int_equal(out.recs[0].offset, 4); /* group b still needs 4..19 */
+  broker_records_cleanup(&out);
+  /* b moves inside the last commit's segment: 4..9 go, 10..19 stay whole. */
+  assert_int_equal(broker_log_commit(log, "b", "t", 0, 15), 0);
+  for (int i = 0; i < 80; i++) {
+    sleep_ms(100);
+    assert_true(broker_log_read(log, "t", 0, 0, 100, &out) >= 0);
+    bool done = out.n == 10;
+    broker_records_cleanup(&out);
+    if (done) break;
+  }
+  assert_int_equal(broker_log_read(log, "t", 0, 0, 100, &out), 10);
+  assert_int_equal(out.recs[0].offset, 10);
+  broker_records_cleanup(&out);
+  int64_t end;
+  assert_int_equal(broker_log_end(log, "t", 0, &end), 0);
+  assert_int_equal(end, 20);
+  broker_log_free(log);
+}
+
+/* One commit of more records than a segment holds: reads start anywhere,
+ * inside a segment or across two, and see every record once. */
+static void reads_inside_and_across_segments(void **state) {
+  (void)state;
+  enum { N = 600 }; /* three segments of at most 256 */
+  broker_log *log = open_log(1);
+  static broker_record r[N];
+  static char v[N][16];
+  for (int i = 0; i < N; i++) {
+    int len = snprintf(v[i], sizeof v[i], "v%d", i);
+    r[i] = (broker_record){.partition = 0, .value = v[i], .value_len = (size_t)len};
+  }
+  append_sync(log, "t", r, N);
+  const int64_t from[] = {0, 1, 250, 255, 256, 511, 512, 599, 600};
+  for (size_t k = 0; k < sizeof from / sizeof from[0]; k++) {
+    broker_records out;
+    int want = N - from[k] < 10 ? (int)(N - from[k]) : 10;
+    assert_int_equal(broker_log_read(log, "t", 0, from[k], 10, &out), want);
+    for (int i = 0; i < want; i++) {
+      int64_t off = from[k] + i;
+      assert_int_equal(out.recs[i].offset, off);
+      assert_int_equal(out.recs[i].value_len, strlen(v[off]));
+      assert_memory_equal(out.recs[i].value, v[off], strlen(v[off]));
+    }
+    broker_records_cleanup(&out);
+  }
+  broker_records out;
+  assert_int_equal(broker_log_read(log, "t", 0, 0, 100000, &out), N);
+  for (int i = 0; i < N; i++) assert_int_equal(out.recs[i].offset, i);
   broker_records_cleanup(&out);
   broker_log_free(log);
 }
@@ -257,6 +307,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(keys_pick_partitions, setup, teardown),
       cmocka_unit_test_setup_teardown(positions, setup, teardown),
       cmocka_unit_test_setup_teardown(retention_keeps_unconsumed, setup, teardown),
+      cmocka_unit_test_setup_teardown(reads_inside_and_across_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(concurrent_appends, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
