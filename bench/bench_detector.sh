@@ -45,8 +45,9 @@
 # build-bench), BENCH_ROUNDS (default 7), BENCH_EXECS (exec storm size,
 # default 2000), BENCH_SYSCALLS (rounds of the loop, default 200000),
 # BENCH_STEP (seconds per ramp step, default 4), BENCH_DETECTOR_ARGS (more
-# flags for `outpost detector`, e.g. "--ring-wakeup-ms 0"). Exits non-zero
-# when a run failed.
+# flags for `outpost detector`, e.g. "--ring-wakeup-ms 0" or "--rate-limit
+# 0"; the ramp always runs with --rate-limit 0). Exits non-zero when a run
+# failed.
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -128,14 +129,15 @@ put() {
   fi
 }
 
-# detector_up: `outpost detector` publishing to our broker, cgroup cg_w
-# watched as environment bench-env with the watched prefix.
+# detector_up [FLAG...]: `outpost detector` publishing to our broker, cgroup
+# cg_w watched as environment bench-env with the watched prefix; the flags
+# come after BENCH_DETECTOR_ARGS (the last of a flag wins).
 detector_up() {
   local i
   det_port=$(free_port)
   : >"$work/det.out"
   "$outpost" detector --broker-url "http://127.0.0.1:$broker_port/default/default" \
-    --listen "127.0.0.1:$det_port" --node bench ${BENCH_DETECTOR_ARGS:-} \
+    --listen "127.0.0.1:$det_port" --node bench ${BENCH_DETECTOR_ARGS:-} "$@" \
     >"$work/det.out" 2>"$work/det.err" &
   det_pid=$!
   for ((i = 0; i < 100; i++)); do
@@ -226,8 +228,9 @@ declare -A ratios
 rows=("exec storm, watched|exec_on" "syscall loop, watched|sys_on"
   "exec storm, unwatched cgroup|exec_un" "syscall loop, unwatched cgroup|sys_un")
 off_exec_rates=()
-# Per workload: events read, ring drops, publisher drops (summed over rounds).
-declare -A evs=([exec_read]=0 [exec_ring]=0 [exec_pub]=0 [sys_read]=0 [sys_ring]=0 [sys_pub]=0)
+# Per workload: events read, ring drops, publisher drops, throttled (summed over rounds).
+declare -A evs=([exec_read]=0 [exec_ring]=0 [exec_pub]=0 [exec_thr]=0 [sys_read]=0 [sys_ring]=0
+  [sys_pub]=0 [sys_thr]=0)
 alarms=0
 failed=0
 
@@ -251,7 +254,7 @@ on_phase() {
   settle "$work/m3" || return 1
   local m w k
   for m in read:outpost_detector_kernel_events_total ring:outpost_detector_ring_drops_total \
-    pub:outpost_detector_dropped_events_total; do
+    pub:outpost_detector_dropped_events_total thr:outpost_detector_throttled_events_total; do
     k=${m%%:*}
     a=$(metric "$work/m1" "${m#*:}")
     b=$(metric "$work/m2" "${m#*:}")
@@ -311,7 +314,9 @@ fi
 # --- sustained events/s -----------------------------------------------------------
 
 raw_setuid=$(field "$("$load" - rate 0 2)" rate)
-detector_up
+# Without the per-environment limit: the ramp measures the user side, which
+# a limit would hide (one environment would be throttled at it).
+detector_up --rate-limit 0
 settle "$work/s0"
 steps=()
 sustained=0
@@ -394,12 +399,14 @@ for row in "${rows[@]}"; do
 done
 for w in exec sys; do
   echo "  events per watched $w run: $((evs[${w}_read] / rounds)) read from the ring," \
-    "$((evs[${w}_ring] / rounds)) ring drops, $((evs[${w}_pub] / rounds)) publisher drops"
+    "$((evs[${w}_ring] / rounds)) ring drops, $((evs[${w}_pub] / rounds)) publisher drops," \
+    "$((evs[${w}_thr] / rounds)) throttled"
 done
 echo "  forkrate alarms per run: $((alarms / rounds))"
 echo "  exec storm without the detector: $exec_rate execs/s (median)"
 echo
-echo "sustained events/s (setuid no-ops at a paced rate, ${step}s a step; detector -> broker, embedded log)"
+echo "sustained events/s (setuid no-ops at a paced rate, ${step}s a step; detector -> broker, embedded log;"
+echo "--rate-limit 0)"
 printf '  %9s %10s %10s %12s %8s %9s %8s\n' target made/s read/s published/s buffer ring_drop pub_drop
 for l in "${steps[@]}"; do echo "  $l"; done
 echo "  sustained (no drops, published >= 95% of read): $sustained events/s"

@@ -8,7 +8,11 @@
  * scope is decided here, first thing, so that the host and unwatched
  * processes cost one hash lookup at most. Enforcement never depends on the
  * ring buffer: a rule is checked before a record is reserved, and a record
- * that finds no room is counted per kind in det_drops.
+ * that finds no room is counted per kind in det_drops. Each watched cgroup
+ * has a budget of records per second (det_rate_limit; a token bucket):
+ * past it a record is not reserved but counted as throttled, so that one
+ * flooding environment cannot fill the ring for every other; a kill is
+ * never throttled.
  *
  * GPL because bpf_send_signal and the tracing helpers are GPL-only.
  */
@@ -73,6 +77,9 @@ const volatile __u64 det_wake_bytes = 1 << 18;
  * boot-clock ns, or 0 when it waits. Read here with no lock: a stale value
  * delays a record by one of the reader's timeouts at most. */
 volatile __u64 det_reader_ns = 0;
+/* Records per second each watched cgroup may reserve; 0: no limit. In the
+ * mmapped .bss, so user space changes it at any time without a reload. */
+volatile __u64 det_rate_limit = 0;
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -92,6 +99,22 @@ struct {
   __type(key, __u64);
   __type(value, struct det_cgroup);
 } det_cgroups SEC(".maps");
+
+/* Records not reserved because their cgroup's budget was spent, per kind and
+ * per CPU (the /metrics counters: they outlive the cgroups). */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, DET_EV_MAX);
+  __type(key, __u32);
+  __type(value, __u64);
+} det_throttled SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096); /* as det_cgroups: one per watched cgroup */
+  __type(key, __u64);
+  __type(value, struct det_rate);
+} det_rates SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -130,6 +153,62 @@ static __always_inline const struct det_cgroup *watched(__u64 *cgid) {
 static __always_inline void count_drop(__u32 kind) {
   __u64 *c = bpf_map_lookup_elem(&det_drops, &kind);
   if (c) __sync_fetch_and_add(c, 1);
+}
+
+static __always_inline struct det_rate *rate_get(__u64 cgid) {
+  struct det_rate *r = bpf_map_lookup_elem(&det_rates, &cgid), zero;
+
+  if (r) return r;
+  __builtin_memset(&zero, 0, sizeof zero);
+  /* Two CPUs may both miss: NOEXIST lets one make it, the other finds it. */
+  bpf_map_update_elem(&det_rates, &cgid, &zero, BPF_NOEXIST);
+  return bpf_map_lookup_elem(&det_rates, &cgid);
+}
+
+/* True when the cgroup has spent its budget: the record of this kind is
+ * then counted, not reserved. Callers ask only for records that report (a
+ * kill is never asked about), after every policy check.
+ *
+ * A token bucket of a tenth of a second's budget, refilled at the limit,
+ * kept as one word (det_rate.tat_ns, the generic cell rate algorithm)
+ * rather than tokens and a refill time, which would have to change together
+ * under a lock that tracing programs may not take. Not fixed one-second
+ * windows: a flood would spend each window's whole budget in its first
+ * milliseconds, a burst of thousands of records that overflows the ring for
+ * every other cgroup, and a burst straddling two windows could reach twice
+ * the limit; the bucket spreads a flood's records over the second and
+ * allows at most the limit plus a tenth in any second. CPUs race on the
+ * word (two may read it before either adds, and a reset to now may
+ * overwrite an add), so the budget is approximate by a few records; the
+ * throttled counts are atomic adds and never lose one. */
+static __always_inline bool throttled(__u64 cgid, const struct det_cgroup *cg, __u32 kind) {
+  __u64 limit = det_rate_limit, now, tat, step, burst;
+  struct det_rate *r;
+
+  if (limit == 0 || kind >= DET_EV_MAX) return false;
+  if (!(r = rate_get(cgid))) return false; /* no room for the entry: report rather than lose */
+  now = bpf_ktime_get_boot_ns();
+  step = 1000000000ull / limit;
+  if (step == 0) step = 1;
+  burst = step > DET_RATE_BURST_NS ? step : DET_RATE_BURST_NS; /* at least one record */
+  tat = r->tat_ns;
+  if (tat < now) { /* the bucket is full: it cannot hold more than its size */
+    tat = now;
+    r->tat_ns = now;
+  }
+  if (tat + step <= now + burst) {
+    __sync_fetch_and_add(&r->tat_ns, step);
+    return false;
+  }
+  __sync_fetch_and_add(&r->throttled[kind], 1);
+  r->env_id = cg->env_id;
+  if (kind == DET_EV_FORK) {
+    r->fork_ns = now;
+    r->fork_pid = bpf_get_current_pid_tgid() >> 32;
+  }
+  __u64 *c = bpf_map_lookup_elem(&det_throttled, &kind);
+  if (c) __sync_fetch_and_add(c, 1);
+  return true;
 }
 
 static __always_inline void hdr_fill(struct det_hdr *h, __u32 kind, __u64 cgid,
@@ -290,6 +369,7 @@ int BPF_PROG(det_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm
   len = bpf_probe_read_kernel_str(&k->data[RULE_HDR], DET_RULE_PATH_MAX, binary);
   action = kill_if(rule_lookup(k, cgid, len));
   if (!wanted(DET_EV_EXEC) && action == DET_ACT_NONE) return 0;
+  if (action == DET_ACT_NONE && throttled(cgid, cg, DET_EV_EXEC)) return 0;
   if (!(e = reserve(sizeof *e, DET_EV_EXEC))) return 0;
   hdr_fill(&e->h, DET_EV_EXEC, cgid, cg, -1, action);
   if (bpf_probe_read_kernel_str(e->binary, sizeof e->binary, binary) == sizeof e->binary)
@@ -309,6 +389,7 @@ int BPF_PROG(det_exit, struct task_struct *p) {
   /* One record per process: the last thread out sees no live threads. */
   if (BPF_CORE_READ(p, signal, live.counter) != 0) return 0;
   if (!(cg = watched(&cgid))) return 0;
+  if (throttled(cgid, cg, DET_EV_EXIT)) return 0;
   if (!(e = reserve(sizeof *e, DET_EV_EXIT))) return 0;
   hdr_fill(&e->h, DET_EV_EXIT, cgid, cg, -1, DET_ACT_NONE);
   e->status = BPF_CORE_READ(p, exit_code);
@@ -326,6 +407,9 @@ int BPF_PROG(det_fork, struct task_struct *parent, struct task_struct *child) {
   /* New threads are not processes; a fork bomb shows in process forks. */
   if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid)) return 0;
   if (!(cg = watched(&cgid))) return 0;
+  /* A throttled fork still reaches the fork-rate alarm: user space adds the
+   * cgroup's throttled forks to the forks it read (detector/README.md). */
+  if (throttled(cgid, cg, DET_EV_FORK)) return 0;
   if (!(e = reserve(sizeof *e, DET_EV_FORK))) return 0;
   hdr_fill(&e->h, DET_EV_FORK, cgid, cg, -1, DET_ACT_NONE);
   e->child_pid = BPF_CORE_READ(child, tgid);
@@ -375,6 +459,7 @@ static __always_inline int on_connect(struct pt_regs *regs, __u64 cgid,
   __u16 port = k.port;
   action = kill_if(dest_lookup(&k));
   if (!wanted(DET_EV_CONNECT) && action == DET_ACT_NONE) return 0;
+  if (action == DET_ACT_NONE && throttled(cgid, cg, DET_EV_CONNECT)) return 0;
   if (!(e = reserve(sizeof *e, DET_EV_CONNECT))) return 0;
   hdr_fill(&e->h, DET_EV_CONNECT, cgid, cg, NR_connect, action);
   e->fd = (__s32)BPF_CORE_READ(regs, di);
@@ -403,6 +488,7 @@ static __always_inline int on_open(struct pt_regs *regs, long nr, __u64 cgid,
   if (!(rule = rule_lookup(k, cgid, len))) return 0;
   action = kill_if(rule);
   if (!wanted(DET_EV_OPEN) && action == DET_ACT_NONE) return 0;
+  if (action == DET_ACT_NONE && throttled(cgid, cg, DET_EV_OPEN)) return 0;
   if (!(e = reserve(sizeof *e, DET_EV_OPEN))) return 0;
   hdr_fill(&e->h, DET_EV_OPEN, cgid, cg, nr, action);
   e->pad = 0;
@@ -458,7 +544,7 @@ static __always_inline int on_sys(struct pt_regs *regs, long nr, __u32 kind, __u
   __u64 a[6];
   struct det_sys *e;
 
-  if (!wanted(kind)) return 0;
+  if (!wanted(kind) || throttled(cgid, cg, kind)) return 0;
   a[0] = BPF_CORE_READ(regs, di);
   a[1] = BPF_CORE_READ(regs, si);
   a[2] = BPF_CORE_READ(regs, dx);

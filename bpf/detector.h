@@ -130,6 +130,33 @@ struct det_cgroup {
   __u32 pad;
 };
 
+/* How much of a second's budget a cgroup may spend at once: a tenth, so
+ * that a flood's records are spread over the second rather than reserved
+ * in a burst larger than the ring buffer holds (at the default 5000/s, 500
+ * records: a 1 MiB ring holds about 2,000 system-call records). */
+#define DET_RATE_BURST_NS 100000000ull
+
+/* det_rates: watched cgroup id -> its event budget and what it cost. The
+ * kernel side makes the entry at the cgroup's first record while a limit is
+ * set and is the only writer; user space reads entries and deletes one when
+ * it unwatches the cgroup. Kept apart from det_cgroups because user space
+ * rewrites that entry (a PUT of the same environment): a rewrite replaces the
+ * value, which would reset the budget and lose counts that CPUs are adding
+ * to the old one. */
+struct det_rate {
+  /* The budget, a token bucket in one word (the generic cell rate
+   * algorithm): the boot-clock time at which the bucket would be full
+   * again. Each record reserved pushes it 1/limit s later; a record that
+   * would push it more than DET_RATE_BURST_NS past now is throttled. */
+  __u64 tat_ns;
+  __u64 fork_ns;  /* boot-clock time of the last fork throttled */
+  __u32 fork_pid; /* the process that made it */
+  __u32 env_id;   /* the cgroup's environment when it was last throttled */
+  /* Records not reserved because the budget was spent, per kind, since the
+   * entry was made; only ever incremented, atomically. [0] is unused. */
+  __u64 throttled[DET_EV_MAX];
+};
+
 /* det_paths key kinds. */
 enum det_rule_kind {
   DET_RULE_EXEC = 1, /* a binary, matched whole (the path ends with its NUL) */

@@ -255,6 +255,14 @@ static void kernel_metrics(det_daemon *dd, ce_buf *b) {
     snprintf(labels, sizeof labels, "kind=\"%s\"", detector_kind_name(k));
     metrics_sample(b, "outpost_detector_ring_drops_total", labels, drops[k]);
   }
+  if (dd->bpf && detector_bpf_throttled(dd->bpf, drops) != 0) return;
+  metrics_family(b, "outpost_detector_throttled_events_total", "counter",
+                 "Events the kernel did not report because their environment had spent its "
+                 "budget (--rate-limit), per kind.");
+  for (int k = 1; k < DETECTOR_KIND_MAX; k++) {
+    snprintf(labels, sizeof labels, "kind=\"%s\"", detector_kind_name(k));
+    metrics_sample(b, "outpost_detector_throttled_events_total", labels, drops[k]);
+  }
 }
 
 /* {"status","tier","name","pid"} as every Outpost process answers (what
@@ -296,6 +304,10 @@ static void serve_metrics(det_daemon *dd, httpd_req *req) {
                  "dev.outpost.detector.drops events queued.");
   metrics_sample(&b, "outpost_detector_drops_reports_total", NULL,
                  atomic_load_explicit(&dd->drops_reports, memory_order_relaxed));
+  metrics_family(&b, "outpost_detector_throttled_reports_total", "counter",
+                 "dev.outpost.detector.throttled events queued.");
+  metrics_sample(&b, "outpost_detector_throttled_reports_total", NULL,
+                 atomic_load_explicit(&dd->throttled_reports, memory_order_relaxed));
   metrics_family(&b, "outpost_detector_forkrate_events_total", "counter",
                  "dev.outpost.process.forkrate alarms raised (a fork rate above the threshold).");
   metrics_sample(&b, "outpost_detector_forkrate_events_total", NULL,

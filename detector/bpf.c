@@ -2,7 +2,8 @@
  * bpf.c — the detector's loader: probes what the kernel offers, opens the
  * skeleton of bpf/detector.bpf.c, sizes its ring buffer, attaches the
  * tracepoints it needs, and then keeps its maps (watched cgroups, policies)
- * and reads its ring buffer and drop counters for the rest of the component.
+ * and its per-cgroup event budget, and reads its ring buffer, drop and
+ * throttle counters for the rest of the component.
  * libbpf's return values (negative errno since libbpf 1.0) pass through
  * unchanged, except "map full" (-E2BIG), which becomes -ENOSPC.
  */
@@ -201,6 +202,12 @@ detector_bpf *detector_bpf_open(const detector_bpf_opts *o, char *err, size_t er
   d->batch_ms = !o || o->batch_ms == 0 ? BATCH_DEFAULT : o->batch_ms < 0 ? 0 : o->batch_ms;
   d->skel->rodata->det_batch_ns = (uint64_t)d->batch_ms * 1000000;
   d->skel->rodata->det_wake_bytes = ring / 4;
+  if (!d->skel->bss) {
+    rc = -ENOTSUP; /* the budget and the reader's mark live there */
+    errf(err, errlen, "the BPF object has no .bss (kernel before 5.5?)");
+    goto free_d;
+  }
+  d->skel->bss->det_rate_limit = o ? o->rate_limit : 0;
   if ((rc = bpf_map__set_max_entries(d->skel->maps.det_ring, ring)) ||
       (rc = bpf_program__set_autoload(d->skel->progs.det_exit, kinds & (1u << DET_EV_EXIT))) ||
       (rc = bpf_program__set_autoload(d->skel->progs.det_fork, kinds & (1u << DET_EV_FORK)))) {
@@ -311,9 +318,9 @@ int detector_bpf_poll(detector_bpf *d, int timeout_ms, detector_event_cb cb, voi
   return rc;
 }
 
-int detector_bpf_drops(detector_bpf *d, uint64_t out[DETECTOR_KIND_MAX]) {
+/* Sums a per-CPU array of counters per kind into out; out[0] is the total. */
+static int percpu_kinds(int fd, uint64_t out[DETECTOR_KIND_MAX]) {
   int ncpu = libbpf_num_possible_cpus();
-  int fd = bpf_map__fd(d->skel->maps.det_drops);
   uint64_t *vals;
   int rc = 0;
 
@@ -327,6 +334,50 @@ int detector_bpf_drops(detector_bpf *d, uint64_t out[DETECTOR_KIND_MAX]) {
   }
   free(vals);
   return rc;
+}
+
+int detector_bpf_drops(detector_bpf *d, uint64_t out[DETECTOR_KIND_MAX]) {
+  return percpu_kinds(bpf_map__fd(d->skel->maps.det_drops), out);
+}
+
+/* ------------------------------------------------------------ the budget */
+
+int detector_bpf_rate_limit_set(detector_bpf *d, uint64_t per_sec) {
+  /* A plain store into the mmapped .bss: the programs read it at their next
+   * record; a 64-bit aligned store is not torn on x86_64. */
+  __atomic_store_n(&d->skel->bss->det_rate_limit, per_sec, __ATOMIC_RELAXED);
+  return 0;
+}
+
+int detector_bpf_throttled(detector_bpf *d, uint64_t out[DETECTOR_KIND_MAX]) {
+  return percpu_kinds(bpf_map__fd(d->skel->maps.det_throttled), out);
+}
+
+int detector_bpf_throttled_each(detector_bpf *d, detector_throttled_cb cb, void *opaque) {
+  int fd = bpf_map__fd(d->skel->maps.det_rates);
+  uint64_t key, next;
+  struct det_rate v;
+  detector_throttled t;
+  int rc;
+
+  /* A key deleted meanwhile makes get_next_key start again from the first:
+   * a cgroup may then be handed out twice, with the same or larger counts. */
+  for (rc = bpf_map_get_next_key(fd, NULL, &next); rc == 0;
+       rc = bpf_map_get_next_key(fd, &key, &next)) {
+    key = next;
+    if (bpf_map_lookup_elem(fd, &key, &v)) continue; /* deleted since */
+    memset(&t, 0, sizeof t);
+    t.cgroup_id = key;
+    t.env_id = v.env_id;
+    t.fork_ns = v.fork_ns;
+    t.fork_pid = (int32_t)v.fork_pid;
+    for (int k = 1; k < DETECTOR_KIND_MAX; k++) {
+      t.counts[k] = v.throttled[k];
+      t.counts[0] += v.throttled[k];
+    }
+    if ((rc = cb(&t, opaque))) return rc;
+  }
+  return rc == -ENOENT ? 0 : rc;
 }
 
 /* ------------------------------------------------------------ watching */
@@ -348,6 +399,9 @@ int detector_bpf_unwatch(detector_bpf *d, uint64_t cgroup_id) {
 
   if (cgroup_id == 0) return -EINVAL;
   rc = bpf_map_delete_elem(bpf_map__fd(d->skel->maps.det_cgroups), &cgroup_id);
+  /* Its budget goes with it (-ENOENT when it never reported): a cgroup
+   * watched again starts afresh, and the map holds watched cgroups only. */
+  bpf_map_delete_elem(bpf_map__fd(d->skel->maps.det_rates), &cgroup_id);
   int prc = detector_bpf_policy_set(d, cgroup_id, NULL);
   return rc ? rc : prc;
 }

@@ -85,7 +85,10 @@ typedef struct det_daemon {
   detector_forkrate *forkrate;    /* used by the poll thread only */
   int fr_window_ms;
   uint32_t fr_threshold;
-  _Atomic uint64_t forkrate_events; /* dev.outpost.process.forkrate events raised */
+  _Atomic uint64_t forkrate_events;   /* dev.outpost.process.forkrate events raised */
+  uint64_t rate_limit;                /* events per second per environment; 0: none */
+  detector_throttle *throttle;        /* noted by the poll thread, taken by the reports */
+  _Atomic uint64_t throttled_reports; /* dev.outpost.detector.throttled events queued */
 } det_daemon;
 
 /* api.c: the HTTP server's handler (ctx is the det_daemon). */

@@ -183,6 +183,69 @@ int detector_forkrate_note(detector_forkrate *fr, uint32_t env_id, uint64_t boot
 int detector_forkrate_to_ce(const detector_env *env, const detector_event *e, double rate,
                             int window_ms, uint32_t threshold, ce_event **out, ce_err *err);
 
+/* Adds n forks of environment env_id at boot_ns, as detector_forkrate_note
+ * does one: for forks known by their count only (those the kernel throttled,
+ * detector_throttled), all placed at the time given. n 0 only reads the
+ * rate. Same returns. */
+int detector_forkrate_add(detector_forkrate *fr, uint32_t env_id, uint64_t boot_ns, uint64_t n,
+                          double *rate);
+
+/* ---------------------------------------------------------------- throttling */
+
+/* What one watched cgroup had throttled, as the kernel counts it. */
+typedef struct detector_throttled {
+  uint64_t cgroup_id;
+  uint32_t env_id; /* its env_id when it was last throttled */
+  /* Per kind since the cgroup was watched (counts[0] is their sum); they
+   * only grow while it stays watched, and start again at 0 when it is
+   * unwatched and watched again. */
+  uint64_t counts[DETECTOR_KIND_MAX];
+  uint64_t fork_ns; /* CLOCK_BOOTTIME of its last throttled fork, 0 if none */
+  int32_t fork_pid; /* the process that made that fork */
+} detector_throttled;
+
+/* Turns the kernel's throttle counts (totals per cgroup, detector_throttled)
+ * into counts per environment since the last report (see
+ * detector/throttle.c). _note and _take may run on different threads. */
+typedef struct detector_throttle detector_throttle;
+
+/* Returns NULL with errno ENOMEM. Freed with detector_throttle_free (NULL
+ * does nothing). */
+detector_throttle *detector_throttle_new(void);
+void detector_throttle_free(detector_throttle *tt);
+
+/* Notes one cgroup's totals: their growth since the cgroup's last note (all
+ * of them for a cgroup not noted before, or whose totals went down: it was
+ * watched afresh) is added to the pending counts of t->env_id. *new_forks,
+ * when not NULL, gets the fork part of that growth. Returns 0 or -ENOMEM
+ * (the growth is then noted at the next call). */
+int detector_throttle_note(detector_throttle *tt, const detector_throttled *t, uint64_t *new_forks);
+
+/* Forgets the cgroups not noted since the last sweep (unwatched ones), so
+ * that the tracker holds only live cgroups. Call after noting every cgroup. */
+void detector_throttle_sweep(detector_throttle *tt);
+
+/* Called by detector_throttle_take for each environment with pending counts
+ * (counts[0] is their sum, at least 1). */
+typedef void (*detector_throttle_cb)(uint32_t env_id, const uint64_t counts[DETECTOR_KIND_MAX],
+                                     void *opaque);
+
+/* Hands the pending counts to cb, one environment at a time, and clears
+ * them. Returns how many environments were handed out. */
+size_t detector_throttle_take(detector_throttle *tt, detector_throttle_cb cb, void *opaque);
+
+/* Builds the dev.outpost.detector.throttled event of one environment and
+ * period: the source, extensions and partitionkey of env's other events,
+ * severity warning, action none, subject the environment, time (sec, nsec)
+ * and id "<s>.<ns>-<env_id>-throttled", data {"throttled": counts[0],
+ * "kinds": {kind: count, only those above 0}, "limit", "interval_ms"}. On
+ * success *out is a new validated event owned by the caller. Returns 0,
+ * -EINVAL or -ENOMEM. */
+int detector_throttle_to_ce(const detector_env *env, uint32_t env_id,
+                            const uint64_t counts[DETECTOR_KIND_MAX], uint64_t limit,
+                            int interval_ms, int64_t sec, int32_t nsec, ce_event **out,
+                            ce_err *err);
+
 /* ---------------------------------------------------------------- the kernel side */
 
 /* Opaque. One loaded and attached set of programs with their own maps. */
@@ -202,6 +265,11 @@ typedef struct detector_bpf_opts {
    * instead of each waking it; a record that finds the reader waiting still
    * wakes it at once. 0 means 5; negative: every record wakes the reader. */
   int batch_ms;
+  /* Records per second each watched cgroup may report (bpf/detector.bpf.c,
+   * det_rate_limit): past it a record is counted as throttled instead (see
+   * detector_bpf_throttled); a kill is always reported. 0: no limit.
+   * detector_bpf_rate_limit_set changes it later. */
+  uint64_t rate_limit;
 } detector_bpf_opts;
 
 /* What the kernel offers and what is in use. */
@@ -290,6 +358,25 @@ int detector_bpf_poll(detector_bpf *d, int timeout_ms, detector_event_cb cb, voi
  * entries. Returns 0 or a negative errno. */
 int detector_bpf_drops(detector_bpf *d, uint64_t out[DETECTOR_KIND_MAX]);
 
+/* Sets the per-cgroup budget, records per second (0: no limit), at once,
+ * without reloading; a cgroup's bucket keeps what it spent. Returns 0. */
+int detector_bpf_rate_limit_set(detector_bpf *d, uint64_t per_sec);
+
+/* Records the kernel did not reserve because their cgroup had spent its
+ * budget, per kind since open (out[0] is the total), whichever cgroup made
+ * them. Returns 0 or a negative errno. */
+int detector_bpf_throttled(detector_bpf *d, uint64_t out[DETECTOR_KIND_MAX]);
+
+/* Called for each cgroup; return 0 to go on or a negative errno to stop
+ * (detector_bpf_throttled_each then returns it). t is valid during the call. */
+typedef int (*detector_throttled_cb)(const detector_throttled *t, void *opaque);
+
+/* Hands cb the counts of every watched cgroup that reported a record since
+ * a limit was set. A cgroup unwatched meanwhile may be missing; one may be
+ * handed out twice (the counts are totals, so that is harmless). Returns 0
+ * or a negative errno. */
+int detector_bpf_throttled_each(detector_bpf *d, detector_throttled_cb cb, void *opaque);
+
 /* Decodes one ring-buffer record (what the kernel wrote) into *e, with the
  * given offset from the boot clock to the wall clock in nanoseconds. For
  * tests and tools; detector_bpf_poll does this itself. Returns 0 or -EINVAL
@@ -302,7 +389,8 @@ int detector_event_decode(const void *rec, size_t len, int64_t boot_to_wall_ns, 
 int detector_main(int argc, char **argv);
 
 /* Thread rules: detector_bpf_poll runs on one thread at a time.
- * detector_bpf_watch, _unwatch, _policy_set and _drops may be called from any
+ * detector_bpf_watch, _unwatch, _policy_set, _drops, _rate_limit_set,
+ * _throttled and _throttled_each may be called from any
  * thread, also while another polls; policy changes are serialised inside.
  * detector_bpf_free must not run while any other call does. */
 

@@ -1,8 +1,8 @@
 /*
  * forkrate.c — fork bombs seen from user space: forks per second per
  * environment over a sliding window, computed from the fork events the
- * kernel already reports (so the kernel side needs no per-cgroup counters),
- * and the dev.outpost.process.forkrate event raised when the rate passes a
+ * kernel already reports (so the kernel side needs no fork counter of its
+ * own), and the dev.outpost.process.forkrate event raised when the rate passes a
  * threshold, at most once per environment per window so that a bomb makes
  * one alarm a window rather than one per fork.
  *
@@ -10,7 +10,9 @@
  * the current bucket and the nine before it, which costs a few integers per
  * environment and no allocation per fork. Times are the kernel's boot clock
  * of each fork, not the time the event was read, so that a backlog in the
- * ring buffer does not look like a burst.
+ * ring buffer does not look like a burst. Forks the kernel did not report
+ * because their environment spent its event budget arrive as counts
+ * (detector_forkrate_add), so that a flood cannot hide a fork bomb.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -123,6 +125,11 @@ static void slot_advance(fr_slot *s, uint64_t b) {
 }
 
 int detector_forkrate_note(detector_forkrate *fr, uint32_t env_id, uint64_t boot_ns, double *rate) {
+  return detector_forkrate_add(fr, env_id, boot_ns, 1, rate);
+}
+
+int detector_forkrate_add(detector_forkrate *fr, uint32_t env_id, uint64_t boot_ns, uint64_t n,
+                          double *rate) {
   fr_slot *s = slot_get(fr, env_id, boot_ns);
   if (!s) return -ENOMEM;
   uint64_t b = boot_ns / fr->bucket_ns;
@@ -130,13 +137,14 @@ int detector_forkrate_note(detector_forkrate *fr, uint32_t env_id, uint64_t boot
   /* Events of different CPUs may arrive slightly out of order: a late one
    * still counts in its own bucket while that bucket is in the window, and
    * in the newest otherwise. */
-  s->count[(b + BUCKETS > s->cur ? b : s->cur) % BUCKETS]++;
+  uint32_t *bucket = &s->count[(b + BUCKETS > s->cur ? b : s->cur) % BUCKETS];
+  *bucket = n > UINT32_MAX - *bucket ? UINT32_MAX : *bucket + (uint32_t)n;
   if (boot_ns > s->last_ns) s->last_ns = boot_ns;
   uint64_t forks = 0;
   for (int i = 0; i < BUCKETS; i++) forks += s->count[i];
   double r = (double)forks * 1e9 / (double)fr->window_ns;
   if (rate) *rate = r;
-  if (r <= (double)fr->threshold) return 0;
+  if (n == 0 || r <= (double)fr->threshold) return 0;
   if (s->alerted && s->last_ns < s->last_alert_ns + fr->window_ns) return 0;
   s->alerted = true;
   s->last_alert_ns = s->last_ns;

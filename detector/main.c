@@ -3,8 +3,10 @@
  * ring buffer on a thread, attributes each event to the environment the
  * admin API said its cgroup belongs to, and publishes it as a CloudEvent to
  * the broker; takes tenants' events over HTTP; reports ring-buffer and
- * publisher drops in a periodic dev.outpost.detector.drops event. Stopped by
- * SIGINT or SIGTERM: the buffer is drained to the broker for --drain-ms.
+ * publisher drops in a periodic dev.outpost.detector.drops event, and each
+ * environment the kernel throttled in a dev.outpost.detector.throttled
+ * event per period. Stopped by SIGINT or SIGTERM: the buffer is drained to
+ * the broker for --drain-ms.
  */
 #define _GNU_SOURCE /* sigtimedwait, gethostname */
 #include <errno.h>
@@ -20,9 +22,18 @@
 #include "core/metrics.h"
 #include "core/resources.h"
 #include "detector/daemon.h"
+#include "detector/detector_int.h"
 
 /* The exit code when the kernel side cannot load: `outpost run` goes on without it. */
 #define EXIT_NO_BPF 3
+
+/* --rate-limit's default, events per second per environment. A lab's own
+ * work (a shell, a parallel build) makes hundreds of events a second, and
+ * the fastest exec storm one process makes here about 5,000 (bench/README.md);
+ * the user side sustains 16,000-24,000 in all, so three environments
+ * flooding at once still leave it room, and a system-call flood of 300,000
+ * reported calls a second is cut sixtyfold. */
+#define RATE_LIMIT_DEFAULT 10000
 
 static void usage(FILE *f) {
   fputs("usage: outpost detector --broker-url URL [options]\n"
@@ -41,6 +52,9 @@ static void usage(FILE *f) {
         "  --ring-wakeup-ms MS   while the reader is busy, records are read together\n"
         "                        every MS instead of each waking it (default 5; 0: every\n"
         "                        record wakes it)\n"
+        "  --rate-limit N        events per second each environment may report; past\n"
+        "                        it the kernel counts them as throttled (a kill is always\n"
+        "                        reported; default 10000; 0: no limit)\n"
         "  --no-bpf              no kernel side: tenant events only\n"
         "  --tenant-token T=TOK  tenant T's bearer token (repeatable)\n"
         "  --tokens-file FILE    more of them, one TENANT=TOKEN (or TENANT TOKEN) per line\n"
@@ -69,6 +83,7 @@ typedef struct det_flags {
   const char *node, *tokens_file, *admin_token;
   size_t ring_bytes, max_body, threads;
   int ring_wakeup_ms; /* detector_bpf_opts.batch_ms */
+  uint64_t rate_limit;
   bool no_bpf;
   int drops_ms, drain_ms;
   const char *tokens[64];
@@ -158,6 +173,7 @@ static const struct option longopts[] = {{"broker-url", required_argument, NULL,
                                          {"node", required_argument, NULL, 'n'},
                                          {"ring-bytes", required_argument, NULL, 'r'},
                                          {"ring-wakeup-ms", required_argument, NULL, 'w'},
+                                         {"rate-limit", required_argument, NULL, 'R'},
                                          {"no-bpf", no_argument, NULL, 'N'},
                                          {"tenant-token", required_argument, NULL, 't'},
                                          {"tokens-file", required_argument, NULL, 'f'},
@@ -234,6 +250,12 @@ static int parse_flags(int argc, char **argv, det_flags *fl) {
         return 2;
       }
       fl->ring_wakeup_ms = v ? (int)v : -1;
+    } else if (c == 'R') {
+      if (parse_size(optarg, &v) || v > INT32_MAX) {
+        fprintf(stderr, "outpost detector: --rate-limit wants 0 to 2147483647, not '%s'\n", optarg);
+        return 2;
+      }
+      fl->rate_limit = v;
     } else if (c == 'N') {
       fl->no_bpf = true;
     } else if (c == 't') {
@@ -304,11 +326,13 @@ static bool node_ok(const char *s) {
 
 static atomic_bool poll_stop;
 
-/* Counts a fork towards its environment's rate and queues the forkrate
- * alarm when one is due (on the poll thread: the tracker is its own). */
-static void forkrate_check(det_daemon *dd, const detector_event *e, const detector_env *de) {
+/* Counts n forks (e the last of them) towards their environment's rate and
+ * queues the forkrate alarm when one is due (on the poll thread: the
+ * tracker is its own). */
+static void forkrate_check(det_daemon *dd, const detector_event *e, const detector_env *de,
+                           uint64_t n) {
   double rate = 0;
-  int due = detector_forkrate_note(dd->forkrate, e->env_id, e->boot_ns, &rate);
+  int due = detector_forkrate_add(dd->forkrate, e->env_id, e->boot_ns, n, &rate);
   if (due <= 0) {
     if (due < 0) detector_pub_drop(dd->pub, DETECTOR_DROP_NO_MEMORY, 1);
     return;
@@ -337,7 +361,7 @@ static int on_event(const detector_event *e, void *opaque) {
     return 0;
   }
   detector_env de = {.node = dd->node, .environment = env.name, .tenant = env.tenant, .ns = env.ns};
-  if (e->kind == DETECTOR_FORK) forkrate_check(dd, e, &de);
+  if (e->kind == DETECTOR_FORK) forkrate_check(dd, e, &de, 1);
   int rc = detector_event_to_ce(e, &de, &ev, &err);
   if (rc) {
     detector_pub_drop(dd->pub, rc == -ENOMEM ? DETECTOR_DROP_NO_MEMORY : DETECTOR_DROP_INVALID, 1);
@@ -347,16 +371,63 @@ static int on_event(const detector_event *e, void *opaque) {
   return 0;
 }
 
+/* Forks the kernel throttled still count towards the fork rate: a flood
+ * must not hide a fork bomb. They come as a count with the time and process
+ * of the last one, which stands for them all (a scan is a tenth of the
+ * window apart, so they land in the right bucket or the one before). */
+static void forkrate_throttled(det_daemon *dd, const detector_throttled *t, uint64_t forks) {
+  det_env env;
+  detector_event e;
+  if (detector__env_find(dd, t->env_id, &env) != 0) return;
+  detector_env de = {.node = dd->node, .environment = env.name, .tenant = env.tenant, .ns = env.ns};
+  struct timespec bt;
+  clock_gettime(CLOCK_BOOTTIME, &bt);
+  /* The time is stored after the count: a scan between the two sees 0. */
+  uint64_t at = t->fork_ns ? t->fork_ns : (uint64_t)bt.tv_sec * 1000000000u + (uint64_t)bt.tv_nsec;
+  int64_t wall = (int64_t)at + detector__boot_to_wall_ns();
+  memset(&e, 0, sizeof e);
+  e.kind = DETECTOR_FORK;
+  e.env_id = t->env_id;
+  e.boot_ns = at;
+  e.pid = t->fork_pid;
+  e.time_sec = wall / 1000000000;
+  e.time_nsec = (int32_t)(wall % 1000000000);
+  forkrate_check(dd, &e, &de, forks);
+}
+
+static int throttled_note(const detector_throttled *t, void *opaque) {
+  det_daemon *dd = opaque;
+  uint64_t forks = 0;
+  /* -ENOMEM: the tracker keeps the old totals, and the next scan notes it. */
+  if (detector_throttle_note(dd->throttle, t, &forks) == 0 && forks)
+    forkrate_throttled(dd, t, forks);
+  return 0;
+}
+
+/* Reads what the kernel throttled per cgroup into the tracker. */
+static void throttled_scan(det_daemon *dd) {
+  if (detector_bpf_throttled_each(dd->bpf, throttled_note, dd) == 0)
+    detector_throttle_sweep(dd->throttle);
+}
+
 static void *poll_thread(void *arg) {
   det_daemon *dd = arg;
+  /* Throttled counts are read every tenth of the fork-rate window: a bucket. */
+  uint64_t scan_ns = (uint64_t)dd->fr_window_ms * 100000u, next_scan = 0;
   while (!atomic_load(&poll_stop)) {
     int rc = detector_bpf_poll(dd->bpf, 100, on_event, dd);
     if (rc < 0 && rc != -EINTR) {
       fprintf(stderr, "outpost detector: polling the ring buffer: %s\n", strerror(-rc));
       nanosleep(&(struct timespec){0, 100000000}, NULL);
     }
+    uint64_t now = metrics_now_ns();
+    if (now >= next_scan) {
+      throttled_scan(dd);
+      next_scan = now + scan_ns;
+    }
   }
   detector_bpf_poll(dd->bpf, 0, on_event, dd); /* what is left in the ring */
+  throttled_scan(dd);
   return NULL;
 }
 
@@ -438,12 +509,53 @@ static void drops_check(det_daemon *dd, drops_seen *last, int interval) {
   }
 }
 
+/* ------------------------------------------------------------ throttled */
+
+typedef struct throttle_report {
+  det_daemon *dd;
+  int interval_ms;
+  struct timespec now;
+} throttle_report;
+
+/* Queues the dev.outpost.detector.throttled event of one environment. */
+static void throttled_event(uint32_t env_id, const uint64_t counts[DETECTOR_KIND_MAX],
+                            void *opaque) {
+  throttle_report *r = opaque;
+  det_daemon *dd = r->dd;
+  det_env env;
+  ce_event *ev = NULL;
+  if (detector__env_find(dd, env_id, &env) != 0) {
+    detector_pub_drop(dd->pub, DETECTOR_DROP_UNATTRIBUTED, 1);
+    return;
+  }
+  detector_env de = {.node = dd->node, .environment = env.name, .tenant = env.tenant, .ns = env.ns};
+  int rc = detector_throttle_to_ce(&de, env_id, counts, dd->rate_limit, r->interval_ms,
+                                   r->now.tv_sec, (int32_t)r->now.tv_nsec, &ev, NULL);
+  if (rc) {
+    detector_pub_drop(dd->pub, rc == -ENOMEM ? DETECTOR_DROP_NO_MEMORY : DETECTOR_DROP_INVALID, 1);
+    return;
+  }
+  fprintf(stderr, "outpost detector: environment %s: %llu event(s) throttled (limit %llu/s)\n",
+          env.name, (unsigned long long)counts[0], (unsigned long long)dd->rate_limit);
+  atomic_fetch_add_explicit(&dd->throttled_reports, 1, memory_order_relaxed);
+  detector_pub_push(dd->pub, ev, true, NULL); /* a refusal is counted inside */
+}
+
+/* One event per environment throttled since the last report. */
+static void throttled_report(det_daemon *dd, int interval_ms) {
+  throttle_report r = {.dd = dd, .interval_ms = interval_ms};
+  if (!dd->throttle) return;
+  clock_gettime(CLOCK_REALTIME, &r.now);
+  detector_throttle_take(dd->throttle, throttled_event, &r);
+}
+
 /* ------------------------------------------------------------ life */
 
 /* Opens the kernel side; NULL and a line on stderr when it is unavailable. */
 static detector_bpf *bpf_open(const det_flags *fl) {
   char err[512] = "";
-  detector_bpf_opts bo = {.ring_bytes = fl->ring_bytes, .batch_ms = fl->ring_wakeup_ms};
+  detector_bpf_opts bo = {
+      .ring_bytes = fl->ring_bytes, .batch_ms = fl->ring_wakeup_ms, .rate_limit = fl->rate_limit};
   detector_bpf *bpf = detector_bpf_open(&bo, err, sizeof err);
   if (!bpf) {
     fprintf(stderr, "outpost detector: eBPF unavailable: %s (--no-bpf runs tenant events only)\n",
@@ -463,6 +575,7 @@ static void run_until_signal(det_daemon *dd, const sigset_t *sigs, int drops_ms)
     uint64_t now = metrics_now_ns();
     if (now >= next) {
       drops_check(dd, &last, drops_ms);
+      throttled_report(dd, drops_ms);
       next = now + (uint64_t)drops_ms * 1000000u;
     }
     now = metrics_now_ns();
@@ -508,6 +621,7 @@ static int serve(det_daemon *dd, const det_flags *fl, const sigset_t *sigs) {
   atomic_store(&dd->draining, true);
   atomic_store(&poll_stop, true);
   if (polling) pthread_join(poller, NULL);
+  throttled_report(dd, fl->drops_ms ? fl->drops_ms : 10000); /* what the last scan found */
   httpd_stop(h); /* every request is answered before its handler returns */
   uint64_t lost = detector_pub_stop(dd->pub, fl->drain_ms ? fl->drain_ms : 5000);
   if (lost)
@@ -519,7 +633,7 @@ static int serve(det_daemon *dd, const det_flags *fl, const sigset_t *sigs) {
 }
 
 int detector_main(int argc, char **argv) {
-  det_flags fl = {.host = "127.0.0.1", .port = 8090};
+  det_flags fl = {.host = "127.0.0.1", .port = 8090, .rate_limit = RATE_LIMIT_DEFAULT};
   detector_pub_opts_init(&fl.po);
   int rc = parse_flags(argc, argv, &fl);
   if (rc >= 0) return rc;
@@ -534,9 +648,11 @@ int detector_main(int argc, char **argv) {
   det_daemon dd = {.node = fl.node,
                    .admin_token = fl.admin_token,
                    .fr_window_ms = fl.fr_window_ms ? fl.fr_window_ms : 1000,
-                   .fr_threshold = fl.fr_threshold ? fl.fr_threshold : 50};
+                   .fr_threshold = fl.fr_threshold ? fl.fr_threshold : 50,
+                   .rate_limit = fl.rate_limit};
   detector__table_init(&dd.table);
-  if (rc < 0 && !(dd.forkrate = detector_forkrate_new(dd.fr_window_ms, dd.fr_threshold))) {
+  if (rc < 0 && (!(dd.forkrate = detector_forkrate_new(dd.fr_window_ms, dd.fr_threshold)) ||
+                 !(dd.throttle = detector_throttle_new()))) {
     fprintf(stderr, "outpost detector: %s\n", strerror(errno));
     rc = 1;
   }
@@ -554,6 +670,7 @@ int detector_main(int argc, char **argv) {
   if (rc < 0) rc = serve(&dd, &fl, &sigs);
   detector_bpf_free(dd.bpf);
   detector_forkrate_free(dd.forkrate);
+  detector_throttle_free(dd.throttle);
   detector__table_cleanup(&dd.table);
   tokens_free(&dd);
   return rc;

@@ -28,6 +28,13 @@ Two suites, chosen by the second argument:
     - a burst of forks in a watched cgroup raises dev.outpost.process.forkrate
       (critical, rate above the threshold), once per window and not per fork,
       counted in /metrics; a slow forker in another environment raises none.
+    - with --rate-limit 200 a setuid flood in one environment is reported up
+      to the budget and throttled beyond it (read + throttled + ring drops =
+      calls made, in /metrics), a dev.outpost.detector.throttled event per
+      period names the environment and its counts, and another environment's
+      execs meanwhile all arrive (and it gets no throttled event);
+    - a fork bomb whose forks are nearly all throttled (--rate-limit 20) still
+      raises dev.outpost.process.forkrate: throttled forks count.
   kafka    (no root; needs kcat and tests/broker's kafka_mock tool)
     - `--kafka BOOTSTRAP --topic T`: tenant events are read back from the
       topic by kcat in the Kafka binding's binary mode (ce_ headers,
@@ -827,6 +834,88 @@ class KernelTest(Case):
         m = d.metrics()
         self.assertEqual(m["outpost_detector_forkrate_events_total"], len(alarms))
         self.no_drops(d)
+
+
+    def test_flood_throttled_and_reported_per_environment(self):
+        sub = self.subscriber()
+        self.broker(sub)
+        d = self.detector(None, "--rate-limit", "200", "--drops-interval", "300", kernel=True)
+        flood, quiet = self.cgroup("thr-flood"), self.cgroup("thr-quiet")
+        self.setup_env(d, "env-flood", flood)
+        self.setup_env(d, "env-quiet", quiet, tenant="bob", ns="ns-b")
+        calls = 5000
+        # setuid(0) as root: a no-op the kernel reports; Python's own start-up
+        # reports no setuid.
+        f = in_cgroup(flood, sys.executable, "-c",
+                      f"import os\nfor _ in range({calls}): os.setuid(0)")
+        quiet_pids = [run_in(quiet, "/bin/true") for _ in range(3)]
+        self.assertEqual(f.wait(timeout=60), 0)
+        self.assertEqual([rc for _, rc in quiet_pids], [0, 0, 0])
+
+        def setuid_settled():
+            m = d.metrics()
+            n = (m['outpost_detector_kernel_events_total{kind="setuid"}']
+                 + m['outpost_detector_throttled_events_total{kind="setuid"}']
+                 + m['outpost_detector_ring_drops_total{kind="setuid"}'])
+            return n == calls and m
+        m = self.wait_until(setuid_settled, "read + throttled + ring drops == calls")
+        throttled = m['outpost_detector_throttled_events_total{kind="setuid"}']
+        read = m['outpost_detector_kernel_events_total{kind="setuid"}']
+        self.assertGreater(throttled, 0)
+        self.assertLessEqual(read, 200 * 3)  # a few seconds' budget at most
+        # The quiet environment lost nothing.
+        for pid, _ in quiet_pids:
+            self.wait_until(lambda: self.execs(sub, "env-quiet", "/bin/true", pid), "quiet exec")
+
+        def throttled_events(env):
+            return sub.got(lambda ev: ev["type"] == "dev.outpost.detector.throttled"
+                           and ev.get("environment") == env)
+
+        def all_reported():
+            evs = throttled_events("env-flood")
+            return (sum(data(ev)["kinds"].get("setuid", 0) for ev in evs) == throttled
+                    and evs)
+        evs = self.wait_until(all_reported, "throttled events adding up to the metric")
+        ev = evs[0]
+        self.assertEqual(ev["source"], f"/nodes/{NODE}/environments/env-flood")
+        self.assertEqual((ev["tenant"], ev["namespace"], ev["node"], ev["partitionkey"],
+                          ev["subject"], ev["severity"], ev["action"]),
+                         ("alice", "ns-a", NODE, "env-flood", "env-flood", "warning", "none"))
+        for e in evs:
+            body = data(e)
+            self.assertEqual((body["limit"], body["interval_ms"]), (200, 300))
+            self.assertEqual(body["throttled"], sum(body["kinds"].values()))
+        self.assertEqual(throttled_events("env-quiet"), [])
+        self.assertEqual(d.metrics()["outpost_detector_throttled_reports_total"],
+                         len(throttled_events("env-flood")))
+
+    def test_throttled_fork_bomb_still_raises_forkrate(self):
+        sub = self.subscriber()
+        self.broker(sub)
+        d = self.detector(None, "--rate-limit", "20", "--forkrate-threshold", "50", kernel=True)
+        bomb = self.cgroup("thr-bomb")
+        self.setup_env(d, "env-bomb", bomb)
+        forks = 300
+        _, rc = run_in(bomb, "sh", "-c",
+                       f'i=0; while [ $i -lt {forks} ]; do ( : ); i=$((i+1)); done')
+        self.assertEqual(rc, 0)
+
+        def counted():
+            m = d.metrics()
+            n = (m['outpost_detector_kernel_events_total{kind="fork"}']
+                 + m['outpost_detector_throttled_events_total{kind="fork"}'])
+            return n >= forks and m
+        m = self.wait_until(counted, "the forks read or throttled")
+        # Reported forks alone stay under the threshold: 20 events a second,
+        # exits included.
+        self.assertLessEqual(m['outpost_detector_kernel_events_total{kind="fork"}'], 50)
+
+        def alarm():
+            return sub.got(lambda ev: ev["type"] == "dev.outpost.process.forkrate"
+                           and ev.get("environment") == "env-bomb")
+        ev = self.wait_until(alarm, "the forkrate alarm")[0]
+        self.assertGreater(data(ev)["rate"], 50)
+        self.assertEqual(ev["source"], f"/nodes/{NODE}/environments/env-bomb")
 
 
 # ---------------------------------------------------------------- the Kafka suite
