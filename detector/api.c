@@ -31,15 +31,6 @@ static void count_tenant(det_daemon *dd, enum det_tenant_result r) {
   atomic_fetch_add_explicit(&dd->tenant[r], 1, memory_order_relaxed);
 }
 
-/* Compares without stopping at the first difference, so that the time a
- * wrong token takes says nothing about how much of it was right. */
-static bool token_equal(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  unsigned char diff = la != lb;
-  for (size_t i = 0; i < lb; i++) diff |= (unsigned char)(a[i % (la ? la : 1)] ^ b[i]);
-  return diff == 0 && la > 0;
-}
-
 /* 0 when req carries the tenant's token, else the status it got (401 or
  * 403), already answered. */
 static unsigned tenant_auth(det_daemon *dd, httpd_req *req, const char *tenant) {
@@ -54,7 +45,7 @@ static unsigned tenant_auth(det_daemon *dd, httpd_req *req, const char *tenant) 
   }
   bool known = false;
   for (size_t i = 0; i < dd->n_tokens; i++) {
-    if (!token_equal(dd->tokens[i].token, tok)) continue;
+    if (!httpd_same_secret(dd->tokens[i].token, tok)) continue;
     if (strcmp(dd->tokens[i].tenant, tenant) == 0) return 0;
     known = true;
   }
@@ -326,7 +317,7 @@ static void serve_metrics(det_daemon *dd, httpd_req *req) {
 static bool admin_ok(det_daemon *dd, httpd_req *req) {
   if (!dd->admin_token) return true;
   const char *auth = httpd_header(req, "Authorization");
-  if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && token_equal(dd->admin_token, auth + 7))
+  if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && httpd_same_secret(dd->admin_token, auth + 7))
     return true;
   const char *www[] = {"WWW-Authenticate", "Bearer"};
   httpd_respond_error(req, 401, "the admin API needs the admin bearer token", NULL, -1, www, 1);

@@ -22,4 +22,14 @@ int64_t detector__boot_to_wall_ns(void);
 int detector__policy_apply(int paths_fd, int dests_fd, uint64_t cgroup_id,
                            const detector_policy *p);
 
+/* A detector's own event about one environment (the fork-rate alarm, the
+ * throttled report): id "<sec>.<nsec>-<env_id>-<what>", source
+ * /nodes/<node>/environments/<env>, the environment as subject and
+ * partitionkey, its tenant, namespace, environment and node extensions,
+ * severity, action none, and data (JSON). 0 with *out, -EINVAL when env
+ * lacks a name, -ENOMEM, or the validation's error. */
+int detector__env_event(const detector_env *env, uint32_t env_id, const char *what,
+                        const char *type, const char *severity, int64_t sec, int32_t nsec,
+                        const char *data, size_t len, ce_event **out, ce_err *err);
+
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "detector/detector.h"
+#include "detector/detector_int.h"
 
 static const struct {
   const char *name;
@@ -448,4 +449,39 @@ done:
   ce_event_free(ev);
   ce_buf_cleanup(&b);
   return rc;
+}
+
+int detector__env_event(const detector_env *env, uint32_t env_id, const char *what,
+                        const char *type, const char *severity, int64_t sec, int32_t nsec,
+                        const char *data, size_t len, ce_event **out, ce_err *err) {
+  char id[96], ts[40], source[300];
+  int rc;
+
+  *out = NULL;
+  if (!env || !env->node || !env->environment || !env->tenant || !env->ns) return -EINVAL;
+  snprintf(id, sizeof id, "%" PRId64 ".%09d-%u-%s", sec, (int)nsec, (unsigned)env_id, what);
+  ce_timestamp_format(sec, nsec, ts, sizeof ts);
+  snprintf(source, sizeof source, "/nodes/%s/environments/%s", env->node, env->environment);
+  ce_event *ev = ce_event_new();
+  if (!ev) return -ENOMEM;
+  if ((rc = ce_event_set_str(ev, "specversion", "1.0", err)) ||
+      (rc = ce_event_set_str(ev, "id", id, err)) ||
+      (rc = ce_event_set_str(ev, "source", source, err)) ||
+      (rc = ce_event_set_str(ev, "type", type, err)) ||
+      (rc = ce_event_set_str(ev, "time", ts, err)) ||
+      (rc = ce_event_set_str(ev, "subject", env->environment, err)) ||
+      (rc = ce_event_set_str(ev, "datacontenttype", "application/json", err)) ||
+      (rc = ce_event_set_str(ev, "tenant", env->tenant, err)) ||
+      (rc = ce_event_set_str(ev, "namespace", env->ns, err)) ||
+      (rc = ce_event_set_str(ev, "environment", env->environment, err)) ||
+      (rc = ce_event_set_str(ev, "node", env->node, err)) ||
+      (rc = ce_event_set_str(ev, "severity", severity, err)) ||
+      (rc = ce_event_set_str(ev, "action", "none", err)) ||
+      (rc = ce_event_set_str(ev, "partitionkey", env->environment, err)) ||
+      (rc = ce_event_set_data(ev, data, len)) || (rc = ce_event_validate(ev, err))) {
+    ce_event_free(ev);
+    return rc;
+  }
+  *out = ev;
+  return 0;
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "detector/detector.h"
+#include "detector/detector_int.h"
 
 #define BUCKETS 10
 
@@ -153,37 +154,11 @@ int detector_forkrate_add(detector_forkrate *fr, uint32_t env_id, uint64_t boot_
 
 int detector_forkrate_to_ce(const detector_env *env, const detector_event *e, double rate,
                             int window_ms, uint32_t threshold, ce_event **out, ce_err *err) {
-  char id[96], ts[40], source[300], data[160];
-  int rc;
-
+  char data[160];
   *out = NULL;
-  if (!env || !env->node || !env->environment || !env->tenant || !env->ns || !e) return -EINVAL;
-  snprintf(id, sizeof id, "%" PRId64 ".%09d-%u-forkrate", e->time_sec, (int)e->time_nsec,
-           (unsigned)e->env_id);
-  ce_timestamp_format(e->time_sec, e->time_nsec, ts, sizeof ts);
-  snprintf(source, sizeof source, "/nodes/%s/environments/%s", env->node, env->environment);
+  if (!e) return -EINVAL;
   snprintf(data, sizeof data, "{\"rate\":%.1f,\"window_ms\":%d,\"threshold\":%u,\"pid\":%d}", rate,
            window_ms, (unsigned)threshold, (int)e->pid);
-  ce_event *ev = ce_event_new();
-  if (!ev) return -ENOMEM;
-  if ((rc = ce_event_set_str(ev, "specversion", "1.0", err)) ||
-      (rc = ce_event_set_str(ev, "id", id, err)) ||
-      (rc = ce_event_set_str(ev, "source", source, err)) ||
-      (rc = ce_event_set_str(ev, "type", "dev.outpost.process.forkrate", err)) ||
-      (rc = ce_event_set_str(ev, "time", ts, err)) ||
-      (rc = ce_event_set_str(ev, "subject", env->environment, err)) ||
-      (rc = ce_event_set_str(ev, "datacontenttype", "application/json", err)) ||
-      (rc = ce_event_set_str(ev, "tenant", env->tenant, err)) ||
-      (rc = ce_event_set_str(ev, "namespace", env->ns, err)) ||
-      (rc = ce_event_set_str(ev, "environment", env->environment, err)) ||
-      (rc = ce_event_set_str(ev, "node", env->node, err)) ||
-      (rc = ce_event_set_str(ev, "severity", "critical", err)) ||
-      (rc = ce_event_set_str(ev, "action", "none", err)) ||
-      (rc = ce_event_set_str(ev, "partitionkey", env->environment, err)) ||
-      (rc = ce_event_set_data(ev, data, strlen(data))) || (rc = ce_event_validate(ev, err))) {
-    ce_event_free(ev);
-    return rc;
-  }
-  *out = ev;
-  return 0;
+  return detector__env_event(env, e->env_id, "forkrate", "dev.outpost.process.forkrate", "critical",
+                             e->time_sec, e->time_nsec, data, strlen(data), out, err);
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "detector/detector.h"
+#include "detector/detector_int.h"
 
 typedef struct seen {
   uint64_t cgroup_id;
@@ -169,43 +170,14 @@ int detector_throttle_to_ce(const detector_env *env, uint32_t env_id,
                             const uint64_t counts[DETECTOR_KIND_MAX], uint64_t limit,
                             int interval_ms, int64_t sec, int32_t nsec, ce_event **out,
                             ce_err *err) {
-  char id[96], ts[40], source[300];
   ce_buf data;
-  int rc;
-
   *out = NULL;
-  if (!env || !env->node || !env->environment || !env->tenant || !env->ns || !counts)
-    return -EINVAL;
-  snprintf(id, sizeof id, "%" PRId64 ".%09d-%u-throttled", sec, (int)nsec, (unsigned)env_id);
-  ce_timestamp_format(sec, nsec, ts, sizeof ts);
-  snprintf(source, sizeof source, "/nodes/%s/environments/%s", env->node, env->environment);
+  if (!counts) return -EINVAL;
   ce_buf_init(&data);
-  ce_event *ev = ce_event_new();
-  if (!ev || throttle_json(counts, limit, interval_ms, &data)) {
-    ce_buf_cleanup(&data);
-    ce_event_free(ev);
-    return -ENOMEM;
-  }
-  if ((rc = ce_event_set_str(ev, "specversion", "1.0", err)) ||
-      (rc = ce_event_set_str(ev, "id", id, err)) ||
-      (rc = ce_event_set_str(ev, "source", source, err)) ||
-      (rc = ce_event_set_str(ev, "type", "dev.outpost.detector.throttled", err)) ||
-      (rc = ce_event_set_str(ev, "time", ts, err)) ||
-      (rc = ce_event_set_str(ev, "subject", env->environment, err)) ||
-      (rc = ce_event_set_str(ev, "datacontenttype", "application/json", err)) ||
-      (rc = ce_event_set_str(ev, "tenant", env->tenant, err)) ||
-      (rc = ce_event_set_str(ev, "namespace", env->ns, err)) ||
-      (rc = ce_event_set_str(ev, "environment", env->environment, err)) ||
-      (rc = ce_event_set_str(ev, "node", env->node, err)) ||
-      (rc = ce_event_set_str(ev, "severity", "warning", err)) ||
-      (rc = ce_event_set_str(ev, "action", "none", err)) ||
-      (rc = ce_event_set_str(ev, "partitionkey", env->environment, err)) ||
-      (rc = ce_event_set_data(ev, data.data, data.len)) || (rc = ce_event_validate(ev, err))) {
-    ce_buf_cleanup(&data);
-    ce_event_free(ev);
-    return rc;
-  }
+  int rc = throttle_json(counts, limit, interval_ms, &data)
+               ? -ENOMEM
+               : detector__env_event(env, env_id, "throttled", "dev.outpost.detector.throttled",
+                                     "warning", sec, nsec, data.data, data.len, out, err);
   ce_buf_cleanup(&data);
-  *out = ev;
-  return 0;
+  return rc;
 }
