@@ -33,7 +33,8 @@ import threading
 import time
 import unittest
 
-from outpost_test import binary_headers, free_port
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from outpost_test import binary_headers, free_port  # noqa: E402
 
 OUTPOST = KAFKA_MOCK = None
 TOPIC = "knative-broker-default-default"

@@ -20,7 +20,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import unittest
 
 OUTPOST = None

@@ -29,8 +29,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +38,9 @@ import urllib.request
 import uuid
 
 import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from outpost_test import free_port, stop_process  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -911,12 +912,6 @@ def check_notes():
 
 # ------------------------------------- the rendered files, read by outpost
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def daemon(argv, log):
     """Runs argv until the block ends, then stops it with SIGTERM; its log
@@ -926,12 +921,7 @@ def daemon(argv, log):
     try:
         yield p
     finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_process(p)
     text = open(log).read()
     expect("Sanitizer" not in text and "runtime error" not in text,
            f"{os.path.basename(argv[0])} {argv[1]}: no sanitizer report", text[-2000:])

@@ -14,18 +14,17 @@ nothing else about the pods is faked).
 
 Usage: test_node_post_k8s.py /path/to/outpost KUBE_DIR
 """
-import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kube  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from outpost_test import free_port, request, wait_for  # noqa: E402
 
 OUTPOST, KUBE_DIR = sys.argv[1], sys.argv[2]
 NODE = "k8s-node-" + secrets.token_hex(3)
@@ -44,40 +43,6 @@ spec:
   idleTimeout: PT10M
   pool: {min: 1, max: 1}
 """
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def call(port, method, path, body=None, token=TOKEN):
-    h = {"Authorization": "Bearer " + token} if token else {}
-    if body is not None:
-        h["Content-Type"] = "application/json"
-        body = json.dumps(body)
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        c.request(method, path, body=body, headers=h)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-    except OSError:
-        return 0, None
-    return r.status, json.loads(data) if data else None
-
-
-def wait_for(what, fn, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def check(cond, what):
@@ -116,7 +81,7 @@ def main():
         assert st == 200, (st, j)
 
     def warm():
-        st, j = call(port, "GET", "/v1/capacity")
+        st, j, _ = request(port, "GET", "/v1/capacity", token=TOKEN)
         return st == 200 and (j.get("warm") or {}).get("c-lab", 0) >= 1
 
     try:
@@ -135,7 +100,7 @@ def main():
               "the template's limits are the pod's limits")
         check(spec.get("automountServiceAccountToken") is False, "no service-account token")
         # Unauthenticated callers are refused by the node post.
-        check(call(port, "GET", "/v1/capacity", token=None)[0] == 401,
+        check(request(port, "GET", "/v1/capacity")[0] == 401,
               "the node post's API wants the internal token")
 
         # Not warm until it runs; the fake kubelet makes it run.
@@ -156,8 +121,8 @@ def main():
         wait_for("the replacement warm", warm)
 
         # A claim through the node post is a relabel of that pod (atomic on Kubernetes).
-        st, j = call(port, "POST", "/v1/claims", {"template": "c-lab", "tenant": "alice",
-                                                  "namespace": NS})
+        st, j, _ = request(port, "POST", "/v1/claims",
+                           {"template": "c-lab", "tenant": "alice", "namespace": NS}, token=TOKEN)
         check(st == 201, f"a warm claim: 201 ({st} {j})")
         st, pod = k.request("GET", f"{pods}/{second['metadata']['name']}")
         check(pod["metadata"]["labels"].get("outpost.dev/owner") == "alice",
@@ -167,14 +132,11 @@ def main():
         k.request("DELETE", f"{pods}/{second['metadata']['name']}?gracePeriodSeconds=0")
 
         def forgotten():
-            st, j = call(port, "GET", "/v1/environments?tenant=alice")
+            st, j, _ = request(port, "GET", "/v1/environments?tenant=alice", token=TOKEN)
             return st == 200 and not j["environments"]
         wait_for("the claimed environment forgotten", forgotten)
         print("ok: a claimed pod deleted outside the pool is forgotten")
-        st, text = 0, ""
-        c2 = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        c2.request("GET", "/metrics")
-        text = c2.getresponse().read().decode()
+        text = request(port, "GET", "/metrics")[1] or ""
         gone = [l for l in text.splitlines()
                 if l.startswith("outpost_post_node_runtime_gone_total")]
         check(gone and float(gone[0].split()[-1]) >= 2,

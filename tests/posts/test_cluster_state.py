@@ -8,16 +8,15 @@ starts with no tenant quarantined.
 
 Usage: test_cluster_state.py /path/to/outpost
 """
-import http.client
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from outpost_test import free_port, request, stop_process, wait_for  # noqa: E402
 
 OUTPOST = None
 ADMIN = "tok-admin-state"
@@ -26,21 +25,6 @@ kind: LabTemplate
 metadata: {name: c-lab}
 spec: {image: localhost/outpost-lab-c:latest}
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(port, path, token=ADMIN):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", path, headers={"Authorization": "Bearer " + token})
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    return r.status, json.loads(body) if body else None
 
 
 class ClusterState(unittest.TestCase):
@@ -59,25 +43,13 @@ class ClusterState(unittest.TestCase):
                                   "--node-post", "http://127.0.0.1:1", "--admin-token", ADMIN,
                                   "--state-dir", os.path.join(tmp, "state"),
                                   "--no-register-triggers"], stdout=out, stderr=subprocess.STDOUT)
-        self.addCleanup(self.stop, p)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                get(port, "/healthz")
-                return port, p, log
-            except OSError:
-                self.assertIsNone(p.poll(), open(log).read())
-                self.assertLess(time.monotonic(), deadline, "the cluster post does not answer")
-                time.sleep(0.1)
+        self.addCleanup(stop_process, p)
 
-    @staticmethod
-    def stop(p):
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        def up():
+            self.assertIsNone(p.poll(), open(log).read())
+            return request(port, "GET", "/healthz")[0] != 0
+        wait_for("the cluster post answering", up, timeout=20, step=0.1)
+        return port, p, log
 
     def test_full_quarantine_comes_back(self):
         names = [f"t{i:04d}-" + "q" * 57 for i in range(1024)]
@@ -86,20 +58,20 @@ class ClusterState(unittest.TestCase):
         self.assertGreater(len(text), 65536)
         with tempfile.TemporaryDirectory() as tmp:
             port, _, _ = self.start(tmp, text)
-            st, j = get(port, "/v1/quarantine")
+            st, j, _ = request(port, "GET", "/v1/quarantine", token=ADMIN)
             self.assertEqual(st, 200, j)
             self.assertEqual(j["quarantined"], names)
 
     def test_unreadable_file_is_said(self):
         with tempfile.TemporaryDirectory() as tmp:
             port, p, log = self.start(tmp, b'{"quarantined": ["bob", ')
-            st, j = get(port, "/v1/quarantine")
+            st, j, _ = request(port, "GET", "/v1/quarantine", token=ADMIN)
             self.assertEqual(st, 200, j)
             self.assertEqual(j["quarantined"], [])
             self.assertIn("cluster.json: unreadable", open(log).read())
         with tempfile.TemporaryDirectory() as tmp:
             port, p, log = self.start(tmp, b'{"tenants": ["bob"]}')
-            self.assertEqual(get(port, "/v1/quarantine")[1]["quarantined"], [])
+            self.assertEqual(request(port, "GET", "/v1/quarantine", token=ADMIN)[1]["quarantined"], [])
             self.assertIn('no "quarantined" list', open(log).read())
 
 

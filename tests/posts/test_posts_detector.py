@@ -31,7 +31,10 @@ import unittest
 import urllib.parse
 
 import test_tiers as T
-from test_tiers import containers, free_port, health_pid, request, wait_for
+from test_tiers import containers
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from outpost_test import free_port, health_pid, request, wait_for  # noqa: E402
 
 OUTPOST = PODMAN_SERVICE = None
 NS = "detp-t" + secrets.token_hex(3)

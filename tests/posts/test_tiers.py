@@ -26,19 +26,20 @@ Usage: test_tiers.py /path/to/outpost /path/to/scripts/podman_service.sh [--refr
   again every minute (CTest: test_tiers_refresh, label slow).
 """
 import glob
-import http.client
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from outpost_test import alive, free_port, health_pid, request, wait_for  # noqa: E402
 
 OUTPOST = PODMAN_SERVICE = None
 NS = "tiers-t" + secrets.token_hex(3)
@@ -55,61 +56,6 @@ QUOTA = 2
 NS2 = NS + "-b"
 NODE2 = NS + "-n2"
 ADVERTISED = "127.0.0.2"  # loopback too, but not the 127.0.0.1 the posts would use
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def request(port, method, path, body=None, token=None, headers=None, timeout=60):
-    """(status, parsed JSON or None, headers) of one request; (0, None, {}) when nothing answers."""
-    h = dict(headers or {})
-    if token:
-        h["Authorization"] = "Bearer " + token
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body)
-        h.setdefault("Content-Type", "application/json")
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        c.request(method, path, body=body, headers=h)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-    except OSError:
-        return 0, None, {}
-    try:
-        j = json.loads(data) if data else None
-    except ValueError:
-        j = data.decode(errors="replace")  # /metrics
-    return r.status, j, dict(r.getheaders())
-
-
-def health_pid(port):
-    st, j, _ = request(port, "GET", "/healthz", timeout=2)
-    return j["pid"] if st == 200 else None
-
-
-def wait_for(what, fn, timeout=30, step=0.05):
-    """Polls fn until it returns something true; its value."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def post_pids(state_dir, tier=None):

@@ -28,6 +28,9 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from outpost_test import alive, health_pid, request  # noqa: E402
+
 OUTPOST = PODMAN_SERVICE = DEMO = None
 IMAGE = "localhost/outpost-lab-c:latest"
 DATA_PREFIX = "outpost-test-run-"
@@ -53,43 +56,9 @@ def port_base():
     raise RuntimeError("no free ports")
 
 
-def request(port, method, path, body=None, token=None, timeout=30):
-    h = {}
-    if token:
-        h["Authorization"] = "Bearer " + token
-    if body is not None:
-        h["Content-Type"] = "application/json"
-        body = json.dumps(body)
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        c.request(method, path, body=body, headers=h)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-    except OSError:
-        return 0, None
-    try:
-        return r.status, json.loads(data) if data else None
-    except ValueError:
-        return r.status, data.decode(errors="replace")
-
-
-def health_pid(port):
-    st, j = request(port, "GET", "/healthz", timeout=2)
-    return j.get("pid") if st == 200 and isinstance(j, dict) else None
-
-
 def read(path):
     with open(path) as f:
         return f.read()
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def podman(*args):
@@ -221,7 +190,7 @@ class RunTest(unittest.TestCase):
         self.assertEqual(self.component_pids(r2), before)
         tokens = read(os.path.join(data, "tokens"))
         alice = [l.split()[1] for l in tokens.splitlines() if l.startswith("alice ")][0]
-        st, j = request(r2.port("cluster"), "POST", "/v1/labs/c-lab/environments", token=alice)
+        st, j, _ = request(r2.port("cluster"), "POST", "/v1/labs/c-lab/environments", token=alice)
         self.assertIn(st, (201, 202), j)
         name = j["name"]
 
@@ -240,7 +209,7 @@ class RunTest(unittest.TestCase):
         # The node and ns posts' APIs are for the posts: the internal token
         # (the admin token under `outpost run`), else 401.
         for what, path in (("node", "/v1/capacity"), ("ns", "/v1/violations")):
-            st, j = request(r3.port(what), "GET", path)
+            st, j, _ = request(r3.port(what), "GET", path)
             self.assertEqual(st, 401, (what, j))
             self.assertIn("internal token", j["error"])
             self.assertEqual(request(r3.port(what), "GET", path, token=alice)[0], 401, what)
@@ -271,7 +240,7 @@ class RunTest(unittest.TestCase):
         for w in ("detector", "cluster", "node", "ns"):
             self.assertNotIn(b"OUTPOST_KAFKA_SASL_PASSWORD", env_of(pids[w]), w)
         self.assertIn(b"OUTPOST_BROKER_TOKEN", env_of(pids["node"]))
-        st, j = request(r3.port("broker"), "GET", "/v1/triggers", token=admin)
+        st, j, _ = request(r3.port("broker"), "GET", "/v1/triggers", token=admin)
         self.assertEqual(st, 200, j)
         names = {t["metadata"]["name"] for t in j}
         self.assertTrue({"outpost-run-tail", "ns-labs", "cluster-post"} <= names, names)
@@ -281,8 +250,8 @@ class RunTest(unittest.TestCase):
         self.assertGreater(kept, 10, "the broker's log lost the events of the first runs")
         deadline = time.monotonic() + 60
         while True:
-            st, j = request(r3.port("cluster"), "GET", f"/v1/labs/c-lab/environments/{name}",
-                            token=alice)
+            st, j, _ = request(r3.port("cluster"), "GET", f"/v1/labs/c-lab/environments/{name}",
+                               token=alice)
             if st == 200 and j.get("status") == "ready":
                 break
             self.assertLess(time.monotonic(), deadline, (st, j))
@@ -320,7 +289,7 @@ class RunTest(unittest.TestCase):
         admin = read(os.path.join(data, "admin-token")).strip()
         deadline = time.monotonic() + 30
         while True:
-            st, j = request(r.port("run"), "GET", "/v1/events?type=e2e.&wait=1000", token=admin)
+            st, j, _ = request(r.port("run"), "GET", "/v1/events?type=e2e.&wait=1000", token=admin)
             self.assertEqual(st, 200, j)
             if any(e["event"]["id"] == eid for e in j["events"]):
                 break
@@ -346,18 +315,18 @@ class RunTest(unittest.TestCase):
         fallback = [l for l in out.splitlines() if "the kernel side (eBPF) cannot run" in l]
         self.assertEqual(len(fallback), 1, out)
         self.assertIn("eBPF off", out)
-        st, j = request(r.port("detector"), "GET", "/healthz")
+        st, j, _ = request(r.port("detector"), "GET", "/healthz")
         self.assertEqual((st, j.get("bpf")), (200, False), j)
         alice = [l.split()[1] for l in read(os.path.join(data, "tokens")).splitlines()
                  if l.startswith("alice ")][0]
-        st, j = request(r.port("detector"), "POST", "/v1/tenants/alice/events",
-                        {"type": "hello", "subject": "nobpf"}, token=alice)
+        st, j, _ = request(r.port("detector"), "POST", "/v1/tenants/alice/events",
+                           {"type": "hello", "subject": "nobpf"}, token=alice)
         self.assertEqual(st, 202, j)
         admin = read(os.path.join(data, "admin-token")).strip()
         deadline = time.monotonic() + 30
         while True:
-            st, got = request(r.port("run"), "GET",
-                              "/v1/events?type=dev.outpost.tenant.hello&wait=1000", token=admin)
+            st, got, _ = request(r.port("run"), "GET",
+                                 "/v1/events?type=dev.outpost.tenant.hello&wait=1000", token=admin)
             if st == 200 and any(e["event"]["id"] == j["id"] for e in got["events"]):
                 break
             self.assertLess(time.monotonic(), deadline, "the tenant event never reached the tail")

@@ -43,6 +43,7 @@ import urllib.parse
 import warnings
 
 sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
 from outpost_test import binary_headers, free_port  # noqa: E402
 from test_kafka import kcat  # noqa: E402  (kcat -C -J, headers as a dict)

@@ -1,0 +1,92 @@
+"""Helpers shared by the Python integration tests (and nothing else).
+
+A test finds this module with
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+"""
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import time
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def binary_headers(i, **extra):
+    """The headers of a binary-mode CloudEvent with id i (and extra headers)."""
+    h = {"ce-specversion": "1.0", "ce-id": str(i), "ce-source": "/test",
+         "ce-type": "dev.outpost.test", "Content-Type": "application/json"}
+    h.update(extra)
+    return h
+
+
+def request(port, method, path, body=None, token=None, headers=None, timeout=30):
+    """(status, body, headers) of one request to 127.0.0.1:port on a fresh
+    connection; (0, None, {}) when nothing answers. A dict or list body is
+    sent as JSON; the answer's body is parsed JSON, text where it is not
+    JSON (/metrics), None when empty."""
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = "Bearer " + token
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        h.setdefault("Content-Type", "application/json")
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+    except OSError:
+        return 0, None, {}
+    try:
+        j = json.loads(data) if data else None
+    except ValueError:
+        j = data.decode(errors="replace")
+    return r.status, j, dict(r.getheaders())
+
+
+def health_pid(port):
+    """The pid a component's /healthz names, None when it does not answer."""
+    st, j, _ = request(port, "GET", "/healthz", timeout=2)
+    return j.get("pid") if st == 200 and isinstance(j, dict) else None
+
+
+def wait_for(what, fn, timeout=30, step=0.05):
+    """Polls fn until it returns something true, and returns that value;
+    AssertionError naming `what` after timeout seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive(pid):
+    """Whether pid runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def stop_process(p, timeout=10):
+    """SIGTERM to a subprocess.Popen, then SIGKILL if it is not gone in
+    timeout seconds; waits for it either way."""
+    if p.poll() is not None:
+        return
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
