@@ -46,8 +46,13 @@
 # default 2000), BENCH_SYSCALLS (rounds of the loop, default 200000),
 # BENCH_STEP (seconds per ramp step, default 4), BENCH_DETECTOR_ARGS (more
 # flags for `outpost detector`, e.g. "--ring-wakeup-ms 0" or "--rate-limit
-# 0"; the ramp always runs with --rate-limit 0). Exits non-zero when a run
-# failed.
+# 0"; the ramp always runs with --rate-limit 0). A/B in one run:
+# BENCH_B_OUTPOST (another outpost binary) and/or BENCH_B_ARGS (its detector
+# flags instead of BENCH_DETECTOR_ARGS) add a second detector, B, whose
+# watched and unwatched runs come in the same rounds as A's (the order
+# alternating round by round), compared with the same runs without a
+# detector; the ramp runs A only. BENCH_RAMP=0 skips the ramp. Exits
+# non-zero when a run failed.
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -132,12 +137,16 @@ put() {
 # detector_up [FLAG...]: `outpost detector` publishing to our broker, cgroup
 # cg_w watched as environment bench-env with the watched prefix; the flags
 # come after BENCH_DETECTOR_ARGS (the last of a flag wins).
+# The variant in $cur (A or B) says which binary and flags.
+cur=A
+declare -A det_bin det_args
 detector_up() {
   local i
   det_port=$(free_port)
   : >"$work/det.out"
-  "$outpost" detector --broker-url "http://127.0.0.1:$broker_port/default/default" \
-    --listen "127.0.0.1:$det_port" --node bench ${BENCH_DETECTOR_ARGS:-} "$@" \
+  # shellcheck disable=SC2086 # the flags are words
+  "${det_bin[$cur]}" detector --broker-url "http://127.0.0.1:$broker_port/default/default" \
+    --listen "127.0.0.1:$det_port" --node bench ${det_args[$cur]} "$@" \
     >"$work/det.out" 2>"$work/det.err" &
   det_pid=$!
   for ((i = 0; i < 100; i++)); do
@@ -218,6 +227,15 @@ range() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } EN
 
 # --- the broker ---------------------------------------------------------------
 
+det_bin[A]=$outpost
+det_args[A]=${BENCH_DETECTOR_ARGS:-}
+variants=(A)
+if [ -n "${BENCH_B_OUTPOST:-}${BENCH_B_ARGS:-}" ]; then
+  det_bin[B]=$(realpath "${BENCH_B_OUTPOST:-$outpost}")
+  det_args[B]=${BENCH_B_ARGS:-}
+  variants=(A B)
+  echo "bench_detector: B is ${det_bin[B]} ${det_args[B]}"
+fi
 echo "bench_detector: $outpost ${BENCH_DETECTOR_ARGS:-}; $rounds rounds of $execs execs and $syscalls syscall-loop rounds"
 broker_up "$work/broker" --data "$work/broker/broker.db" --broker default/default
 
@@ -229,9 +247,13 @@ rows=("exec storm, watched|exec_on" "syscall loop, watched|sys_on"
   "exec storm, unwatched cgroup|exec_un" "syscall loop, unwatched cgroup|sys_un")
 off_exec_rates=()
 # Per workload: events read, ring drops, publisher drops, throttled (summed over rounds).
-declare -A evs=([exec_read]=0 [exec_ring]=0 [exec_pub]=0 [exec_thr]=0 [sys_read]=0 [sys_ring]=0
-  [sys_pub]=0 [sys_thr]=0)
-alarms=0
+declare -A evs alarms
+for v in A B; do
+  for k in exec_read exec_ring exec_pub exec_thr sys_read sys_ring sys_pub sys_thr; do
+    evs[${v}_$k]=0
+  done
+  alarms[$v]=0
+done
 failed=0
 
 off_phase() {
@@ -239,18 +261,19 @@ off_phase() {
   work_run "$cg_w" sys sys_off
 }
 
-# on_phase: the detector up; the unwatched cgroup first, then the watched one,
-# each after the detector settled; events and drops per workload.
+# on_phase V: detector V up; the unwatched cgroup first, then the watched
+# one, each after the detector settled; events and drops per workload.
 on_phase() {
-  local a b
+  local a b v=$1
+  cur=$v
   detector_up || return 1
   settle "$work/m0" || return 1
-  work_run "$cg_u" exec exec_un
-  work_run "$cg_u" sys sys_un
+  work_run "$cg_u" exec "exec_un_$v"
+  work_run "$cg_u" sys "sys_un_$v"
   settle "$work/m1" || return 1
-  work_run "$cg_w" exec exec_on
+  work_run "$cg_w" exec "exec_on_$v"
   settle "$work/m2" || return 1
-  work_run "$cg_w" sys sys_on
+  work_run "$cg_w" sys "sys_on_$v"
   settle "$work/m3" || return 1
   local m w k
   for m in read:outpost_detector_kernel_events_total ring:outpost_detector_ring_drops_total \
@@ -259,10 +282,10 @@ on_phase() {
     a=$(metric "$work/m1" "${m#*:}")
     b=$(metric "$work/m2" "${m#*:}")
     w=$(metric "$work/m3" "${m#*:}")
-    evs[exec_$k]=$((${evs[exec_$k]} + b - a))
-    evs[sys_$k]=$((${evs[sys_$k]} + w - b))
+    evs[${v}_exec_$k]=$((${evs[${v}_exec_$k]} + b - a))
+    evs[${v}_sys_$k]=$((${evs[${v}_sys_$k]} + w - b))
   done
-  alarms=$((alarms + $(metric "$work/m3" outpost_detector_forkrate_events_total)))
+  alarms[$v]=$((${alarms[$v]} + $(metric "$work/m3" outpost_detector_forkrate_events_total)))
   if [ "$(sum_of "$work/m0" outpost_detector_kernel_events_total)" != \
     "$(sum_of "$work/m1" outpost_detector_kernel_events_total)" ]; then
     echo "  events were read from the unwatched cgroup" >&2
@@ -280,10 +303,15 @@ prev_exec=${wall[exec_off]} prev_sys=${wall[sys_off]}
 prev_cexec=${cpu[exec_off]} prev_csys=${cpu[sys_off]}
 for ((r = 1; r <= rounds; r++)); do
   echo "bench_detector: overhead round $r/$rounds"
-  on_phase || {
-    failed=1
-    break
-  }
+  order=("${variants[@]}")
+  if ((r % 2 == 0 && ${#variants[@]} == 2)); then order=(B A); fi
+  for v in "${order[@]}"; do
+    on_phase "$v" || {
+      failed=1
+      break
+    }
+  done
+  ((failed)) && break
   off_phase
   mean() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", (a + b) / 2 }'; }
   wall[exec_base]=$(mean "$prev_exec" "${wall[exec_off]}")
@@ -292,19 +320,23 @@ for ((r = 1; r <= rounds; r++)); do
   cpu[sys_base]=$(mean "$prev_csys" "${cpu[sys_off]}")
   prev_exec=${wall[exec_off]} prev_sys=${wall[sys_off]}
   prev_cexec=${cpu[exec_off]} prev_csys=${cpu[sys_off]}
-  for row in "${rows[@]}"; do
-    key=${row#*|}
-    base=${key%_*}_base
-    ratios[wall_$key]+="$(ratio "${wall[$key]}" "${wall[$base]}") "
-    ratios[cpu_$key]+="$(ratio "${cpu[$key]}" "${cpu[$base]}") "
+  for v in "${variants[@]}"; do
+    for row in "${rows[@]}"; do
+      key=${row#*|}
+      base=${key%_*}_base
+      ratios[wall_${key}_$v]+="$(ratio "${wall[${key}_$v]}" "${wall[$base]}") "
+      ratios[cpu_${key}_$v]+="$(ratio "${cpu[${key}_$v]}" "${cpu[$base]}") "
+    done
   done
   off_exec_rates+=("$(awk -v n="$execs" -v t="${wall[exec_base]}" 'BEGIN { printf "%.1f", n / t }')")
-  echo "  wall s: exec ${wall[exec_base]} without (mean of the runs around), ${wall[exec_on]} watched," \
-    "${wall[exec_un]} unwatched; sys ${wall[sys_base]} without, ${wall[sys_on]} watched," \
-    "${wall[sys_un]} unwatched"
-  echo "  cpu s:  exec ${cpu[exec_base]} without, ${cpu[exec_on]} watched," \
-    "${cpu[exec_un]} unwatched; sys ${cpu[sys_base]} without, ${cpu[sys_on]} watched," \
-    "${cpu[sys_un]} unwatched"
+  for v in "${variants[@]}"; do
+    echo "  $v wall s: exec ${wall[exec_base]} without (mean of the runs around), ${wall[exec_on_$v]} watched," \
+      "${wall[exec_un_$v]} unwatched; sys ${wall[sys_base]} without, ${wall[sys_on_$v]} watched," \
+      "${wall[sys_un_$v]} unwatched"
+    echo "  $v cpu s:  exec ${cpu[exec_base]} without, ${cpu[exec_on_$v]} watched," \
+      "${cpu[exec_un_$v]} unwatched; sys ${cpu[sys_base]} without, ${cpu[sys_on_$v]} watched," \
+      "${cpu[sys_un_$v]} unwatched"
+  done
 done
 if ((failed)); then
   echo "bench_detector: FAILED in the overhead rounds" >&2
@@ -313,72 +345,76 @@ fi
 
 # --- sustained events/s -----------------------------------------------------------
 
-raw_setuid=$(field "$("$load" - rate 0 2)" rate)
-# Without the per-environment limit: the ramp measures the user side, which
-# a limit would hide (one environment would be throttled at it).
-detector_up --rate-limit 0
-settle "$work/s0"
-steps=()
-sustained=0
-first_drop=
+ramp=${BENCH_RAMP:-1}
+cur=A
+if [ "$ramp" != 0 ]; then
+  raw_setuid=$(field "$("$load" - rate 0 2)" rate)
+  # Without the per-environment limit: the ramp measures the user side, which
+  # a limit would hide (one environment would be throttled at it).
+  detector_up --rate-limit 0
+  settle "$work/s0"
+  steps=()
+  sustained=0
+  first_drop=
 
-# ramp_step RATE: one step of the ramp; adds its line to steps and sets
-# clean (no drops, delivery kept up: published/s >= 95% of read/s).
-ramp_step() {
-  local out secs made read_n pub_n buf ring pubd
-  echo "bench_detector: ramp $1 setuid/s"
-  out=$("$load" "$cg_w" rate "$1" "$step")
-  metrics "$work/s1"
-  settle "$work/s2" || return 1
-  secs=$(field "$out" secs)
-  made=$(field "$out" n)
-  read_n=$(($(metric "$work/s1" outpost_detector_kernel_events_total) - $(metric "$work/s0" outpost_detector_kernel_events_total)))
-  pub_n=$(($(metric "$work/s1" outpost_detector_published_events_total) - $(metric "$work/s0" outpost_detector_published_events_total)))
-  buf=$(metric "$work/s1" outpost_detector_buffer_events)
-  ring=$(($(metric "$work/s2" outpost_detector_ring_drops_total) - $(metric "$work/s0" outpost_detector_ring_drops_total)))
-  pubd=$(($(metric "$work/s2" outpost_detector_dropped_events_total) - $(metric "$work/s0" outpost_detector_dropped_events_total)))
-  steps+=("$(awk -v r="$1" -v m="$made" -v s="$secs" -v rd="$read_n" -v p="$pub_n" -v b="$buf" \
-    -v rg="$ring" -v pd="$pubd" 'BEGIN { printf "%9d %10.0f %10.0f %12.0f %8d %9d %8d", r, m / s, rd / s, p / s, b, rg, pd }')")
-  cp "$work/s2" "$work/s0"
-  clean=0
-  if ((ring + pubd > 0)); then
-    local at
-    at=$(awk -v m="$made" -v s="$secs" 'BEGIN { printf "%.0f", m / s }')
-    if [ -z "$first_drop" ] || ((at < first_drop)); then first_drop=$at; fi
-    return 0
-  fi
-  if awk -v rd="$read_n" -v p="$pub_n" 'BEGIN { exit !(p >= 0.95 * rd) }'; then
-    clean=1
-    local got
-    got=$(awk -v rd="$read_n" -v s="$secs" 'BEGIN { printf "%.0f", rd / s }')
-    if ((got > sustained)); then sustained=$got; fi
-  fi
-}
-
-# Doubling until the first drops, then two halvings of the last interval.
-lo=0
-hi=0
-rate=2000
-while ((rate <= 1024000)); do
-  ramp_step "$rate" || {
-    failed=1
-    break
+  # ramp_step RATE: one step of the ramp; adds its line to steps and sets
+  # clean (no drops, delivery kept up: published/s >= 95% of read/s).
+  ramp_step() {
+    local out secs made read_n pub_n buf ring pubd
+    echo "bench_detector: ramp $1 setuid/s"
+    out=$("$load" "$cg_w" rate "$1" "$step")
+    metrics "$work/s1"
+    settle "$work/s2" || return 1
+    secs=$(field "$out" secs)
+    made=$(field "$out" n)
+    read_n=$(($(metric "$work/s1" outpost_detector_kernel_events_total) - $(metric "$work/s0" outpost_detector_kernel_events_total)))
+    pub_n=$(($(metric "$work/s1" outpost_detector_published_events_total) - $(metric "$work/s0" outpost_detector_published_events_total)))
+    buf=$(metric "$work/s1" outpost_detector_buffer_events)
+    ring=$(($(metric "$work/s2" outpost_detector_ring_drops_total) - $(metric "$work/s0" outpost_detector_ring_drops_total)))
+    pubd=$(($(metric "$work/s2" outpost_detector_dropped_events_total) - $(metric "$work/s0" outpost_detector_dropped_events_total)))
+    steps+=("$(awk -v r="$1" -v m="$made" -v s="$secs" -v rd="$read_n" -v p="$pub_n" -v b="$buf" \
+      -v rg="$ring" -v pd="$pubd" 'BEGIN { printf "%9d %10.0f %10.0f %12.0f %8d %9d %8d", r, m / s, rd / s, p / s, b, rg, pd }')")
+    cp "$work/s2" "$work/s0"
+    clean=0
+    if ((ring + pubd > 0)); then
+      local at
+      at=$(awk -v m="$made" -v s="$secs" 'BEGIN { printf "%.0f", m / s }')
+      if [ -z "$first_drop" ] || ((at < first_drop)); then first_drop=$at; fi
+      return 0
+    fi
+    if awk -v rd="$read_n" -v p="$pub_n" 'BEGIN { exit !(p >= 0.95 * rd) }'; then
+      clean=1
+      local got
+      got=$(awk -v rd="$read_n" -v s="$secs" 'BEGIN { printf "%.0f", rd / s }')
+      if ((got > sustained)); then sustained=$got; fi
+    fi
   }
-  if ((clean)); then lo=$rate; else hi=$rate; fi
-  if [ -n "$first_drop" ]; then break; fi
-  rate=$((rate * 2))
-done
-if ((!failed && lo > 0 && hi > lo)); then
-  for _ in 1 2; do
-    mid=$(((lo + hi) / 2))
-    ramp_step "$mid" || {
+
+  # Doubling until the first drops, then two halvings of the last interval.
+  lo=0
+  hi=0
+  rate=2000
+  while ((rate <= 1024000)); do
+    ramp_step "$rate" || {
       failed=1
       break
     }
-    if ((clean)); then lo=$mid; else hi=$mid; fi
+    if ((clean)); then lo=$rate; else hi=$rate; fi
+    if [ -n "$first_drop" ]; then break; fi
+    rate=$((rate * 2))
   done
+  if ((!failed && lo > 0 && hi > lo)); then
+    for _ in 1 2; do
+      mid=$(((lo + hi) / 2))
+      ramp_step "$mid" || {
+        failed=1
+        break
+      }
+      if ((clean)); then lo=$mid; else hi=$mid; fi
+    done
+  fi
+  detector_down || failed=1
 fi
-detector_down || failed=1
 
 # --- report -----------------------------------------------------------------------
 
@@ -391,20 +427,27 @@ echo
 echo "overhead: the workload's time with the detector over its time without, median of $rounds"
 echo "same-round ratios (range); wall = elapsed, cpu = the workload's own user+system CPU"
 printf '  %-32s %7s %13s   %7s %13s\n' "" wall range cpu range
-for row in "${rows[@]}"; do
-  key=${row#*|}
-  # shellcheck disable=SC2086 # the lists are words
-  printf '  %-32s %7s %13s   %7s %13s\n' "${row%|*}" "$(median ${ratios[wall_$key]})" \
-    "$(range ${ratios[wall_$key]})" "$(median ${ratios[cpu_$key]})" "$(range ${ratios[cpu_$key]})"
+for v in "${variants[@]}"; do
+  if ((${#variants[@]} > 1)); then echo "$v: ${det_bin[$v]} ${det_args[$v]}"; fi
+  for row in "${rows[@]}"; do
+    key=${row#*|}_$v
+    # shellcheck disable=SC2086 # the lists are words
+    printf '  %-32s %7s %13s   %7s %13s\n' "${row%|*}" "$(median ${ratios[wall_$key]})" \
+      "$(range ${ratios[wall_$key]})" "$(median ${ratios[cpu_$key]})" "$(range ${ratios[cpu_$key]})"
+  done
+  for w in exec sys; do
+    echo "  events per watched $w run: $((evs[${v}_${w}_read] / rounds)) read from the ring," \
+      "$((evs[${v}_${w}_ring] / rounds)) ring drops, $((evs[${v}_${w}_pub] / rounds)) publisher drops," \
+      "$((evs[${v}_${w}_thr] / rounds)) throttled"
+  done
+  echo "  forkrate alarms per run: $((alarms[$v] / rounds))"
 done
-for w in exec sys; do
-  echo "  events per watched $w run: $((evs[${w}_read] / rounds)) read from the ring," \
-    "$((evs[${w}_ring] / rounds)) ring drops, $((evs[${w}_pub] / rounds)) publisher drops," \
-    "$((evs[${w}_thr] / rounds)) throttled"
-done
-echo "  forkrate alarms per run: $((alarms / rounds))"
 echo "  exec storm without the detector: $exec_rate execs/s (median)"
 echo
+if [ "$ramp" = 0 ]; then
+  echo "(no ramp: BENCH_RAMP=0)"
+  exit $((failed))
+fi
 echo "sustained events/s (setuid no-ops at a paced rate, ${step}s a step; detector -> broker, embedded log;"
 echo "--rate-limit 0)"
 printf '  %9s %10s %10s %12s %8s %9s %8s\n' target made/s read/s published/s buffer ring_drop pub_drop

@@ -80,6 +80,13 @@ volatile __u64 det_reader_ns = 0;
 /* Records per second each watched cgroup may reserve; 0: no limit. In the
  * mmapped .bss, so user space changes it at any time without a reload. */
 volatile __u64 det_rate_limit = 0;
+/* Which kinds of rule cgroup 0 (every watched cgroup) has: bit 1 << the
+ * det_rule_kind for paths, DET_GLOBAL_DESTS for destinations. Kept by user
+ * space (a bit is set before the first such rule is written and cleared
+ * after the last is deleted), so that the lookups under cgroup 0, which
+ * `outpost detector` never fills, cost nothing when they cannot match: one
+ * LPM lookup of every open and exec, and two hash lookups of every connect. */
+volatile __u32 det_global_rules = 0;
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -273,9 +280,9 @@ static __always_inline struct det_path_key *rule_key(__u64 cgid, __u8 kind) {
 }
 
 /* Looks the path already in k (len bytes with its NUL) up under the cgroup
- * and under cgroup 0 (rules for every watched cgroup); the stronger rule
- * wins. Returns 0 when no rule matches. */
-static __always_inline __u32 rule_lookup(struct det_path_key *k, __u64 cgid, long len) {
+ * and, when it has rules of this kind, under cgroup 0 (rules for every
+ * watched cgroup); the stronger rule wins. Returns 0 when no rule matches. */
+static __always_inline __u32 rule_lookup(struct det_path_key *k, __u64 cgid, long len, __u8 kind) {
   __u64 all = 0;
   __u32 action = 0;
   struct det_rule *r;
@@ -284,6 +291,7 @@ static __always_inline __u32 rule_lookup(struct det_path_key *k, __u64 cgid, lon
   k->prefixlen = (RULE_HDR + (__u32)len) * 8;
   r = bpf_map_lookup_elem(&det_paths, k);
   if (r) action = r->action;
+  if (!(det_global_rules & (1u << kind))) return action;
   __builtin_memcpy(k->data, &all, sizeof all);
   r = bpf_map_lookup_elem(&det_paths, k);
   if (r && r->action > action) action = r->action;
@@ -367,7 +375,7 @@ int BPF_PROG(det_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm
   if (!(k = rule_key(cgid, DET_RULE_EXEC))) return 0;
   binary = BPF_CORE_READ(bprm, filename);
   len = bpf_probe_read_kernel_str(&k->data[RULE_HDR], DET_RULE_PATH_MAX, binary);
-  action = kill_if(rule_lookup(k, cgid, len));
+  action = kill_if(rule_lookup(k, cgid, len, DET_RULE_EXEC));
   if (!wanted(DET_EV_EXEC) && action == DET_ACT_NONE) return 0;
   if (action == DET_ACT_NONE && throttled(cgid, cg, DET_EV_EXEC)) return 0;
   if (!(e = reserve(sizeof *e, DET_EV_EXEC))) return 0;
@@ -420,12 +428,16 @@ int BPF_PROG(det_fork, struct task_struct *parent, struct task_struct *child) {
 
 /* ------------------------------------------------------------ system calls */
 
+/* The destination under the cgroup, then (when it has any) under cgroup 0;
+ * each with its port, then with port 0 (every port). */
 static __always_inline __u32 dest_lookup(struct det_dest_key *k) {
   __u32 action = 0;
   struct det_rule *r;
   __u16 port = k->port;
+  int passes = det_global_rules & DET_GLOBAL_DESTS ? 4 : 2;
 
   for (int pass = 0; pass < 4; pass++) {
+    if (pass == passes) break;
     k->port = pass & 1 ? 0 : port;
     if (pass == 2) k->cgroup_id = 0;
     r = bpf_map_lookup_elem(&det_dests, k);
@@ -485,7 +497,7 @@ static __always_inline int on_open(struct pt_regs *regs, long nr, __u64 cgid,
 
   if (!(k = rule_key(cgid, DET_RULE_OPEN))) return 0;
   len = bpf_probe_read_user_str(&k->data[RULE_HDR], DET_RULE_PATH_MAX, upath);
-  if (!(rule = rule_lookup(k, cgid, len))) return 0;
+  if (!(rule = rule_lookup(k, cgid, len, DET_RULE_OPEN))) return 0;
   action = kill_if(rule);
   if (!wanted(DET_EV_OPEN) && action == DET_ACT_NONE) return 0;
   if (action == DET_ACT_NONE && throttled(cgid, cg, DET_EV_OPEN)) return 0;

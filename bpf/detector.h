@@ -163,6 +163,10 @@ enum det_rule_kind {
   DET_RULE_OPEN = 2, /* a prefix of a path opened */
 };
 
+/* det_global_rules: cgroup 0 has destination rules (path rule kinds use
+ * bit 1 << their det_rule_kind). */
+#define DET_GLOBAL_DESTS (1u << 3)
+
 /* det_paths and det_dests values. */
 enum det_rule_action {
   DET_RULE_WATCH = 1, /* report */

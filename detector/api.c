@@ -306,10 +306,101 @@ static void serve_metrics(det_daemon *dd, httpd_req *req) {
   pthread_mutex_lock(&dd->table.mu);
   size_t n = dd->table.n;
   pthread_mutex_unlock(&dd->table.mu);
+  metrics_family(&b, "outpost_detector_rate_limit", "gauge",
+                 "Events per second each environment may report (--rate-limit, PUT /v1/limits); "
+                 "0: no limit.");
+  metrics_sample(&b, "outpost_detector_rate_limit", NULL, atomic_load(&dd->rate_limit));
   metrics_family(&b, "outpost_detector_environments", "gauge", "Environments watched.");
   metrics_sample(&b, "outpost_detector_environments", NULL, n);
   httpd_respond(req, 200, "text/plain; version=0.0.4", b.data, b.len, NULL, 0);
   ce_buf_cleanup(&b);
+}
+
+/* ------------------------------------------------------------ /v1/limits */
+
+static void limits_answer(det_daemon *dd, httpd_req *req) {
+  char out[64];
+  int n = snprintf(out, sizeof out, "{\"rate_limit\":%llu}\n",
+                   (unsigned long long)atomic_load(&dd->rate_limit));
+  httpd_respond(req, 200, "application/json", out, (size_t)n, NULL, 0);
+}
+
+/* The rate limit of a PUT body, {"rate_limit": N}: that member alone, once,
+ * an integer 0..DET_RATE_LIMIT_MAX, nothing after the object. -EINVAL with
+ * why and the member at fault in attr ("" when it is the body's shape). */
+static int limits_parse(const char *body, size_t len, uint64_t *out, char attr[64], char *why,
+                        size_t whylen) {
+  static const char shape[] = "the body must be one JSON object, {\"rate_limit\": N}";
+  /* NUL-terminated, so that cJSON can refuse what follows the object. */
+  char *text = body && !memchr(body, '\0', len) ? strndup(body, len) : NULL;
+  cJSON *j = text ? cJSON_ParseWithOpts(text, NULL, true) : NULL;
+  const cJSON *m, *v = NULL;
+  int n = 0;
+  free(text);
+  attr[0] = '\0';
+  if (!cJSON_IsObject(j)) {
+    snprintf(why, whylen, "%s", shape);
+    cJSON_Delete(j);
+    return -EINVAL;
+  }
+  cJSON_ArrayForEach(m, j) {
+    if (strcmp(m->string, "rate_limit") != 0) {
+      snprintf(attr, 64, "%.63s", m->string);
+      snprintf(why, whylen, "unknown member '%.60s' (known: rate_limit)", m->string);
+      cJSON_Delete(j);
+      return -EINVAL;
+    }
+    v = m;
+    n++;
+  }
+  snprintf(attr, 64, "rate_limit");
+  int rc = -EINVAL;
+  if (n != 1) {
+    snprintf(why, whylen, "rate_limit is required, once");
+  } else if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > DET_RATE_LIMIT_MAX ||
+             v->valuedouble != (double)(uint64_t)v->valuedouble) {
+    snprintf(why, whylen,
+             "rate_limit must be an integer from 0 (no limit) to %u: events per second per "
+             "environment",
+             DET_RATE_LIMIT_MAX);
+  } else {
+    *out = (uint64_t)v->valuedouble;
+    rc = 0;
+  }
+  cJSON_Delete(j);
+  return rc;
+}
+
+/* GET and PUT /v1/limits (after the admin token check): the per-environment
+ * rate limit in force, changed at once in the kernel side's .bss, without a
+ * reload. Validated before the kernel's absence is answered, as the
+ * policies are, so that a bad body gets its 400 with --no-bpf too. */
+static void serve_limits(det_daemon *dd, httpd_req *req) {
+  const char *method = httpd_method(req);
+  char why[200], attr[64];
+  uint64_t limit;
+  size_t len = 0;
+  const char *body = httpd_body(req, &len);
+  if (strcmp(method, "GET") == 0) {
+    limits_answer(dd, req);
+  } else if (strcmp(method, "PUT") != 0) {
+    static const char *const allow[] = {"Allow", "GET, PUT"};
+    httpd_respond_error(req, 405, "use GET or PUT", NULL, -1, allow, 1);
+  } else if (limits_parse(body, len, &limit, attr, why, sizeof why)) {
+    httpd_respond_error(req, 400, why, attr[0] ? attr : NULL, -1, NULL, 0);
+  } else if (!dd->bpf) {
+    httpd_respond_error(req, 503, "the kernel side is off (--no-bpf)", NULL, -1, NULL, 0);
+  } else {
+    /* Under the table's lock, so that two PUTs leave the kernel and the
+     * answer agreeing. */
+    pthread_mutex_lock(&dd->table.mu);
+    detector_bpf_rate_limit_set(dd->bpf, limit);
+    atomic_store(&dd->rate_limit, limit);
+    pthread_mutex_unlock(&dd->table.mu);
+    fprintf(stderr, "outpost detector: rate limit now %llu events/s per environment\n",
+            (unsigned long long)limit);
+    limits_answer(dd, req);
+  }
 }
 
 /* ------------------------------------------------------------ routing */
@@ -363,6 +454,8 @@ void detector__http(void *ctx, httpd_req *req) {
                           0);
   } else if (under(path, "/v1/environments") || under(path, "/v1/policies")) {
     if (admin_ok(dd, req)) detector__admin(dd, req, path);
+  } else if (strcmp(path, "/v1/limits") == 0) {
+    if (admin_ok(dd, req)) serve_limits(dd, req);
   } else {
     httpd_respond_error(req, 404, "no such path", NULL, -1, NULL, 0);
   }

@@ -406,12 +406,29 @@ int detector_bpf_unwatch(detector_bpf *d, uint64_t cgroup_id) {
   return rc ? rc : prc;
 }
 
+/* The det_global_rules bits of a policy for cgroup 0. */
+static uint32_t global_rules(const detector_policy *p) {
+  uint32_t bits = 0;
+  if (!p) return 0;
+  if (p->n_forbidden_binaries) bits |= 1u << DET_RULE_EXEC;
+  if (p->n_watched_prefixes || p->n_forbidden_prefixes) bits |= 1u << DET_RULE_OPEN;
+  if (p->n_forbidden_dests) bits |= DET_GLOBAL_DESTS;
+  return bits;
+}
+
 int detector_bpf_policy_set(detector_bpf *d, uint64_t cgroup_id, const detector_policy *p) {
+  volatile uint32_t *global = &d->skel->bss->det_global_rules;
+  uint32_t bits = global_rules(p);
   int rc;
 
   pthread_mutex_lock(&d->policy_lock);
+  /* Cgroup 0's rules are looked up only for the kinds its bits name: a bit
+   * is on before its first rule is in and off after its last is out, so
+   * that no rule is ever in the map unlooked-at (on failure both stay on). */
+  if (cgroup_id == 0) __atomic_store_n(global, *global | bits, __ATOMIC_SEQ_CST);
   rc = detector__policy_apply(bpf_map__fd(d->skel->maps.det_paths),
                               bpf_map__fd(d->skel->maps.det_dests), cgroup_id, p);
+  if (cgroup_id == 0 && rc == 0) __atomic_store_n(global, bits, __ATOMIC_SEQ_CST);
   pthread_mutex_unlock(&d->policy_lock);
   return map_rc(rc);
 }

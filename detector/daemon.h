@@ -18,6 +18,11 @@
 
 #define DET_NAME_MAX 64 /* a DNS label and its NUL */
 
+/* The largest per-environment rate limit, events per second, that
+ * --rate-limit and PUT /v1/limits take (INT32_MAX: far above what the ring
+ * carries, and exact in any JSON reader). */
+#define DET_RATE_LIMIT_MAX 2147483647u
+
 /* A policy as the admin API took it, owning its strings. */
 typedef struct det_policy {
   char **bins, **forbidden, **watched;
@@ -85,8 +90,10 @@ typedef struct det_daemon {
   detector_forkrate *forkrate;    /* used by the poll thread only */
   int fr_window_ms;
   uint32_t fr_threshold;
-  _Atomic uint64_t forkrate_events;   /* dev.outpost.process.forkrate events raised */
-  uint64_t rate_limit;                /* events per second per environment; 0: none */
+  _Atomic uint64_t forkrate_events; /* dev.outpost.process.forkrate events raised */
+  /* Events per second per environment, 0: none; what the kernel side was
+   * last given (--rate-limit, then PUT /v1/limits). */
+  _Atomic uint64_t rate_limit;
   detector_throttle *throttle;        /* noted by the poll thread, taken by the reports */
   _Atomic uint64_t throttled_reports; /* dev.outpost.detector.throttled events queued */
 } det_daemon;

@@ -59,10 +59,10 @@ static void usage(FILE *f) {
         "  --tenant-token T=TOK  tenant T's bearer token (repeatable)\n"
         "  --tokens-file FILE    more of them, one TENANT=TOKEN (or TENANT TOKEN) per line\n"
         "                        ('#' comments)\n"
-        "  --admin-token TOKEN   bearer token of /v1/environments and /v1/policies\n"
-        "                        (default $OUTPOST_ADMIN_TOKEN, which other users cannot\n"
-        "                        read; without either the admin API is open to whoever\n"
-        "                        reaches it)\n"
+        "  --admin-token TOKEN   bearer token of /v1/environments, /v1/policies and\n"
+        "                        /v1/limits (default $OUTPOST_ADMIN_TOKEN, which other\n"
+        "                        users cannot read; without either the admin API is open\n"
+        "                        to whoever reaches it)\n"
         "  --max-events N        events buffered for the broker (default 10000)\n"
         "  --max-buffer-bytes N  their bytes (default 16777216)\n"
         "  --batch-events N      events per batch (default 100)\n"
@@ -251,7 +251,7 @@ static int parse_flags(int argc, char **argv, det_flags *fl) {
       }
       fl->ring_wakeup_ms = v ? (int)v : -1;
     } else if (c == 'R') {
-      if (parse_size(optarg, &v) || v > INT32_MAX) {
+      if (parse_size(optarg, &v) || v > DET_RATE_LIMIT_MAX) {
         fprintf(stderr, "outpost detector: --rate-limit wants 0 to 2147483647, not '%s'\n", optarg);
         return 2;
       }
@@ -529,14 +529,15 @@ static void throttled_event(uint32_t env_id, const uint64_t counts[DETECTOR_KIND
     return;
   }
   detector_env de = {.node = dd->node, .environment = env.name, .tenant = env.tenant, .ns = env.ns};
-  int rc = detector_throttle_to_ce(&de, env_id, counts, dd->rate_limit, r->interval_ms,
-                                   r->now.tv_sec, (int32_t)r->now.tv_nsec, &ev, NULL);
+  uint64_t limit = atomic_load_explicit(&dd->rate_limit, memory_order_relaxed);
+  int rc = detector_throttle_to_ce(&de, env_id, counts, limit, r->interval_ms, r->now.tv_sec,
+                                   (int32_t)r->now.tv_nsec, &ev, NULL);
   if (rc) {
     detector_pub_drop(dd->pub, rc == -ENOMEM ? DETECTOR_DROP_NO_MEMORY : DETECTOR_DROP_INVALID, 1);
     return;
   }
   fprintf(stderr, "outpost detector: environment %s: %llu event(s) throttled (limit %llu/s)\n",
-          env.name, (unsigned long long)counts[0], (unsigned long long)dd->rate_limit);
+          env.name, (unsigned long long)counts[0], (unsigned long long)limit);
   atomic_fetch_add_explicit(&dd->throttled_reports, 1, memory_order_relaxed);
   detector_pub_push(dd->pub, ev, true, NULL); /* a refusal is counted inside */
 }

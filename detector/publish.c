@@ -169,6 +169,7 @@ int detector_pub_push(detector_pub *p, ce_event *ev, bool count, ce_err *err) {
     } else if (p->n + 1 > p->o.max_events || p->bytes + it->len > p->o.max_bytes) {
       rc = -ENOBUFS;
     } else {
+      bool was_empty = !p->head, was_short = p->bytes < p->o.batch_bytes;
       if (p->tail)
         p->tail->next = it;
       else
@@ -177,7 +178,14 @@ int detector_pub_push(detector_pub *p, ce_event *ev, bool count, ce_err *err) {
       p->n++;
       p->bytes += it->len;
       it = NULL;
-      pthread_cond_broadcast(&p->cv);
+      /* The thread is woken only when this push changes what it waits for:
+       * a first event (it then waits for the batch to fill), or the push
+       * that fills a batch. Any other push would wake it for nothing, a
+       * futex call and two context switches per event that a busy node
+       * pays on the workload's CPUs; a thread sending a batch looks at the
+       * queue again when the answer comes. */
+      if (was_empty || p->n == p->o.batch_events || (was_short && p->bytes >= p->o.batch_bytes))
+        pthread_cond_broadcast(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
   }

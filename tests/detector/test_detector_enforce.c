@@ -210,6 +210,45 @@ static void test_forbidden_destination_killed(void **state) {
   evlog_free(&log);
 }
 
+/* Cgroup 0's open and destination rules, which the kernel looks up only
+ * while det_global_rules says it has some: kill while set, nothing after. */
+static void test_global_open_and_destination(void **state) {
+  char prefix[300], path[320];
+  const char *pre[] = {prefix};
+  detector_dest dst = {.family = AF_INET, .addr = {127, 0, 0, 1}, .port = 4446};
+  detector_policy p = {.forbidden_prefixes = pre,
+                       .n_forbidden_prefixes = 1,
+                       .forbidden_dests = &dst,
+                       .n_forbidden_dests = 1};
+  evlog log = {0};
+  int status;
+
+  snprintf(prefix, sizeof prefix, "%s/gsecret", dir);
+  mkdir(prefix, 0755);
+  snprintf(path, sizeof path, "%s/f", prefix);
+  connect_port = 4446;
+  EXPECT_RC(detector_bpf_policy_set(d, 0, &p), 0);
+  status = reap(spawn_in(&cg, open_child, path));
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  status = reap(spawn_in(&cg, connect_child, NULL));
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  /* Only the destination left: the open is allowed, the connect is not. */
+  p.n_forbidden_prefixes = 0;
+  EXPECT_RC(detector_bpf_policy_set(d, 0, &p), 0);
+  status = reap(spawn_in(&cg, open_child, path));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  status = reap(spawn_in(&cg, connect_child, NULL));
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_RC(detector_bpf_policy_set(d, 0, NULL), 0);
+  pid_t pid = spawn_in(&cg, connect_child, NULL);
+  status = reap(pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  unlink(path);
+  rmdir(prefix);
+  poll_until_exit(d, &log, pid); /* the ring read up to here */
+  evlog_free(&log);
+}
+
 static void test_policy_errors(void **state) {
   char longp[DETECTOR_RULE_PATH_MAX + 2];
   const char *bins[] = {longp};
@@ -236,6 +275,7 @@ int main(void) {
       T(test_global_policy),
       T(test_forbidden_prefix_open_killed),
       T(test_forbidden_destination_killed),
+      T(test_global_open_and_destination),
       T(test_policy_errors),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -9,6 +9,8 @@ Two suites, chosen by the second argument:
       source, subject, extensions and data the README promises;
     - no token, a malformed one, an unknown one: 401; another tenant's: 403;
       bad bodies: 400 with a reason; too large: 413; nothing of them arrives;
+    - GET/PUT /v1/limits: the admin token (401), 400 naming the member and
+      the rule for a bad body, 503 for a good one (no kernel), 405;
     - the broker stopped: events are kept (retries counted) and all arrive,
       in order, once it is back; a full buffer answers 429, counted;
     - against a scripted fake ingress: Retry-After is honoured, a 400 naming
@@ -33,6 +35,9 @@ Two suites, chosen by the second argument:
       calls made, in /metrics), a dev.outpost.detector.throttled event per
       period names the environment and its counts, and another environment's
       execs meanwhile all arrive (and it gets no throttled event);
+    - the limit changed at run time (PUT /v1/limits: off, 100, off again)
+      applies at once: a setuid flood is all reported, then cut, then all
+      reported again;
     - a fork bomb whose forks are nearly all throttled (--rate-limit 20) still
       raises dev.outpost.process.forkrate: throttled forks count.
   kafka    (no root; needs kcat and tests/broker's kafka_mock tool)
@@ -62,6 +67,7 @@ import time
 import unittest
 import urllib.parse
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
 from outpost_test import free_port  # noqa: E402
 
@@ -496,6 +502,49 @@ class PublishTest(Case):
         st, body = d.admin("GET", "/v1/environments")
         self.assertEqual((st, body), (200, {"environments": []}))
 
+    def test_limits_bodies_are_checked(self):
+        d = self.detector(self.broker_url, "--rate-limit", "777")  # no broker needed
+        self.assertEqual(d.admin("GET", "/v1/limits"), (200, {"rate_limit": 777}))
+        self.assertEqual(d.metrics()["outpost_detector_rate_limit"], 777)
+        rule = "integer from 0 (no limit) to 2147483647"
+        bad = [
+            ({"rate_limit": -1}, "rate_limit", rule),
+            ({"rate_limit": 2147483648}, "rate_limit", rule),
+            ({"rate_limit": 1e300}, "rate_limit", rule),
+            ({"rate_limit": 1.5}, "rate_limit", rule),
+            ({"rate_limit": "100"}, "rate_limit", rule),
+            ({"rate_limit": None}, "rate_limit", rule),
+            ({"rate_limit": True}, "rate_limit", rule),
+            ({}, "rate_limit", "required"),
+            ('{"rate_limit": 1, "rate_limit": 2}', "rate_limit", "once"),
+            ({"rate_limit": 5, "burst": 1}, "burst", "unknown member"),
+            ([5], None, "one JSON object"),
+            ('{"rate_limit": 5} x', None, "one JSON object"),
+            ("", None, "one JSON object"),
+        ]
+        for body, attr, reason in bad:
+            with self.subTest(body=body):
+                st, err = d.admin("PUT", "/v1/limits", body)
+                self.assertEqual(st, 400, err)
+                self.assertIn(reason, err["error"])
+                self.assertEqual(err.get("attribute"), attr, err)
+        # Valid, but --no-bpf has no kernel to put it in: the value is unchanged.
+        st, err = d.admin("PUT", "/v1/limits", {"rate_limit": 0})
+        self.assertEqual(st, 503, err)
+        st, err = d.admin("PUT", "/v1/limits", ' {"rate_limit": 2147483647}\n')
+        self.assertEqual(st, 503, err)
+        self.assertEqual(d.admin("GET", "/v1/limits"), (200, {"rate_limit": 777}))
+        for method in ("GET", "PUT"):
+            r, _ = d.request(method, "/v1/limits", json.dumps({"rate_limit": 5}))
+            self.assertEqual(r.status, 401)  # no admin token
+            r, _ = d.request(method, "/v1/limits", json.dumps({"rate_limit": 5}),
+                             {"Authorization": "Bearer not-the-token"})
+            self.assertEqual(r.status, 401)
+        st, _ = d.admin("DELETE", "/v1/limits")
+        self.assertEqual(st, 405)
+        st, _ = d.admin("GET", "/v1/limits/x")
+        self.assertEqual(st, 404)
+
     def test_broker_down_events_kept_then_delivered_in_order(self):
         sub = self.subscriber()
         b = self.broker(sub)
@@ -888,6 +937,48 @@ class KernelTest(Case):
         self.assertEqual(throttled_events("env-quiet"), [])
         self.assertEqual(d.metrics()["outpost_detector_throttled_reports_total"],
                          len(throttled_events("env-flood")))
+
+    def test_rate_limit_changed_at_run_time(self):
+        sub = self.subscriber()
+        self.broker(sub)
+        d = self.detector(None, "--rate-limit", "0", kernel=True)
+        flood = self.cgroup("thr-runtime")
+        self.setup_env(d, "env-rt", flood)
+        calls = 3000
+
+        def setuid_flood():
+            f = in_cgroup(flood, sys.executable, "-c",
+                          f"import os\nfor _ in range({calls}): os.setuid(0)")
+            self.assertEqual(f.wait(timeout=60), 0)
+
+        def counts(want):
+            def settled():
+                m = d.metrics()
+                got = (m['outpost_detector_kernel_events_total{kind="setuid"}'],
+                       m['outpost_detector_throttled_events_total{kind="setuid"}'],
+                       m['outpost_detector_ring_drops_total{kind="setuid"}'])
+                return sum(got) == want and got
+            return self.wait_until(settled, f"read + throttled + ring drops == {want}")
+
+        # Off: every call is reported.
+        setuid_flood()
+        read, throttled, _ = counts(calls)
+        self.assertEqual(throttled, 0)
+        # 100 a second from now on, without a restart: the flood is cut.
+        self.assertEqual(d.admin("PUT", "/v1/limits", {"rate_limit": 100}),
+                         (200, {"rate_limit": 100}))
+        self.assertEqual(d.admin("GET", "/v1/limits"), (200, {"rate_limit": 100}))
+        self.assertEqual(d.metrics()["outpost_detector_rate_limit"], 100)
+        setuid_flood()
+        read2, throttled2, _ = counts(2 * calls)
+        self.assertGreater(throttled2, calls // 2)
+        self.assertLessEqual(read2 - read, 100 * 3)  # a few seconds' budget at most
+        # Off again: nothing more is throttled.
+        self.assertEqual(d.admin("PUT", "/v1/limits", {"rate_limit": 0}),
+                         (200, {"rate_limit": 0}))
+        setuid_flood()
+        _, throttled3, _ = counts(3 * calls)
+        self.assertEqual(throttled3, throttled2)
 
     def test_throttled_fork_bomb_still_raises_forkrate(self):
         sub = self.subscriber()
