@@ -60,6 +60,9 @@ static void usage(FILE *f) {
         "  --namespace NS          the tenants' namespace (default labs)\n"
         "  --node-post-service HOST:PORT  every address HOST resolves to (a headless\n"
         "                          Service) is a node post on PORT; re-resolved every 10 s\n"
+        "  --node-post-forget S    a node post the Service has not given for S seconds\n"
+        "                          (default 900; keep it above a claim's 180) may give its\n"
+        "                          place to a new address\n"
         "node (the warm pool):\n"
         "  --node NAME             this node (required)\n"
         "  --namespace NS          a namespace hosted here, with its ns post (repeatable;\n"
@@ -181,75 +184,118 @@ int post_write_file(const char *path, const char *data, size_t len) {
 
 /* ------------------------------------------------------------- client */
 
+/* Requests sent side by side, waited for together: left counts those not
+ * ended yet. */
 typedef struct call_wait {
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  bool done;
-  post_answer *out;
+  size_t left;
 } call_wait;
 
+typedef struct call_slot {
+  call_wait *w;
+  post_answer *out;
+} call_slot;
+
 static void call_done(void *opaque, const httpc_result *res) {
-  call_wait *w = opaque;
-  pthread_mutex_lock(&w->mu);
-  w->out->error = res->error;
-  w->out->status = res->status;
-  w->out->retry_after_ms = res->retry_after_ms;
-  if (!res->error && ce_buf_append(&w->out->body, res->body, res->body_len))
-    w->out->error = -ENOMEM;
-  w->done = true;
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
+  call_slot *s = opaque;
+  post_answer *out = s->out;
+  out->error = res->error;
+  out->status = res->status;
+  out->retry_after_ms = res->retry_after_ms;
+  if (!res->error && ce_buf_append(&out->body, res->body, res->body_len)) out->error = -ENOMEM;
+  pthread_mutex_lock(&s->w->mu);
+  if (--s->w->left == 0) pthread_cond_signal(&s->w->cv);
+  pthread_mutex_unlock(&s->w->mu);
 }
 
 void post_answer_cleanup(post_answer *a) {
   ce_buf_cleanup(&a->body);
 }
 
-int post_call(post *p, const char *method, const char *url, const ce_kv *hdrs, size_t n_hdrs,
-              const char *body, size_t len, long timeout_ms, post_answer *out) {
-  memset(out, 0, sizeof *out);
-  ce_buf_init(&out->body);
-  call_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, out};
+/* The same request to each of n URLs, all sent before any is waited for, so
+ * that the slowest answer bounds the wait rather than the sum of them; out[i]
+ * as post_call's out. */
+static void call_each(post *p, const char *method, const char *const *urls, size_t n,
+                      const ce_kv *hdrs, size_t n_hdrs, const char *body, size_t len,
+                      long timeout_ms, post_answer *out) {
+  call_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+  call_slot one, *slots = n > 1 ? calloc(n, sizeof *slots) : &one;
   ce_kv json = {"Content-Type", 12, "application/json", 16};
   if (body && n_hdrs == 0) {
     hdrs = &json;
     n_hdrs = 1;
   }
-  int rc =
-      httpc_send(p->c, method, url, hdrs, n_hdrs, body, body ? len : 0, timeout_ms, call_done, &w);
-  if (rc) {
-    out->error = rc;
-  } else {
-    pthread_mutex_lock(&w.mu);
-    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
+  for (size_t i = 0; i < n; i++) {
+    memset(&out[i], 0, sizeof out[i]);
+    ce_buf_init(&out[i].body);
+    if (!slots) out[i].error = -ENOMEM;
   }
+  for (size_t i = 0; slots && i < n; i++) {
+    slots[i] = (call_slot){&w, &out[i]};
+    pthread_mutex_lock(&w.mu);
+    w.left++;
+    pthread_mutex_unlock(&w.mu);
+    int rc = httpc_send(p->c, method, urls[i], hdrs, n_hdrs, body, body ? len : 0, timeout_ms,
+                        call_done, &slots[i]);
+    if (rc) {
+      out[i].error = rc;
+      pthread_mutex_lock(&w.mu);
+      w.left--;
+      pthread_mutex_unlock(&w.mu);
+    }
+  }
+  pthread_mutex_lock(&w.mu);
+  while (w.left) pthread_cond_wait(&w.cv, &w.mu);
+  pthread_mutex_unlock(&w.mu);
   pthread_mutex_destroy(&w.mu);
   pthread_cond_destroy(&w.cv);
-  /* Callers read the body as a string. */
-  if (ce_buf_append(&out->body, "", 1) == 0) out->body.len--;
+  if (slots != &one) free(slots);
+  /* Callers read the bodies as strings. */
+  for (size_t i = 0; i < n; i++)
+    if (ce_buf_append(&out[i].body, "", 1) == 0) out[i].body.len--;
+}
+
+int post_call(post *p, const char *method, const char *url, const ce_kv *hdrs, size_t n_hdrs,
+              const char *body, size_t len, long timeout_ms, post_answer *out) {
+  call_each(p, method, &url, 1, hdrs, n_hdrs, body, len, timeout_ms, out);
   return out->error;
+}
+
+void post_call_json_each(post *p, const char *method, const char *const *urls, size_t n,
+                         const cJSON *body, long timeout_ms, long *status, cJSON **json) {
+  post_answer one, *a = n > 1 ? calloc(n, sizeof *a) : &one;
+  if (!a) {
+    for (size_t i = 0; i < n; i++) {
+      status[i] = -ENOMEM;
+      json[i] = NULL;
+    }
+    return;
+  }
+  char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+  /* Posts call each other with the internal token, when there is one. */
+  char auth[300];
+  ce_kv hdrs[2] = {{"Content-Type", 12, "application/json", 16}};
+  size_t nh = text ? 1 : 0;
+  if (p->cfg.internal_token) {
+    int len = snprintf(auth, sizeof auth, "Bearer %s", p->cfg.internal_token);
+    hdrs[nh++] = (ce_kv){"Authorization", 13, auth, (size_t)len};
+  }
+  call_each(p, method, urls, n, nh ? hdrs : NULL, nh, text, text ? strlen(text) : 0, timeout_ms, a);
+  free(text);
+  for (size_t i = 0; i < n; i++) {
+    status[i] = a[i].error ? a[i].error : a[i].status;
+    json[i] =
+        !a[i].error && a[i].body.len ? cJSON_ParseWithLength(a[i].body.data, a[i].body.len) : NULL;
+    post_answer_cleanup(&a[i]);
+  }
+  if (a != &one) free(a);
 }
 
 long post_call_json(post *p, const char *method, const char *url, const cJSON *body,
                     long timeout_ms, cJSON **json) {
-  char *text = body ? cJSON_PrintUnformatted(body) : NULL;
-  post_answer a;
-  *json = NULL;
-  /* Posts call each other with the internal token, when there is one. */
-  char auth[300];
-  ce_kv hdrs[2] = {{"Content-Type", 12, "application/json", 16}};
-  size_t n = text ? 1 : 0;
-  if (p->cfg.internal_token) {
-    int len = snprintf(auth, sizeof auth, "Bearer %s", p->cfg.internal_token);
-    hdrs[n++] = (ce_kv){"Authorization", 13, auth, (size_t)len};
-  }
-  int rc =
-      post_call(p, method, url, n ? hdrs : NULL, n, text, text ? strlen(text) : 0, timeout_ms, &a);
-  free(text);
-  long status = rc ? rc : a.status;
-  if (!rc && a.body.len) *json = cJSON_ParseWithLength(a.body.data, a.body.len);
-  post_answer_cleanup(&a);
+  long status;
+  post_call_json_each(p, method, &url, 1, body, timeout_ms, &status, json);
   return status;
 }
 
@@ -493,6 +539,7 @@ static const struct option longopts[] = {{"tier", required_argument, NULL, 't'},
                                          {"no-ns-posts", no_argument, NULL, 'O'},
                                          {"node-post-service", required_argument, NULL, 'S'},
                                          {"internal-token", required_argument, NULL, 'I'},
+                                         {"node-post-forget", required_argument, NULL, 'F'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
 
@@ -505,6 +552,7 @@ static int parse_flags(int argc, char **argv, post_cfg *cfg) {
   cfg->port = 8090;
   cfg->quota = 3;
   cfg->max_envs = 20;
+  cfg->node_forget_s = 900;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
     int bad = 0;
@@ -597,6 +645,9 @@ static int parse_flags(int argc, char **argv, post_cfg *cfg) {
     case 'S':
       cfg->node_post_service = optarg;
       bad = !strrchr(optarg, ':') ? -EINVAL : 0;
+      break;
+    case 'F':
+      bad = parse_num(optarg, 86400, &v) || v < 1 ? -EINVAL : (cfg->node_forget_s = v, 0);
       break;
     case 'h':
       usage(stdout);

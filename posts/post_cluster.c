@@ -36,6 +36,7 @@
 #define PROGRESS_BEAT_MS   15000  /* a comment line on a quiet progress stream this often */
 #define CLAIM_STRIPES      16     /* claim locks; a tenant always takes the same one */
 #define DISCOVER_MS        10000  /* --node-post-service is resolved again this often */
+#define MAX_NODES          256    /* node posts known at once (flags and discovery) */
 
 typedef enum lab_state { LAB_PENDING, LAB_READY, LAB_FAILED } lab_state;
 
@@ -60,10 +61,12 @@ typedef struct cluster_post {
   /* The node posts' base URLs. Only ever appended to (a claim in flight
    * keeps its node's index), each written before n_nodes counts it; one
    * --node-post-service no longer resolves to is marked gone, and skipped. */
-  char nodes[POST_MAX_REPEATED][256];
+  char nodes[MAX_NODES][256];
   _Atomic size_t n_nodes;
-  _Atomic bool gone[POST_MAX_REPEATED];
+  _Atomic bool gone[MAX_NODES];
+  int64_t gone_ms[MAX_NODES];    /* since when (monotonic), for reuse; the discovery thread's */
   _Atomic bool discover_failing; /* the last resolution failed (said once per outage) */
+  bool table_full_said;          /* the discovery thread's: a full table said once */
   pthread_t discover;
   bool discovering, stopping; /* stopping: under mu, signalled on stop_cv */
   pthread_cond_t stop_cv;
@@ -99,6 +102,26 @@ static size_t nodes_live(cluster_post *cp) {
   return live;
 }
 
+/* A place among the first n whose node post has been gone --node-post-forget
+ * seconds and that no cold start remembers (seen: taken in this pass), or n.
+ * Node posts come back with new addresses when their pods are replaced:
+ * without reuse a few dozen rollouts would fill the table. The time is
+ * longer than a claim's request (3 minutes) so that no request still reads
+ * the old URL when it is rewritten. */
+static size_t reusable_node(post *p, cluster_post *cp, size_t n, const bool *seen, int64_t now) {
+  for (size_t i = 0; i < n; i++) {
+    if (seen[i] || !atomic_load(&cp->gone[i]) || now - cp->gone_ms[i] < p->cfg.node_forget_s * 1000)
+      continue;
+    bool remembered = false;
+    pthread_mutex_lock(&cp->mu);
+    for (size_t k = 0; k < MAX_PENDING && !remembered; k++)
+      remembered = cp->pending[k].used && cp->pending[k].node == (int)i;
+    pthread_mutex_unlock(&cp->mu);
+    if (!remembered) return i;
+  }
+  return n;
+}
+
 /* Resolves --node-post-service HOST:PORT once: new addresses are added,
  * those it no longer gives are marked gone (and back when they return). */
 static void discover_once(post *p, cluster_post *cp) {
@@ -116,8 +139,9 @@ static void discover_once(post *p, cluster_post *cp) {
   }
   if (atomic_exchange(&cp->discover_failing, false))
     post_log(p, "--node-post-service %s resolves again", spec);
-  bool seen[POST_MAX_REPEATED] = {0};
+  bool seen[MAX_NODES] = {0};
   size_t n = nodes_n(cp);
+  int64_t now = post_now_ms();
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
     char ip[64], url[256];
     if (getnameinfo(ai->ai_addr, ai->ai_addrlen, ip, sizeof ip, NULL, 0, NI_NUMERICHOST)) continue;
@@ -126,17 +150,34 @@ static void discover_once(post *p, cluster_post *cp) {
     size_t i = 0;
     while (i < n && strcmp(cp->nodes[i], url)) i++;
     if (i == n) {
-      if (n == POST_MAX_REPEATED) continue;
-      snprintf(cp->nodes[n], sizeof cp->nodes[n], "%s", url);
-      atomic_store_explicit(&cp->n_nodes, ++n, memory_order_release);
-      post_log(p, "node post found at %s", url);
+      i = reusable_node(p, cp, n, seen, now);
+      if (i < n) {
+        post_log(p, "node post found at %s (in the place of %s, gone %lld s)", url, cp->nodes[i],
+                 (long long)(now - cp->gone_ms[i]) / 1000);
+        /* Still gone while rewritten: no request reads a gone node's URL. */
+        snprintf(cp->nodes[i], sizeof cp->nodes[i], "%s", url);
+      } else if (n == MAX_NODES) {
+        if (!cp->table_full_said)
+          post_log(p,
+                   "node post %s not added: %d node posts are known already, none gone for "
+                   "%ld s (said once)",
+                   url, MAX_NODES, p->cfg.node_forget_s);
+        cp->table_full_said = true;
+        continue;
+      } else {
+        snprintf(cp->nodes[n], sizeof cp->nodes[n], "%s", url);
+        atomic_store_explicit(&cp->n_nodes, ++n, memory_order_release);
+        post_log(p, "node post found at %s", url);
+      }
     }
     seen[i] = true;
   }
   freeaddrinfo(res);
   for (size_t i = 0; i < n; i++) {
-    if (atomic_exchange(&cp->gone[i], !seen[i]) != !seen[i])
+    if (atomic_exchange(&cp->gone[i], !seen[i]) != !seen[i]) {
+      if (!seen[i]) cp->gone_ms[i] = now;
       post_log(p, "node post %s %s", cp->nodes[i], seen[i] ? "is back" : "is gone");
+    }
   }
 }
 
@@ -457,28 +498,68 @@ static bool is_lab(const cJSON *env) {
   return st && t && *t && strcmp(st, "warm") && strcmp(st, "removing");
 }
 
+/* GETs path from every node post not gone (nor skipped: skip may be NULL),
+ * side by side, so that one slow node post delays a request by its own
+ * answer time and not by the sum over nodes: st[i] and j[i] (the caller
+ * deletes) for node i, 0 and NULL for one not asked. Returns the node
+ * count. */
+static size_t ask_nodes(post *p, const char *path, const bool *skip, long timeout_ms, long *st,
+                        cJSON **j) {
+  cluster_post *cp = p->tier_state;
+  size_t n = nodes_n(cp), k = 0;
+  for (size_t i = 0; i < n; i++) {
+    st[i] = 0;
+    j[i] = NULL;
+  }
+  /* The URLs, then the indexes, answers and statuses of those asked. */
+  char(*urls)[512] = calloc(n ? n : 1, sizeof *urls);
+  const char **u = calloc(n ? n : 1, sizeof *u);
+  size_t *idx = calloc(n ? n : 1, sizeof *idx);
+  long *kst = calloc(n ? n : 1, sizeof *kst);
+  cJSON **kj = calloc(n ? n : 1, sizeof *kj);
+  if (!urls || !u || !idx || !kst || !kj) {
+    for (size_t i = 0; i < n; i++) st[i] = -ENOMEM; /* said as a node post not answering */
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      if (node_gone(cp, i) || (skip && skip[i])) continue;
+      snprintf(urls[k], sizeof urls[k], "%s%s", cp->nodes[i], path);
+      u[k] = urls[k];
+      idx[k++] = i;
+    }
+    if (k) post_call_json_each(p, "GET", u, k, NULL, timeout_ms, kst, kj);
+    for (size_t x = 0; x < k; x++) {
+      st[idx[x]] = kst[x];
+      j[idx[x]] = kj[x];
+    }
+  }
+  free(urls);
+  free(u);
+  free(idx);
+  free(kst);
+  free(kj);
+  return n;
+}
+
 /* The labs of tenant (NULL: all) and of template tpl (NULL: any) on every
  * node into arr (may be NULL: only counted). *down counts the node posts
  * that did not answer. */
 static long list_labs(post *p, const char *tenant, const char *tpl, cJSON *arr, size_t *down) {
-  cluster_post *cp = p->tier_state;
-  long n = 0;
+  long n = 0, st[MAX_NODES];
+  cJSON *j[MAX_NODES], *e;
+  char path[128];
+  snprintf(path, sizeof path, "/v1/environments%s%s", tenant ? "?tenant=" : "",
+           tenant ? tenant : "");
   *down = 0;
-  for (size_t i = 0, n_nodes = nodes_n(cp); i < n_nodes; i++) {
-    if (node_gone(cp, i)) continue;
-    char url[512];
-    cJSON *j = NULL, *e;
-    snprintf(url, sizeof url, "%s/v1/environments%s%s", cp->nodes[i], tenant ? "?tenant=" : "",
-             tenant ? tenant : "");
-    long st = post_call_json(p, "GET", url, NULL, 3000, &j);
-    if (st != 200) (*down)++;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "environments")) {
+  for (size_t i = 0, n_nodes = ask_nodes(p, path, NULL, 3000, st, j); i < n_nodes; i++) {
+    if (!st[i]) continue; /* gone */
+    if (st[i] != 200) (*down)++;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j[i], "environments")) {
       const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "template"));
       if (!is_lab(e) || (tpl && (!t || strcmp(t, tpl)))) continue;
       n++;
       if (arr) cJSON_AddItemToArray(arr, lab_of(cJSON_Duplicate(e, 1)));
     }
-    cJSON_Delete(j);
+    cJSON_Delete(j[i]);
   }
   return n;
 }
@@ -487,46 +568,43 @@ static long list_labs(post *p, const char *tenant, const char *tpl, cJSON *arr, 
  * its node index and *env (caller frees); -1 not found (another tenant's
  * neither), -2 not found but a node post did not answer. */
 static int lookup_lab(post *p, const char *caller, const char *tpl, const char *name, cJSON **env) {
-  cluster_post *cp = p->tier_state;
   size_t down = 0;
+  long st[MAX_NODES];
+  cJSON *j[MAX_NODES];
+  char path[128];
+  int found = -1;
   *env = NULL;
   if (!post_valid_name(name)) return -1;
-  for (size_t i = 0, n_nodes = nodes_n(cp); i < n_nodes; i++) {
-    if (node_gone(cp, i)) continue;
-    char url[512];
-    cJSON *j = NULL;
-    snprintf(url, sizeof url, "%s/v1/environments/%s", cp->nodes[i], name);
-    long st = post_call_json(p, "GET", url, NULL, 3000, &j);
-    const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "tenant"));
-    const char *jt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "template"));
-    if (st == 200 && is_lab(j) && t && (!*caller || !strcmp(t, caller)) && jt && !strcmp(jt, tpl)) {
-      *env = j;
-      return (int)i;
+  snprintf(path, sizeof path, "/v1/environments/%s", name);
+  for (size_t i = 0, n_nodes = ask_nodes(p, path, NULL, 3000, st, j); i < n_nodes; i++) {
+    const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j[i], "tenant"));
+    const char *jt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j[i], "template"));
+    if (found < 0 && st[i] == 200 && is_lab(j[i]) && t && (!*caller || !strcmp(t, caller)) && jt &&
+        !strcmp(jt, tpl)) {
+      *env = j[i];
+      found = (int)i;
+      continue;
     }
-    down += st != 200 && st != 404;
-    cJSON_Delete(j);
+    down += st[i] && st[i] != 200 && st[i] != 404;
+    cJSON_Delete(j[i]);
   }
-  return down ? -2 : -1;
+  return found >= 0 ? found : down ? -2 : -1;
 }
 
 /* The node with the most free capacity, -1 when none answers or has room;
  * skip[i] marks nodes that already failed this claim. *warm: the chosen
  * node's warm environments of tpl. */
 static int place(post *p, const char *tpl, const bool *skip, bool *any_answered, double *warm_out) {
-  cluster_post *cp = p->tier_state;
   int best = -1;
   double best_free = 0, best_warm = 0;
-  for (size_t i = 0, n_nodes = nodes_n(cp); i < n_nodes; i++) {
-    if (node_gone(cp, i)) continue;
-    char url[512];
-    cJSON *j = NULL;
-    if (skip[i]) continue;
-    snprintf(url, sizeof url, "%s/v1/capacity", cp->nodes[i]);
-    if (post_call_json(p, "GET", url, NULL, 2000, &j) == 200) {
+  long st[MAX_NODES];
+  cJSON *j[MAX_NODES];
+  for (size_t i = 0, n_nodes = ask_nodes(p, "/v1/capacity", skip, 2000, st, j); i < n_nodes; i++) {
+    if (st[i] == 200) {
       *any_answered = true;
-      double fr = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "free"));
+      double fr = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j[i], "free"));
       const cJSON *w =
-          cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "warm"), tpl);
+          cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j[i], "warm"), tpl);
       double warm = cJSON_IsNumber(w) ? w->valuedouble : 0;
       /* Most free slots; a warm environment breaks ties (a faster claim). */
       if (fr >= 1 && (best < 0 || fr > best_free || (fr == best_free && warm > best_warm))) {
@@ -535,7 +613,7 @@ static int place(post *p, const char *tpl, const bool *skip, bool *any_answered,
         best_warm = warm;
       }
     }
-    cJSON_Delete(j);
+    cJSON_Delete(j[i]);
   }
   *warm_out = best_warm;
   return best;
@@ -799,7 +877,7 @@ static int claim_cold(post *p, httpd_req *req, int node, const char *tenant, con
  * there, 202 for a cold start. Under the tenant's claim_mu. */
 static void claim_on_best(post *p, httpd_req *req, const char *tenant, const char *tpl) {
   cluster_post *cp = p->tier_state;
-  bool skip[POST_MAX_REPEATED] = {false}, answered = false;
+  bool skip[MAX_NODES] = {false}, answered = false;
   cJSON *body = cJSON_CreateObject();
   cJSON_AddStringToObject(body, "template", tpl);
   cJSON_AddStringToObject(body, "tenant", tenant);
@@ -891,20 +969,19 @@ static void serve_templates(post *p, httpd_req *req) {
   cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray(), *t;
   cJSON *warm = cJSON_CreateObject();
   size_t down = 0;
-  for (size_t i = 0, n_nodes = nodes_n(cp); i < n_nodes; i++) {
-    if (node_gone(cp, i)) continue;
-    char url[512];
-    cJSON *j = NULL, *w;
-    snprintf(url, sizeof url, "%s/v1/capacity", cp->nodes[i]);
-    if (post_call_json(p, "GET", url, NULL, 2000, &j) != 200) down++;
-    cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(j, "warm")) {
-      cJSON *have = cJSON_GetObjectItemCaseSensitive(warm, w->string);
+  long st[MAX_NODES];
+  cJSON *j[MAX_NODES], *nw;
+  for (size_t i = 0, n_nodes = ask_nodes(p, "/v1/capacity", NULL, 2000, st, j); i < n_nodes; i++) {
+    if (!st[i]) continue; /* gone */
+    if (st[i] != 200) down++;
+    cJSON_ArrayForEach(nw, cJSON_GetObjectItemCaseSensitive(j[i], "warm")) {
+      cJSON *have = cJSON_GetObjectItemCaseSensitive(warm, nw->string);
       if (have)
-        cJSON_SetNumberValue(have, have->valuedouble + w->valuedouble);
+        cJSON_SetNumberValue(have, have->valuedouble + nw->valuedouble);
       else
-        cJSON_AddNumberToObject(warm, w->string, w->valuedouble);
+        cJSON_AddNumberToObject(warm, nw->string, nw->valuedouble);
     }
-    cJSON_Delete(j);
+    cJSON_Delete(j[i]);
   }
   cJSON_ArrayForEach(t, cp->templates) {
     cJSON *c = cJSON_Duplicate(t, 1);

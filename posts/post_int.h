@@ -59,8 +59,9 @@ typedef struct post_cfg {
   const char *kube_ns_prefix;    /* node, kubernetes: prefix of the lab namespaces ("") */
   bool no_ns_posts;              /* node: the ns posts run elsewhere (own containers) */
   const char *node_post_service; /* cluster: HOST:PORT whose every address is a node post */
-  const char *internal_token;    /* the posts' bearer token among themselves (node and ns
-                                    posts' /v1/ APIs); NULL: none asked for */
+  long node_forget_s;         /* cluster: a node post gone this long gives its place to a new one */
+  const char *internal_token; /* the posts' bearer token among themselves (node and ns
+                                 posts' /v1/ APIs); NULL: none asked for */
 } post_cfg;
 
 typedef struct post post;
@@ -126,6 +127,10 @@ void post_answer_cleanup(post_answer *a);
  * errno when nothing answered. */
 long post_call_json(post *p, const char *method, const char *url, const cJSON *body,
                     long timeout_ms, cJSON **json);
+/* post_call_json to each of n URLs side by side: all are sent before any is waited for, so the
+ * slowest answer bounds the wait, not the sum. status[i] and json[i] as post_call_json's. */
+void post_call_json_each(post *p, const char *method, const char *const *urls, size_t n,
+                         const cJSON *body, long timeout_ms, long *status, cJSON **json);
 
 /* ---------------------------------------------------------- answers */
 
