@@ -7,7 +7,10 @@
 # fresh cgroup2 directory: an exec storm (fork + exec /bin/true + wait) and a
 # system-call loop (open of a watched prefix, open of another path, connect
 # to a closed port on 127.0.0.1, setuid no-op, getppid: three reported events
-# a round out of nine calls). Each round times both without the detector,
+# a round out of nine calls; the worst case), and a third, an ordinary
+# system-call-heavy program (pread, pwrite, stat, getpid, mmap, munmap,
+# none reported, and an open of a watched path every 64th round: one
+# reported call in 386). Each round times the three without the detector,
 # and with it running and the cgroup watched (PUT /v1/environments with
 # cgroupPath, the prefix watched by policy), and, with it running, both in
 # a second cgroup it does not watch. Runs without the detector come before
@@ -24,6 +27,18 @@
 # `outpost broker` (embedded log, no triggers) that runs throughout, with or
 # without the detector, so its work when events arrive is in the ratio:
 # that is what a node pays when broker and detector share it.
+#
+# The kernel side's own cost, in the workload's context. Wall ratios on a
+# shared 2-vCPU VM spread wider than a few percent, so each round also runs
+# each workload once more, watched, with kernel.bpf_stats_enabled=1 (set
+# only around these runs, which are not in the ratios): the run time and
+# run count of the detector's programs (read from /proc/PID/fdinfo of its
+# program fds) over the run, divided by the workload's CPU time without the
+# detector in the same round. That is the part of the slowdown paid inside
+# the workload's own system calls, and it does not depend on the
+# neighbours. It leaves out the tracepoint path's own entry cost and the
+# ring buffer's wake-ups (not counted in run_time_ns), and includes the
+# stats' own two clock reads per run.
 #
 # Sustained events/s. A fresh detector, one watched cgroup, and setuid
 # no-ops paced at a growing rate (doubling, BENCH_STEP seconds each): setuid
@@ -44,6 +59,8 @@
 # Environment: OUTPOST=path to an outpost binary (default: build Release into
 # build-bench), BENCH_ROUNDS (default 7), BENCH_EXECS (exec storm size,
 # default 2000), BENCH_SYSCALLS (rounds of the loop, default 200000),
+# BENCH_MIX (rounds of the ordinary program, default 100000), BENCH_BPF_STATS
+# (0: no kernel-side runs),
 # BENCH_STEP (seconds per ramp step, default 4), BENCH_DETECTOR_ARGS (more
 # flags for `outpost detector`, e.g. "--ring-wakeup-ms 0" or "--rate-limit
 # 0"; the ramp always runs with --rate-limit 0). A/B in one run:
@@ -60,11 +77,13 @@ set -euo pipefail
 rounds=${BENCH_ROUNDS:-7}
 execs=${BENCH_EXECS:-2000}
 syscalls=${BENCH_SYSCALLS:-200000}
+mix=${BENCH_MIX:-100000}
 step=${BENCH_STEP:-4}
+bpf_stats=${BENCH_BPF_STATS:-1}
 
-for v in "$rounds" "$execs" "$syscalls" "$step"; do
+for v in "$rounds" "$execs" "$syscalls" "$mix" "$step"; do
   case $v in '' | *[!0-9]* | 0)
-    echo "bench_detector: BENCH_ROUNDS, BENCH_EXECS, BENCH_SYSCALLS and BENCH_STEP want whole numbers > 0" >&2
+    echo "bench_detector: BENCH_ROUNDS, BENCH_EXECS, BENCH_SYSCALLS, BENCH_MIX and BENCH_STEP want whole numbers > 0" >&2
     exit 2
     ;;
   esac
@@ -91,12 +110,18 @@ det_pid=
 det_port=
 cg_w=
 cg_u=
+stats_was=
+if [ "$bpf_stats" != 0 ] && [ ! -w /proc/sys/kernel/bpf_stats_enabled ]; then
+  echo "bench_detector: no kernel.bpf_stats_enabled: the kernel-side figures are skipped" >&2
+  bpf_stats=0
+fi
 
 det_cleanup() {
   if [ -n "$det_pid" ] && kill -0 "$det_pid" 2>/dev/null; then
     kill -TERM "$det_pid" 2>/dev/null || true
     wait "$det_pid" 2>/dev/null || true
   fi
+  if [ -n "$stats_was" ]; then echo "$stats_was" >/proc/sys/kernel/bpf_stats_enabled; fi
   local d
   for d in "$cg_w" "$cg_u"; do
     if [ -n "$d" ] && [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
@@ -197,13 +222,15 @@ settle() {
   return 1
 }
 
-# work_run CGROUP exec|sys KEY: one workload; its wall-clock and CPU
+# work_run CGROUP exec|sys|mix KEY: one workload; its wall-clock and CPU
 # seconds into wall[KEY] and cpu[KEY].
 declare -A wall cpu
 work_run() {
   local out
   if [ "$2" = exec ]; then
     out=$("$load" "$1" exec "$execs")
+  elif [ "$2" = mix ]; then
+    out=$("$load" "$1" mix "$mix" "$watched_file" "$other_file")
   else
     out=$("$load" "$1" sys "$syscalls" "$watched_file" "$other_file" "$closed_port")
   fi
@@ -217,6 +244,41 @@ sum_of() {
   shift
   for m in "$@"; do s=$((s + $(metric "$f" "$m"))); done
   echo "$s"
+}
+
+# prog_stats PID: "RUN_TIME_NS RUN_CNT", summed over the BPF programs the
+# process holds (their fdinfo counts only while kernel.bpf_stats_enabled is 1).
+prog_stats() {
+  awk 'FNR == 1 { id = "" } /^prog_id:/ { id = $2 } /^run_time_ns:/ && id != "" { t[id] = $2 }
+    /^run_cnt:/ && id != "" { c[id] = $2 }
+    END { for (i in t) { T += t[i]; C += c[i] } printf "%.0f %.0f\n", T, C }' /proc/"$1"/fdinfo/* 2>/dev/null
+}
+
+# task_ns PID: the CPU time of all the process's threads, in ns (schedstat).
+task_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+
+# stats_run exec|sys|mix: the workload once more in the watched cgroup, with
+# the programs' run time counted: nanoseconds and runs into
+# bpf_ns[W_cur] and bpf_runs[W_cur]; the detector's own CPU time from the
+# run's start until it settled into det_ns[W_cur], its events into det_evs.
+declare -A bpf_ns bpf_runs det_ns det_evs
+stats_run() {
+  local a b c0 c1 e0 e1
+  metrics "$work/m5" || return 1
+  e0=$(metric "$work/m5" outpost_detector_kernel_events_total)
+  c0=$(task_ns "$det_pid")
+  echo 1 >/proc/sys/kernel/bpf_stats_enabled
+  read -r -a a <<<"$(prog_stats "$det_pid")"
+  work_run "$cg_w" "$1" "stats"
+  read -r -a b <<<"$(prog_stats "$det_pid")"
+  echo 0 >/proc/sys/kernel/bpf_stats_enabled
+  settle "$work/m5" || return 1
+  c1=$(task_ns "$det_pid")
+  e1=$(metric "$work/m5" outpost_detector_kernel_events_total)
+  bpf_ns[${1}_$cur]=$((b[0] - a[0]))
+  bpf_runs[${1}_$cur]=$((b[1] - a[1]))
+  det_ns[${1}_$cur]=$((c1 - c0))
+  det_evs[${1}_$cur]=$((e1 - e0))
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", a / b }'; }
@@ -244,12 +306,14 @@ broker_up "$work/broker" --data "$work/broker/broker.db" --broker default/defaul
 # ratios[ROW] is a list of same-round ratios, ROW one of the report's rows.
 declare -A ratios
 rows=("exec storm, watched|exec_on" "syscall loop, watched|sys_on"
-  "exec storm, unwatched cgroup|exec_un" "syscall loop, unwatched cgroup|sys_un")
+  "exec storm, unwatched cgroup|exec_un" "syscall loop, unwatched cgroup|sys_un"
+  "ordinary syscalls, watched|mix_on" "ordinary syscalls, unwatched|mix_un")
 off_exec_rates=()
 # Per workload: events read, ring drops, publisher drops, throttled (summed over rounds).
 declare -A evs alarms
 for v in A B; do
-  for k in exec_read exec_ring exec_pub exec_thr sys_read sys_ring sys_pub sys_thr; do
+  for k in exec_read exec_ring exec_pub exec_thr sys_read sys_ring sys_pub sys_thr \
+    mix_read mix_ring mix_pub mix_thr; do
     evs[${v}_$k]=0
   done
   alarms[$v]=0
@@ -259,6 +323,7 @@ failed=0
 off_phase() {
   work_run "$cg_w" exec exec_off
   work_run "$cg_w" sys sys_off
+  work_run "$cg_w" mix mix_off
 }
 
 # on_phase V: detector V up; the unwatched cgroup first, then the watched
@@ -270,26 +335,36 @@ on_phase() {
   settle "$work/m0" || return 1
   work_run "$cg_u" exec "exec_un_$v"
   work_run "$cg_u" sys "sys_un_$v"
+  work_run "$cg_u" mix "mix_un_$v"
   settle "$work/m1" || return 1
   work_run "$cg_w" exec "exec_on_$v"
   settle "$work/m2" || return 1
   work_run "$cg_w" sys "sys_on_$v"
   settle "$work/m3" || return 1
-  local m w k
+  work_run "$cg_w" mix "mix_on_$v"
+  settle "$work/m4" || return 1
+  local m w x k
   for m in read:outpost_detector_kernel_events_total ring:outpost_detector_ring_drops_total \
     pub:outpost_detector_dropped_events_total thr:outpost_detector_throttled_events_total; do
     k=${m%%:*}
     a=$(metric "$work/m1" "${m#*:}")
     b=$(metric "$work/m2" "${m#*:}")
     w=$(metric "$work/m3" "${m#*:}")
+    x=$(metric "$work/m4" "${m#*:}")
     evs[${v}_exec_$k]=$((${evs[${v}_exec_$k]} + b - a))
     evs[${v}_sys_$k]=$((${evs[${v}_sys_$k]} + w - b))
+    evs[${v}_mix_$k]=$((${evs[${v}_mix_$k]} + x - w))
   done
   alarms[$v]=$((${alarms[$v]} + $(metric "$work/m3" outpost_detector_forkrate_events_total)))
   if [ "$(sum_of "$work/m0" outpost_detector_kernel_events_total)" != \
     "$(sum_of "$work/m1" outpost_detector_kernel_events_total)" ]; then
     echo "  events were read from the unwatched cgroup" >&2
     return 1
+  fi
+  if [ "$bpf_stats" != 0 ]; then
+    for k in exec sys mix; do
+      stats_run "$k" || return 1
+    done
   fi
   detector_down
 }
@@ -299,8 +374,12 @@ on_phase() {
 # and just after, which cancels a drift of the machine's speed that is
 # linear over the round.
 off_phase
-prev_exec=${wall[exec_off]} prev_sys=${wall[sys_off]}
-prev_cexec=${cpu[exec_off]} prev_csys=${cpu[sys_off]}
+prev_exec=${wall[exec_off]} prev_sys=${wall[sys_off]} prev_mix=${wall[mix_off]}
+prev_cexec=${cpu[exec_off]} prev_csys=${cpu[sys_off]} prev_cmix=${cpu[mix_off]}
+if [ "$bpf_stats" != 0 ]; then
+  stats_was=$(cat /proc/sys/kernel/bpf_stats_enabled)
+  echo 0 >/proc/sys/kernel/bpf_stats_enabled
+fi
 for ((r = 1; r <= rounds; r++)); do
   echo "bench_detector: overhead round $r/$rounds"
   order=("${variants[@]}")
@@ -318,8 +397,10 @@ for ((r = 1; r <= rounds; r++)); do
   wall[sys_base]=$(mean "$prev_sys" "${wall[sys_off]}")
   cpu[exec_base]=$(mean "$prev_cexec" "${cpu[exec_off]}")
   cpu[sys_base]=$(mean "$prev_csys" "${cpu[sys_off]}")
-  prev_exec=${wall[exec_off]} prev_sys=${wall[sys_off]}
-  prev_cexec=${cpu[exec_off]} prev_csys=${cpu[sys_off]}
+  wall[mix_base]=$(mean "$prev_mix" "${wall[mix_off]}")
+  cpu[mix_base]=$(mean "$prev_cmix" "${cpu[mix_off]}")
+  prev_exec=${wall[exec_off]} prev_sys=${wall[sys_off]} prev_mix=${wall[mix_off]}
+  prev_cexec=${cpu[exec_off]} prev_csys=${cpu[sys_off]} prev_cmix=${cpu[mix_off]}
   for v in "${variants[@]}"; do
     for row in "${rows[@]}"; do
       key=${row#*|}
@@ -327,15 +408,33 @@ for ((r = 1; r <= rounds; r++)); do
       ratios[wall_${key}_$v]+="$(ratio "${wall[${key}_$v]}" "${wall[$base]}") "
       ratios[cpu_${key}_$v]+="$(ratio "${cpu[${key}_$v]}" "${cpu[$base]}") "
     done
+    if [ "$bpf_stats" != 0 ]; then
+      for k in exec sys mix; do
+        # The programs' time over the workload's own CPU without the detector.
+        ratios[bpf_${k}_$v]+="$(awk -v n="${bpf_ns[${k}_$v]}" -v c="${cpu[${k}_base]}" 'BEGIN { printf "%.4f", n / (c * 1e9) * 100 }') "
+        ratios[bpfrun_${k}_$v]+="$(ratio "${bpf_ns[${k}_$v]}" "$((bpf_runs[${k}_$v] > 0 ? bpf_runs[${k}_$v] : 1))") "
+        ratios[bpfcnt_${k}_$v]+="${bpf_runs[${k}_$v]} "
+        ratios[detms_${k}_$v]+="$(awk -v n="${det_ns[${k}_$v]}" 'BEGIN { printf "%.2f", n / 1e6 }') "
+        ratios[detus_${k}_$v]+="$(awk -v n="${det_ns[${k}_$v]}" -v e="${det_evs[${k}_$v]}" 'BEGIN { printf "%.2f", (e > 0) ? n / e / 1e3 : 0 }') "
+      done
+    fi
   done
   off_exec_rates+=("$(awk -v n="$execs" -v t="${wall[exec_base]}" 'BEGIN { printf "%.1f", n / t }')")
   for v in "${variants[@]}"; do
     echo "  $v wall s: exec ${wall[exec_base]} without (mean of the runs around), ${wall[exec_on_$v]} watched," \
       "${wall[exec_un_$v]} unwatched; sys ${wall[sys_base]} without, ${wall[sys_on_$v]} watched," \
-      "${wall[sys_un_$v]} unwatched"
+      "${wall[sys_un_$v]} unwatched; mix ${wall[mix_base]} without, ${wall[mix_on_$v]} watched," \
+      "${wall[mix_un_$v]} unwatched"
     echo "  $v cpu s:  exec ${cpu[exec_base]} without, ${cpu[exec_on_$v]} watched," \
       "${cpu[exec_un_$v]} unwatched; sys ${cpu[sys_base]} without, ${cpu[sys_on_$v]} watched," \
-      "${cpu[sys_un_$v]} unwatched"
+      "${cpu[sys_un_$v]} unwatched; mix ${cpu[mix_base]} without, ${cpu[mix_on_$v]} watched," \
+      "${cpu[mix_un_$v]} unwatched"
+    if [ "$bpf_stats" != 0 ]; then
+      echo "  $v programs: exec ${bpf_ns[exec_$v]} ns in ${bpf_runs[exec_$v]} runs;" \
+        "sys ${bpf_ns[sys_$v]} ns in ${bpf_runs[sys_$v]}; mix ${bpf_ns[mix_$v]} ns in ${bpf_runs[mix_$v]};" \
+        "detector CPU ns/events: exec ${det_ns[exec_$v]}/${det_evs[exec_$v]}," \
+        "sys ${det_ns[sys_$v]}/${det_evs[sys_$v]}, mix ${det_ns[mix_$v]}/${det_evs[mix_$v]}"
+    fi
   done
 done
 if ((failed)); then
@@ -422,7 +521,8 @@ exec_rate=$(median "${off_exec_rates[@]}")
 storm_events=$(awk -v e="$exec_rate" 'BEGIN { printf "%.0f", 3 * e }')
 echo
 bench_header
-echo "rounds: $rounds; exec storm $execs execs; syscall loop $syscalls rounds (3 reported events each)"
+echo "rounds: $rounds; exec storm $execs execs; syscall loop $syscalls rounds (3 reported events each);"
+echo "ordinary syscalls $mix rounds (6 unreported calls each, an open of a watched path every 64th)"
 echo
 echo "overhead: the workload's time with the detector over its time without, median of $rounds"
 echo "same-round ratios (range); wall = elapsed, cpu = the workload's own user+system CPU"
@@ -435,13 +535,33 @@ for v in "${variants[@]}"; do
     printf '  %-32s %7s %13s   %7s %13s\n' "${row%|*}" "$(median ${ratios[wall_$key]})" \
       "$(range ${ratios[wall_$key]})" "$(median ${ratios[cpu_$key]})" "$(range ${ratios[cpu_$key]})"
   done
-  for w in exec sys; do
+  for w in exec sys mix; do
     echo "  events per watched $w run: $((evs[${v}_${w}_read] / rounds)) read from the ring," \
       "$((evs[${v}_${w}_ring] / rounds)) ring drops, $((evs[${v}_${w}_pub] / rounds)) publisher drops," \
       "$((evs[${v}_${w}_thr] / rounds)) throttled"
   done
   echo "  forkrate alarms per run: $((alarms[$v] / rounds))"
 done
+if [ "$bpf_stats" != 0 ]; then
+  echo
+  echo "kernel side in the workload's own context (kernel.bpf_stats_enabled, one more watched run"
+  echo "a round): the programs' run time over the workload's CPU time without the detector,"
+  echo "median of $rounds (range); ns per program run; program runs per workload run (all the"
+  echo "host's system calls meanwhile, not the workload's alone); and outpost detector's own CPU"
+  echo "(all threads, from the run's start until it delivered everything), ms and us per event read"
+  printf '  %-32s %9s %15s %9s %11s %9s %8s\n' "" "share" range "ns/run" "runs" "det ms" "det us/ev"
+  for v in "${variants[@]}"; do
+    if ((${#variants[@]} > 1)); then echo "$v: ${det_bin[$v]} ${det_args[$v]}"; fi
+    for row in "exec storm, watched|exec" "syscall loop, watched|sys" "ordinary syscalls, watched|mix"; do
+      key=${row#*|}_$v
+      # shellcheck disable=SC2086 # the lists are words
+      printf '  %-32s %8.2f%% %15s %9.0f %11.0f %9.1f %8.1f\n' "${row%|*}" "$(median ${ratios[bpf_$key]})" \
+        "$(printf '%s\n' ${ratios[bpf_$key]} | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f%%", lo, hi }')" \
+        "$(median ${ratios[bpfrun_$key]})" "$(median ${ratios[bpfcnt_$key]})" \
+        "$(median ${ratios[detms_$key]})" "$(median ${ratios[detus_$key]})"
+    done
+  done
+fi
 echo "  exec storm without the detector: $exec_rate execs/s (median)"
 echo
 if [ "$ramp" = 0 ]; then

@@ -11,6 +11,12 @@
  *       open+close one outside it (looked up, not reported), a TCP connect
  *       to 127.0.0.1:PORT where nothing listens (reported), setuid to the
  *       current uid (a no-op, reported) and getppid (not reported)
+ *   det_load CGROUP mix N WATCHED FILE
+ *       an ordinary system-call-heavy program, N rounds of: pread 4 KiB of
+ *       FILE, pwrite 4 KiB to it, stat it, getpid, mmap 64 KiB anonymous and
+ *       munmap it (6 calls the detector does not report); and every 64th
+ *       round also open+close a file under a watched prefix (reported):
+ *       1 reported call in 386
  *   det_load CGROUP rate R SECS         setuid no-ops at R per second for SECS
  *                                       seconds (R 0: as fast as it can)
  *
@@ -28,8 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,6 +111,27 @@ static int run_sys(long n, const char *watched, const char *other, int port) {
   return 0;
 }
 
+static int run_mix(long n, const char *watched, const char *file) {
+  char buf[4096];
+  struct stat st;
+  int fd = open(file, O_RDWR);
+  if (fd < 0) return -1;
+  memset(buf, 'x', sizeof buf);
+  if (pwrite(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return -1;
+  for (long i = 0; i < n; i++) {
+    if (pread(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return -1;
+    if (pwrite(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return -1;
+    if (stat(file, &st) != 0) return -1;
+    (void)syscall(SYS_getpid); /* not glibc's getpid, which could be cached */
+    void *m = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return -1;
+    munmap(m, 64 << 10);
+    if (i % 64 == 0) open_close(watched);
+  }
+  close(fd);
+  return 0;
+}
+
 /* Paced by the clock: each pass makes the calls that are due by now, then
  * sleeps 50 us, so the rate holds whatever a call costs (up to what one
  * process can make). */
@@ -124,7 +154,8 @@ static long run_rate(long rate, double secs) {
 
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: det_load CGROUP exec N | sys N WATCHED OTHER PORT | rate R SECS\n");
+    fprintf(stderr, "usage: det_load CGROUP exec N | sys N WATCHED OTHER PORT | mix N WATCHED FILE"
+                    " | rate R SECS\n");
     return 2;
   }
   if (join(argv[1])) return 1;
@@ -136,6 +167,8 @@ int main(int argc, char **argv) {
     rc = run_exec(n);
   } else if (strcmp(mode, "sys") == 0 && argc == 7) {
     rc = run_sys(n, argv[4], argv[5], atoi(argv[6]));
+  } else if (strcmp(mode, "mix") == 0 && argc == 6) {
+    rc = run_mix(n, argv[4], argv[5]);
   } else if (strcmp(mode, "rate") == 0 && argc == 5) {
     calls = run_rate(n, atof(argv[4]));
     rc = calls < 0 ? -1 : 0;

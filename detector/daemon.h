@@ -96,6 +96,8 @@ typedef struct det_daemon {
   _Atomic uint64_t rate_limit;
   detector_throttle *throttle;        /* noted by the poll thread, taken by the reports */
   _Atomic uint64_t throttled_reports; /* dev.outpost.detector.throttled events queued */
+  bool pub_json;  /* the publisher takes events already in JSON (an ingress, not Kafka) */
+  ce_buf ev_json; /* the poll thread's: one kernel event's JSON, its memory reused */
 } det_daemon;
 
 /* api.c: the HTTP server's handler (ctx is the det_daemon). */

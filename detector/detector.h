@@ -155,6 +155,20 @@ typedef struct detector_env {
 int detector_event_to_ce(const detector_event *e, const detector_env *env, ce_event **out,
                          ce_err *err);
 
+/* The same event as detector_event_to_ce followed by ce_json_encode (the
+ * same attributes, extensions and data; members may come in another order),
+ * written straight into out in the JSON event format, without building a
+ * ce_event: the attributes are valid by construction (the catalogue's names,
+ * the environment's plain names, the decoder's numbers) and strings from
+ * the process are escaped as the builder does (bytes that are not UTF-8
+ * become U+FFFD; in the subject, control characters and noncharacters do
+ * too). What publishing to an ingress needs per kernel event, for a fraction
+ * of the CPU. Appends to out; on failure out is as it was. Returns 0,
+ * -EINVAL (an unknown kind), -ENOTSUP (a name in env that is not
+ * [A-Za-z0-9._-]{1,255}, or a time_nsec outside a second: build it with
+ * detector_event_to_ce, which checks it) or -ENOMEM. */
+int detector_event_json(const detector_event *e, const detector_env *env, ce_buf *out);
+
 /* ---------------------------------------------------------------- fork rate */
 
 /* Forks per second per environment over a sliding window, from fork events

@@ -362,7 +362,19 @@ static int on_event(const detector_event *e, void *opaque) {
   }
   detector_env de = {.node = dd->node, .environment = env.name, .tenant = env.tenant, .ns = env.ns};
   if (e->kind == DETECTOR_FORK) forkrate_check(dd, e, &de, 1);
-  int rc = detector_event_to_ce(e, &de, &ev, &err);
+  int rc = -ENOTSUP;
+  if (dd->pub_json) {
+    /* The common path: the event's JSON straight from the record, without
+     * a ce_event to build, validate and encode (a tenth of the CPU). */
+    ce_buf_reset(&dd->ev_json);
+    rc = detector_event_json(e, &de, &dd->ev_json);
+    if (rc == 0) {
+      detector_pub_push_json(dd->pub, dd->ev_json.data, dd->ev_json.len, true);
+      return 0;
+    }
+  }
+  /* Kafka, or names the fast path does not vouch for: the checked way. */
+  if (rc == -ENOTSUP) rc = detector_event_to_ce(e, &de, &ev, &err);
   if (rc) {
     detector_pub_drop(dd->pub, rc == -ENOMEM ? DETECTOR_DROP_NO_MEMORY : DETECTOR_DROP_INVALID, 1);
     return 0;
@@ -428,6 +440,7 @@ static void *poll_thread(void *arg) {
   }
   detector_bpf_poll(dd->bpf, 0, on_event, dd); /* what is left in the ring */
   throttled_scan(dd);
+  ce_buf_cleanup(&dd->ev_json);
   return NULL;
 }
 
@@ -600,6 +613,7 @@ static int serve(det_daemon *dd, const det_flags *fl, const sigset_t *sigs) {
   ho.threads = fl->threads ? (unsigned)fl->threads : 2;
   ho.max_body = fl->max_body ? fl->max_body : 256u << 10;
   dd->pub = detector_pub_start(&fl->po, err, sizeof err);
+  dd->pub_json = dd->pub && detector_pub_takes_json(dd->pub);
   httpd *h = dd->pub ? httpd_start(&ho, detector__http, dd, err, sizeof err) : NULL;
   pthread_t poller;
   bool polling = false;

@@ -112,20 +112,28 @@ static void item_free(pub_item *it) {
   free(it);
 }
 
+/* An item holding a copy of an event's JSON (len bytes), for the ingress. */
+static int item_of_json(detector_pub *p, const char *json, size_t len, pub_item **out) {
+  pub_item *it = NULL;
+  int rc = 0;
+  if (len + 2 > p->o.batch_bytes) rc = -EMSGSIZE; /* 2: the batch's brackets */
+  if (rc == 0 && !(it = calloc(1, sizeof *it + len))) rc = -ENOMEM;
+  if (rc == 0) {
+    it->len = len;
+    memcpy(it->json, json, len);
+  }
+  *out = it;
+  return rc;
+}
+
 /* The event in the JSON format, for the ingress. */
 static int item_json(detector_pub *p, const ce_event *ev, ce_err *err, pub_item **out) {
   ce_buf b;
   ce_buf_init(&b);
   int rc = ce_json_encode(ev, &b, err);
-  pub_item *it = NULL;
-  if (rc == 0 && b.len + 2 > p->o.batch_bytes) rc = -EMSGSIZE; /* 2: the batch's brackets */
-  if (rc == 0 && !(it = calloc(1, sizeof *it + b.len))) rc = -ENOMEM;
-  if (rc == 0) {
-    it->len = b.len;
-    memcpy(it->json, b.data, b.len);
-  }
+  *out = NULL;
+  if (rc == 0) rc = item_of_json(p, b.data, b.len, out);
   ce_buf_cleanup(&b);
-  *out = it;
   return rc;
 }
 
@@ -157,10 +165,8 @@ static detector_drop drop_reason(int rc) {
   return DETECTOR_DROP_INVALID;
 }
 
-int detector_pub_push(detector_pub *p, ce_event *ev, bool count, ce_err *err) {
-  pub_item *it = NULL;
-  int rc = p->topic ? item_record(p, ev, err, &it) : item_json(p, ev, err, &it);
-  ce_event_free(ev);
+/* Queues it (rc 0) or frees it, and counts a refusal when asked to. */
+static int queue_push(detector_pub *p, pub_item *it, int rc, bool count) {
   if (rc == 0) {
     it->queued_ns = metrics_now_ns();
     pthread_mutex_lock(&p->mu);
@@ -193,6 +199,24 @@ int detector_pub_push(detector_pub *p, ce_event *ev, bool count, ce_err *err) {
   /* -ENOMEM is counted too: the event is gone all the same. */
   if (rc && count) count_drop(p, drop_reason(rc), 1);
   return rc;
+}
+
+int detector_pub_push(detector_pub *p, ce_event *ev, bool count, ce_err *err) {
+  pub_item *it = NULL;
+  int rc = p->topic ? item_record(p, ev, err, &it) : item_json(p, ev, err, &it);
+  ce_event_free(ev);
+  return queue_push(p, it, rc, count);
+}
+
+bool detector_pub_takes_json(const detector_pub *p) {
+  return !p->topic;
+}
+
+int detector_pub_push_json(detector_pub *p, const char *json, size_t len, bool count) {
+  if (p->topic) return -ENOTSUP;
+  pub_item *it = NULL;
+  int rc = item_of_json(p, json, len, &it);
+  return queue_push(p, it, rc, count);
 }
 
 /* Removes the first k events (the mutex held). */

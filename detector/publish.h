@@ -105,6 +105,18 @@ detector_pub *detector_pub_start(const detector_pub_opts *o, char *err, size_t e
  * answers for it (the tenant endpoint's 429 or 413) and nothing is counted. */
 int detector_pub_push(detector_pub *p, ce_event *ev, bool count_drop, ce_err *err);
 
+/* True when the publisher sends the JSON event format (to an ingress), so
+ * that an event already written in it may be queued with
+ * detector_pub_push_json; false with Kafka, which takes ce_events. */
+bool detector_pub_takes_json(const detector_pub *p);
+
+/* Queues an event already encoded in the JSON event format (len bytes at
+ * json, copied; the caller keeps json), as detector_pub_push queues the
+ * encoding of a ce_event: the caller vouches that it is one valid event
+ * (detector_event_json). Same returns, counting and bounds, and -ENOTSUP
+ * (not counted) when the publisher sends to Kafka. */
+int detector_pub_push_json(detector_pub *p, const char *json, size_t len, bool count_drop);
+
 /* Counts n events the caller had to give up before they reached the
  * publisher, so that every loss shows in one place. */
 void detector_pub_drop(detector_pub *p, detector_drop why, uint64_t n);

@@ -261,6 +261,20 @@ static void test_syscall_data(void **state) {
   cJSON_Delete(j);
   ce_event_free(ev);
 
+  /* setgid(5): the argument is new_gid; gid stays the process's, once. */
+  sys_rec(&k, DET_EV_SETGID, 106);
+  k.args[0] = 5;
+  e = decoded(&k, sizeof k);
+  EXPECT_RC(detector_event_to_ce(&e, &env, &ev, NULL), 0);
+  j = data_of(ev);
+  EXPECT_INT(cJSON_GetObjectItem(j, "new_gid")->valuedouble, 5);
+  EXPECT_INT(cJSON_GetObjectItem(j, "gid")->valuedouble, e.gid);
+  int gids = 0;
+  for (const cJSON *m = j->child; m; m = m->next) gids += strcmp(m->string, "gid") == 0;
+  EXPECT_INT(gids, 1);
+  cJSON_Delete(j);
+  ce_event_free(ev);
+
   sys_rec(&k, DET_EV_EXECVEAT, 322); /* execveat(3, "", ..., AT_EMPTY_PATH) */
   k.args[0] = 3;
   k.args[4] = 0x1000;
