@@ -5,9 +5,10 @@
 #
 # wrk (bench/ingress.lua) POSTs one binary-mode CloudEvent per request to
 # /default/default over 64 connections from 2 threads: `outpost broker` on
-# the embedded durable log with an epoll pool of 1, 2 and 4 HTTP threads and
-# with a thread per connection, and on the Kafka mock log, each right after
-# an nginx run it is compared with. Each measured run follows a 2 s warm-up.
+# the embedded durable log with an epoll pool of 1, 2 and 4 HTTP threads, a
+# poll pool (--poll) and a thread per connection, and on the Kafka mock log,
+# each right after an nginx run it is compared with. Each measured run
+# follows a 2 s warm-up.
 #
 # Environment: OUTPOST=path to an outpost binary (default: build Release into
 # build-bench), BENCH_DURATION=seconds per measured run (default 10).
@@ -172,6 +173,7 @@ configs=(
   "outpost sqlite --threads 1|--data $work/broker/broker.db --threads 1"
   "outpost sqlite --threads 2|--data $work/broker/broker.db --threads 2"
   "outpost sqlite --threads 4|--data $work/broker/broker.db --threads 4"
+  "outpost sqlite --poll|--data $work/broker/broker.db --poll"
   "outpost sqlite thread/conn|--data $work/broker/broker.db --thread-per-connection"
   "outpost --kafka mock|--kafka mock"
 )

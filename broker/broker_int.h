@@ -38,6 +38,13 @@ int broker__headers_unpack(const void *blob, size_t len, ce_kv *kv, size_t max, 
 /* Counts the headers of a packed blob. */
 int broker__headers_count(const void *blob, size_t len, size_t *n);
 
+/* broker_batch_encode, for events that passed ce_event_validate and were
+ * changed since only through ce_event_set* (which checks what it sets), when
+ * validated is true: the whole-event validation is not run again (it was a
+ * tenth of the ingress's work per event). */
+int broker__batch_encode(broker_batch *b, ce_event *const *evs, size_t n, bool validated,
+                         ce_err *err);
+
 /* The partition for a key: FNV-1a hash modulo partitions. */
 int32_t broker__partition_for(const void *key, size_t len, int32_t partitions);
 

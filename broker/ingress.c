@@ -9,6 +9,7 @@
  * decrement, so that loops die.
  */
 #include "broker/broker.h"
+#include "broker/broker_int.h"
 #include "core/metrics.h"
 #include "core/resources.h"
 
@@ -335,9 +336,11 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
   ce_timestamp_format(ts.tv_sec, (int32_t)ts.tv_nsec, now, sizeof now);
   for (size_t i = 0; rc >= 0 && i < batch.n; i++)
     if ((rc = stamp(in, batch.ev[i], now, &err)) && batch.n > 1) err.index = (int)i;
-  /* Encode every event (Kafka binary mode) before appending any: all or nothing. */
+  /* Encode every event (Kafka binary mode) before appending any: all or
+   * nothing. ce_http_decode validated each event, and stamp changed them only
+   * through ce_event_set*: the encoder need not validate them again. */
   broker_batch recs = {0};
-  if (rc >= 0) rc = broker_batch_encode(&recs, batch.ev, batch.n, &err);
+  if (rc >= 0) rc = broker__batch_encode(&recs, batch.ev, batch.n, true, &err);
   if (rc == -ENOMEM) {
     reject(in, req, R_LOG, 503, "out of memory", NULL, -1);
   } else if (rc < 0) {

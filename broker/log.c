@@ -42,52 +42,125 @@ void broker_log_free(broker_log *log) {
   if (log) log->ops->free(log);
 }
 
-/* One event's record memory; zeroed memory is a valid empty one. */
-typedef struct encoded {
-  ce_headers hdrs;
-  ce_buf key, value;
-} encoded;
+/* The encoding is ce_kafka_encode's binary mode (ce_<name> headers,
+ * datacontenttype as content-type, partitionkey as the key, the data as the
+ * value, the same checks first), written here into one allocation per batch
+ * rather than one per header: the ingress encodes every event it takes. */
 
-int broker_batch_encode(broker_batch *b, ce_event *const *evs, size_t n, ce_err *err) {
-  encoded *enc = calloc(n ? n : 1, sizeof *enc);
-  b->recs = calloc(n ? n : 1, sizeof *b->recs);
-  b->mem = enc;
-  b->n = n;
-  if (!enc || !b->recs) {
-    broker_batch_cleanup(b);
-    snprintf(err->reason, sizeof err->reason, "out of memory");
-    return -ENOMEM;
-  }
-  for (size_t i = 0; i < n; i++) {
-    encoded *x = &enc[i];
-    bool has_key, has_value;
-    int rc = ce_kafka_encode(evs[i], CE_MODE_BINARY, &x->hdrs, &x->key, &has_key, &x->value,
-                             &has_value, err);
-    if (rc) {
-      if (n > 1) err->index = (int)i;
-      broker_batch_cleanup(b);
-      return rc;
-    }
-    b->recs[i] = (broker_record){.partition = -1,
-                                 .key = has_key ? x->key.data : NULL,
-                                 .key_len = x->key.len,
-                                 .headers = x->hdrs.items,
-                                 .n_headers = x->hdrs.n,
-                                 .value = has_value ? (x->value.data ? x->value.data : "") : NULL,
-                                 .value_len = x->value.len};
+/* What ce_kafka_encode checks before encoding an event in binary mode (the
+ * whole event only when it was not validated already). */
+static int binary_ok(const ce_event *ev, bool validated, ce_err *err) {
+  int rc = validated ? 0 : ce_event_validate(ev, err);
+  if (rc) return rc;
+  /* A receiver takes a CloudEvents media type in content-type to mean
+   * structured mode. */
+  const char *dct = ce_event_get_str(ev, "datacontenttype");
+  if (dct && ce_http_mode(dct, strlen(dct)) != CE_MODE_BINARY) {
+    snprintf(err->attr, sizeof err->attr, "datacontenttype");
+    snprintf(err->reason, sizeof err->reason,
+             "a CloudEvents format as datacontenttype cannot travel in binary mode: use "
+             "structured mode");
+    err->index = -1;
+    return -EINVAL;
   }
   return 0;
 }
 
-void broker_batch_cleanup(broker_batch *b) {
-  encoded *enc = b->mem;
-  for (size_t i = 0; enc && i < b->n; i++) {
-    ce_headers_cleanup(&enc[i].hdrs);
-    ce_buf_cleanup(&enc[i].key);
-    ce_buf_cleanup(&enc[i].value);
+static bool is_dct(const ce_attr *a) {
+  return strcmp(a->name, "datacontenttype") == 0;
+}
+
+/* Bytes of ev's headers, key and value (each NUL-terminated); *n_headers
+ * is its header count. */
+static size_t encoded_size(const ce_event *ev, size_t *n_headers) {
+  size_t n = ce_event_attr_count(ev), bytes = 0, len = 0;
+  for (size_t i = 0; i < n; i++) {
+    const ce_attr *a = ce_event_attr_at(ev, i);
+    bytes += (is_dct(a) ? 12 : 3 + strlen(a->name)) + a->value_len + 2;
   }
-  free(enc);
-  free(b->recs);
+  const ce_attr *pk = ce_event_get(ev, "partitionkey");
+  if (pk) bytes += pk->value_len + 1;
+  if (ce_event_data(ev, &len)) bytes += len + 1;
+  *n_headers = n;
+  return bytes;
+}
+
+static char *put(char *p, const char *a, size_t alen, const char *b, size_t blen) {
+  memcpy(p, a, alen);
+  if (blen) memcpy(p + alen, b, blen);
+  p[alen + blen] = '\0';
+  return p + alen + blen + 1;
+}
+
+/* Writes ev as record r: headers into kv, bytes at p; returns the end. */
+static char *encode_one(const ce_event *ev, broker_record *r, ce_kv *kv, char *p) {
+  size_t n = ce_event_attr_count(ev), len = 0;
+  for (size_t i = 0; i < n; i++) {
+    const ce_attr *a = ce_event_attr_at(ev, i);
+    kv[i].name = p;
+    if (is_dct(a)) {
+      p = put(p, "content-type", 12, NULL, 0);
+    } else {
+      p = put(p, "ce_", 3, a->name, strlen(a->name));
+    }
+    kv[i].name_len = (size_t)(p - kv[i].name) - 1;
+    kv[i].value = p;
+    kv[i].value_len = a->value_len;
+    p = put(p, a->value, a->value_len, NULL, 0);
+  }
+  *r = (broker_record){.partition = -1, .headers = kv, .n_headers = n};
+  const ce_attr *pk = ce_event_get(ev, "partitionkey");
+  if (pk) {
+    r->key = p;
+    r->key_len = pk->value_len;
+    p = put(p, pk->value, pk->value_len, NULL, 0);
+  }
+  const uint8_t *d = ce_event_data(ev, &len);
+  /* No data is a record with no value (a tombstone on compacted topics). */
+  if (d) {
+    r->value = p;
+    r->value_len = len;
+    p = put(p, (const char *)d, len, NULL, 0);
+  }
+  return p;
+}
+
+int broker__batch_encode(broker_batch *b, ce_event *const *evs, size_t n, bool validated,
+                         ce_err *err) {
+  size_t headers = 0, bytes = 0;
+  for (size_t i = 0; i < n; i++) {
+    int rc = binary_ok(evs[i], validated, err);
+    if (rc) {
+      if (n > 1) err->index = (int)i;
+      return rc;
+    }
+    size_t h;
+    bytes += encoded_size(evs[i], &h);
+    headers += h;
+  }
+  broker_record *recs = malloc(n * sizeof *recs + headers * sizeof(ce_kv) + bytes + 1);
+  if (!recs) {
+    snprintf(err->attr, sizeof err->attr, "%s", "");
+    snprintf(err->reason, sizeof err->reason, "out of memory");
+    err->index = -1;
+    return -ENOMEM;
+  }
+  ce_kv *kv = (ce_kv *)(recs + n);
+  char *p = (char *)(kv + headers);
+  for (size_t i = 0; i < n; i++) {
+    p = encode_one(evs[i], &recs[i], kv, p);
+    kv += recs[i].n_headers;
+  }
+  *b = (broker_batch){.recs = recs, .n = n, .mem = recs};
+  return 0;
+}
+
+int broker_batch_encode(broker_batch *b, ce_event *const *evs, size_t n, ce_err *err) {
+  return broker__batch_encode(b, evs, n, false, err);
+}
+
+void broker_batch_cleanup(broker_batch *b) {
+  free(b->mem);
   *b = (broker_batch){0};
 }
 

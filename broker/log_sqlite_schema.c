@@ -5,8 +5,12 @@
  * the same transaction that replaces the table by the view of that name.
  *
  * PRAGMA user_version is the schema's version: 0 for a new file or one from
- * before segments, 1 since. A file of a later version is refused rather than
- * guessed at.
+ * before segments; 1 with segments and a partition's end written to
+ * `partitions` in every commit; 2 since that end is the newest segment's
+ * next, `partitions` holding it only for retention (the tables are the same:
+ * 1 becomes 2 by its number, but a version-1 outpost would take the table's
+ * end for the partition's and reuse offsets, so it must refuse the file). A
+ * file of a later version is refused rather than guessed at.
  */
 #include "broker/broker_int.h"
 
@@ -15,8 +19,8 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { SCHEMA_VERSION = 1 };
-#define SCHEMA_VERSION_TEXT "1" /* the same, for PRAGMA user_version */
+enum { SCHEMA_VERSION = 2 };
+#define SCHEMA_VERSION_TEXT "2" /* the same, for PRAGMA user_version */
 
 static const char tables[] =
     "CREATE TABLE IF NOT EXISTS topics(name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);"

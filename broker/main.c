@@ -15,6 +15,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Long options without a short letter. */
+enum { OPT_EPOLL = 256, OPT_POLL };
+
 static void usage(FILE *f) {
   fputs("usage: outpost broker [options]\n"
         "\n"
@@ -38,9 +41,10 @@ static void usage(FILE *f) {
         "  --max-body BYTES      largest request body (default 1048576)\n"
         "  --max-headers N       most request headers (default 100)\n"
         "  --max-inflight N      requests waiting for the log before 429 (default 4096)\n"
-        "  --threads N           HTTP threads of the epoll pool (default: the number of cores)\n"
+        "  --threads N           HTTP threads of the pool (default: the number of cores)\n"
+        "  --epoll, --poll       the pool's threads wait with epoll (the default) or poll\n"
         "  --thread-per-connection  serve each connection on its own thread instead of the\n"
-        "                        epoll pool (see bench/README.md for the measurements)\n"
+        "                        pool (see bench/README.md for the measurements)\n"
         "  --admin-token TOKEN   bearer token for the admin APIs (/v1/brokers, /v1/triggers)\n"
         "                        (default $OUTPOST_ADMIN_TOKEN, which other users cannot read)\n"
         "  --triggers-state FILE where triggers applied through /v1/triggers are kept across\n"
@@ -114,6 +118,8 @@ int broker_main(int argc, char **argv) {
                                            {"admin-token", required_argument, NULL, 'a'},
                                            {"kafka", required_argument, NULL, 'k'},
                                            {"thread-per-connection", no_argument, NULL, 'P'},
+                                           {"epoll", no_argument, NULL, OPT_EPOLL},
+                                           {"poll", no_argument, NULL, OPT_POLL},
                                            {"kafka-property", required_argument, NULL, 'K'},
                                            {"delivery-timeout", required_argument, NULL, 'T'},
                                            {"window", required_argument, NULL, 'w'},
@@ -188,6 +194,12 @@ int broker_main(int argc, char **argv) {
       break;
     case 'P':
       o.http.model = HTTPD_THREAD_PER_CONNECTION;
+      break;
+    case OPT_EPOLL:
+      o.http.model = HTTPD_EPOLL_POOL;
+      break;
+    case OPT_POLL:
+      o.http.model = HTTPD_POLL_POOL;
       break;
     case 'K':
       if (push(props, &n_props, optarg, "--kafka-property")) return 2;

@@ -320,13 +320,16 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
     return NULL;
   }
   bool per_conn = h->opts.model == HTTPD_THREAD_PER_CONNECTION;
-  unsigned flags =
-      per_conn ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                     MHD_USE_ERROR_LOG
-               : MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+  unsigned flags = MHD_USE_ERROR_LOG;
+  if (per_conn)
+    flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+  else if (h->opts.model == HTTPD_POLL_POOL)
+    flags |= MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+  else
+    flags |= MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
   /* The pool: the headers plus a read buffer. */
   size_t mem = (h->opts.max_header_bytes ? h->opts.max_header_bytes : 16 * 1024) + 8 * 1024;
-  /* A thread pool only for the epoll model (the option warns otherwise). */
+  /* A thread pool only for the pool models (the option warns otherwise). */
   struct MHD_OptionItem pool[] = {{per_conn ? MHD_OPTION_END : MHD_OPTION_THREAD_POOL_SIZE,
                                    (intptr_t)(h->opts.threads ? h->opts.threads : 1), NULL},
                                   {MHD_OPTION_END, 0, NULL}};

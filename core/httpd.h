@@ -32,6 +32,11 @@ typedef enum httpd_model {
   HTTPD_EPOLL_POOL = 0,
   /* A thread per connection, which waits for httpd_respond itself. */
   HTTPD_THREAD_PER_CONNECTION,
+  /* The pool with poll(2) instead of epoll: suspending and resuming a
+   * connection costs no system call (with epoll, two epoll_ctl), but each
+   * wake-up of a thread looks at all of its connections: cheaper for tens
+   * of busy connections per thread, dearer for thousands of idle ones. */
+  HTTPD_POLL_POOL,
 } httpd_model;
 
 typedef struct httpd_opts {

@@ -221,6 +221,44 @@ static void retention_keeps_unconsumed(void **state) {
   broker_log_free(log);
 }
 
+/* A partition's end is its newest segment's next: once retention has deleted
+ * every segment (no group holds them back), the end must still be kept, in
+ * the file, for later appends, after a reopen too. */
+static void end_outlives_its_segments(void **state) {
+  (void)state;
+  broker_sqlite_opts o;
+  broker_sqlite_opts_init(&o);
+  o.retention_ms = 1;
+  char err[256];
+  broker_log *log = broker_log_sqlite_open(path, &o, err, sizeof err);
+  assert_non_null(log);
+  broker_record r[5];
+  for (int i = 0; i < 5; i++) r[i] = (broker_record){.partition = 0, .value = "v", .value_len = 1};
+  append_sync(log, "t", r, 3);
+  append_sync(log, "t", r, 2);
+  broker_records out;
+  for (int i = 0; i < 80; i++) {
+    sleep_ms(100);
+    assert_true(broker_log_read(log, "t", 0, 0, 100, &out) >= 0);
+    bool done = out.n == 0;
+    broker_records_cleanup(&out);
+    if (done) break;
+  }
+  assert_int_equal(broker_log_read(log, "t", 0, 0, 100, &out), 0);
+  int64_t end;
+  assert_int_equal(broker_log_end(log, "t", 0, &end), 0);
+  assert_int_equal(end, 5);
+  broker_log_free(log);
+  log = open_log(1);
+  assert_int_equal(broker_log_end(log, "t", 0, &end), 0);
+  assert_int_equal(end, 5);
+  append_sync(log, "t", r, 1);
+  assert_int_equal(broker_log_read(log, "t", 0, 0, 100, &out), 1);
+  assert_int_equal(out.recs[0].offset, 5);
+  broker_records_cleanup(&out);
+  broker_log_free(log);
+}
+
 /* One commit of more records than a segment holds: reads start anywhere,
  * inside a segment or across two, and see every record once. */
 static void reads_inside_and_across_segments(void **state) {
@@ -307,6 +345,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(keys_pick_partitions, setup, teardown),
       cmocka_unit_test_setup_teardown(positions, setup, teardown),
       cmocka_unit_test_setup_teardown(retention_keeps_unconsumed, setup, teardown),
+      cmocka_unit_test_setup_teardown(end_outlives_its_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(reads_inside_and_across_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(concurrent_appends, setup, teardown),
   };
