@@ -175,16 +175,34 @@ static void positions(void **state) {
   broker_log_free(log);
 }
 
-/* With retention of 1 ms, only what every group has committed past goes,
- * and a segment (the records of one partition in one commit) only whole. */
-static void retention_keeps_unconsumed(void **state) {
-  (void)state;
+/* A log with retention of 1 ms (retention runs every 5 s on the writer). */
+static broker_log *open_retaining_1ms(void) {
   broker_sqlite_opts o;
   broker_sqlite_opts_init(&o);
   o.retention_ms = 1;
   char err[256];
   broker_log *log = broker_log_sqlite_open(path, &o, err, sizeof err);
   assert_non_null(log);
+  return log;
+}
+
+/* Waits (at most 8 s) until partition 0 of "t" holds n records. */
+static void wait_for_records(broker_log *log, size_t n) {
+  broker_records out;
+  for (int i = 0; i < 80; i++) {
+    sleep_ms(100);
+    assert_true(broker_log_read(log, "t", 0, 0, 100, &out) >= 0);
+    bool done = out.n == n;
+    broker_records_cleanup(&out);
+    if (done) break;
+  }
+}
+
+/* With retention of 1 ms, only what every group has committed past goes,
+ * and a segment (the records of one partition in one commit) only whole. */
+static void retention_keeps_unconsumed(void **state) {
+  (void)state;
+  broker_log *log = open_retaining_1ms();
   broker_record r[10];
   for (int i = 0; i < 10; i++) r[i] = (broker_record){.partition = 0, .value = "v", .value_len = 1};
   for (int i = 0; i < 10; i++) append_sync(log, "t", &r[i], 1); /* offsets 0..9, one per commit */
@@ -193,25 +211,13 @@ static void retention_keeps_unconsumed(void **state) {
   assert_int_equal(broker_log_commit(log, "b", "t", 0, 4), 0);
   /* Retention runs every 5 s on the writer thread. */
   broker_records out;
-  for (int i = 0; i < 80; i++) {
-    sleep_ms(100);
-    assert_true(broker_log_read(log, "t", 0, 0, 100, &out) >= 0);
-    bool done = out.n == 16;
-    broker_records_cleanup(&out);
-    if (done) break;
-  }
+  wait_for_records(log, 16);
   assert_int_equal(broker_log_read(log, "t", 0, 0, 100, &out), 16);
   assert_int_equal(out.recs[0].offset, 4); /* group b still needs 4..19 */
   broker_records_cleanup(&out);
   /* b moves inside the last commit's segment: 4..9 go, 10..19 stay whole. */
   assert_int_equal(broker_log_commit(log, "b", "t", 0, 15), 0);
-  for (int i = 0; i < 80; i++) {
-    sleep_ms(100);
-    assert_true(broker_log_read(log, "t", 0, 0, 100, &out) >= 0);
-    bool done = out.n == 10;
-    broker_records_cleanup(&out);
-    if (done) break;
-  }
+  wait_for_records(log, 10);
   assert_int_equal(broker_log_read(log, "t", 0, 0, 100, &out), 10);
   assert_int_equal(out.recs[0].offset, 10);
   broker_records_cleanup(&out);
@@ -226,24 +232,13 @@ static void retention_keeps_unconsumed(void **state) {
  * the file, for later appends, after a reopen too. */
 static void end_outlives_its_segments(void **state) {
   (void)state;
-  broker_sqlite_opts o;
-  broker_sqlite_opts_init(&o);
-  o.retention_ms = 1;
-  char err[256];
-  broker_log *log = broker_log_sqlite_open(path, &o, err, sizeof err);
-  assert_non_null(log);
+  broker_log *log = open_retaining_1ms();
   broker_record r[5];
   for (int i = 0; i < 5; i++) r[i] = (broker_record){.partition = 0, .value = "v", .value_len = 1};
   append_sync(log, "t", r, 3);
   append_sync(log, "t", r, 2);
   broker_records out;
-  for (int i = 0; i < 80; i++) {
-    sleep_ms(100);
-    assert_true(broker_log_read(log, "t", 0, 0, 100, &out) >= 0);
-    bool done = out.n == 0;
-    broker_records_cleanup(&out);
-    if (done) break;
-  }
+  wait_for_records(log, 0);
   assert_int_equal(broker_log_read(log, "t", 0, 0, 100, &out), 0);
   int64_t end;
   assert_int_equal(broker_log_end(log, "t", 0, &end), 0);
