@@ -22,6 +22,7 @@
 
 #include "append_waiter.h"
 #include "broker/broker.h"
+#include "log_file.h"
 
 static char path[256];
 
@@ -34,12 +35,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  char p[300];
-  unlink(path);
-  snprintf(p, sizeof p, "%s-wal", path);
-  unlink(p);
-  snprintf(p, sizeof p, "%s-shm", path);
-  unlink(p);
+  log_file_remove(path);
   return 0;
 }
 
