@@ -231,11 +231,10 @@ static void call_each(post *p, const char *method, const char *const *urls, size
     ce_buf_init(&out[i].body);
     if (!slots) out[i].error = -ENOMEM;
   }
+  /* Counted before any is sent: a callback may run before the next send. */
+  w.left = slots ? n : 0;
   for (size_t i = 0; slots && i < n; i++) {
     slots[i] = (call_slot){&w, &out[i]};
-    pthread_mutex_lock(&w.mu);
-    w.left++;
-    pthread_mutex_unlock(&w.mu);
     int rc = httpc_send(p->c, method, urls[i], hdrs, n_hdrs, body, body ? len : 0, timeout_ms,
                         call_done, &slots[i]);
     if (rc) {
