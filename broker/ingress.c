@@ -69,6 +69,7 @@ struct broker_ingress {
    * never reports on; after stop, the last late report frees the ingress. */
   pthread_mutex_t plock;
   struct pending *waiting;
+  unsigned answering; /* taken off waiting, being answered outside plock */
   bool stopped;
   _Atomic uint64_t rejected[R_COUNT];
   _Atomic uint64_t bytes;
@@ -251,9 +252,15 @@ static void on_durable(void *opaque, int status) {
   pending *p = opaque;
   broker_ingress *in = p->in;
   uint64_t now = metrics_now_ns();
+  /* plock is held only to take p off the list, not while answering: the
+   * answer resumes the connection (a lock of libmicrohttpd's and a write to
+   * its eventfd), and the HTTP threads list their requests under plock. */
   pthread_mutex_lock(&in->plock);
   unlist(in, p);
-  if (!p->abandoned) {
+  bool answer = !p->abandoned;
+  if (answer) in->answering++;
+  pthread_mutex_unlock(&in->plock);
+  if (answer) {
     metrics_hist_observe(&in->append_hist, now - p->append_ns);
     if (status == 0) {
       atomic_fetch_add(&p->e->accepted, p->events);
@@ -267,8 +274,10 @@ static void on_durable(void *opaque, int status) {
     }
     metrics_hist_observe(&in->request_hist, metrics_now_ns() - p->start_ns);
   }
+  pthread_mutex_lock(&in->plock);
+  if (answer) in->answering--;
   atomic_fetch_sub(&in->inflight, 1);
-  bool last = in->stopped && !in->waiting;
+  bool last = in->stopped && !in->waiting && !in->answering;
   pthread_mutex_unlock(&in->plock);
   free(p);
   if (last) ingress_free(in);
@@ -720,11 +729,18 @@ void broker_ingress_stop(broker_ingress *in) {
     reject(in, p->req, R_DRAINING, 503,
            "the broker is shutting down before the log confirmed the event; retry", NULL, -1);
   }
+  /* Answers under way outside plock end before the server does. */
+  while (in->answering) {
+    pthread_mutex_unlock(&in->plock);
+    struct timespec ts = {0, 1000 * 1000};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&in->plock);
+  }
   pthread_mutex_unlock(&in->plock);
   httpd_stop(in->http);
   pthread_mutex_lock(&in->plock);
   in->stopped = true;
-  bool idle = !in->waiting;
+  bool idle = !in->waiting && !in->answering;
   pthread_mutex_unlock(&in->plock);
   /* Otherwise the log's last late report frees it (see on_durable). */
   if (idle) ingress_free(in);

@@ -233,12 +233,18 @@ static int store_segment(sqlite_log *l, tp *t, int32_t p) {
 }
 
 /* Adds a request's records to their partitions' segments, storing those
- * that are full. */
-static int write_req(sqlite_log *l, req *r) {
-  pthread_mutex_lock(&l->mu);
-  tp *t = topic_get(l, l->wdb, r->topic);
-  pthread_mutex_unlock(&l->mu);
-  if (!t) return -EIO;
+ * that are full. *last is the topic of the group's previous request: most
+ * requests of a group go to the same topic, found then without the lock
+ * the HTTP threads take to queue theirs. */
+static int write_req(sqlite_log *l, req *r, tp **last) {
+  tp *t = *last;
+  if (!t || strcmp(t->name, r->topic) != 0) {
+    pthread_mutex_lock(&l->mu);
+    t = topic_get(l, l->wdb, r->topic);
+    pthread_mutex_unlock(&l->mu);
+    if (!t) return -EIO;
+    *last = t;
+  }
   for (size_t i = 0; i < r->n; i++) {
     rec *x = &r->recs[i];
     int32_t p = x->partition;
@@ -282,7 +288,8 @@ static void write_group(sqlite_log *l, req *list) {
   if (l->opts.max_bytes && db_size(l->wdb) > l->opts.max_bytes) status = -ENOSPC;
   if (status == 0) status = step_done(l->begin);
   bool began = status == 0;
-  for (req *r = list; status == 0 && r; r = r->next) status = write_req(l, r);
+  tp *last = NULL;
+  for (req *r = list; status == 0 && r; r = r->next) status = write_req(l, r, &last);
   if (status == 0) status = store_all(l);
   if (status == 0) status = step_done(l->commit);
   if (status != 0 && began) {
