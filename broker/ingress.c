@@ -436,6 +436,15 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
   metrics_family(&b, "outpost_ingress_inflight_requests", "gauge",
                  "Requests waiting for the log to make their events durable.");
   metrics_sample(&b, "outpost_ingress_inflight_requests", NULL, atomic_load(&in->inflight));
+  if (in->opts.http.model == HTTPD_HYBRID_POOL) {
+    unsigned poll, epoll;
+    httpd_connections(in->http, &poll, &epoll);
+    metrics_family(&b, "outpost_ingress_connections", "gauge",
+                   "Open connections, by the pool serving them (--hybrid: the first "
+                   "--poll-connections go to the poll pool).");
+    metrics_sample(&b, "outpost_ingress_connections", "pool=\"poll\"", poll);
+    metrics_sample(&b, "outpost_ingress_connections", "pool=\"epoll\"", epoll);
+  }
   metrics_family(&b, "outpost_ingress_request_duration_seconds", "histogram",
                  "From a whole request received to its answer.");
   metrics_hist_render(&b, "outpost_ingress_request_duration_seconds", NULL, &in->request_hist);

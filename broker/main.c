@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 
 /* Long options without a short letter. */
-enum { OPT_EPOLL = 256, OPT_POLL };
+enum { OPT_EPOLL = 256, OPT_POLL, OPT_HYBRID, OPT_POLL_CONNS };
 
 static void usage(FILE *f) {
   fputs("usage: outpost broker [options]\n"
@@ -43,6 +43,9 @@ static void usage(FILE *f) {
         "  --max-inflight N      requests waiting for the log before 429 (default 4096)\n"
         "  --threads N           HTTP threads of the pool (default: the number of cores)\n"
         "  --epoll, --poll       the pool's threads wait with epoll (the default) or poll\n"
+        "  --hybrid              both pools: the first --poll-connections connections to the\n"
+        "                        poll pool, the rest to the epoll pool\n"
+        "  --poll-connections N  connections of the poll pool with --hybrid (default 256)\n"
         "  --thread-per-connection  serve each connection on its own thread instead of the\n"
         "                        pool (see bench/README.md for the measurements)\n"
         "  --admin-token TOKEN   bearer token for the admin APIs (/v1/brokers, /v1/triggers)\n"
@@ -106,29 +109,32 @@ static void trigger_metrics(void *ctx, ce_buf *out) {
 }
 
 int broker_main(int argc, char **argv) {
-  static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
-                                           {"data", required_argument, NULL, 'd'},
-                                           {"broker", required_argument, NULL, 'b'},
-                                           {"config", required_argument, NULL, 'c'},
-                                           {"partitions", required_argument, NULL, 'p'},
-                                           {"max-body", required_argument, NULL, 'B'},
-                                           {"max-headers", required_argument, NULL, 'H'},
-                                           {"max-inflight", required_argument, NULL, 'i'},
-                                           {"threads", required_argument, NULL, 't'},
-                                           {"admin-token", required_argument, NULL, 'a'},
-                                           {"kafka", required_argument, NULL, 'k'},
-                                           {"thread-per-connection", no_argument, NULL, 'P'},
-                                           {"epoll", no_argument, NULL, OPT_EPOLL},
-                                           {"poll", no_argument, NULL, OPT_POLL},
-                                           {"kafka-property", required_argument, NULL, 'K'},
-                                           {"delivery-timeout", required_argument, NULL, 'T'},
-                                           {"window", required_argument, NULL, 'w'},
-                                           {"triggers-state", required_argument, NULL, 'S'},
-                                           {"brokers-state", required_argument, NULL, 'L'},
-                                           {"attempt-timeout", required_argument, NULL, 'A'},
-                                           {"role", required_argument, NULL, 'r'},
-                                           {"help", no_argument, NULL, 'h'},
-                                           {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {
+      {"listen", required_argument, NULL, 'l'},
+      {"data", required_argument, NULL, 'd'},
+      {"broker", required_argument, NULL, 'b'},
+      {"config", required_argument, NULL, 'c'},
+      {"partitions", required_argument, NULL, 'p'},
+      {"max-body", required_argument, NULL, 'B'},
+      {"max-headers", required_argument, NULL, 'H'},
+      {"max-inflight", required_argument, NULL, 'i'},
+      {"threads", required_argument, NULL, 't'},
+      {"admin-token", required_argument, NULL, 'a'},
+      {"kafka", required_argument, NULL, 'k'},
+      {"thread-per-connection", no_argument, NULL, 'P'},
+      {"epoll", no_argument, NULL, OPT_EPOLL},
+      {"poll", no_argument, NULL, OPT_POLL},
+      {"hybrid", no_argument, NULL, OPT_HYBRID},
+      {"poll-connections", required_argument, NULL, OPT_POLL_CONNS},
+      {"kafka-property", required_argument, NULL, 'K'},
+      {"delivery-timeout", required_argument, NULL, 'T'},
+      {"window", required_argument, NULL, 'w'},
+      {"triggers-state", required_argument, NULL, 'S'},
+      {"brokers-state", required_argument, NULL, 'L'},
+      {"attempt-timeout", required_argument, NULL, 'A'},
+      {"role", required_argument, NULL, 'r'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
   broker_ingress_opts_init(&o);
   broker_sqlite_opts so;
@@ -201,6 +207,9 @@ int broker_main(int argc, char **argv) {
     case OPT_POLL:
       o.http.model = HTTPD_POLL_POOL;
       break;
+    case OPT_HYBRID:
+      o.http.model = HTTPD_HYBRID_POOL;
+      break;
     case 'K':
       if (push(props, &n_props, optarg, "--kafka-property")) return 2;
       break;
@@ -216,6 +225,7 @@ int broker_main(int argc, char **argv) {
       if (c == 'H') o.limits.max_headers = v;
       if (c == 'i') o.max_inflight = v;
       if (c == 't') o.http.threads = (unsigned)v;
+      if (c == OPT_POLL_CONNS) o.http.poll_connections = v > UINT_MAX ? UINT_MAX : (unsigned)v;
       if (c == 'w') dopts.window = v;
       if (c == 'A') dopts.timeout_ms = v > INT32_MAX ? INT32_MAX : (int64_t)v;
     }

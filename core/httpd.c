@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -26,13 +27,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 struct httpd {
   struct MHD_Daemon *d;
-  _Atomic long unsent;        /* answered, not yet completed (sent or closed) */
-  struct MHD_Response *empty; /* the one bodiless answer without headers, shared */
+  /* HTTPD_HYBRID_POOL: d polls with poll(2), d2 with epoll, and the
+   * acceptor hands each new connection of lfd to one of them. */
+  struct MHD_Daemon *d2;
+  int lfd;
+  pthread_t acceptor;
+  bool accepting;
+  _Atomic unsigned n_poll, n_epoll; /* connections of d and d2 */
+  _Atomic long unsent;              /* answered, not yet completed (sent or closed) */
+  struct MHD_Response *empty;       /* the one bodiless answer without headers, shared */
   httpd_opts opts;
   httpd_handler handler;
   void *ctx;
@@ -65,6 +74,7 @@ void httpd_opts_init(httpd_opts *o) {
   o->port = 0;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   o->threads = n > 0 ? (unsigned)n : 1;
+  o->poll_connections = 256;
   o->max_body = 1024 * 1024;
   o->max_headers = 100;
   o->max_header_bytes = 16 * 1024;
@@ -300,6 +310,104 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   *con_cls = NULL;
 }
 
+/* Counts a daemon's connections (HTTPD_HYBRID_POOL routes by them). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  _Atomic unsigned *n = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED)
+    atomic_fetch_add(n, 1);
+  else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+    atomic_fetch_sub(n, 1);
+}
+
+/* One libmicrohttpd daemon: listening on sa, or, with sa NULL, served only
+ * the connections given to it (MHD_add_connection), counted in *count. */
+static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const struct sockaddr_in *sa,
+                                       _Atomic unsigned *count) {
+  bool per_conn = flags & MHD_USE_THREAD_PER_CONNECTION;
+  flags |= MHD_USE_ERROR_LOG;
+  if (!per_conn) flags |= MHD_ALLOW_SUSPEND_RESUME;
+  if (!sa) flags |= MHD_USE_NO_LISTEN_SOCKET;
+  /* The pool: the headers plus a read buffer. */
+  size_t mem = (h->opts.max_header_bytes ? h->opts.max_header_bytes : 16 * 1024) + 8 * 1024;
+  struct MHD_OptionItem opt[3];
+  size_t n = 0;
+  /* A thread pool only for the pool models (the option warns otherwise). */
+  if (!per_conn)
+    opt[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+                                       (intptr_t)(h->opts.threads ? h->opts.threads : 1), NULL};
+  if (sa)
+    opt[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)sa};
+  else
+    opt[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection,
+                                       (void *)count};
+  opt[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+  return MHD_start_daemon(flags, sa ? h->opts.port : 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY,
+                          opt, MHD_OPTION_CONNECTION_LIMIT, h->opts.max_connections,
+                          MHD_OPTION_CONNECTION_TIMEOUT, h->opts.idle_timeout_s,
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_NOTIFY_COMPLETED,
+                          on_completed, h, MHD_OPTION_END);
+}
+
+/* HTTPD_HYBRID_POOL's acceptor: each new connection goes to the poll pool
+ * while it has fewer than poll_connections (counted when libmicrohttpd
+ * takes them, so a burst may pass the mark by a few: it is a routing
+ * threshold, not a limit), else to the epoll pool; past max_connections in
+ * all it is closed, as libmicrohttpd would. */
+static void *acceptor(void *arg) {
+  httpd *h = arg;
+  for (;;) {
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    int fd = accept(h->lfd, (struct sockaddr *)&peer, &len);
+    if (fd < 0) {
+      if (atomic_load(&h->stopping)) break;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        struct timespec ts = {0, 10 * 1000 * 1000}; /* out of descriptors: let some close */
+        nanosleep(&ts, NULL);
+      } else if (errno == EINVAL || errno == EBADF) {
+        break;
+      }
+      continue;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    unsigned np = atomic_load(&h->n_poll), ne = atomic_load(&h->n_epoll);
+    if (h->opts.max_connections && np + ne >= h->opts.max_connections) {
+      close(fd);
+      continue;
+    }
+    /* libmicrohttpd closes the socket when it cannot take it. */
+    MHD_add_connection(np < h->opts.poll_connections ? h->d : h->d2, fd,
+                       (const struct sockaddr *)&peer, len);
+  }
+  return NULL;
+}
+
+/* Starts HTTPD_HYBRID_POOL: our listening socket, both pools, the acceptor.
+ * Returns 0, or -1 with a message in errbuf (nothing left running). */
+static int hybrid_start(httpd *h, const struct sockaddr_in *sa, char *errbuf, size_t errlen) {
+  int one = 1;
+  h->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  if (h->lfd < 0 || fcntl(h->lfd, F_SETFD, FD_CLOEXEC) ||
+      setsockopt(h->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+      bind(h->lfd, (const struct sockaddr *)sa, sizeof *sa) || listen(h->lfd, SOMAXCONN)) {
+    snprintf(errbuf, errlen, "cannot listen on %s:%u: %s", h->opts.host, h->opts.port,
+             strerror(errno));
+    if (h->lfd >= 0) close(h->lfd);
+    return -1;
+  }
+  h->d = daemon_start(h, MHD_USE_POLL_INTERNAL_THREAD, NULL, &h->n_poll);
+  h->d2 = h->d ? daemon_start(h, MHD_USE_EPOLL_INTERNAL_THREAD, NULL, &h->n_epoll) : NULL;
+  h->accepting = h->d2 && pthread_create(&h->acceptor, NULL, acceptor, h) == 0;
+  if (h->accepting) return 0;
+  snprintf(errbuf, errlen, "cannot start the HTTP server's threads on %s:%u", h->opts.host,
+           h->opts.port);
+  if (h->d2) MHD_stop_daemon(h->d2);
+  if (h->d) MHD_stop_daemon(h->d);
+  close(h->lfd);
+  return -1;
+}
+
 httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, char *errbuf,
                    size_t errlen) {
   httpd *h = calloc(1, sizeof *h);
@@ -320,29 +428,24 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
     return NULL;
   }
   bool per_conn = h->opts.model == HTTPD_THREAD_PER_CONNECTION;
-  unsigned flags = MHD_USE_ERROR_LOG;
-  if (per_conn)
-    flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
-  else if (h->opts.model == HTTPD_POLL_POOL)
-    flags |= MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
-  else
-    flags |= MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
-  /* The pool: the headers plus a read buffer. */
-  size_t mem = (h->opts.max_header_bytes ? h->opts.max_header_bytes : 16 * 1024) + 8 * 1024;
-  /* A thread pool only for the pool models (the option warns otherwise). */
-  struct MHD_OptionItem pool[] = {{per_conn ? MHD_OPTION_END : MHD_OPTION_THREAD_POOL_SIZE,
-                                   (intptr_t)(h->opts.threads ? h->opts.threads : 1), NULL},
-                                  {MHD_OPTION_END, 0, NULL}};
-  h->d = MHD_start_daemon(flags, h->opts.port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-                          MHD_OPTION_ARRAY, pool, MHD_OPTION_CONNECTION_LIMIT,
-                          h->opts.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-                          h->opts.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
-  if (!h->d) {
-    snprintf(errbuf, errlen, "cannot listen on %s:%u: %s", h->opts.host, h->opts.port,
-             strerror(errno));
-    free(h);
-    return NULL;
+  h->lfd = -1;
+  if (h->opts.model == HTTPD_HYBRID_POOL) {
+    if (hybrid_start(h, &sa, errbuf, errlen)) {
+      free(h);
+      return NULL;
+    }
+  } else {
+    unsigned flags =
+        per_conn ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL
+        : h->opts.model == HTTPD_POLL_POOL ? MHD_USE_POLL_INTERNAL_THREAD
+                                           : MHD_USE_EPOLL_INTERNAL_THREAD;
+    h->d = daemon_start(h, flags, &sa, NULL);
+    if (!h->d) {
+      snprintf(errbuf, errlen, "cannot listen on %s:%u: %s", h->opts.host, h->opts.port,
+               strerror(errno));
+      free(h);
+      return NULL;
+    }
   }
   /* Without it every bodiless answer is built afresh (still correct). */
   h->empty = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -350,8 +453,18 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
 }
 
 uint16_t httpd_port(const httpd *h) {
+  if (h->lfd >= 0) {
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    return getsockname(h->lfd, (struct sockaddr *)&sa, &len) ? 0 : ntohs(sa.sin_port);
+  }
   const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
   return i ? i->port : 0;
+}
+
+void httpd_connections(const httpd *h, unsigned *poll, unsigned *epoll) {
+  *poll = atomic_load(&h->n_poll);
+  *epoll = atomic_load(&h->n_epoll);
 }
 
 void httpd_stop(httpd *h) {
@@ -362,6 +475,13 @@ void httpd_stop(httpd *h) {
     struct timespec ts = {0, 10 * 1000 * 1000};
     nanosleep(&ts, NULL);
   }
+  if (h->accepting) {
+    /* A listening socket shut down wakes the accept(2) waiting on it. */
+    shutdown(h->lfd, SHUT_RDWR);
+    pthread_join(h->acceptor, NULL);
+  }
+  if (h->lfd >= 0) close(h->lfd);
+  if (h->d2) MHD_stop_daemon(h->d2);
   MHD_stop_daemon(h->d);
   if (h->empty) MHD_destroy_response(h->empty);
   free(h);

@@ -37,18 +37,24 @@ typedef enum httpd_model {
    * wake-up of a thread looks at all of its connections: cheaper for tens
    * of busy connections per thread, dearer for thousands of idle ones. */
   HTTPD_POLL_POOL,
+  /* Both pools behind one listening socket: a new connection goes to the
+   * poll pool while it has fewer than poll_connections, else to the epoll
+   * pool. Tens of busy connections get poll's cheaper suspend and resume;
+   * thousands of idle ones cannot make each poll(2) look at thousands. */
+  HTTPD_HYBRID_POOL,
 } httpd_model;
 
 typedef struct httpd_opts {
-  const char *host;         /* address to listen on (default "127.0.0.1") */
-  uint16_t port;            /* 0: any free port (see httpd_port) */
-  httpd_model model;        /* default HTTPD_EPOLL_POOL */
-  unsigned threads;         /* polling threads of the pool (default: the number of cores) */
-  size_t max_body;          /* bytes (default 1 MiB) */
-  size_t max_headers;       /* header count (default 100) */
-  size_t max_header_bytes;  /* all header bytes of a request (default 16 KiB) */
-  unsigned max_connections; /* default 4096 */
-  unsigned idle_timeout_s;  /* close idle keep-alive connections (default 60) */
+  const char *host;          /* address to listen on (default "127.0.0.1") */
+  uint16_t port;             /* 0: any free port (see httpd_port) */
+  httpd_model model;         /* default HTTPD_EPOLL_POOL */
+  unsigned threads;          /* polling threads of the pool (default: the number of cores) */
+  unsigned poll_connections; /* HTTPD_HYBRID_POOL: connections of the poll pool (default 256) */
+  size_t max_body;           /* bytes (default 1 MiB) */
+  size_t max_headers;        /* header count (default 100) */
+  size_t max_header_bytes;   /* all header bytes of a request (default 16 KiB) */
+  unsigned max_connections;  /* default 4096 */
+  unsigned idle_timeout_s;   /* close idle keep-alive connections (default 60) */
 } httpd_opts;
 
 void httpd_opts_init(httpd_opts *o);
@@ -58,6 +64,9 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
                    size_t errlen);
 /* The port it listens on. */
 uint16_t httpd_port(const httpd *h);
+/* HTTPD_HYBRID_POOL: the open connections of its poll pool and of its
+ * epoll pool (both 0 with the other models). */
+void httpd_connections(const httpd *h, unsigned *poll, unsigned *epoll);
 /* Stops serving and frees. Requests still waiting for an answer must have
  * been answered before; answers not yet written are given up to 5 s to go
  * out. httpd_stop(NULL) does nothing. */

@@ -10,6 +10,7 @@ Usage: [OUTPOST_BROKER_ARGS=...] test_ingress.py /path/to/outpost
 import http.client
 import json
 import os
+import re
 import signal
 import sqlite3
 import struct
@@ -165,6 +166,35 @@ class IngressTest(unittest.TestCase):
                           ("method_not_allowed", 1), ("unsupported_media_type", 2),
                           ("too_large", 1), ("too_many_headers", 1)]:
             self.assertIn(f'outpost_ingress_requests_rejected_total{{reason="{reason}"}} {n}\n', text)
+
+    def test_hybrid_pools(self):
+        # With --hybrid --poll-connections 2 (the test_ingress_hybrid run),
+        # two connections are the poll pool's and the rest the epoll pool's;
+        # events are accepted on both.
+        if "--hybrid" not in EXTRA:
+            self.skipTest("not the --hybrid run")
+        conns = []
+        for i in range(4):
+            c = self.b.conn()
+            c.request("POST", "/default/default", body=b"{}", headers=binary_headers(1000 + i))
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 202)
+            conns.append(c)
+        for i, c in enumerate(conns):
+            c.request("POST", "/default/default", body=b"{}", headers=binary_headers(2000 + i))
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 202)
+        _, metrics = self.b.request("GET", "/metrics")
+        text = metrics.decode()
+        self.assertIn('outpost_ingress_connections{pool="poll"} 2\n', text)
+        epoll = re.search(r'outpost_ingress_connections\{pool="epoll"\} (\d+)', text)
+        self.assertIsNotNone(epoll)
+        self.assertGreaterEqual(int(epoll.group(1)), 2)
+        for c in conns:
+            c.close()
+        self.assertEqual(len(records(self.data)), 8)
 
     def test_options_handshake(self):
         r, _ = self.b.request("OPTIONS", "/default/default", None,
