@@ -19,7 +19,11 @@
 # (buffer empty, nothing more read) so one run's tail is not the next one's
 # load. The figure is the median over rounds of the ratio of the workload's
 # own time (with / without), each ratio taken within one round: on a busy
-# shared VM only same-run, adjacent ratios mean anything. Both the elapsed
+# shared VM only same-run, adjacent ratios mean anything. Beside the median
+# come the ratios' interquartile range (25th to 75th percentile, interpolated
+# between the sorted ratios: with 21 rounds the 6th and 16th), their range
+# (min-max) and n, the number of rounds they come from: one round on a noisy
+# neighbour moves the range but hardly the quartiles. Both the elapsed
 # time and the workload's own CPU time (user + system, children included:
 # the kernel side runs in the workload's context) are reported. Hyperfine is not
 # used: its runs of one command are back to back, and the detector has to
@@ -286,6 +290,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", a / b }'; }
 # median of the arguments.
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 range() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.3f-%.3f", lo, hi }'; }
+# quartiles of the arguments, "Q1-Q3": the 25th and 75th percentiles, each
+# interpolated between the two sorted values around rank (n - 1) p + 1.
+quartiles() {
+  printf '%s\n' "$@" | sort -g | awk 'function q(p, h, i) {
+      h = (NR - 1) * p + 1
+      i = int(h)
+      return (i < NR) ? v[i] + (h - i) * (v[i + 1] - v[i]) : v[i]
+    }
+    { v[NR] = $1 } END { printf "%.3f-%.3f", q(0.25), q(0.75) }'
+}
 
 # --- the broker ---------------------------------------------------------------
 
@@ -524,16 +538,18 @@ bench_header
 echo "rounds: $rounds; exec storm $execs execs; syscall loop $syscalls rounds (3 reported events each);"
 echo "ordinary syscalls $mix rounds (6 unreported calls each, an open of a watched path every 64th)"
 echo
-echo "overhead: the workload's time with the detector over its time without, median of $rounds"
-echo "same-round ratios (range); wall = elapsed, cpu = the workload's own user+system CPU"
-printf '  %-32s %7s %13s   %7s %13s\n' "" wall range cpu range
+echo "overhead: the workload's time with the detector over its time without, n same-round"
+echo "ratios (n = rounds): median, interquartile range (25th-75th percentile) and range (min-max);"
+echo "wall = elapsed, cpu = the workload's own user+system CPU"
+printf '  %-32s %3s %7s %13s %13s   %7s %13s %13s\n' "" n wall iqr range cpu iqr range
 for v in "${variants[@]}"; do
   if ((${#variants[@]} > 1)); then echo "$v: ${det_bin[$v]} ${det_args[$v]}"; fi
   for row in "${rows[@]}"; do
     key=${row#*|}_$v
     # shellcheck disable=SC2086 # the lists are words
-    printf '  %-32s %7s %13s   %7s %13s\n' "${row%|*}" "$(median ${ratios[wall_$key]})" \
-      "$(range ${ratios[wall_$key]})" "$(median ${ratios[cpu_$key]})" "$(range ${ratios[cpu_$key]})"
+    printf '  %-32s %3s %7s %13s %13s   %7s %13s %13s\n' "${row%|*}" "$(wc -w <<<"${ratios[wall_$key]}")" \
+      "$(median ${ratios[wall_$key]})" "$(quartiles ${ratios[wall_$key]})" "$(range ${ratios[wall_$key]})" \
+      "$(median ${ratios[cpu_$key]})" "$(quartiles ${ratios[cpu_$key]})" "$(range ${ratios[cpu_$key]})"
   done
   for w in exec sys mix; do
     echo "  events per watched $w run: $((evs[${v}_${w}_read] / rounds)) read from the ring," \
