@@ -45,6 +45,30 @@ int broker__headers_count(const void *blob, size_t len, size_t *n);
 int broker__batch_encode(broker_batch *b, ce_event *const *evs, size_t n, bool validated,
                          ce_err *err);
 
+/* ---- the ingress's two ways from a POST to records (ingress.c, ingress_fast.c) ---- */
+
+/* The checked path: the request's headers (n, names in any case) and body
+ * decoded by ce_http_decode in any mode, each event stamped (default_ttl as
+ * knativebrokerttl when it has none, refused when its own is not above 0;
+ * now, an RFC 3339 timestamp, as knativearrivaltime) and encoded into *out
+ * (empty; the caller frees it with broker_batch_cleanup) by
+ * broker__batch_encode. Returns the number of events, or a negative errno
+ * with *err naming the attribute and the rule (*out left empty). */
+int broker__ingress_checked(const ce_kv *hdrs, size_t n, const void *body, size_t body_len,
+                            const ce_limits *lim, int32_t default_ttl, const char *now,
+                            broker_batch *out, ce_err *err);
+/* The fast path for one event in HTTP binary mode: fills *out (empty) with
+ * exactly the one record broker__ingress_checked would make, without a
+ * ce_event, and returns 0; or returns -EAGAIN, *out left empty, for
+ * anything it does not vouch for: another mode, a limit passed, a duplicate
+ * attribute, a ce-datacontenttype header, more than 32 attributes, a TTL
+ * that is not [1-9][0-9]* within 32 bits, a default_ttl not above 0, any
+ * broken rule, no memory. Run broker__ingress_checked then: it accepts all
+ * this accepts, and its refusals carry the words. */
+int broker__ingress_fast(const ce_kv *hdrs, size_t n, const void *body, size_t body_len,
+                         const ce_limits *lim, int32_t default_ttl, const char *now,
+                         broker_batch *out);
+
 /* The partition for a key: FNV-1a hash modulo partitions. */
 int32_t broker__partition_for(const void *key, size_t len, int32_t partitions);
 

@@ -284,11 +284,11 @@ static void on_durable(void *opaque, int status) {
 }
 
 /* Sets the broker's own extensions; fails when the TTL says the event looped. */
-static int stamp(broker_ingress *in, ce_event *ev, const char *now, ce_err *err) {
+static int stamp(int32_t default_ttl, ce_event *ev, const char *now, ce_err *err) {
   int32_t ttl;
   int rc = ce_event_get_int(ev, "knativebrokerttl", &ttl);
   if (rc == -ENOENT) {
-    rc = ce_event_set_int(ev, "knativebrokerttl", in->opts.default_ttl, err);
+    rc = ce_event_set_int(ev, "knativebrokerttl", default_ttl, err);
   } else if (rc) {
     snprintf(err->attr, sizeof err->attr, "knativebrokerttl");
     snprintf(err->reason, sizeof err->reason, "must be an integer");
@@ -302,6 +302,27 @@ static int stamp(broker_ingress *in, ce_event *ev, const char *now, ce_err *err)
   }
   if (rc) return rc;
   return ce_event_set(ev, "knativearrivaltime", CE_TYPE_TIMESTAMP, now, strlen(now), err);
+}
+
+int broker__ingress_checked(const ce_kv *hdrs, size_t n, const void *body, size_t body_len,
+                            const ce_limits *lim, int32_t default_ttl, const char *now,
+                            broker_batch *out, ce_err *err) {
+  ce_batch batch;
+  ce_batch_init(&batch);
+  int rc = ce_http_decode(hdrs, n, body, body_len, lim, &batch, err);
+  if (rc >= 0 && batch.n == 0) {
+    rc = -EINVAL;
+    snprintf(err->reason, sizeof err->reason, "the batch holds no event");
+  }
+  for (size_t i = 0; rc >= 0 && i < batch.n; i++)
+    if ((rc = stamp(default_ttl, batch.ev[i], now, err)) && batch.n > 1) err->index = (int)i;
+  /* Encode every event (Kafka binary mode) before appending any: all or
+   * nothing. ce_http_decode validated each event, and stamp changed them only
+   * through ce_event_set*: the encoder need not validate them again. */
+  if (rc >= 0) rc = broker__batch_encode(out, batch.ev, batch.n, true, err);
+  if (rc >= 0) rc = (int)batch.n;
+  ce_batch_cleanup(&batch);
+  return rc;
 }
 
 static unsigned status_for(int rc, enum reason *r) {
@@ -330,26 +351,24 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
   size_t nh, body_len;
   const ce_kv *hdrs = httpd_headers(req, &nh);
   const char *body = httpd_body(req, &body_len);
-  ce_batch batch;
-  ce_batch_init(&batch);
   ce_err err = {.index = -1};
   enum reason r;
-  int rc = ce_http_decode(hdrs, nh, body, body_len, &in->opts.limits, &batch, &err);
-  if (rc >= 0 && batch.n == 0) {
-    rc = -EINVAL;
-    snprintf(err.reason, sizeof err.reason, "the batch holds no event");
-  }
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   char now[40];
   ce_timestamp_format(ts.tv_sec, (int32_t)ts.tv_nsec, now, sizeof now);
-  for (size_t i = 0; rc >= 0 && i < batch.n; i++)
-    if ((rc = stamp(in, batch.ev[i], now, &err)) && batch.n > 1) err.index = (int)i;
-  /* Encode every event (Kafka binary mode) before appending any: all or
-   * nothing. ce_http_decode validated each event, and stamp changed them only
-   * through ce_event_set*: the encoder need not validate them again. */
+  /* One event in binary mode, the common case, goes straight into its
+   * record; what the fast path declines takes the checked path, whose
+   * answers (refusals included) are the ingress's. */
   broker_batch recs = {0};
-  if (rc >= 0) rc = broker__batch_encode(&recs, batch.ev, batch.n, true, &err);
+  size_t events = 1;
+  int rc = broker__ingress_fast(hdrs, nh, body, body_len, &in->opts.limits, in->opts.default_ttl,
+                                now, &recs);
+  if (rc) {
+    rc = broker__ingress_checked(hdrs, nh, body, body_len, &in->opts.limits, in->opts.default_ttl,
+                                 now, &recs, &err);
+    events = rc > 0 ? (size_t)rc : 0;
+  }
   if (rc == -ENOMEM) {
     reject(in, req, R_LOG, 503, "out of memory", NULL, -1);
   } else if (rc < 0) {
@@ -358,7 +377,7 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
   } else {
     pending *p = malloc(sizeof *p);
     if (p) {
-      *p = (pending){NULL, NULL, false, in, req, e, batch.n, body_len, start, metrics_now_ns()};
+      *p = (pending){NULL, NULL, false, in, req, e, events, body_len, start, metrics_now_ns()};
       /* Listed before the append: the log may report before it returns. */
       pthread_mutex_lock(&in->plock);
       p->next = in->waiting;
@@ -382,7 +401,6 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
     }
   }
   broker_batch_cleanup(&recs);
-  ce_batch_cleanup(&batch);
   return rc >= 0;
 }
 
