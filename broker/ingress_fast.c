@@ -16,21 +16,15 @@
 /* Attribute headers taken at most; past this the checked path decodes. */
 enum { FAST_MAX_ATTRS = 32 };
 
-/* What an attribute's name makes of it. SPECVERSION..TIME are those
- * CloudEvents defines (with the types core gives them in core/ce_event.c's
- * table, private to core: source a URI-reference, dataschema a URI, time a
- * timestamp, the others strings; none may be empty); every other attribute
- * received in binary mode is a string. */
+/* What an attribute's name makes of it here. Its rules are core's
+ * (ce_attr_check), which knows the types of the attributes CloudEvents
+ * defines; these are only the attributes this file treats apart. */
 typedef enum role {
-  A_EXTENSION,
+  A_OTHER,
   A_SPECVERSION,
   A_ID,
   A_SOURCE,
   A_TYPE,
-  A_DATASCHEMA,
-  A_SUBJECT,
-  A_TIME,
-  A_DATA,    /* reserved: refused */
   A_DCT,     /* ce-datacontenttype: Content-Type would overwrite it unchecked */
   A_TTL,     /* knativebrokerttl, which stamp reads */
   A_ARRIVAL, /* knativearrivaltime, which stamp overwrites */
@@ -46,10 +40,6 @@ static const struct {
     {"id", 2, A_ID},
     {"source", 6, A_SOURCE},
     {"type", 4, A_TYPE},
-    {"dataschema", 10, A_DATASCHEMA},
-    {"subject", 7, A_SUBJECT},
-    {"time", 4, A_TIME},
-    {"data", 4, A_DATA},
     {"datacontenttype", 15, A_DCT},
     {"knativebrokerttl", 16, A_TTL},
     {"knativearrivaltime", 18, A_ARRIVAL},
@@ -155,31 +145,16 @@ static bool ttl_ok(const char *s, size_t len) {
 static role role_of(const char *nm, size_t nlen) {
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
     if (names[k].len == nlen && memcmp(names[k].name, nm, nlen) == 0) return names[k].r;
-  return A_EXTENSION;
+  return A_OTHER;
 }
 
-/* The rules ce_event_validate applies to attribute nm (decoded value v),
- * and stamp's to a TTL. Notes the fields the record treats apart. */
+/* The rules ce_event_validate applies to attribute nm (decoded value v:
+ * every attribute received in binary mode is a string unless CloudEvents
+ * gives it a type), and stamp's to a TTL. Notes the fields the record
+ * treats apart. */
 static bool check(fast *x, const char *nm, size_t nlen, const char *v, size_t vlen) {
   role r = role_of(nm, nlen);
-  bool ok;
-  switch (r) {
-  case A_DATA:
-  case A_DCT:
-    return false;
-  case A_SOURCE:
-    ok = ce_valid_uri_ref(v, vlen);
-    break;
-  case A_DATASCHEMA:
-    ok = ce_valid_uri(v, vlen);
-    break;
-  case A_TIME:
-    ok = ce_valid_timestamp(v, vlen);
-    break;
-  default:
-    ok = ce_valid_string(v, vlen);
-  }
-  if (!ok || (r >= A_SPECVERSION && r <= A_TIME && vlen == 0)) return false;
+  if (r == A_DCT || ce_attr_check(nm, nlen, CE_TYPE_STRING, v, vlen, NULL)) return false;
   x->seen |= 1u << r;
   switch (r) {
   case A_SPECVERSION:
@@ -209,7 +184,6 @@ static bool take(fast *x, const ce_kv *h) {
   for (size_t k = 0; k < nlen; k++) nm[3 + k] = lower(h->name[3 + k]);
   nm[h->name_len] = '\0';
   x->b.len += h->name_len + 1;
-  if (!ce_valid_name(nm + 3, nlen)) return false;
   for (size_t i = 0; i < x->n; i++)
     if (x->f[i].name_len == h->name_len && memcmp(x->b.data + x->f[i].name, nm, h->name_len) == 0)
       return false; /* given twice */
@@ -252,7 +226,7 @@ static bool stamp_fields(fast *x, const ce_kv *ct, int32_t default_ttl, const ch
     const char *v = ct->value;
     size_t vlen = ct->value_len;
     trim(&v, &vlen);
-    if (vlen == 0 || !ce_valid_string(v, vlen) || !ce_valid_media_type(v, vlen) ||
+    if (ce_attr_check("datacontenttype", 15, CE_TYPE_STRING, v, vlen, NULL) ||
         !put_field(x, "content-type", 12, v, vlen))
       return false;
   }

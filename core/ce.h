@@ -179,6 +179,13 @@ const uint8_t *ce_event_data(const ce_event *ev, size_t *len);
  * and value against its type. Returns 0 or -EINVAL with *err filled. */
 int ce_event_validate(const ce_event *ev, ce_err *err);
 
+/* Checks one attribute as ce_event_set and ce_event_validate do: its name,
+ * and its value against type, or against the type CloudEvents gives the
+ * attribute when it defines it (whose value must also not be empty).
+ * Returns 0, or -EINVAL with *err filled (err may be NULL). */
+int ce_attr_check(const char *name, size_t name_len, ce_type type, const char *value, size_t len,
+                  ce_err *err);
+
 /* True when both events have the same attributes (names, types and values,
  * in any order) and the same data. For tests and tools. */
 bool ce_event_equal(const ce_event *a, const ce_event *b);

@@ -191,9 +191,8 @@ static const char *type_words(ce_type t) {
   return "a string of allowed Unicode characters (no control characters)";
 }
 
-/* Checks one attribute's name and value against its rules. */
-static int check_attr(const char *name, size_t name_len, ce_type type, const char *v, size_t len,
-                      ce_err *err) {
+int ce_attr_check(const char *name, size_t name_len, ce_type type, const char *v, size_t len,
+                  ce_err *err) {
   if (!ce_valid_name(name, name_len))
     return ce__fail(err, -EINVAL, name, name_len,
                     "attribute names must be lower-case letters and digits only ([a-z0-9]+)");
@@ -244,7 +243,7 @@ static int check_attr(const char *name, size_t name_len, ce_type type, const cha
 int ce_event_set(ce_event *ev, const char *name, ce_type type, const char *value, size_t len,
                  ce_err *err) {
   size_t name_len = strlen(name);
-  int rc = check_attr(name, name_len, type, value, len, err);
+  int rc = ce_attr_check(name, name_len, type, value, len, err);
   if (rc) return rc;
   rc = ce__put(ev, name, name_len, type, value, len);
   if (rc) return ce__fail(err, rc, name, name_len, "out of memory");
@@ -361,7 +360,7 @@ int ce_event_validate(const ce_event *ev, ce_err *err) {
                       "required attribute is missing");
   for (size_t i = 0; i < ev->n_attrs; i++) {
     const ce_attr *a = &ev->attrs[i];
-    int rc = check_attr(a->name, strlen(a->name), a->type, a->value, a->value_len, err);
+    int rc = ce_attr_check(a->name, strlen(a->name), a->type, a->value, a->value_len, err);
     if (rc) return rc;
   }
   return 0;
