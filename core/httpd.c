@@ -37,8 +37,7 @@ struct httpd {
    * acceptor hands each new connection of lfd to one of them. */
   struct MHD_Daemon *d2;
   int lfd;
-  pthread_t acceptor;
-  bool accepting;
+  pthread_t acceptor;               /* running while lfd >= 0 */
   _Atomic unsigned n_poll, n_epoll; /* connections of d and d2 */
   _Atomic long unsent;              /* answered, not yet completed (sent or closed) */
   struct MHD_Response *empty;       /* the one bodiless answer without headers, shared */
@@ -398,8 +397,7 @@ static int hybrid_start(httpd *h, const struct sockaddr_in *sa, char *errbuf, si
   }
   h->d = daemon_start(h, MHD_USE_POLL_INTERNAL_THREAD, NULL, &h->n_poll);
   h->d2 = h->d ? daemon_start(h, MHD_USE_EPOLL_INTERNAL_THREAD, NULL, &h->n_epoll) : NULL;
-  h->accepting = h->d2 && pthread_create(&h->acceptor, NULL, acceptor, h) == 0;
-  if (h->accepting) return 0;
+  if (h->d2 && pthread_create(&h->acceptor, NULL, acceptor, h) == 0) return 0;
   snprintf(errbuf, errlen, "cannot start the HTTP server's threads on %s:%u", h->opts.host,
            h->opts.port);
   if (h->d2) MHD_stop_daemon(h->d2);
@@ -475,12 +473,12 @@ void httpd_stop(httpd *h) {
     struct timespec ts = {0, 10 * 1000 * 1000};
     nanosleep(&ts, NULL);
   }
-  if (h->accepting) {
+  if (h->lfd >= 0) {
     /* A listening socket shut down wakes the accept(2) waiting on it. */
     shutdown(h->lfd, SHUT_RDWR);
     pthread_join(h->acceptor, NULL);
+    close(h->lfd);
   }
-  if (h->lfd >= 0) close(h->lfd);
   if (h->d2) MHD_stop_daemon(h->d2);
   MHD_stop_daemon(h->d);
   if (h->empty) MHD_destroy_response(h->empty);
