@@ -5,13 +5,16 @@
 #
 # wrk (bench/ingress.lua) POSTs one binary-mode CloudEvent per request to
 # /default/default over 64 connections from 2 threads: `outpost broker` on
-# the embedded durable log with an epoll pool of 1, 2 and 4 HTTP threads, a
-# poll pool (--poll) and a thread per connection, and on the Kafka mock log,
-# each right after an nginx run it is compared with. Each measured run
-# follows a 2 s warm-up.
+# the embedded durable log with its default pools (--hybrid), an epoll pool
+# of 1, 2 and 4 HTTP threads, a poll pool (--poll) and a thread per
+# connection, and on the Kafka mock log, each right after an nginx run it is
+# compared with. Each measured run follows a 2 s warm-up.
 #
 # Environment: OUTPOST=path to an outpost binary (default: build Release into
-# build-bench), BENCH_DURATION=seconds per measured run (default 10).
+# build-bench), BENCH_DURATION=seconds per measured run (default 10),
+# BENCH_ROUNDS=times the whole list runs (default 1; from 2 on, a summary of
+# each configuration's rounds follows the table, and even rounds run the list
+# backwards).
 # Installs wrk and nginx-light when missing (needs root then). Exits non-zero
 # when any run failed or the broker answered anything but 202.
 set -euo pipefail
@@ -19,6 +22,7 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 duration=${BENCH_DURATION:-10}
+rounds=${BENCH_ROUNDS:-1}
 warmup=2
 connections=64
 wrk_threads=2
@@ -28,6 +32,12 @@ target=/default/default
 case $duration in
 '' | *[!0-9]* | 0)
   echo "bench_ingress: BENCH_DURATION wants whole seconds > 0, not '$duration'" >&2
+  exit 2
+  ;;
+esac
+case $rounds in
+'' | *[!0-9]* | 0)
+  echo "bench_ingress: BENCH_ROUNDS wants a whole number > 0, not '$rounds'" >&2
   exit 2
   ;;
 esac
@@ -56,20 +66,30 @@ settled_metrics() {
   return 1
 }
 
-# load PORT LOG [METRICS]: warm-up, then the measured run (with METRICS, the
-# broker's /metrics between the two); sets $result to the Lua done() line.
-# Fails when wrk fails or any request failed.
+# cpu_ticks PID: the process's user+system CPU so far (all its threads), in
+# clock ticks.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# load PORT LOG [METRICS PID]: warm-up, then the measured run (with METRICS,
+# the broker's /metrics between the two, and PID's CPU ticks over the
+# measured run in $ticks); sets $result to the Lua done() line. Fails when
+# wrk fails or any request failed.
 load() {
-  local url="http://127.0.0.1:$1$target" what
+  local url="http://127.0.0.1:$1$target" what t0=
   result=
+  ticks=
   for what in warmup measured; do
     local secs=$warmup
     [ "$what" = measured ] && secs=$duration
+    [ "$what" = measured ] && [ -n "${4:-}" ] && t0=$(cpu_ticks "$4")
     if ! wrk -t"$wrk_threads" -c"$connections" -d"${secs}s" -s "$lua" "$url" >"$2.$what" 2>&1; then
       echo "  wrk failed ($what):" >&2
       sed 's/^/    /' "$2.$what" >&2
       return 1
     fi
+    [ -n "$t0" ] && ticks=$(($(cpu_ticks "$4") - t0))
     if [ "$what" = warmup ] && [ -n "${3:-}" ]; then
       # Counters before the measured run, to compare with what wrk completed.
       settled_metrics "$1" "$3" || return 1
@@ -82,12 +102,13 @@ labels=()
 rps=()
 p50=()
 p99=()
+cpu=() # the broker's CPU per request, us ("-" for nginx)
 status=()
 base=() # for each row, the index of the nginx run it is compared with
 last_nginx=-1
 failed=0
 
-record() { # label, then result line or empty for a failure
+record() { # label, then result line or empty for a failure, then CPU us per request
   case $1 in nginx*) last_nginx=${#labels[@]} ;; esac
   base+=("$last_nginx")
   labels+=("$1")
@@ -95,11 +116,13 @@ record() { # label, then result line or empty for a failure
     rps+=("$(field "$2" rps)")
     p50+=("$(field "$2" p50_ms)")
     p99+=("$(field "$2" p99_ms)")
+    cpu+=("${3:--}")
     status+=(ok)
   else
     rps+=(-)
     p50+=(-)
     p99+=(-)
+    cpu+=(-)
     status+=(FAILED)
     failed=1
   fi
@@ -122,7 +145,7 @@ run_broker() { # label, then broker flags
     return 1
   fi
   port=$broker_port
-  if load "$port" "$dir/wrk" "$dir/metrics.before"; then
+  if load "$port" "$dir/wrk" "$dir/metrics.before" "$broker_pid"; then
     # Every event wrk saw acknowledged is counted, and at most one more per
     # connection (answered after wrk stopped counting); nothing refused.
     if ! settled_metrics "$port" "$dir/metrics.after"; then
@@ -138,6 +161,8 @@ run_broker() { # label, then broker flags
           "wrk completed $completed, rejected $rejected" >&2
         rc=1
       fi
+      cpu_us=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$completed" \
+        'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
     fi
   else
     rc=1
@@ -152,8 +177,9 @@ run() {
   shift 2
   echo "bench_ingress: $label"
   result=
+  cpu_us=
   if "run_$kind" "$label" "$@"; then
-    record "$label" "$result"
+    record "$label" "$result" "$cpu_us"
   else
     record "$label" ""
   fi
@@ -170,17 +196,25 @@ fi
 # Each configuration right after an nginx run of its own, and compared with
 # it: on a shared 2-core VM, nginx alone drifts by half from minute to minute.
 configs=(
-  "outpost sqlite --threads 1|--data $work/broker/broker.db --threads 1"
-  "outpost sqlite --threads 2|--data $work/broker/broker.db --threads 2"
-  "outpost sqlite --threads 4|--data $work/broker/broker.db --threads 4"
+  "outpost sqlite (default)|--data $work/broker/broker.db"
+  "outpost sqlite --epoll -t 1|--data $work/broker/broker.db --epoll --threads 1"
+  "outpost sqlite --epoll -t 2|--data $work/broker/broker.db --epoll --threads 2"
+  "outpost sqlite --epoll -t 4|--data $work/broker/broker.db --epoll --threads 4"
   "outpost sqlite --poll|--data $work/broker/broker.db --poll"
   "outpost sqlite thread/conn|--data $work/broker/broker.db --thread-per-connection"
   "outpost --kafka mock|--kafka mock"
 )
-for c in "${configs[@]}"; do
-  run "nginx return 202" nginx
-  # shellcheck disable=SC2086 # the flags are words
-  run "${c%%|*}" broker ${c#*|}
+for ((r = 1; r <= rounds; r++)); do
+  order=("${configs[@]}")
+  if ((r % 2 == 0)); then
+    order=()
+    for ((i = ${#configs[@]} - 1; i >= 0; i--)); do order+=("${configs[i]}"); done
+  fi
+  for c in "${order[@]}"; do
+    run "nginx return 202" nginx
+    # shellcheck disable=SC2086 # the flags are words
+    run "${c%%|*}" broker ${c#*|}
+  done
 done
 
 # --- report ------------------------------------------------------------------
@@ -190,23 +224,54 @@ bench_header
 echo "load:   wrk $connections connections, $wrk_threads threads, ${duration}s" \
   "(after ${warmup}s warm-up), one binary-mode CloudEvent (100-byte JSON) per POST"
 echo
-printf '%-30s %10s %8s %8s %7s\n' configuration events/s "p50 ms" "p99 ms" ratio
-printf '%-30s %10s %8s %8s %7s\n' ------------------------------ ---------- -------- -------- -------
+printf '%-30s %10s %8s %8s %7s %8s\n' configuration events/s "p50 ms" "p99 ms" ratio "cpu us"
+printf '%-30s %10s %8s %8s %7s %8s\n' ------------------------------ ---------- -------- -------- ------- --------
+ratios=()
 for i in "${!labels[@]}"; do
   ratio=-
   b=${base[i]}
   if [ "${rps[i]}" != - ] && [ "$b" -ge 0 ] && [ "${rps[b]}" != - ]; then
     ratio=$(awk -v a="${rps[i]}" -v b="${rps[b]}" 'BEGIN { printf "%.2f", a / b }')
   fi
-  line=$(printf '%-30s %10s %8s %8s %7s' "${labels[i]}" \
+  ratios+=("$ratio")
+  line=$(printf '%-30s %10s %8s %8s %7s %8s' "${labels[i]}" \
     "$(awk -v v="${rps[i]}" 'BEGIN { if (v == "-") print v; else printf "%.0f", v }')" \
     "$(awk -v v="${p50[i]}" 'BEGIN { if (v == "-") print v; else printf "%.2f", v }')" \
     "$(awk -v v="${p99[i]}" 'BEGIN { if (v == "-") print v; else printf "%.2f", v }')" \
-    "$ratio")
+    "$ratio" "${cpu[i]}")
   [ "${status[i]}" = ok ] || line="$line  FAILED"
   echo "$line"
 done
-echo "ratio: events/s over those of the nginx run just before"
+echo "ratio: events/s over those of the nginx run just before;" \
+  "cpu us: the broker's user+system CPU per request over the measured run"
+
+# median_of VALUES...: the median of the numbers given ("-" left out), or "-".
+median_of() {
+  printf '%s\n' "$@" | grep -v '^-$' | sort -g |
+    awk '{ v[NR] = $1 } END { if (!NR) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
+                                else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+if ((rounds > 1)); then
+  echo
+  echo "over $rounds rounds: median (min-max) of each configuration's rows"
+  printf '%-30s %3s %7s %11s %10s %8s\n' configuration n ratio range events/s "cpu us"
+  for c in "${configs[@]}"; do
+    label=${c%%|*}
+    rs=() es=() cs=()
+    for i in "${!labels[@]}"; do
+      [ "${labels[i]}" = "$label" ] || continue
+      rs+=("${ratios[i]}")
+      es+=("${rps[i]}")
+      cs+=("${cpu[i]}")
+    done
+    ok=$(printf '%s\n' "${rs[@]}" | grep -cv '^-$' || true)
+    range=$(printf '%s\n' "${rs[@]}" | grep -v '^-$' | sort -g | sed -n '1p;$p' | paste -sd- -)
+    printf '%-30s %3s %7s %11s %10s %8s\n' "$label" "$ok" "$(median_of "${rs[@]}")" \
+      "${range:--}" "$(median_of "${es[@]}" | awk '{ if ($1 == "-") print; else printf "%.0f", $1 }')" \
+      "$(median_of "${cs[@]}")"
+  done
+fi
 
 if [ "$failed" != 0 ]; then
   echo "bench_ingress: FAILED (see above)" >&2
