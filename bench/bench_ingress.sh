@@ -14,7 +14,8 @@
 # build-bench), BENCH_DURATION=seconds per measured run (default 10),
 # BENCH_ROUNDS=times the whole list runs (default 1; from 2 on, a summary of
 # each configuration's rounds follows the table, and even rounds run the list
-# backwards).
+# backwards), BENCH_ONLY=an extended regular expression: only the
+# configurations whose label matches it (e.g. 'default|--epoll -t 2').
 # Installs wrk and nginx-light when missing (needs root then). Exits non-zero
 # when any run failed or the broker answered anything but 202.
 set -euo pipefail
@@ -204,6 +205,17 @@ configs=(
   "outpost sqlite thread/conn|--data $work/broker/broker.db --thread-per-connection"
   "outpost --kafka mock|--kafka mock"
 )
+if [ -n "${BENCH_ONLY:-}" ]; then
+  chosen=()
+  for c in "${configs[@]}"; do
+    if printf '%s\n' "${c%%|*}" | grep -Eq -- "$BENCH_ONLY"; then chosen+=("$c"); fi
+  done
+  if [ "${#chosen[@]}" = 0 ]; then
+    echo "bench_ingress: BENCH_ONLY '$BENCH_ONLY' matches no configuration" >&2
+    exit 2
+  fi
+  configs=("${chosen[@]}")
+fi
 for ((r = 1; r <= rounds; r++)); do
   order=("${configs[@]}")
   if ((r % 2 == 0)); then
