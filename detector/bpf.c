@@ -43,6 +43,8 @@ struct detector_bpf {
   int ep;
   volatile __u64 *reader_ns;
   detector_hooks hooks;
+  /* detector_bpf_opts.kinds: which programs attach_all attaches. */
+  uint32_t kinds;
   pthread_mutex_t policy_lock; /* policy_set reads, then rewrites, a cgroup's keys */
   /* Set for the duration of one detector_bpf_poll. */
   detector_event_cb cb;
@@ -138,21 +140,46 @@ static int attach_one(struct bpf_program *prog, struct bpf_link **link, bool *fl
 }
 
 /* exec and sys_enter carry the policies, so they are always attached. */
-static int attach_all(detector_bpf *d, uint32_t kinds, char *err, size_t errlen) {
+static int attach_all(detector_bpf *d, char *err, size_t errlen) {
   struct detector_skel *s = d->skel;
   detector_hooks *h = &d->hooks;
   int rc;
 
   if ((rc = attach_one(s->progs.det_exec, &s->links.det_exec, &h->exec)) ||
       (rc = attach_one(s->progs.det_sys_enter, &s->links.det_sys_enter, &h->syscall)) ||
-      ((kinds & (1u << DET_EV_EXIT)) &&
+      ((d->kinds & (1u << DET_EV_EXIT)) &&
        (rc = attach_one(s->progs.det_exit, &s->links.det_exit, &h->exit))) ||
-      ((kinds & (1u << DET_EV_FORK)) &&
+      ((d->kinds & (1u << DET_EV_FORK)) &&
        (rc = attach_one(s->progs.det_fork, &s->links.det_fork, &h->fork)))) {
     errf(err, errlen, "attach: %s", strerror(-rc));
     return rc;
   }
   return 0;
+}
+
+static void detach_all(detector_bpf *d) {
+  struct detector_skel *s = d->skel;
+  struct bpf_link **links[] = {&s->links.det_exec, &s->links.det_sys_enter, &s->links.det_exit,
+                               &s->links.det_fork};
+
+  for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+    bpf_link__destroy(*links[i]);
+    *links[i] = NULL;
+  }
+  d->hooks.exec = d->hooks.syscall = d->hooks.exit = d->hooks.fork = false;
+}
+
+int detector_bpf_attach(detector_bpf *d, bool on) {
+  int rc = 0;
+
+  /* det_exec is attached first and detached with the rest, so its link says
+   * whether the set is attached: attaching twice attaches once. */
+  if (!on)
+    detach_all(d);
+  else if (!d->skel->links.det_exec && (rc = attach_all(d, NULL, 0)))
+    detach_all(d); /* all or nothing */
+  hooks_summarize(&d->hooks);
+  return rc;
 }
 
 static int on_record(void *ctx, void *data, size_t size);
@@ -191,6 +218,7 @@ detector_bpf *detector_bpf_open(const detector_bpf_opts *o, char *err, size_t er
     goto fail;
   }
   d->ep = -1;
+  d->kinds = kinds;
   pthread_mutex_init(&d->policy_lock, NULL);
   hooks_probe(&d->hooks);
   if (!(d->skel = detector_skel__open())) {
@@ -219,7 +247,7 @@ detector_bpf *detector_bpf_open(const detector_bpf_opts *o, char *err, size_t er
          strerror(-rc));
     goto free_d;
   }
-  if ((rc = attach_all(d, kinds, err, errlen))) goto free_d;
+  if ((rc = attach_all(d, err, errlen))) goto free_d;
   if (!(d->rb = ring_buffer__new(bpf_map__fd(d->skel->maps.det_ring), on_record, d, NULL))) {
     rc = -errno;
     errf(err, errlen, "ring buffer: %s", strerror(-rc));

@@ -309,8 +309,18 @@ detector_bpf *detector_bpf_open(const detector_bpf_opts *o, char *err, size_t er
  * Events still in the ring buffer are lost (they were never handed out). */
 void detector_bpf_free(detector_bpf *d);
 
-/* What was probed and attached at open. Valid until detector_bpf_free. */
+/* What was probed at open and what is attached now. Valid until
+ * detector_bpf_free. */
 const detector_hooks *detector_bpf_hooks(const detector_bpf *d);
+
+/* Detaches every program (on false) or attaches again those that open
+ * attached (on true); the maps, the ring buffer and what they hold stay.
+ * While detached none of them runs: nothing is enforced, reported or
+ * counted. Asking for the state already in place does nothing. For
+ * benchmarks and tests, which compare the kernel with and without the
+ * programs in one process. Returns 0, or the negative errno of an attach,
+ * after which everything is detached. */
+int detector_bpf_attach(detector_bpf *d, bool on);
 
 /* Watches the processes of the cgroup (v2) with this id: from now on their
  * events carry env_id. Watching a watched cgroup changes its env_id. The
@@ -406,6 +416,8 @@ int detector_main(int argc, char **argv);
  * detector_bpf_watch, _unwatch, _policy_set, _drops, _rate_limit_set,
  * _throttled and _throttled_each may be called from any
  * thread, also while another polls; policy changes are serialised inside.
- * detector_bpf_free must not run while any other call does. */
+ * detector_bpf_attach may run while another thread polls, but not beside
+ * itself or detector_bpf_hooks. detector_bpf_free must not run while any
+ * other call does. */
 
 #endif
