@@ -14,28 +14,14 @@
 # when something does not work (loading, attaching, the cgroup, a workload).
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-top=$(dirname "$here")
-
-if [ "$(id -u)" != 0 ]; then
-  echo "bench_det_alt: needs root (it loads eBPF programs and makes a cgroup)" >&2
-  exit 1
-fi
-if [ ! -r /sys/kernel/btf/vmlinux ]; then
-  echo "bench_det_alt: the kernel has no BTF (/sys/kernel/btf/vmlinux)" >&2
-  exit 1
-fi
-if ! awk '$0 ~ / - cgroup2 / { found = 1 } END { exit !found }' /proc/self/mountinfo; then
-  echo "bench_det_alt: no cgroup2 mount" >&2
-  exit 1
-fi
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench=bench_det_alt
+bench_need_ebpf
 
 det_alt=${DET_ALT:-}
 if [ -z "$det_alt" ]; then
-  echo "bench_det_alt: building Release into build-bench"
-  (cd "$top" &&
-    cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null &&
-    cmake --build build-bench -j2 --target det_alt >/dev/null)
+  bench_build det_alt
   det_alt="$top/build-bench/bench/det_alt"
 fi
 if [ ! -x "$det_alt" ]; then

@@ -92,19 +92,8 @@ for v in "$rounds" "$execs" "$syscalls" "$mix" "$step"; do
     ;;
   esac
 done
-if [ "$(id -u)" != 0 ]; then
-  echo "bench_detector: needs root (it loads eBPF programs and makes cgroups)" >&2
-  exit 1
-fi
-if [ ! -r /sys/kernel/btf/vmlinux ]; then
-  echo "bench_detector: the kernel has no BTF (/sys/kernel/btf/vmlinux)" >&2
-  exit 1
-fi
-cg2=$(awk '$0 ~ / - cgroup2 / { print $5; exit }' /proc/self/mountinfo)
-if [ -z "$cg2" ]; then
-  echo "bench_detector: no cgroup2 mount" >&2
-  exit 1
-fi
+bench=bench_detector
+bench_need_ebpf
 if ! command -v cc >/dev/null 2>&1; then
   echo "bench_detector: needs a C compiler (cc) for bench/det_load.c" >&2
   exit 1

@@ -75,6 +75,33 @@ bench_tools() {
   nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 }
 
+# bench_build TARGET: the CMake target built Release into build-bench.
+bench_build() {
+  echo "$bench: building Release into build-bench"
+  (cd "$top" &&
+    cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+    cmake --build build-bench -j2 --target "$1" >/dev/null)
+}
+
+# bench_need_ebpf: exits with a message unless we are root, the kernel has
+# BTF and cgroup2 is mounted (what loading the detector's programs into a
+# cgroup of our own needs); sets cg2 to the cgroup2 mount.
+bench_need_ebpf() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "$bench: needs root (it loads eBPF programs and makes cgroups)" >&2
+    exit 1
+  fi
+  if [ ! -r /sys/kernel/btf/vmlinux ]; then
+    echo "$bench: the kernel has no BTF (/sys/kernel/btf/vmlinux)" >&2
+    exit 1
+  fi
+  cg2=$(awk '$0 ~ / - cgroup2 / { print $5; exit }' /proc/self/mountinfo)
+  if [ -z "$cg2" ]; then
+    echo "$bench: no cgroup2 mount" >&2
+    exit 1
+  fi
+}
+
 # bench_outpost: the binary to measure ($OUTPOST, or Release built into
 # build-bench); sets outpost to an absolute path.
 bench_outpost() {
@@ -87,10 +114,7 @@ bench_outpost() {
     *) outpost=$(command -v "$outpost" || echo "$PWD/$outpost") ;;
     esac
   else
-    echo "$bench: building Release into build-bench"
-    (cd "$top" &&
-      cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null &&
-      cmake --build build-bench -j2 --target outpost >/dev/null)
+    bench_build outpost
     outpost="$top/build-bench/cmd/outpost"
   fi
   if [ ! -x "$outpost" ]; then
