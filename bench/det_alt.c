@@ -55,9 +55,8 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include "det_work.h"
 #include "detector/detector.h"
-
-#define MIX_OPEN_EVERY 64 /* the ordinary mix opens a watched file every 64th round */
 
 /* ------------------------------------------------------------ options */
 
@@ -248,29 +247,15 @@ typedef struct fixture {
   uid_t uid;
 } fixture;
 
-static void open_close(const char *path) {
-  int fd = openat(AT_FDCWD, path, O_RDONLY);
-  if (fd >= 0) close(fd);
-}
-
 /* pread and pwrite 4 KiB, stat, getpid, mmap and munmap 64 KiB: 6 calls
  * the detector does not report; every 64th round an open of a watched file
  * (reported) and its close. */
 static int wl_mix(const fixture *f, long n) {
-  char buf[4096];
-  struct stat st;
+  char buf[DET_MIX_BUF];
 
   memset(buf, 'x', sizeof buf);
-  for (long i = 0; i < n; i++) {
-    if (pread(f->data_fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return -1;
-    if (pwrite(f->data_fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return -1;
-    if (stat(f->data, &st) != 0) return -1;
-    (void)syscall(SYS_getpid); /* not glibc's getpid, which could be cached */
-    void *m = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return -1;
-    munmap(m, 64 << 10);
-    if (i % MIX_OPEN_EVERY == 0) open_close(f->watched);
-  }
+  for (long i = 0; i < n; i++)
+    if (det_mix_round(i, f->data_fd, f->data, f->watched, buf)) return -1;
   return 0;
 }
 
@@ -278,35 +263,17 @@ static int wl_mix(const fixture *f, long n) {
  * open+close (looked up), a refused TCP connect (reported), a setuid no-op
  * (reported), getppid: 9 calls, 3 reported. */
 static int wl_loop(const fixture *f, long n) {
-  for (long i = 0; i < n; i++) {
-    open_close(f->watched);
-    open_close(f->other);
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return -1;
-    if (connect(s, (const struct sockaddr *)&f->closed, sizeof f->closed) == 0) {
-      close(s);
-      return -1; /* something listens after all */
-    }
-    close(s);
-    if (setuid(f->uid) != 0) return -1;
-    (void)getppid();
-  }
+  for (long i = 0; i < n; i++)
+    if (det_loop_round(f->watched, f->other, &f->closed, f->uid))
+      return -1; /* -2: something listens */
   return 0;
 }
 
 /* fork, exec /bin/true, wait: fork, exec and exit events. */
 static int wl_exec(const fixture *f, long n) {
   (void)f;
-  for (long i = 0; i < n; i++) {
-    int st;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-      execl("/bin/true", "true", (char *)NULL);
-      _exit(127);
-    }
-    if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return -1;
-  }
+  for (long i = 0; i < n; i++)
+    if (det_exec_once()) return -1;
   return 0;
 }
 
@@ -325,7 +292,7 @@ typedef struct workload {
 } workload;
 
 static const workload workloads[W_MAX] = {
-    [W_MIX] = {"ordinary mix", wl_mix, 6 + 2.0 / MIX_OPEN_EVERY, "call", false},
+    [W_MIX] = {"ordinary mix", wl_mix, 6 + 2.0 / DET_MIX_OPEN_EVERY, "call", false},
     [W_LOOP] = {"worst-case loop", wl_loop, 9, "call", false},
     [W_EXEC] = {"exec storm", wl_exec, 1, "exec", true},
     [W_GETPID] = {"getpid loop", wl_getpid, 1, "call", false},
@@ -542,7 +509,7 @@ static long calibrate(const workload *w, const fixture *f, double ms) {
     n *= 2;
   }
   n = (long)((double)n * ms * 1e6 / s.wall_ns) + 1;
-  if (w->run == wl_mix) n = (n + MIX_OPEN_EVERY - 1) / MIX_OPEN_EVERY * MIX_OPEN_EVERY;
+  if (w->run == wl_mix) n = (n + DET_MIX_OPEN_EVERY - 1) / DET_MIX_OPEN_EVERY * DET_MIX_OPEN_EVERY;
   return n;
 }
 

@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "det_work.h"
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -73,22 +75,9 @@ static int join(const char *cg) {
 }
 
 static int run_exec(long n) {
-  for (long i = 0; i < n; i++) {
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-      execl("/bin/true", "true", (char *)NULL);
-      _exit(127);
-    }
-    int st;
-    if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return -1;
-  }
+  for (long i = 0; i < n; i++)
+    if (det_exec_once()) return -1;
   return 0;
-}
-
-static void open_close(const char *path) {
-  int fd = openat(AT_FDCWD, path, O_RDONLY);
-  if (fd >= 0) close(fd);
 }
 
 static int run_sys(long n, const char *watched, const char *other, int port) {
@@ -96,38 +85,21 @@ static int run_sys(long n, const char *watched, const char *other, int port) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   uid_t uid = geteuid();
   for (long i = 0; i < n; i++) {
-    open_close(watched);
-    open_close(other);
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    if (s < 0) return -1;
-    if (connect(s, (struct sockaddr *)&sa, sizeof sa) == 0) {
-      fprintf(stderr, "det_load: something listens on port %d\n", port);
-      return -1;
-    }
-    close(s);
-    if (setuid(uid) != 0) return -1;
-    (void)getppid();
+    int rc = det_loop_round(watched, other, &sa, uid);
+    if (rc == -2) fprintf(stderr, "det_load: something listens on port %d\n", port);
+    if (rc) return -1;
   }
   return 0;
 }
 
 static int run_mix(long n, const char *watched, const char *file) {
-  char buf[4096];
-  struct stat st;
+  char buf[DET_MIX_BUF];
   int fd = open(file, O_RDWR);
   if (fd < 0) return -1;
   memset(buf, 'x', sizeof buf);
   if (pwrite(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return -1;
-  for (long i = 0; i < n; i++) {
-    if (pread(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return -1;
-    if (pwrite(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return -1;
-    if (stat(file, &st) != 0) return -1;
-    (void)syscall(SYS_getpid); /* not glibc's getpid, which could be cached */
-    void *m = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return -1;
-    munmap(m, 64 << 10);
-    if (i % 64 == 0) open_close(watched);
-  }
+  for (long i = 0; i < n; i++)
+    if (det_mix_round(i, fd, file, watched, buf)) return -1;
   close(fd);
   return 0;
 }
