@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "core/httpd.h"
+#include "test_net.h"
 
 enum { MAX_LATER = 64 };
 
@@ -84,10 +85,8 @@ static httpd *start(unsigned poll_connections, unsigned max_connections, httpd_m
 }
 
 static int dial(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  int fd = local_connect(port);
+  assert_true(fd >= 0);
   return fd;
 }
 
@@ -183,11 +182,7 @@ static void stops_with_connections_open(void **state) {
   assert_int_equal(recv(b, &c, 1, 0), 0);
   close(a);
   close(b);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  assert_int_not_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  close(fd);
+  assert_int_equal(local_connect(port), -1);
 }
 
 static void other_models_count_nothing(void **state) {

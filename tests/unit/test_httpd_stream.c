@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "core/httpd.h"
+#include "test_net.h"
 
 /* The source: "data: one" at once, "data: two" once the test says go
  * (until then each call waits up to 100 ms and appends nothing). */
@@ -115,10 +116,8 @@ static httpd *start(void) {
 }
 
 static int connect_get(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  int fd = local_connect(port);
+  assert_true(fd >= 0);
   const char *rq = "GET /progress HTTP/1.1\r\nHost: x\r\n\r\n";
   assert_int_equal(write(fd, rq, strlen(rq)), (ssize_t)strlen(rq));
   return fd;
