@@ -313,7 +313,11 @@ spec:
     def test_3_detector_restarted(self):
         os.kill(self.detector.pid, signal.SIGKILL)
         self.detector.wait()
-        time.sleep(1)  # calls fail meanwhile
+        # Down until the node post has called it and failed (its reconcile
+        # comes every RECONCILE_S): a restart quicker than that is never seen.
+        unreachable = lambda: re.findall(r"detector at \S+ unreachable", self.log_text())
+        wait_for("the node post's call to the killed detector", unreachable,
+                 timeout=RECONCILE_S + 5, step=0.1)
         type(self).detector = self.start_detector()
         t0 = time.monotonic()
         self.assert_registered(self.lab, timeout=RECONCILE_S + 5)
