@@ -23,6 +23,7 @@
  * offsets never go back, even after retention has deleted every record of a
  * partition. (Writing the table in every commit cost a page per commit.)
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "broker/broker.h"
 #include "broker/broker_int.h"
 
@@ -388,6 +389,7 @@ static void retention(sqlite_log *l) {
 
 static void *writer(void *arg) {
   sqlite_log *l = arg;
+  pthread_setname_np(pthread_self(), "log-writer"); /* in top -H, perf, /proc */
   pthread_mutex_lock(&l->mu);
   for (;;) {
     while (!l->head && !l->stop) {
