@@ -342,9 +342,36 @@ static int save_ends(sqlite3 *db) {
   return rc;
 }
 
+/* The newest `next` among the oldest DELETE_CHUNK segments of (topic, part)
+ * below bound that may go: the partition's prefix of segments past cutoff
+ * (or all of it when over the size limit), which ends at the first segment
+ * still within the age limit, as Kafka's time-based retention does; 0 when
+ * none may go. Only that prefix is read: retention used to test the age of
+ * every segment below the bound, a walk of the whole log every pass, which
+ * held the writer (and the 202s) longer as the log grew. *full is set when
+ * the prefix was a whole chunk (more may follow). */
+static int64_t deletable_end(sqlite3_stmt *oldest, const char *topic, int part, int64_t bound,
+                             int64_t cutoff, bool over, bool *full) {
+  int64_t end = 0;
+  int n = 0;
+  sqlite3_reset(oldest);
+  sqlite3_bind_text(oldest, 1, topic, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(oldest, 2, part);
+  sqlite3_bind_int64(oldest, 3, bound);
+  sqlite3_bind_int(oldest, 4, DELETE_CHUNK);
+  while (sqlite3_step(oldest) == SQLITE_ROW) {
+    if (!over && sqlite3_column_int64(oldest, 1) >= cutoff) break;
+    end = sqlite3_column_int64(oldest, 0);
+    n++;
+  }
+  sqlite3_reset(oldest);
+  *full = n == DELETE_CHUNK;
+  return end;
+}
+
 /* Deletes segments every group is done with, past the age or size limits:
  * a segment goes once all its records are past them (its ts is the newest
- * of theirs), never part of one. */
+ * of theirs), never part of one, and only from the start of a partition. */
 static void retention(sqlite_log *l) {
   int64_t cutoff = l->opts.retention_ms ? now_ms() - l->opts.retention_ms : INT64_MIN;
   bool over = l->opts.retention_bytes && db_size(l->wdb) > l->opts.retention_bytes;
@@ -361,29 +388,34 @@ static void retention(sqlite_log *l) {
       "       (SELECT count(DISTINCT grp) FROM positions g WHERE g.topic = p.topic) THEN 0"
       "  ELSE (SELECT min(next) FROM positions g WHERE g.topic = p.topic AND g.part = p.part)"
       "  END FROM partitions p";
-  sqlite3_stmt *sel, *del;
-  if (sqlite3_prepare_v2(l->wdb, q, -1, &sel, NULL)) return;
-  if (sqlite3_prepare_v2(l->wdb,
-                         "DELETE FROM segments WHERE id IN (SELECT id FROM segments WHERE topic=?1"
-                         " AND part=?2 AND next<=?3 AND (ts<?4 OR ?5) ORDER BY next LIMIT ?6)",
-                         -1, &del, NULL)) {
-    sqlite3_finalize(sel);
-    return;
-  }
+  sqlite3_stmt *sel = NULL, *oldest = NULL, *del = NULL;
+  if (sqlite3_prepare_v2(l->wdb, q, -1, &sel, NULL) ||
+      sqlite3_prepare_v2(l->wdb,
+                         "SELECT next, ts FROM segments WHERE topic=?1 AND part=?2 AND next<=?3"
+                         " ORDER BY next LIMIT ?4",
+                         -1, &oldest, NULL) ||
+      sqlite3_prepare_v2(l->wdb, "DELETE FROM segments WHERE topic=?1 AND part=?2 AND next<=?3",
+                         -1, &del, NULL))
+    goto done;
   while (sqlite3_step(sel) == SQLITE_ROW) {
-    for (;;) {
+    const char *topic = (const char *)sqlite3_column_text(sel, 0);
+    int part = sqlite3_column_int(sel, 1);
+    bool full = true;
+    while (full) {
+      int64_t end =
+          deletable_end(oldest, topic, part, sqlite3_column_int64(sel, 2), cutoff, over, &full);
+      if (end == 0) break;
       sqlite3_reset(del);
-      sqlite3_bind_text(del, 1, (const char *)sqlite3_column_text(sel, 0), -1, SQLITE_TRANSIENT);
-      sqlite3_bind_int(del, 2, sqlite3_column_int(sel, 1));
-      sqlite3_bind_int64(del, 3, sqlite3_column_int64(sel, 2));
-      sqlite3_bind_int64(del, 4, cutoff);
-      sqlite3_bind_int(del, 5, over);
-      sqlite3_bind_int(del, 6, DELETE_CHUNK);
-      if (sqlite3_step(del) != SQLITE_DONE || sqlite3_changes(l->wdb) < DELETE_CHUNK) break;
+      sqlite3_bind_text(del, 1, topic, -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int(del, 2, part);
+      sqlite3_bind_int64(del, 3, end);
+      if (sqlite3_step(del) != SQLITE_DONE) break;
       if (over) over = db_size(l->wdb) > l->opts.retention_bytes;
     }
   }
+done:
   sqlite3_finalize(sel);
+  sqlite3_finalize(oldest);
   sqlite3_finalize(del);
 }
 

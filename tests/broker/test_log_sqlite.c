@@ -171,11 +171,12 @@ static void positions(void **state) {
   broker_log_free(log);
 }
 
-/* A log with retention of 1 ms (retention runs every 5 s on the writer). */
-static broker_log *open_retaining_1ms(void) {
+/* A log that keeps records ms milliseconds (retention runs every 5 s on the
+ * writer). */
+static broker_log *open_retaining(int64_t ms) {
   broker_sqlite_opts o;
   broker_sqlite_opts_init(&o);
-  o.retention_ms = 1;
+  o.retention_ms = ms;
   char err[256];
   broker_log *log = broker_log_sqlite_open(path, &o, err, sizeof err);
   assert_non_null(log);
@@ -198,7 +199,7 @@ static void wait_for_records(broker_log *log, size_t n) {
  * and a segment (the records of one partition in one commit) only whole. */
 static void retention_keeps_unconsumed(void **state) {
   (void)state;
-  broker_log *log = open_retaining_1ms();
+  broker_log *log = open_retaining(1);
   broker_record r[10];
   for (int i = 0; i < 10; i++) r[i] = (broker_record){.partition = 0, .value = "v", .value_len = 1};
   for (int i = 0; i < 10; i++) append_sync(log, "t", &r[i], 1); /* offsets 0..9, one per commit */
@@ -223,12 +224,32 @@ static void retention_keeps_unconsumed(void **state) {
   broker_log_free(log);
 }
 
+/* Age retention deletes from the start of a partition only, as Kafka's does:
+ * an old segment behind one still within the limit stays (and retention reads
+ * no further than that one, however long the log). */
+static void retention_takes_a_prefix(void **state) {
+  (void)state;
+  broker_log *log = open_retaining(3600 * 1000);
+  broker_record old = {.partition = 0, .timestamp_ms = 1000, .value = "o", .value_len = 1};
+  broker_record young = {.partition = 0, .value = "y", .value_len = 1}; /* now */
+  append_sync(log, "t", &old, 1);   /* 0: goes */
+  append_sync(log, "t", &young, 1); /* 1: stays */
+  append_sync(log, "t", &old, 1);   /* 2: stays, behind 1 */
+  wait_for_records(log, 2);
+  broker_records out;
+  assert_int_equal(broker_log_read(log, "t", 0, 0, 100, &out), 2);
+  assert_int_equal(out.recs[0].offset, 1);
+  assert_int_equal(out.recs[1].offset, 2);
+  broker_records_cleanup(&out);
+  broker_log_free(log);
+}
+
 /* A partition's end is its newest segment's next: once retention has deleted
  * every segment (no group holds them back), the end must still be kept, in
  * the file, for later appends, after a reopen too. */
 static void end_outlives_its_segments(void **state) {
   (void)state;
-  broker_log *log = open_retaining_1ms();
+  broker_log *log = open_retaining(1);
   broker_record r[5];
   for (int i = 0; i < 5; i++) r[i] = (broker_record){.partition = 0, .value = "v", .value_len = 1};
   append_sync(log, "t", r, 3);
@@ -336,6 +357,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(keys_pick_partitions, setup, teardown),
       cmocka_unit_test_setup_teardown(positions, setup, teardown),
       cmocka_unit_test_setup_teardown(retention_keeps_unconsumed, setup, teardown),
+      cmocka_unit_test_setup_teardown(retention_takes_a_prefix, setup, teardown),
       cmocka_unit_test_setup_teardown(end_outlives_its_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(reads_inside_and_across_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(concurrent_appends, setup, teardown),
