@@ -329,6 +329,30 @@ broker_up() {
   fi
 }
 
+# settled_metrics PORT FILE: the broker's /metrics into FILE once it has
+# answered everything it received (nothing in flight, the accepted count
+# still), so the tail of one wrk run is not counted in the next.
+settled_metrics() {
+  local i prev=-1 now
+  for ((i = 0; i < 50; i++)); do
+    http_get "$1" /metrics >"$2" || return 1
+    now=$(metric "$2" outpost_ingress_events_accepted_total)
+    if [ "$(metric "$2" outpost_ingress_inflight_requests)" = 0 ] && [ "$now" = "$prev" ]; then
+      return 0
+    fi
+    prev=$now
+    sleep 0.1
+  done
+  echo "  the broker did not settle after wrk stopped" >&2
+  return 1
+}
+
+# cpu_ticks PID: the process's user+system CPU so far (all its threads), in
+# clock ticks.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 # broker_down DIR: stops the broker (SIGTERM) and removes DIR; fails when it
 # did not exit cleanly.
 broker_down() {
