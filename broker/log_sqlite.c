@@ -394,8 +394,8 @@ static void retention(sqlite_log *l) {
                          "SELECT next, ts FROM segments WHERE topic=?1 AND part=?2 AND next<=?3"
                          " ORDER BY next LIMIT ?4",
                          -1, &oldest, NULL) ||
-      sqlite3_prepare_v2(l->wdb, "DELETE FROM segments WHERE topic=?1 AND part=?2 AND next<=?3",
-                         -1, &del, NULL))
+      sqlite3_prepare_v2(l->wdb, "DELETE FROM segments WHERE topic=?1 AND part=?2 AND next<=?3", -1,
+                         &del, NULL))
     goto done;
   while (sqlite3_step(sel) == SQLITE_ROW) {
     const char *topic = (const char *)sqlite3_column_text(sel, 0);

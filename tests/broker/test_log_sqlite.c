@@ -232,9 +232,10 @@ static void retention_takes_a_prefix(void **state) {
   broker_log *log = open_retaining(3600 * 1000);
   broker_record old = {.partition = 0, .timestamp_ms = 1000, .value = "o", .value_len = 1};
   broker_record young = {.partition = 0, .value = "y", .value_len = 1}; /* now */
-  append_sync(log, "t", &old, 1);   /* 0: goes */
-  append_sync(log, "t", &young, 1); /* 1: stays */
-  append_sync(log, "t", &old, 1);   /* 2: stays, behind 1 */
+  /* Offset 0 goes; 1 stays, and 2 stays behind it. */
+  append_sync(log, "t", &old, 1);
+  append_sync(log, "t", &young, 1);
+  append_sync(log, "t", &old, 1);
   wait_for_records(log, 2);
   broker_records out;
   assert_int_equal(broker_log_read(log, "t", 0, 0, 100, &out), 2);
