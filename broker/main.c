@@ -4,6 +4,7 @@
  * stopped by SIGINT or SIGTERM (in-flight requests are answered first).
  */
 #include "broker/broker.h"
+#include "core/resources.h"
 #include "trigger/dispatcher.h"
 
 #include <errno.h>
@@ -16,7 +17,15 @@
 #include <sys/stat.h>
 
 /* Long options without a short letter. */
-enum { OPT_EPOLL = 256, OPT_POLL, OPT_HYBRID, OPT_POLL_CONNS };
+enum {
+  OPT_EPOLL = 256,
+  OPT_POLL,
+  OPT_HYBRID,
+  OPT_POLL_CONNS,
+  OPT_RETENTION,
+  OPT_RETENTION_BYTES,
+  OPT_MAX_LOG_BYTES
+};
 
 static void usage(FILE *f) {
   fputs("usage: outpost broker [options]\n"
@@ -38,6 +47,13 @@ static void usage(FILE *f) {
         "  --broker NS/NAME      declare a broker (repeatable; default default/default when\n"
         "                        neither this nor --config declares one)\n"
         "  --partitions N        partitions of new topics (default 1; 3 on Kafka)\n"
+        "  --retention DURATION  embedded log: records older than this go, oldest first,\n"
+        "                        once every consumer group is past them (ISO-8601, e.g.\n"
+        "                        P7D, PT12H; default P7D; 0: no age limit)\n"
+        "  --retention-bytes N   embedded log: past N bytes on disk the oldest records\n"
+        "                        every group is past go (default 0: no size limit)\n"
+        "  --max-log-bytes N     embedded log: past N bytes on disk events are refused\n"
+        "                        with 503, nothing dropped (default 0: no limit)\n"
         "  --max-body BYTES      largest request body (default 1048576)\n"
         "  --max-headers N       most request headers (default 100)\n"
         "  --max-inflight N      requests waiting for the log before 429 (default 4096)\n"
@@ -133,6 +149,9 @@ int broker_main(int argc, char **argv) {
       {"brokers-state", required_argument, NULL, 'L'},
       {"attempt-timeout", required_argument, NULL, 'A'},
       {"role", required_argument, NULL, 'r'},
+      {"retention", required_argument, NULL, OPT_RETENTION},
+      {"retention-bytes", required_argument, NULL, OPT_RETENTION_BYTES},
+      {"max-log-bytes", required_argument, NULL, OPT_MAX_LOG_BYTES},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -152,6 +171,7 @@ int broker_main(int argc, char **argv) {
   size_t n_brokers = 0;
   int c;
   size_t v;
+  bool log_flags = false; /* a flag of the embedded log's was given */
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
     switch (c) {
@@ -213,6 +233,30 @@ int broker_main(int argc, char **argv) {
     case 'K':
       if (push(props, &n_props, optarg, "--kafka-property")) return 2;
       break;
+    case OPT_RETENTION: {
+      int64_t ms = 0;
+      if (strcmp(optarg, "0") && res_duration_ms(optarg, &ms)) {
+        fprintf(stderr,
+                "outpost broker: --retention wants an ISO-8601 duration (P7D, PT12H) or 0,"
+                " not '%s'\n",
+                optarg);
+        return 2;
+      }
+      so.retention_ms = ms;
+      log_flags = true;
+      break;
+    }
+    case OPT_RETENTION_BYTES:
+    case OPT_MAX_LOG_BYTES:
+      if (parse_size(optarg, &v) || *optarg == '-') {
+        fprintf(stderr, "outpost broker: --%s wants a number of bytes, not '%s'\n",
+                c == OPT_RETENTION_BYTES ? "retention-bytes" : "max-log-bytes", optarg);
+        return 2;
+      }
+      if (c == OPT_RETENTION_BYTES) so.retention_bytes = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+      if (c == OPT_MAX_LOG_BYTES) so.max_bytes = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+      log_flags = true;
+      break;
     default: {
       if (c == '?' || parse_size(optarg, &v) || v == 0) {
         if (c != '?') fprintf(stderr, "outpost broker: bad number '%s'\n", optarg);
@@ -233,6 +277,12 @@ int broker_main(int argc, char **argv) {
   }
   if (optind < argc) {
     fprintf(stderr, "outpost broker: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (kafka && log_flags) {
+    fprintf(stderr, "outpost broker: --retention, --retention-bytes and --max-log-bytes are for"
+                    " the embedded log; on Kafka, set the topics' retention.ms and"
+                    " retention.bytes\n");
     return 2;
   }
   const char *env_token = getenv("OUTPOST_ADMIN_TOKEN");

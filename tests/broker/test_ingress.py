@@ -468,6 +468,76 @@ class RoleTest(unittest.TestCase):
         self.assertFalse(os.path.exists(self.data), "nothing started")
 
 
+@unittest.skipIf(EXTRA, "the log's limits do not depend on the HTTP thread model")
+class LogLimitsTest(unittest.TestCase):
+    """--retention, --retention-bytes and --max-log-bytes of the embedded log."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.data = os.path.join(self.dir.name, "broker.db")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def post(self, b, i):
+        return b.request("POST", "/default/default", b'{"a":1}', binary_headers(i))
+
+    def test_retention_by_age_and_by_size(self):
+        for flags in (["--retention", "PT1S"], ["--retention-bytes", "1"]):
+            with self.subTest(flags=flags):
+                if os.path.exists(self.data):
+                    os.remove(self.data)
+                b = Broker(self.data, *flags)
+                try:
+                    for i in range(5):
+                        self.assertEqual(self.post(b, i)[0].status, 202)
+                    self.assertEqual(len(records(self.data)), 5)
+                    # Retention runs every 5 s; no consumer group holds them.
+                    end = time.monotonic() + 20
+                    while records(self.data) and time.monotonic() < end:
+                        time.sleep(0.2)
+                    self.assertEqual(records(self.data), [])
+                    # Offsets go on from where they were.
+                    self.assertEqual(self.post(b, 5)[0].status, 202)
+                    self.assertEqual([r[2] for r in records(self.data)], [5])
+                finally:
+                    self.assertEqual(b.stop(), 0)
+
+    def test_default_keeps_records(self):
+        b = Broker(self.data)
+        try:
+            for i in range(3):
+                self.assertEqual(self.post(b, i)[0].status, 202)
+            time.sleep(6)  # a retention pass has run
+            self.assertEqual(len(records(self.data)), 3)
+        finally:
+            self.assertEqual(b.stop(), 0)
+
+    def test_max_log_bytes_refuses_with_503(self):
+        b = Broker(self.data, "--max-log-bytes", "1")
+        try:
+            r, body = self.post(b, 1)
+            self.assertEqual(r.status, 503, body)
+            self.assertIn("log full", json.loads(body)["error"])
+            self.assertEqual(records(self.data), [])
+        finally:
+            self.assertEqual(b.stop(), 0)
+
+    def test_bad_values_exit_2(self):
+        cases = [(["--retention", "7d"], "--retention wants an ISO-8601 duration"),
+                 (["--retention", "-1"], "--retention wants an ISO-8601 duration"),
+                 (["--retention-bytes", "-5"], "--retention-bytes wants a number of bytes"),
+                 (["--max-log-bytes", "1k"], "--max-log-bytes wants a number of bytes"),
+                 (["--kafka", "mock", "--retention", "P1D"], "are for the embedded log")]
+        for args, msg in cases:
+            with self.subTest(args=args):
+                p = subprocess.run([OUTPOST, "broker", "--listen", "127.0.0.1:0", "--data",
+                                    self.data, *args], capture_output=True, text=True, timeout=10)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn(msg, p.stderr)
+        self.assertFalse(os.path.exists(self.data), "nothing started")
+
+
 class CrashTest(unittest.TestCase):
     """kill -9 while many clients post: nothing that got a 202 is lost."""
 
