@@ -171,6 +171,16 @@ static long wait_event(size_t from, const char *type, const char *subject, const
   return i;
 }
 
+/* Waits (at most ms) until n events of type (of template tpl) have come
+ * since from; their count then. Events reach the sink over HTTP, after the
+ * pool's own state has changed. */
+static size_t wait_count(size_t from, const char *type, const char *tpl, size_t n, int ms) {
+  size_t got;
+  for (int waited = 0; (got = count_events(from, type, tpl)) < n && waited < ms; waited += 50)
+    sleep_ms(50);
+  return got;
+}
+
 /* ------------------------------------------------------------- helpers */
 
 #define EXPECT_RC(got, want, err)                                                                  \
@@ -349,7 +359,7 @@ static void fill_claim_refill_release(void **state) {
   wait_stats(p, "warm", 2, 0, 30000);
   assert_true(find_event(from, POOL_EV_SCALED, "warm", "new", "2") >= 0);
   assert_true(find_event(from, POOL_EV_SCALED, "warm", "bound", "min") >= 0);
-  assert_int_equal(count_events(from, POOL_EV_READY, "warm"), 2);
+  assert_int_equal(wait_count(from, POOL_EV_READY, "warm", 2, 5000), 2);
   assert_int_equal(runtime_count("fill", &running, NULL, &owned), 2);
   assert_int_equal(running, 2);
 
