@@ -252,6 +252,12 @@ spec:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def assert_gauge(self, n):
+        """The node post's count of registered environments reaches n: it moves
+        once the detector's answer is back, a moment after the detector has it."""
+        gauge = "outpost_post_node_detector_environments"
+        wait_for(f"{gauge} {n}", lambda: self.node_metric(gauge) == n, timeout=5)
+
     def assert_registered(self, lab, timeout):
         env = wait_for(f"{lab} at the detector", lambda: self.detector_envs().get(lab),
                        timeout=timeout, step=0.02)
@@ -290,7 +296,7 @@ spec:
         self.assert_registered(self.lab, timeout=RECONCILE_S / 3)
         print(f"\n  {self.lab} registered at the detector {time.monotonic() - t0:.2f} s after "
               "the claim's request")
-        self.assertEqual(self.node_metric("outpost_post_node_detector_environments"), 1)
+        self.assert_gauge(1)
         self.assertGreater(self.node_metric('outpost_post_node_detector_calls_total{result="ok"}'), 0)
 
     def test_2_policy_enforced(self):
@@ -339,7 +345,7 @@ spec:
         wait_for("the environment gone from the detector",
                  lambda: self.lab not in self.detector_envs(), timeout=RECONCILE_S / 6, step=0.02)
         print(f"\n  gone from the detector {time.monotonic() - t0:.3f} s after the release")
-        self.assertEqual(self.node_metric("outpost_post_node_detector_environments"), 0)
+        self.assert_gauge(0)
 
     def test_5_recovered_by_a_new_node_post(self):
         """A new node post registers the claims it recovers with a detector that lost them."""
