@@ -19,15 +19,8 @@ set -euo pipefail
 bench=bench_det_alt
 bench_need_ebpf
 
-det_alt=${DET_ALT:-}
-if [ -z "$det_alt" ]; then
-  bench_build det_alt
-  det_alt="$top/build-bench/bench/det_alt"
-fi
-if [ ! -x "$det_alt" ]; then
-  echo "bench_det_alt: no det_alt binary at $det_alt" >&2
-  exit 1
-fi
+det_alt=
+bench_binary det_alt det_alt bench/det_alt "${DET_ALT:-}"
 
 # What else puts the machine's system calls on the sys_enter path: other
 # detectors' programs (det_sys_enter) and the raw_syscalls trace event. Either

@@ -118,30 +118,19 @@ run_nginx() { # label
 run_broker() { # label, then broker flags
   shift
   # A fresh log per run.
-  local dir="$work/broker" port rc=0
+  local dir="$work/broker" port completed rc=0
   if ! broker_up "$dir" "$@"; then
     broker_down "$dir" 2>/dev/null || true
     return 1
   fi
   port=$broker_port
   if load "$port" "$dir/wrk" "$dir/metrics.before" "$broker_pid"; then
-    # Every event wrk saw acknowledged is counted, and at most one more per
-    # connection (answered after wrk stopped counting); nothing refused.
-    if ! settled_metrics "$port" "$dir/metrics.after"; then
+    completed=$(field "$result" requests)
+    if ! settled_metrics "$port" "$dir/metrics.after" ||
+      ! metrics_agree "$dir/metrics.before" "$dir/metrics.after" "$completed" "$connections"; then
       rc=1
     else
-      local before after rejected completed
-      before=$(metric "$dir/metrics.before" outpost_ingress_events_accepted_total)
-      after=$(metric "$dir/metrics.after" outpost_ingress_events_accepted_total)
-      rejected=$(metric "$dir/metrics.after" outpost_ingress_requests_rejected_total)
-      completed=$(field "$result" requests)
-      if ((after - before < completed || after - before > completed + connections || rejected != 0)); then
-        echo "  /metrics disagrees with wrk: accepted $((after - before)) during the run," \
-          "wrk completed $completed, rejected $rejected" >&2
-        rc=1
-      fi
-      cpu_us=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$completed" \
-        'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
+      cpu_us=$(us_per_request "$ticks" "$completed")
     fi
   else
     rc=1

@@ -102,25 +102,33 @@ bench_need_ebpf() {
   fi
 }
 
+# bench_binary VAR TARGET PATH [GIVEN]: sets VAR to the binary to measure:
+# GIVEN (made absolute: the broker runs in a directory of its own), or the
+# CMake TARGET built Release into build-bench, at PATH below it. Exits when
+# there is no such executable.
+bench_binary() {
+  local -n bin_=$1
+  if [ -n "${4:-}" ]; then
+    bin_=$4
+    case $bin_ in
+    /*) ;;
+    */*) bin_="$PWD/$bin_" ;;
+    *) bin_=$(command -v "$bin_" || echo "$PWD/$bin_") ;;
+    esac
+  else
+    bench_build "$2"
+    bin_="$top/build-bench/$3"
+  fi
+  if [ ! -x "$bin_" ]; then
+    echo "$bench: no $2 binary at $bin_" >&2
+    exit 1
+  fi
+}
+
 # bench_outpost: the binary to measure ($OUTPOST, or Release built into
 # build-bench); sets outpost to an absolute path.
 bench_outpost() {
-  if [ -n "${OUTPOST:-}" ]; then
-    outpost=$OUTPOST
-    # The broker runs in a directory of its own: the path must not be relative.
-    case $outpost in
-    /*) ;;
-    */*) outpost="$PWD/$outpost" ;;
-    *) outpost=$(command -v "$outpost" || echo "$PWD/$outpost") ;;
-    esac
-  else
-    bench_build outpost
-    outpost="$top/build-bench/cmd/outpost"
-  fi
-  if [ ! -x "$outpost" ]; then
-    echo "$bench: no outpost binary at $outpost" >&2
-    exit 1
-  fi
+  bench_binary outpost outpost cmd/outpost "${OUTPOST:-}"
 }
 
 # bench_header: date, kernel, cores and commit, for the report.
@@ -351,6 +359,30 @@ settled_metrics() {
 # clock ticks.
 cpu_ticks() {
   awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# us_per_request TICKS N: TICKS of CPU over N requests, in microseconds a
+# request ("-" when N is 0).
+us_per_request() {
+  awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$2" \
+    'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }'
+}
+
+# metrics_agree BEFORE AFTER COMPLETED CONNECTIONS: the broker's /metrics
+# files around a wrk run agree with the COMPLETED requests wrk counted: every
+# event wrk saw acknowledged is counted, and at most one more per connection
+# (answered after wrk stopped counting); nothing refused. Says why and fails
+# otherwise.
+metrics_agree() {
+  local before after rejected
+  before=$(metric "$1" outpost_ingress_events_accepted_total)
+  after=$(metric "$2" outpost_ingress_events_accepted_total)
+  rejected=$(metric "$2" outpost_ingress_requests_rejected_total)
+  if ((after - before < $3 || after - before > $3 + $4 || rejected != 0)); then
+    echo "  /metrics disagree with wrk: accepted $((after - before)) during the load," \
+      "wrk completed $3, rejected $rejected" >&2
+    return 1
+  fi
 }
 
 # broker_down DIR: stops the broker (SIGTERM) and removes DIR; fails when it
