@@ -89,7 +89,9 @@ int broker_log_commit(broker_log *log, const char *group, const char *topic, int
 int broker_log_committed(broker_log *log, const char *group, const char *topic, int32_t partition,
                          int64_t *next);
 
-/* The number of partitions of topic (creating the topic when it is new). */
+/* The number of partitions of topic (creating the topic when it is new);
+ * -EREMOTEIO when a Kafka cluster refused to create it as asked (a topic
+ * config it does not take, a policy: its message is logged). */
 int broker_log_partitions(broker_log *log, const char *topic);
 
 /* The offset the next appended record of topic/partition will get. */
@@ -134,6 +136,10 @@ typedef struct broker_kafka_opts {
   const char *const *props; /* "name=value" librdkafka properties for every client the log
                                makes (security.protocol, sasl.*, ssl.*, linger.ms, ...) */
   size_t n_props;
+  const char *const *topic_configs; /* "name=value" topic configs (retention.ms, cleanup.policy,
+                                       ...) set on every topic the log creates; a topic that
+                                       exists already keeps its own */
+  size_t n_topic_configs;
   int32_t partitions;      /* partitions of a topic the log creates (default 3) */
   int16_t replication;     /* its replication factor (default -1: the cluster's default) */
   int delivery_timeout_ms; /* an append not acknowledged by then fails (default 10000) */

@@ -458,12 +458,42 @@ static int metadata_partitions(kafka_log *k, const char *topic) {
   return rc;
 }
 
-/* Creates topic with the configured partitions and replication factor;
- * a topic that exists already is success. */
+/* Whether CreateTopics failed because of what it asked for, which asking
+ * again another way (auto-creation) would only hide. */
+static bool refused(rd_kafka_resp_err_t err) {
+  switch (err) {
+  case RD_KAFKA_RESP_ERR_INVALID_CONFIG:
+  case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+  case RD_KAFKA_RESP_ERR_INVALID_PARTITIONS:
+  case RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR:
+  case RD_KAFKA_RESP_ERR_INVALID_REPLICA_ASSIGNMENT:
+  case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+  case RD_KAFKA_RESP_ERR_INVALID_REQUEST:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* Creates topic with the configured partitions, replication factor and
+ * topic configs; a topic that exists already is success (and keeps its own
+ * configs). -EREMOTEIO: the request was refused as it stands (a config the
+ * cluster does not take, a policy, too many partitions...). */
 static int create_topic(kafka_log *k, const char *topic) {
-  char why[256];
+  char why[512];
   rd_kafka_NewTopic_t *nt =
       rd_kafka_NewTopic_new(topic, k->opts.partitions, k->opts.replication, why, sizeof why);
+  for (size_t i = 0; nt && i < k->opts.n_topic_configs; i++) {
+    const char *kv = k->opts.topic_configs[i], *eq = strchr(kv, '=');
+    char name[128];
+    snprintf(name, sizeof name, "%.*s", (int)(eq - kv), kv);
+    rd_kafka_resp_err_t err = rd_kafka_NewTopic_set_config(nt, name, eq + 1);
+    if (err) {
+      snprintf(why, sizeof why, "config %s: %s", name, rd_kafka_err2str(err));
+      rd_kafka_NewTopic_destroy(nt);
+      nt = NULL;
+    }
+  }
   if (!nt) {
     fprintf(stderr, "outpost: kafka log: topic %s: %s\n", topic, why);
     return -EINVAL;
@@ -488,7 +518,7 @@ static int create_topic(kafka_log *k, const char *topic) {
               cnt == 1 && rd_kafka_topic_result_error_string(tr[0])
                   ? rd_kafka_topic_result_error_string(tr[0])
                   : rd_kafka_err2str(err));
-    rc = errno_for(err);
+    rc = refused(err) ? -EREMOTEIO : errno_for(err);
     rd_kafka_event_destroy(ev);
   }
   rd_kafka_AdminOptions_destroy(ao);
@@ -512,10 +542,16 @@ static int kafka_partitions(broker_log *log, const char *topic) {
   int rc = metadata_partitions(k, topic);
   if (rc != -ENOENT) return rc;
   if (k->opts.mock) {
-    /* librdkafka 2.0's mock cluster has no CreateTopics: its own API makes it. */
+    /* librdkafka 2.0's mock cluster has no CreateTopics: its own API makes
+     * it, and has nowhere to keep topic configs (it keeps every record). */
     rd_kafka_mock_topic_create(k->opts.mock->mc, topic, k->opts.partitions,
                                k->opts.replication > 0 ? k->opts.replication : 3);
-  } else if ((rc = create_topic(k, topic))) {
+    if (k->opts.n_topic_configs)
+      fprintf(stderr, "outpost: kafka log: topic %s: the mock cluster ignores topic configs\n",
+              topic);
+  } else if ((rc = create_topic(k, topic)) == -EREMOTEIO) {
+    return rc;
+  } else if (rc) {
     fprintf(stderr,
             "outpost: kafka log: the cluster did not create topic %s (%s); asking for it by "
             "name, which creates it where the cluster auto-creates topics\n",
@@ -616,6 +652,13 @@ broker_log *broker_log_kafka_open(const broker_kafka_opts *opts, char *errbuf, s
         rc = -EINVAL;
       }
     if (!rc) rc = kset(k->conf, name, eq + 1, errbuf, errlen);
+  }
+  for (size_t i = 0; !rc && i < opts->n_topic_configs; i++) {
+    const char *eq = strchr(opts->topic_configs[i], '=');
+    if (!eq || eq == opts->topic_configs[i]) {
+      snprintf(errbuf, errlen, "topic config '%s': want NAME=VALUE", opts->topic_configs[i]);
+      rc = -EINVAL;
+    }
   }
   /* The producer: idempotent, acknowledged by all in-sync replicas, keys
    * partitioned as Java clients partition them. */

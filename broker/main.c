@@ -24,7 +24,8 @@ enum {
   OPT_POLL_CONNS,
   OPT_RETENTION,
   OPT_RETENTION_BYTES,
-  OPT_MAX_LOG_BYTES
+  OPT_MAX_LOG_BYTES,
+  OPT_TOPIC_CONFIG
 };
 
 static void usage(FILE *f) {
@@ -49,11 +50,15 @@ static void usage(FILE *f) {
         "  --partitions N        partitions of new topics (default 1; 3 on Kafka)\n"
         "  --retention DURATION  embedded log: records older than this go, oldest first,\n"
         "                        once every consumer group is past them (ISO-8601, e.g.\n"
-        "                        P7D, PT12H; default P7D; 0: no age limit)\n"
+        "                        P7D, PT12H; default P7D; 0: no age limit). Kafka: the\n"
+        "                        retention.ms of new topics (0: -1; default: the cluster's)\n"
         "  --retention-bytes N   embedded log: past N bytes on disk the oldest records\n"
-        "                        every group is past go (default 0: no size limit)\n"
+        "                        every group is past go (default 0: no size limit).\n"
+        "                        Kafka: the retention.bytes of new topics (0: -1)\n"
         "  --max-log-bytes N     embedded log: past N bytes on disk events are refused\n"
         "                        with 503, nothing dropped (default 0: no limit)\n"
+        "  --topic-config K=V    Kafka: a config of every topic the broker creates\n"
+        "                        (repeatable): cleanup.policy, min.insync.replicas, ...\n"
         "  --max-body BYTES      largest request body (default 1048576)\n"
         "  --max-headers N       most request headers (default 100)\n"
         "  --max-inflight N      requests waiting for the log before 429 (default 4096)\n"
@@ -152,6 +157,7 @@ int broker_main(int argc, char **argv) {
       {"retention", required_argument, NULL, OPT_RETENTION},
       {"retention-bytes", required_argument, NULL, OPT_RETENTION_BYTES},
       {"max-log-bytes", required_argument, NULL, OPT_MAX_LOG_BYTES},
+      {"topic-config", required_argument, NULL, OPT_TOPIC_CONFIG},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -171,7 +177,10 @@ int broker_main(int argc, char **argv) {
   size_t n_brokers = 0;
   int c;
   size_t v;
-  bool log_flags = false; /* a flag of the embedded log's was given */
+  bool max_log = false; /* --max-log-bytes, which Kafka has no equivalent of */
+  bool retention = false, retention_bytes = false;
+  const char *topic_configs[MAX_REPEATED];
+  size_t n_topic_configs = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
     switch (c) {
@@ -243,7 +252,7 @@ int broker_main(int argc, char **argv) {
         return 2;
       }
       so.retention_ms = ms;
-      log_flags = true;
+      retention = true;
       break;
     }
     case OPT_RETENTION_BYTES:
@@ -255,8 +264,18 @@ int broker_main(int argc, char **argv) {
       }
       if (c == OPT_RETENTION_BYTES) so.retention_bytes = v > INT64_MAX ? INT64_MAX : (int64_t)v;
       if (c == OPT_MAX_LOG_BYTES) so.max_bytes = v > INT64_MAX ? INT64_MAX : (int64_t)v;
-      log_flags = true;
+      retention_bytes |= c == OPT_RETENTION_BYTES;
+      max_log |= c == OPT_MAX_LOG_BYTES;
       break;
+    case OPT_TOPIC_CONFIG: {
+      const char *eq = strchr(optarg, '=');
+      if (!eq || eq == optarg) {
+        fprintf(stderr, "outpost broker: --topic-config wants NAME=VALUE, not '%s'\n", optarg);
+        return 2;
+      }
+      if (push(topic_configs, &n_topic_configs, optarg, "--topic-config")) return 2;
+      break;
+    }
     default: {
       if (c == '?' || parse_size(optarg, &v) || v == 0) {
         if (c != '?') fprintf(stderr, "outpost broker: bad number '%s'\n", optarg);
@@ -279,12 +298,39 @@ int broker_main(int argc, char **argv) {
     fprintf(stderr, "outpost broker: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
-  if (kafka && log_flags) {
-    fprintf(stderr, "outpost broker: --retention, --retention-bytes and --max-log-bytes are for"
-                    " the embedded log; on Kafka, set the topics' retention.ms and"
-                    " retention.bytes\n");
+  if (kafka && max_log) {
+    fprintf(stderr, "outpost broker: --max-log-bytes is for the embedded log; a Kafka cluster's"
+                    " disk is the cluster's to size\n");
     return 2;
   }
+  if (!kafka && n_topic_configs) {
+    fprintf(stderr, "outpost broker: --topic-config is for Kafka (--kafka); the embedded log"
+                    " takes --retention and --retention-bytes\n");
+    return 2;
+  }
+  /* On Kafka the retention flags become the new topics' configs. */
+  char retention_ms_kv[48], retention_bytes_kv[48];
+  if (kafka && retention) {
+    snprintf(retention_ms_kv, sizeof retention_ms_kv, "retention.ms=%lld",
+             so.retention_ms ? (long long)so.retention_ms : -1LL);
+    if (push(topic_configs, &n_topic_configs, retention_ms_kv, "--topic-config")) return 2;
+  }
+  if (kafka && retention_bytes) {
+    snprintf(retention_bytes_kv, sizeof retention_bytes_kv, "retention.bytes=%lld",
+             so.retention_bytes ? (long long)so.retention_bytes : -1LL);
+    if (push(topic_configs, &n_topic_configs, retention_bytes_kv, "--topic-config")) return 2;
+  }
+  for (size_t i = 0; i < n_topic_configs; i++)
+    for (size_t j = 0; j < i; j++) {
+      size_t n = (size_t)(strchr(topic_configs[i], '=') - topic_configs[i]);
+      if (strncmp(topic_configs[i], topic_configs[j], n + 1) == 0) {
+        fprintf(stderr,
+                "outpost broker: topic config %.*s is given twice (--topic-config, or"
+                " --retention / --retention-bytes on Kafka)\n",
+                (int)n, topic_configs[i]);
+        return 2;
+      }
+    }
   const char *env_token = getenv("OUTPOST_ADMIN_TOKEN");
   if (!o.admin_token && env_token && *env_token) o.admin_token = env_token;
   o.http.host = host;
@@ -340,6 +386,8 @@ int broker_main(int argc, char **argv) {
     ko.bootstrap = kafka;
     ko.props = props;
     ko.n_props = n_props;
+    ko.topic_configs = topic_configs;
+    ko.n_topic_configs = n_topic_configs;
     log = broker_log_kafka_open(&ko, err, sizeof err);
     snprintf(where, sizeof where, "kafka %s", kafka);
   } else {
@@ -374,7 +422,8 @@ int broker_main(int argc, char **argv) {
       rc = 2;
     } else if (add) {
       fprintf(stderr, "outpost broker: broker %s/%s: the log cannot make its topic (%s)\n", d->ns,
-              d->name, strerror(-add));
+              d->name,
+              add == -EREMOTEIO ? "the cluster refused it, as said above" : strerror(-add));
       rc = 1;
     } else {
       printf("broker %s/%s: POST http://%s:%u/%s/%s\n", d->ns, d->name, host,

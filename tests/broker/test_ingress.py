@@ -525,7 +525,8 @@ class LogLimitsTest(unittest.TestCase):
                  (["--retention", "-1"], "--retention wants an ISO-8601 duration"),
                  (["--retention-bytes", "-5"], "--retention-bytes wants a number of bytes"),
                  (["--max-log-bytes", "1k"], "--max-log-bytes wants a number of bytes"),
-                 (["--kafka", "mock", "--retention", "P1D"], "are for the embedded log")]
+                 (["--kafka", "mock", "--max-log-bytes", "1"], "is for the embedded log"),
+                 (["--topic-config", "retention.ms=1"], "--topic-config is for Kafka")]
         for args, msg in cases:
             with self.subTest(args=args):
                 p = subprocess.run([OUTPOST, "broker", "--listen", "127.0.0.1:0", "--data",

@@ -531,6 +531,14 @@ def check_config_defaults(docs):
                          "metadata": {"name": "default", "namespace": "default"}}], "broker.yaml")
 
 
+def check_no_topic_configs(docs):
+    """By default the topics get the cluster's retention and configs."""
+    for kind, name in (("Deployment", "t-outpost-broker"), ("StatefulSet", "t-outpost-dispatcher")):
+        args = one(docs, kind, name)["spec"]["template"]["spec"]["containers"][0]["args"]
+        expect_eq([a for a in args if a in ("--retention", "--retention-bytes", "--topic-config")],
+                  [], f"{name}: topic flags")
+
+
 def check_sasl_tls(docs):
     for kind, name in (("Deployment", "t-outpost-broker"), ("StatefulSet", "t-outpost-dispatcher")):
         d = one(docs, kind, name)
@@ -544,6 +552,9 @@ def check_sasl_tls(docs):
             "ssl.key.location": "/etc/outpost/kafka-client/tls.key",
             "linger.ms": "5", "client.id": "outpost"}, f"{name}: Kafka properties")
         expect_eq(arg_after(c["args"], "--partitions"), ["12"], f"{name}: partitions")
+        expect_eq((arg_after(c["args"], "--retention"), arg_after(c["args"], "--retention-bytes"),
+                   arg_after(c["args"], "--topic-config")),
+                  (["P3D"], ["1000000000"], ["min.insync.replicas=2"]), f"{name}: topic configs")
         env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e
                and "secretKeyRef" in e["valueFrom"]}
         expect_eq(env, {"OUTPOST_ADMIN_TOKEN": {"name": "outpost-admin", "key": "admin-token"},
@@ -1034,6 +1045,13 @@ def run_lint(outpost):
           ["--set", "kafka.security.protocol=SASL_SSL"], "needs kafka.security.sasl.existingSecret")
     check("lint fails for a guarantee property", lint_fails, (), KAFKA +
           ["--set-string", "kafka.extraProperties.acks=1"], "kafka.extraProperties.acks: not allowed")
+    check("lint fails for a retention that is no duration (values.schema.json)", lint_fails,
+          (), KAFKA + ["--set", "kafka.topics.retention=7d"],
+          "kafka.topics.retention: Does not match pattern")
+    check("lint fails for retention.ms set twice", lint_fails, (), KAFKA +
+          ["--set", "kafka.topics.retention=P1D", "--set-string",
+           "kafka.topics.config.retention\\.ms=5"],
+          "kafka.topics.config.retention.ms: set twice, also by kafka.topics.retention")
     check("lint fails for replicas: \"two\" (values.schema.json)", lint_fails, (), KAFKA +
           ["--set-string", "broker.replicas=two"], "broker.replicas: Invalid type")
     check("lint fails for an unknown value (values.schema.json)", lint_fails, (), KAFKA +
@@ -1077,6 +1095,7 @@ def run_lint(outpost):
     check("template: generated Secrets", check_secrets, docs)
     check("template: defaults mirror outpost run's demo", check_config_defaults, docs)
     check("template: Kafka SASL_SSL and TLS", check_sasl_tls, sasl)
+    check("template: no topic configs by default", check_no_topic_configs, docs)
     check("template: ServiceMonitor only when enabled", check_service_monitor, docs, sasl)
     check("template: NetworkPolicies", check_network_policies, docs)
     check("template: the mock Kafka", check_mock, render((MOCK,)))

@@ -180,6 +180,18 @@ mock
 - {{ $k.topics.partitions | int | quote }}
 - --delivery-timeout
 - {{ $k.deliveryTimeoutMs | int | quote }}
+{{- with $k.topics.retention }}
+- --retention
+- {{ . | quote }}
+{{- end }}
+{{- if ne (toString $k.topics.retentionBytes) "" }}
+- --retention-bytes
+- {{ $k.topics.retentionBytes | int64 | quote }}
+{{- end }}
+{{- range $name, $value := $k.topics.config }}
+- --topic-config
+- {{ printf "%s=%v" $name $value | quote }}
+{{- end }}
 {{- if not $k.mock }}
 - --kafka-property
 - {{ printf "security.protocol=%s" $p | quote }}
@@ -300,6 +312,11 @@ template (the first failure stops the render, so the message comes once).
 {{- range $name, $value := $k.extraProperties -}}
 {{- if has $name (list "enable.idempotence" "acks" "request.required.acks" "group.id" "enable.auto.commit" "security.protocol" "sasl.mechanisms" "sasl.username" "sasl.password" "ssl.ca.location") -}}
 {{- fail (printf "kafka.extraProperties.%s: not allowed here (Outpost refuses the delivery-guarantee properties; the security ones come from kafka.security)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $value := $k.topics.config -}}
+{{- if or (and (eq $name "retention.ms") $k.topics.retention) (and (eq $name "retention.bytes") (ne (toString $k.topics.retentionBytes) "")) -}}
+{{- fail (printf "kafka.topics.config.%s: set twice, also by kafka.topics.%s" $name (ternary "retention" "retentionBytes" (eq $name "retention.ms"))) -}}
 {{- end -}}
 {{- end -}}
 {{- if not .Values.eventing.brokers -}}
