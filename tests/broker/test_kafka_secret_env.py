@@ -22,79 +22,37 @@ import sys
 import threading
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from fake_kafka import FakeKafkaBroker  # noqa: E402
+
 OUTPOST = None
-APIS = [(18, 0, 2), (17, 0, 1), (36, 0, 1), (3, 0, 4)]  # (api key, min, max version)
 
 
-class FakeSaslBroker:
+class FakeSaslBroker(FakeKafkaBroker):
     """A FAKE Kafka broker: takes connections on 127.0.0.1 and keeps the SASL
     PLAIN tokens clients send."""
 
+    APIS = [(18, 0, 2), (17, 0, 1), (36, 0, 1), (3, 0, 4)]  # (api key, min, max version)
+
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.tokens = []
         self.cv = threading.Condition()
-        threading.Thread(target=self.accept, daemon=True).start()
+        super().__init__()
 
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
-        def frame():
-            head = c.recv(4, socket.MSG_WAITALL)
-            if len(head) < 4:
-                raise EOFError
-            n = struct.unpack(">i", head)[0]
-            return c.recv(n, socket.MSG_WAITALL)
-
-        def send(body):
-            c.sendall(struct.pack(">i", len(body)) + body)
-
-        c.settimeout(20)
-        try:
-            while True:
-                req = frame()
-                key, ver, corr = struct.unpack(">hhi", req[:8])
-                client_len = struct.unpack(">h", req[8:10])[0]
-                body = req[10 + max(client_len, 0):]
-                if key == 18:  # ApiVersions: a flexible version gets error 35 and the list (KIP-511)
-                    apis = struct.pack(">i", len(APIS)) + b"".join(struct.pack(">hhh", *a)
-                                                                   for a in APIS)
-                    if ver > 2:
-                        send(struct.pack(">ih", corr, 35) + apis)
-                    else:
-                        send(struct.pack(">ih", corr, 0) + apis +
-                             (struct.pack(">i", 0) if ver >= 1 else b""))
-                elif key == 17:  # SaslHandshake: PLAIN only
-                    send(struct.pack(">ihih", corr, 0, 1, 5) + b"PLAIN")
-                elif key == 36:  # SaslAuthenticate: keep the token, then hang up
-                    n = struct.unpack(">i", body[:4])[0]
-                    with self.cv:
-                        self.tokens.append(body[4:4 + n])
-                        self.cv.notify_all()
-                    return
-                else:
-                    return
-        except (OSError, EOFError, struct.error):
-            pass
-        finally:
-            c.close()
+    def handle(self, key, ver, body):
+        if key == 17:  # SaslHandshake: PLAIN only
+            return struct.pack(">hih", 0, 1, 5) + b"PLAIN"
+        if key == 36:  # SaslAuthenticate: keep the token, then hang up
+            n = struct.unpack(">i", body[:4])[0]
+            with self.cv:
+                self.tokens.append(body[4:4 + n])
+                self.cv.notify_all()
+        return None
 
     def first_token(self, timeout=20):
         with self.cv:
             self.cv.wait_for(lambda: self.tokens, timeout)
             return self.tokens[0] if self.tokens else None
-
-    def close(self):
-        self.sock.close()
 
 
 class SecretEnv(unittest.TestCase):

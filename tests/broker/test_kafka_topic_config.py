@@ -16,7 +16,6 @@ Kafka is spoken; the broker process is stopped once it listens.
 Usage: test_kafka_topic_config.py /path/to/outpost
 """
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from kafka.protocol.admin import CreateTopicsRequest, CreateTopicsResponse
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from fake_kafka import FakeKafkaBroker  # noqa: E402
 from outpost_test import free_port, wait_for  # noqa: E402
 
 OUTPOST = None
@@ -40,71 +40,30 @@ TOPIC_B = "knative-broker-team-a-orders"
 APIS = [(18, 0, 2), (3, 1, 1), (19, 0, 4), (22, 0, 1)]
 
 
-class FakeAdminBroker:
+class FakeAdminBroker(FakeKafkaBroker):
     """A FAKE Kafka broker, node 1 and controller of a one-node cluster on
     127.0.0.1: keeps the topics clients create, with their configs, and
     refuses a topic with a config named in refuse (INVALID_CONFIG)."""
 
+    APIS = APIS
+
     def __init__(self, refuse=()):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.refuse = set(refuse)
         self.created = {}  # topic: {config: value}
         self.partitions = {}  # topic: its partition count
         self.asked = []  # (topic, {config: value}) of every CreateTopics entry
         self.unknown_named = set()  # unknown topics Metadata asked for by name
         self.lock = threading.Lock()
-        threading.Thread(target=self.accept, daemon=True).start()
+        super().__init__()
 
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
-        def frame():
-            head = c.recv(4, socket.MSG_WAITALL)
-            if len(head) < 4:
-                raise EOFError
-            n = struct.unpack(">i", head)[0]
-            return c.recv(n, socket.MSG_WAITALL)
-
-        def send(corr, body):
-            c.sendall(struct.pack(">ii", len(body) + 4, corr) + body)
-
-        c.settimeout(20)
-        try:
-            while True:
-                req = frame()
-                key, ver, corr = struct.unpack(">hhi", req[:8])
-                client_len = struct.unpack(">h", req[8:10])[0]
-                body = req[10 + max(client_len, 0):]
-                if key == 18:  # ApiVersions: a flexible version gets error 35 and the list
-                    apis = struct.pack(">i", len(APIS)) + b"".join(struct.pack(">hhh", *a)
-                                                                   for a in APIS)
-                    if ver > 2:
-                        send(corr, struct.pack(">h", 35) + apis)
-                    else:
-                        send(corr, struct.pack(">h", 0) + apis +
-                             (struct.pack(">i", 0) if ver >= 1 else b""))
-                elif key == 3:
-                    send(corr, self.metadata(MetadataRequest[1].decode(body).topics))
-                elif key == 19:  # v4 is read as v3, which python3-kafka knows
-                    req = CreateTopicsRequest[min(ver, 3)].decode(body)
-                    send(corr, self.create_topics(ver, req))
-                elif key == 22:  # InitProducerId: producer id 1000, epoch 0
-                    send(corr, struct.pack(">ihqh", 0, 0, 1000, 0))
-                else:
-                    return
-        except (OSError, EOFError, struct.error, ValueError):
-            pass
-        finally:
-            c.close()
+    def handle(self, key, ver, body):
+        if key == 3:
+            return self.metadata(MetadataRequest[1].decode(body).topics)
+        if key == 19:  # v4 is read as v3, which python3-kafka knows
+            return self.create_topics(ver, CreateTopicsRequest[min(ver, 3)].decode(body))
+        if key == 22:  # InitProducerId: producer id 1000, epoch 0
+            return struct.pack(">ihqh", 0, 0, 1000, 0)
+        return None
 
     def metadata(self, names):
         """Metadata v1: this node, and the topics asked for (null: all); a
@@ -141,9 +100,6 @@ class FakeAdminBroker:
         if ver == 1:
             return CreateTopicsResponse[1].SCHEMA.encode([results])
         return CreateTopicsResponse[2].SCHEMA.encode([0, results])
-
-    def close(self):
-        self.sock.close()
 
 
 class TopicConfig(unittest.TestCase):
