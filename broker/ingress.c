@@ -422,14 +422,7 @@ static void serve_health(broker_ingress *in, httpd_req *req) {
   cJSON_AddNumberToObject(o, "pid", (double)getpid());
   if (in->opts.kafka) cJSON_AddStringToObject(o, "kafka", in->opts.kafka);
   cJSON_AddStringToObject(o, "role", in->opts.role ? in->opts.role : "all");
-  char *text = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
-  if (!text) {
-    httpd_respond(req, 500, "text/plain", "out of memory\n", 14, NULL, 0);
-    return;
-  }
-  httpd_respond(req, 200, "application/json", text, strlen(text), NULL, 0);
-  cJSON_free(text);
+  httpd_respond_json(req, 200, o);
 }
 
 static void render_metrics(broker_ingress *in, httpd_req *req) {

@@ -17,6 +17,7 @@
 #include "core/ce_int.h"
 
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -217,6 +218,17 @@ void httpd_respond_error(httpd_req *req, unsigned status, const char *message, c
   ce_buf_append_str(&b, "}\n");
   httpd_respond(req, status, "application/json", b.data, b.len, extra, n_extra);
   ce_buf_cleanup(&b);
+}
+
+void httpd_respond_json(httpd_req *req, unsigned status, cJSON *body) {
+  char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+  cJSON_Delete(body);
+  if (!text) {
+    httpd_respond_error(req, 500, "out of memory", NULL, -1, NULL, 0);
+    return;
+  }
+  httpd_respond(req, status, "application/json", text, strlen(text), NULL, 0);
+  cJSON_free(text);
 }
 
 static enum MHD_Result queue_answer(httpd_req *req) {

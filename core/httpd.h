@@ -114,6 +114,11 @@ void httpd_respond_stream(httpd_req *req, unsigned status, const char *content_t
                           const char *const *extra, size_t n_extra, httpd_stream_fn next,
                           void (*done)(void *ctx), void *ctx);
 
+struct cJSON;
+/* Answers with body as JSON, compact (body is freed); NULL, or a body that
+ * cannot be printed, answers 500 {"error": "out of memory"}. */
+void httpd_respond_json(httpd_req *req, unsigned status, struct cJSON *body);
+
 /* Answers with a JSON error body {"error": message, "attribute": attr,
  * "index": index} (attr NULL and index < 0 are left out). */
 void httpd_respond_error(httpd_req *req, unsigned status, const char *message, const char *attr,

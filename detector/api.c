@@ -266,14 +266,7 @@ static void serve_health(det_daemon *dd, httpd_req *req) {
   cJSON_AddStringToObject(o, "name", dd->node);
   cJSON_AddNumberToObject(o, "pid", (double)getpid());
   cJSON_AddBoolToObject(o, "bpf", dd->bpf != NULL);
-  char *text = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
-  if (!text) {
-    httpd_respond(req, 500, "text/plain", "out of memory\n", 14, NULL, 0);
-    return;
-  }
-  httpd_respond(req, 200, "application/json", text, strlen(text), NULL, 0);
-  cJSON_free(text);
+  httpd_respond_json(req, 200, o);
 }
 
 static void serve_metrics(det_daemon *dd, httpd_req *req) {

@@ -300,22 +300,11 @@ long post_call_json(post *p, const char *method, const char *url, const cJSON *b
 
 /* ------------------------------------------------------------- answers */
 
-void post_reply_json(httpd_req *req, unsigned status, cJSON *obj) {
-  char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
-  cJSON_Delete(obj);
-  if (!text) {
-    httpd_respond(req, 500, "application/json", "{\"error\":\"out of memory\"}", 25, NULL, 0);
-    return;
-  }
-  httpd_respond(req, status, "application/json", text, strlen(text), NULL, 0);
-  free(text);
-}
-
 void post_reply_error(httpd_req *req, unsigned status, const char *msg, const char *field) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "error", msg);
   if (field) cJSON_AddStringToObject(o, "field", field);
-  post_reply_json(req, status, o);
+  httpd_respond_json(req, status, o);
 }
 
 cJSON *post_body_json(httpd_req *req) {
@@ -386,7 +375,7 @@ static void serve_health(post *p, httpd_req *req) {
   cJSON_AddStringToObject(o, "tier", p->tier->name);
   cJSON_AddStringToObject(o, "name", p->name);
   cJSON_AddNumberToObject(o, "pid", (double)getpid());
-  post_reply_json(req, 200, o);
+  httpd_respond_json(req, 200, o);
 }
 
 static void serve_metrics(post *p, httpd_req *req) {
@@ -459,7 +448,7 @@ static void on_request(void *ctx, httpd_req *req) {
     bool ok = !p->tier->ready || p->tier->ready(p);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", ok ? "ready" : "not ready");
-    return post_reply_json(req, ok ? 200 : 503, o);
+    return httpd_respond_json(req, ok ? 200 : 503, o);
   }
   if (!strcmp(path, "/metrics") && !strcmp(m, "GET")) return serve_metrics(p, req);
   if (!strcmp(path, "/events")) {

@@ -767,7 +767,7 @@ static void reply_created(post *p, httpd_req *req, int node, const char *tenant,
            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "name")), tpl, tenant,
            cp->nodes[node],
            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "warm")) ? "warm" : "cold");
-  post_reply_json(req, 201, lab_of(j));
+  httpd_respond_json(req, 201, lab_of(j));
 }
 
 /* A cold start on node: the claim runs on a thread; once the node lists
@@ -993,7 +993,7 @@ static void serve_templates(post *p, httpd_req *req) {
   cJSON_Delete(warm);
   cJSON_AddItemToObject(o, "templates", arr);
   cJSON_AddNumberToObject(o, "unavailable_nodes", (double)down);
-  post_reply_json(req, 200, o);
+  httpd_respond_json(req, 200, o);
 }
 
 /* GET /v1/labs/<tpl>/environments: the caller's (admin: all). */
@@ -1019,7 +1019,7 @@ static void serve_list(post *p, httpd_req *req, const char *caller, const char *
   }
   pthread_mutex_unlock(&cp->mu);
   cJSON_AddNumberToObject(o, "unavailable_nodes", (double)down);
-  post_reply_json(req, 200, o);
+  httpd_respond_json(req, 200, o);
 }
 
 /* A copy of the entry of name when caller may see it; false otherwise. */
@@ -1183,7 +1183,7 @@ static void serve_lab(post *p, httpd_req *req, const char *caller, const char *m
       cJSON_AddStringToObject(f, "tenant", pe.tenant);
       cJSON_AddStringToObject(f, "status", "failed");
       cJSON_AddStringToObject(f, "error", pe.error);
-      return post_reply_json(req, 200, f);
+      return httpd_respond_json(req, 200, f);
     }
     if (!*verb && !strcmp(m, "DELETE")) {
       pthread_mutex_lock(&cp->mu);
@@ -1202,7 +1202,7 @@ static void serve_lab(post *p, httpd_req *req, const char *caller, const char *m
       return post_reply_error(req, 503, "a node post is unavailable; try again", NULL);
     return post_reply_error(req, 404, "no such lab", NULL);
   }
-  if (!*verb && !strcmp(m, "GET")) return post_reply_json(req, 200, lab_of(env));
+  if (!*verb && !strcmp(m, "GET")) return httpd_respond_json(req, 200, lab_of(env));
   cJSON_Delete(env);
   snprintf(url, sizeof url, "%s/v1/environments/%s%s%s", cp->nodes[node], name, *verb ? "/" : "",
            !strcmp(verb, "keepalive") ? "touch" : verb);
@@ -1227,7 +1227,7 @@ static void serve_lab(post *p, httpd_req *req, const char *caller, const char *m
     cJSON_Delete(out);
     return httpd_respond(req, 204, NULL, NULL, 0, NULL, 0);
   }
-  if (out) return post_reply_json(req, (unsigned)st, out);
+  if (out) return httpd_respond_json(req, (unsigned)st, out);
   post_reply_error(req, 502, "the node post's answer was not JSON", NULL);
 }
 
@@ -1300,7 +1300,7 @@ static void serve_quarantine(post *p, httpd_req *req, const char *m, const char 
     for (size_t i = 0; i < cp->n_quarantined; i++)
       cJSON_AddItemToArray(arr, cJSON_CreateString(cp->quarantined[i]));
     pthread_mutex_unlock(&cp->mu);
-    return post_reply_json(req, 200, o);
+    return httpd_respond_json(req, 200, o);
   }
   if (*tenant && !strcmp(m, "DELETE")) {
     if (!is_quarantined(cp, tenant)) return post_reply_error(req, 404, "not quarantined", NULL);

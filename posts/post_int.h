@@ -134,8 +134,6 @@ void post_call_json_each(post *p, const char *method, const char *const *urls, s
 
 /* ---------------------------------------------------------- answers */
 
-/* Answers with obj as JSON (obj is freed). */
-void post_reply_json(httpd_req *req, unsigned status, cJSON *obj);
 /* {"error": msg} and, when field is not NULL, "field": field. */
 void post_reply_error(httpd_req *req, unsigned status, const char *msg, const char *field);
 /* Parses the request's body as a JSON object; answers 400 or 413 itself and

@@ -475,7 +475,7 @@ static void serve_claim(post *p, httpd_req *req) {
       cJSON_AddNumberToObject(o, "elapsed_us", (double)info.elapsed_us);
       cJSON_AddStringToObject(o, "namespace", ns->name);
       cJSON_AddStringToObject(o, "node", p->name);
-      post_reply_json(req, 201, o);
+      httpd_respond_json(req, 201, o);
     } else {
       atomic_fetch_add(&np->claims_failed, 1);
       if (rc == -ENOENT)
@@ -504,7 +504,7 @@ static void serve_list(post *p, httpd_req *req) {
         cJSON_AddItemToArray(arr, env_json(p, &np->ns[i], &envs[j]));
     free(envs);
   }
-  post_reply_json(req, 200, o);
+  httpd_respond_json(req, 200, o);
 }
 
 static void serve_capacity(post *p, httpd_req *req) {
@@ -520,7 +520,7 @@ static void serve_capacity(post *p, httpd_req *req) {
   cJSON *nss = cJSON_AddArrayToObject(o, "namespaces");
   for (size_t i = 0; i < np->n_ns; i++)
     cJSON_AddItemToArray(nss, cJSON_CreateString(np->ns[i].name));
-  post_reply_json(req, 200, o);
+  httpd_respond_json(req, 200, o);
 }
 
 /* Parses {"argv": [...], "timeout_ms": N}; answers 400 itself on error. */
@@ -574,7 +574,7 @@ static void serve_exec(post *p, httpd_req *req, node_ns *ns, const pool_env *e) 
     cJSON_AddStringToObject(o, "stderr", res.err ? res.err : "");
     cJSON_AddBoolToObject(o, "truncated", res.truncated);
     cJSON_AddBoolToObject(o, "timed_out", rc == -ETIMEDOUT);
-    post_reply_json(req, 200, o);
+    httpd_respond_json(req, 200, o);
   } else if (rc == -EBUSY) {
     post_reply_error(req, 409, "the environment is not running", NULL);
   } else {
@@ -599,7 +599,7 @@ static void serve_env(post *p, httpd_req *req, const char *m, const char *rest) 
     ns = env_by_name(np, name, &e);
   }
   if (!ns) return post_reply_error(req, 404, "no such environment", NULL);
-  if (!*verb && !strcmp(m, "GET")) return post_reply_json(req, 200, env_json(p, ns, &e));
+  if (!*verb && !strcmp(m, "GET")) return httpd_respond_json(req, 200, env_json(p, ns, &e));
   if (!*verb && !strcmp(m, "DELETE")) {
     posts_err err = {0};
     int rc = pool_release(ns->pool, e.id, &err);

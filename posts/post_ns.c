@@ -390,7 +390,7 @@ static bool ns_route(post *p, httpd_req *req, const char *m, const char *path) {
   cJSON_AddBoolToObject(pol, "alert", np->alert);
   cJSON_AddBoolToObject(pol, "recycle", np->recycle);
   cJSON_AddNumberToObject(pol, "quarantineAfter", (double)np->quarantine_after);
-  post_reply_json(req, 200, o);
+  httpd_respond_json(req, 200, o);
   return true;
 }
 

@@ -445,16 +445,6 @@ int trigger_dispatcher_load(trigger_dispatcher *d, const char *path, char *errbu
   return rc;
 }
 
-static void respond_json(httpd_req *req, unsigned status, cJSON *body) {
-  char *s = body ? cJSON_PrintUnformatted(body) : NULL;
-  if (s)
-    httpd_respond(req, status, "application/json", s, strlen(s), NULL, 0);
-  else
-    httpd_respond_error(req, 500, "out of memory", NULL, -1, NULL, 0);
-  free(s);
-  cJSON_Delete(body);
-}
-
 static void http_apply(trigger_dispatcher *d, httpd_req *req) {
   size_t len;
   const char *body = httpd_body(req, &len);
@@ -479,7 +469,7 @@ static void http_apply(trigger_dispatcher *d, httpd_req *req) {
   }
   cJSON *o = cJSON_CreateObject();
   if (o) cJSON_AddItemToObject(o, "applied", results);
-  respond_json(req, 200, o);
+  httpd_respond_json(req, 200, o);
 }
 
 void trigger_dispatcher_http(trigger_dispatcher *d, httpd_req *req, const char *rest) {
@@ -509,7 +499,7 @@ void trigger_dispatcher_http(trigger_dispatcher *d, httpd_req *req, const char *
       }
       arr = one;
     }
-    respond_json(req, 200, arr);
+    httpd_respond_json(req, 200, arr);
     return;
   }
   if (!rest[0] && (strcmp(m, "PUT") == 0 || strcmp(m, "POST") == 0)) {
