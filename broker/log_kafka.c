@@ -458,6 +458,9 @@ static int metadata_partitions(kafka_log *k, const char *topic) {
   return rc;
 }
 
+/* Room for a topic config's name (Kafka's are under 50 bytes). */
+enum { TOPIC_CONFIG_NAME = 128 };
+
 /* Whether CreateTopics failed because of what it asked for, which asking
  * again another way (auto-creation) would only hide. */
 static bool refused(rd_kafka_resp_err_t err) {
@@ -485,7 +488,7 @@ static int create_topic(kafka_log *k, const char *topic) {
       rd_kafka_NewTopic_new(topic, k->opts.partitions, k->opts.replication, why, sizeof why);
   for (size_t i = 0; nt && i < k->opts.n_topic_configs; i++) {
     const char *kv = k->opts.topic_configs[i], *eq = strchr(kv, '=');
-    char name[128];
+    char name[TOPIC_CONFIG_NAME]; /* long enough: broker_log_kafka_open checked */
     snprintf(name, sizeof name, "%.*s", (int)(eq - kv), kv);
     rd_kafka_resp_err_t err = rd_kafka_NewTopic_set_config(nt, name, eq + 1);
     if (err) {
@@ -655,8 +658,9 @@ broker_log *broker_log_kafka_open(const broker_kafka_opts *opts, char *errbuf, s
   }
   for (size_t i = 0; !rc && i < opts->n_topic_configs; i++) {
     const char *eq = strchr(opts->topic_configs[i], '=');
-    if (!eq || eq == opts->topic_configs[i]) {
-      snprintf(errbuf, errlen, "topic config '%s': want NAME=VALUE", opts->topic_configs[i]);
+    if (!eq || eq == opts->topic_configs[i] || eq - opts->topic_configs[i] >= TOPIC_CONFIG_NAME) {
+      snprintf(errbuf, errlen, "topic config '%s': want NAME=VALUE (a name of at most %d bytes)",
+               opts->topic_configs[i], TOPIC_CONFIG_NAME - 1);
       rc = -EINVAL;
     }
   }
