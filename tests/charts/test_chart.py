@@ -1048,6 +1048,9 @@ def run_lint(outpost):
     check("lint fails for a retention that is no duration (values.schema.json)", lint_fails,
           (), KAFKA + ["--set", "kafka.topics.retention=7d"],
           "kafka.topics.retention: Does not match pattern")
+    check("lint fails for a topic config that is not a string (values.schema.json)", lint_fails,
+          (), KAFKA + ["--set", "kafka.topics.config.segment\\.ms=86400000"],
+          "segment.ms: Invalid type")
     check("lint fails for retention.ms set twice", lint_fails, (), KAFKA +
           ["--set", "kafka.topics.retention=P1D", "--set-string",
            "kafka.topics.config.retention\\.ms=5"],
