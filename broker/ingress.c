@@ -459,6 +459,9 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
                    "--poll-connections go to the poll pool).");
     metrics_sample(&b, "outpost_ingress_connections", "pool=\"poll\"", poll);
     metrics_sample(&b, "outpost_ingress_connections", "pool=\"epoll\"", epoll);
+    if (in->opts.http.fast_lane)
+      metrics_sample(&b, "outpost_ingress_connections", "pool=\"fast\"",
+                     httpd_fast_connections(in->http));
   }
   metrics_family(&b, "outpost_ingress_request_duration_seconds", "histogram",
                  "From a whole request received to its answer.");

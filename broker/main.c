@@ -25,7 +25,8 @@ enum {
   OPT_RETENTION,
   OPT_RETENTION_BYTES,
   OPT_MAX_LOG_BYTES,
-  OPT_TOPIC_CONFIG
+  OPT_TOPIC_CONFIG,
+  OPT_FAST_LANE
 };
 
 static void usage(FILE *f) {
@@ -67,6 +68,8 @@ static void usage(FILE *f) {
         "                        connections to the poll pool, the rest to the epoll pool\n"
         "  --epoll, --poll       one pool only, whose threads wait with epoll or poll\n"
         "  --poll-connections N  connections of the poll pool with --hybrid (default 256)\n"
+        "  --fast-lane           with --hybrid: plain keep-alive POSTs served on threads of\n"
+        "                        our own, anything else by libmicrohttpd (experimental)\n"
         "  --thread-per-connection  serve each connection on its own thread instead of the\n"
         "                        pool (see bench/README.md for the measurements)\n"
         "  --admin-token TOKEN   bearer token for the admin APIs (/v1/brokers, /v1/triggers)\n"
@@ -158,6 +161,7 @@ int broker_main(int argc, char **argv) {
       {"retention-bytes", required_argument, NULL, OPT_RETENTION_BYTES},
       {"max-log-bytes", required_argument, NULL, OPT_MAX_LOG_BYTES},
       {"topic-config", required_argument, NULL, OPT_TOPIC_CONFIG},
+      {"fast-lane", no_argument, NULL, OPT_FAST_LANE},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -238,6 +242,10 @@ int broker_main(int argc, char **argv) {
       break;
     case OPT_HYBRID:
       o.http.model = HTTPD_HYBRID_POOL;
+      break;
+    case OPT_FAST_LANE:
+      o.http.model = HTTPD_HYBRID_POOL;
+      o.http.fast_lane = true;
       break;
     case 'K':
       if (push(props, &n_props, optarg, "--kafka-property")) return 2;

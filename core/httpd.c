@@ -13,8 +13,7 @@
  * a bigger pool costs every request (an 80 KiB pool was 12% of the broker's
  * CPU under load).
  */
-#include "core/httpd.h"
-#include "core/ce_int.h"
+#include "core/httpd_int.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -31,43 +30,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-struct httpd {
-  struct MHD_Daemon *d;
-  /* HTTPD_HYBRID_POOL: d polls with poll(2), d2 with epoll, and the
-   * acceptor hands each new connection of lfd to one of them. */
-  struct MHD_Daemon *d2;
-  int lfd;
-  pthread_t acceptor;               /* running while lfd >= 0 */
-  _Atomic unsigned n_poll, n_epoll; /* connections of d and d2 */
-  _Atomic long unsent;              /* answered, not yet completed (sent or closed) */
-  struct MHD_Response *empty;       /* the one bodiless answer without headers, shared */
-  httpd_opts opts;
-  httpd_handler handler;
-  void *ctx;
-  _Atomic bool stopping; /* streamed answers end at their next call */
-};
-
-enum { MAX_EXTRA = 8 };
-
-struct httpd_req {
-  httpd *h;
-  struct MHD_Connection *conn;
-  const char *method, *url;
-  ce_kv *hdrs;
-  size_t n_hdrs;
-  ce_buf body;
-  unsigned early_status; /* a limit broken before the handler ran */
-  const char *early_msg;
-  bool handled;
-  /* The answer, filled by httpd_respond. */
-  pthread_mutex_t mu;
-  pthread_cond_t cv; /* thread per connection: signalled when answered */
-  bool suspended, answered;
-  struct MHD_Response *resp;
-  bool shared; /* resp is h->empty: queued, never destroyed here */
-  unsigned status;
-};
 
 void httpd_opts_init(httpd_opts *o) {
   o->host = "127.0.0.1";
@@ -122,6 +84,10 @@ static void add_headers(struct MHD_Response *resp, const char *const *extra, siz
 
 void httpd_respond(httpd_req *req, unsigned status, const char *content_type, const void *body,
                    size_t len, const char *const *extra, size_t n_extra) {
+  if (req->fast) {
+    httpd__fast_respond(req, status, content_type, body, len, extra, n_extra);
+    return;
+  }
   if (len == 0 && !content_type && n_extra == 0 && req->h->empty) {
     /* The broker's 202: no allocation, the same response each time. */
     req->shared = true;
@@ -181,6 +147,11 @@ static void stream_free(void *cls) {
 void httpd_respond_stream(httpd_req *req, unsigned status, const char *content_type,
                           const char *const *extra, size_t n_extra, httpd_stream_fn next,
                           void (*done)(void *ctx), void *ctx) {
+  if (req->fast) { /* the lane takes POSTs, which nothing streams to */
+    if (done) done(ctx);
+    httpd__fast_respond(req, 500, NULL, NULL, 0, NULL, 0);
+    return;
+  }
   stream *st = calloc(1, sizeof *st);
   struct MHD_Response *resp = NULL;
   if (st) {
@@ -383,15 +354,22 @@ static void *acceptor(void *arg) {
     }
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     unsigned np = atomic_load(&h->n_poll), ne = atomic_load(&h->n_epoll);
-    if (h->opts.max_connections && np + ne >= h->opts.max_connections) {
+    if (h->opts.max_connections && np + ne + atomic_load(&h->n_fast) >= h->opts.max_connections) {
       close(fd);
       continue;
     }
-    /* libmicrohttpd closes the socket when it cannot take it. */
-    MHD_add_connection(np < h->opts.poll_connections ? h->d : h->d2, fd,
-                       (const struct sockaddr *)&peer, len);
+    if (h->fast)
+      httpd__fast_add(h, fd, &peer);
+    else
+      httpd__to_mhd(h, fd, &peer);
   }
   return NULL;
+}
+
+void httpd__to_mhd(httpd *h, int fd, const struct sockaddr_in *peer) {
+  /* libmicrohttpd closes the socket when it cannot take it. */
+  MHD_add_connection(atomic_load(&h->n_poll) < h->opts.poll_connections ? h->d : h->d2, fd,
+                     (const struct sockaddr *)peer, sizeof *peer);
 }
 
 /* Starts HTTPD_HYBRID_POOL: our listening socket, both pools, the acceptor.
@@ -409,7 +387,10 @@ static int hybrid_start(httpd *h, const struct sockaddr_in *sa, char *errbuf, si
   }
   h->d = daemon_start(h, MHD_USE_POLL_INTERNAL_THREAD, NULL, &h->n_poll);
   h->d2 = h->d ? daemon_start(h, MHD_USE_EPOLL_INTERNAL_THREAD, NULL, &h->n_epoll) : NULL;
-  if (h->d2 && pthread_create(&h->acceptor, NULL, acceptor, h) == 0) return 0;
+  bool fast = !h->opts.fast_lane || (h->d2 && httpd__fast_start(h, h->opts.threads));
+  if (h->d2 && fast && pthread_create(&h->acceptor, NULL, acceptor, h) == 0) return 0;
+  httpd__fast_stop(h->fast);
+  h->fast = NULL;
   snprintf(errbuf, errlen, "cannot start the HTTP server's threads on %s:%u", h->opts.host,
            h->opts.port);
   if (h->d2) MHD_stop_daemon(h->d2);
@@ -472,6 +453,10 @@ uint16_t httpd_port(const httpd *h) {
   return i ? i->port : 0;
 }
 
+unsigned httpd_fast_connections(const httpd *h) {
+  return atomic_load(&h->n_fast);
+}
+
 void httpd_connections(const httpd *h, unsigned *poll, unsigned *epoll) {
   *poll = atomic_load(&h->n_poll);
   *epoll = atomic_load(&h->n_epoll);
@@ -491,6 +476,7 @@ void httpd_stop(httpd *h) {
     pthread_join(h->acceptor, NULL);
     close(h->lfd);
   }
+  httpd__fast_stop(h->fast);
   if (h->d2) MHD_stop_daemon(h->d2);
   MHD_stop_daemon(h->d);
   if (h->empty) MHD_destroy_response(h->empty);
@@ -540,5 +526,6 @@ unsigned httpd_limit(const httpd_req *req, const char **why) {
 }
 
 const char *httpd_query(const httpd_req *req, const char *name) {
+  if (req->fast) return NULL; /* the lane takes no request with a query */
   return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }

@@ -55,6 +55,9 @@ typedef struct httpd_opts {
   size_t max_header_bytes;   /* all header bytes of a request (default 16 KiB) */
   unsigned max_connections;  /* default 4096 */
   unsigned idle_timeout_s;   /* close idle keep-alive connections (default 60) */
+  bool fast_lane; /* HTTPD_HYBRID_POOL: new connections start on threads of our own, which
+                     serve plain keep-alive POSTs and give anything else to libmicrohttpd
+                     (core/httpd_fast.c; default off) */
 } httpd_opts;
 
 void httpd_opts_init(httpd_opts *o);
@@ -67,6 +70,9 @@ uint16_t httpd_port(const httpd *h);
 /* HTTPD_HYBRID_POOL: the open connections of its poll pool and of its
  * epoll pool (both 0 with the other models). */
 void httpd_connections(const httpd *h, unsigned *poll, unsigned *epoll);
+/* HTTPD_HYBRID_POOL with fast_lane: the connections the fast lane serves
+ * (those it handed to libmicrohttpd count in the pools'). */
+unsigned httpd_fast_connections(const httpd *h);
 /* Stops serving and frees. Requests still waiting for an answer must have
  * been answered before; answers not yet written are given up to 5 s to go
  * out. httpd_stop(NULL) does nothing. */

@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from outpost_test import binary_headers, free_port, wait_for  # noqa: E402
+from outpost_test import binary_headers, free_port, unpack_headers, wait_for  # noqa: E402
 
 OUTPOST = None
 # More flags for every broker the tests start: CTest runs the suite once per
@@ -62,19 +61,6 @@ class Broker:
             self.proc.wait(timeout=30)
         self.proc.stdout.close()
         return self.proc.returncode
-
-
-def unpack_headers(blob):
-    """The log's header blob: u32 name length, name, u32 value length, value."""
-    out, i = {}, 0
-    while i < len(blob):
-        (n,) = struct.unpack_from("<I", blob, i)
-        name = blob[i + 4:i + 4 + n].decode()
-        i += 4 + n
-        (m,) = struct.unpack_from("<I", blob, i)
-        out[name] = blob[i + 4:i + 4 + m].decode()
-        i += 4 + m
-    return out
 
 
 def records(path):

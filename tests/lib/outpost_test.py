@@ -7,6 +7,7 @@ import http.client
 import json
 import signal
 import socket
+import struct
 import subprocess
 import time
 
@@ -90,3 +91,16 @@ def stop_process(p, timeout=10):
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
+
+
+def unpack_headers(blob):
+    """The log's header blob: u32 name length, name, u32 value length, value."""
+    out, i = {}, 0
+    while i < len(blob):
+        (n,) = struct.unpack_from("<I", blob, i)
+        name = blob[i + 4:i + 4 + n].decode()
+        i += 4 + n
+        (m,) = struct.unpack_from("<I", blob, i)
+        out[name] = blob[i + 4:i + 4 + m].decode()
+        i += 4 + m
+    return out

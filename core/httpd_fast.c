@@ -1,0 +1,557 @@
+/*
+ * httpd_fast.c — the fast lane of HTTPD_HYBRID_POOL (httpd_opts.fast_lane):
+ * connections start on a few epoll threads of our own, which serve the
+ * common request themselves and give the connection to libmicrohttpd for
+ * anything else.
+ *
+ * The common request: POST, HTTP/1.1, a plain path (no query, no escapes),
+ * a Host, a Content-Length body, no Expect, Transfer-Encoding, Upgrade or
+ * Connection other than keep-alive, within the limits, and all of it in the
+ * socket already. Such a request is read with MSG_PEEK first; only once it
+ * is whole and understood is it taken off the socket, handed to the handler
+ * as an httpd_req, and answered by httpd_respond from any thread (the answer
+ * is written by the lane's thread, woken once per batch of answers). For
+ * anything else nothing has been consumed, no answer is pending, and the
+ * socket goes to libmicrohttpd (MHD_add_connection, as the hybrid acceptor
+ * does), which serves it from then on: every error answer and every other
+ * route stay libmicrohttpd's.
+ *
+ * Why: libmicrohttpd's request path (its pool cleared per request, an
+ * eventfd write per resume, allocation and locks per request) was about a
+ * third of the broker's CPU (bench/README.md, bench/proto_ingress.c).
+ *
+ * Edge-triggered epoll: a connection with an answer pending is not read;
+ * data that arrives meanwhile (a pipelined request) is looked at once the
+ * answer has gone.
+ */
+#define _GNU_SOURCE /* accept4, MSG_TRUNC on TCP */
+#include "core/httpd_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { FAST_PEEK = 16 * 1024, FAST_EVENTS = 64 };
+
+typedef struct fconn {
+  int fd;
+  struct sockaddr_in peer;
+  struct fworker *w;
+  bool pending;  /* an answer is due */
+  bool readable; /* data came while it was */
+  bool closed;   /* the peer hung up while it was */
+  time_t last;   /* last request or answer, for the idle timeout */
+  struct fconn *prev, *next;
+} fconn;
+
+typedef struct fworker {
+  httpd *h;
+  struct httpd_fast *f;
+  int ep, efd;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  httpd_req *done; /* answered, to write (guarded by mu) */
+  fconn *incoming; /* new connections, to take up (guarded by mu) */
+  fconn *conns;    /* all of this thread's connections (its own) */
+  char *peek;
+  time_t date_at; /* the Date header, formatted once a second */
+  char date[64];
+  size_t date_len;
+} fworker;
+
+struct httpd_fast {
+  httpd *h;
+  unsigned n;
+  _Atomic unsigned next; /* round robin for new connections */
+  _Atomic bool stop;
+  fworker *w;
+};
+
+/* ------------------------------------------------------------- parsing */
+
+static bool ieq(const char *a, size_t n, const char *b) {
+  return ce__ieq(a, n, b);
+}
+
+/* RFC 9110's token characters (header names). */
+static bool tchar(char c) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  unsigned char u = (unsigned char)c;
+  if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9')) return true;
+  return u >= 0x21 && u < 0x7f && memchr(extra, u, sizeof extra - 1);
+}
+
+static bool path_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
+         c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* The CR LF that ends the line at p (before end), or NULL: a line with a
+ * bare CR or none is declined. */
+static const char *crlf(const char *p, const char *end) {
+  const char *r = memchr(p, '\r', (size_t)(end - p));
+  return r && r + 1 < end && r[1] == '\n' ? r : NULL;
+}
+
+/* One header line found in a request. */
+typedef struct line {
+  const char *name, *value;
+  size_t name_len, value_len;
+} line;
+
+/* What parse makes of the bytes at the start of a connection: the request
+ * (total bytes, path, headers, body), or why not. */
+typedef enum { P_TAKE, P_MORE, P_DECLINE } parse_rc;
+
+typedef struct parsed {
+  size_t total, head, body_len;
+  const char *path;
+  size_t path_len;
+  line *lines;
+  size_t n_lines;
+} parsed;
+
+static parse_rc parse(const httpd_opts *o, const char *b, size_t n, line *lines, size_t max_lines,
+                      parsed *p) {
+  static const char post[] = "POST ";
+  if (n < sizeof post - 1) return memcmp(b, post, n) == 0 ? P_MORE : P_DECLINE;
+  if (memcmp(b, post, sizeof post - 1)) return P_DECLINE;
+  const char *end = memmem(b, n, "\r\n\r\n", 4);
+  size_t limit = o->max_header_bytes ? o->max_header_bytes : 16 * 1024;
+  /* A line ended by a bare LF (libmicrohttpd takes them) is not waited on:
+   * the CR LF CR LF above might never come. */
+  size_t scan = end ? (size_t)(end - b) : n;
+  for (const char *lf = memchr(b, '\n', scan); lf;
+       lf = memchr(lf + 1, '\n', scan - (size_t)(lf + 1 - b)))
+    if (lf == b || lf[-1] != '\r') return P_DECLINE;
+  if (!end) return n >= limit || n == FAST_PEEK ? P_DECLINE : P_MORE;
+  p->head = (size_t)(end - b) + 4;
+  if (p->head > limit) return P_DECLINE;
+  const char *s = b + sizeof post - 1, *eol = crlf(s, end + 2);
+  const char *sp = memchr(s, ' ', (size_t)(eol - s));
+  if (!sp || sp == s || *s != '/' || (size_t)(eol - sp) != 9 || memcmp(sp, " HTTP/1.1", 9))
+    return P_DECLINE;
+  for (const char *c = s; c < sp; c++)
+    if (!path_char(*c)) return P_DECLINE;
+  p->path = s;
+  p->path_len = (size_t)(sp - s);
+  bool host = false, have_len = false;
+  size_t len = 0, k = 0;
+  for (const char *l = eol + 2; l < end + 2;) {
+    const char *le = crlf(l, end + 2);
+    if (!le) return P_DECLINE;
+    const char *colon = memchr(l, ':', (size_t)(le - l));
+    if (!colon || colon == l || k == max_lines) return P_DECLINE;
+    for (const char *c = l; c < colon; c++)
+      if (!tchar(*c)) return P_DECLINE; /* obs-fold, spaces before the colon... */
+    const char *v = colon + 1, *ve = le;
+    while (v < ve && (*v == ' ' || *v == '\t')) v++;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+    for (const char *c = v; c < ve; c++)
+      if ((unsigned char)*c < 0x20 && *c != '\t') return P_DECLINE;
+    size_t nl = (size_t)(colon - l), vl = (size_t)(ve - v);
+    if (ieq(l, nl, "content-length")) {
+      if (have_len || vl == 0 || vl > 12) return P_DECLINE;
+      for (size_t i = 0; i < vl; i++) {
+        if (v[i] < '0' || v[i] > '9') return P_DECLINE;
+        len = len * 10 + (size_t)(v[i] - '0');
+      }
+      have_len = true;
+    } else if (ieq(l, nl, "host")) {
+      host = true;
+    } else if (ieq(l, nl, "transfer-encoding") || ieq(l, nl, "expect") || ieq(l, nl, "upgrade") ||
+               (ieq(l, nl, "connection") && !ieq(v, vl, "keep-alive"))) {
+      return P_DECLINE;
+    }
+    lines[k++] = (line){l, v, nl, vl};
+    l = le + 2;
+  }
+  if (!host || !have_len || (o->max_headers && k > o->max_headers) ||
+      (o->max_body && len > o->max_body) || p->head + len > FAST_PEEK)
+    return P_DECLINE;
+  p->body_len = len;
+  p->total = p->head + len;
+  p->lines = lines;
+  p->n_lines = k;
+  return n < p->total ? P_MORE : P_TAKE;
+}
+
+/* The request as handlers see it: path, headers and body copied into one
+ * allocation, each NUL-terminated (httpd_header hands out C strings). */
+static httpd_req *make_req(httpd *h, fconn *c, const char *b, const parsed *p) {
+  size_t bytes = p->path_len + 1;
+  for (size_t i = 0; i < p->n_lines; i++) bytes += p->lines[i].name_len + p->lines[i].value_len + 2;
+  httpd_req *req = calloc(1, sizeof *req + p->n_lines * sizeof(ce_kv) + bytes);
+  if (!req) return NULL;
+  req->h = h;
+  req->fast = c;
+  req->method = "POST";
+  req->hdrs = (ce_kv *)(req + 1);
+  char *at = (char *)(req->hdrs + p->n_lines);
+  memcpy(at, p->path, p->path_len);
+  at[p->path_len] = '\0';
+  req->url = at;
+  at += p->path_len + 1;
+  for (size_t i = 0; i < p->n_lines; i++) {
+    const line *l = &p->lines[i];
+    memcpy(at, l->name, l->name_len);
+    at[l->name_len] = '\0';
+    memcpy(at + l->name_len + 1, l->value, l->value_len);
+    at[l->name_len + 1 + l->value_len] = '\0';
+    req->hdrs[i] = (ce_kv){at, l->name_len, at + l->name_len + 1, l->value_len};
+    at += l->name_len + l->value_len + 2;
+  }
+  req->n_hdrs = p->n_lines;
+  ce_buf_init(&req->body);
+  if (p->body_len && ce_buf_append(&req->body, b + p->head, p->body_len)) {
+    free(req);
+    return NULL;
+  }
+  return req; /* mu and cv are libmicrohttpd's path's: never used here */
+}
+
+static void free_req(httpd_req *req) {
+  ce_buf_cleanup(&req->body);
+  free(req->answer);
+  free(req->answer_head);
+  free(req);
+}
+
+/* ---------------------------------------------------------- connections */
+
+static void unlink_conn(fworker *w, fconn *c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    w->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  atomic_fetch_sub(&w->h->n_fast, 1);
+}
+
+static void close_conn(fworker *w, fconn *c) {
+  epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  unlink_conn(w, c);
+  free(c);
+}
+
+/* The connection goes to libmicrohttpd, nothing of its next request read. */
+static void hand_over(fworker *w, fconn *c) {
+  epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+  unlink_conn(w, c);
+  httpd__to_mhd(w->h, c->fd, &c->peer);
+  free(c);
+}
+
+/* Serves what the connection has: one request taken (then its answer is
+ * awaited), more awaited, or the connection handed over or closed. */
+static void serve(fworker *w, fconn *c) {
+  httpd *h = w->h;
+  c->readable = false;
+  ssize_t n = recv(c->fd, w->peek, FAST_PEEK, MSG_PEEK);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    close_conn(w, c);
+    return;
+  }
+  if (n < 0) return; /* nothing yet: the next edge says when */
+  line lines[128];
+  size_t max_lines = h->opts.max_headers && h->opts.max_headers < 128 ? h->opts.max_headers : 128;
+  parsed p;
+  parse_rc rc = parse(&h->opts, w->peek, (size_t)n, lines, max_lines, &p);
+  if (rc == P_MORE) {
+    c->last = time(NULL); /* a request coming in is activity */
+    return;
+  }
+  httpd_req *req = rc == P_TAKE ? make_req(h, c, w->peek, &p) : NULL;
+  if (!req) {
+    hand_over(w, c);
+    return;
+  }
+  /* Taken: off the socket now (MSG_TRUNC discards without copying). */
+  if (recv(c->fd, NULL, p.total, MSG_TRUNC) != (ssize_t)p.total) {
+    free_req(req);
+    close_conn(w, c);
+    return;
+  }
+  c->pending = true;
+  c->readable = (size_t)n > p.total; /* a pipelined request behind it */
+  c->last = time(NULL);
+  req->handled = true;
+  h->handler(h->ctx, req);
+}
+
+static const char *date_header(fworker *w) {
+  time_t now = time(NULL);
+  if (now != w->date_at) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    w->date_len = strftime(w->date, sizeof w->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    w->date_at = now;
+  }
+  return w->date;
+}
+
+static char *put_str(char *at, const char *s, size_t n) {
+  memcpy(at, s, n);
+  return at + n;
+}
+
+static char *put_uint(char *at, size_t v) {
+  char tmp[24];
+  size_t n = 0;
+  do tmp[n++] = (char)('0' + v % 10);
+  while ((v /= 10) > 0);
+  while (n) *at++ = tmp[--n];
+  return at;
+}
+
+/* The answer's status line and headers into out (cap bytes); their length,
+ * or 0 when they do not fit. */
+static size_t answer_head(char *out, size_t cap, const httpd_req *req, const char *date,
+                          size_t dl) {
+  const char *reason = MHD_get_reason_phrase_for(req->status);
+  size_t extra = req->answer_head ? strlen(req->answer_head) : 0, rl = strlen(reason);
+  if (9 + 4 + rl + 2 + dl + 16 + 22 + 2 + extra + 2 > cap) return 0;
+  char *at = put_str(out, "HTTP/1.1 ", 9);
+  at = put_uint(at, req->status);
+  *at++ = ' ';
+  at = put_str(at, reason, rl);
+  at = put_str(at, "\r\n", 2);
+  at = put_str(at, date, dl);
+  at = put_str(at, "Content-Length: ", 16);
+  at = put_uint(at, req->answer_len);
+  at = put_str(at, "\r\n", 2);
+  if (extra) at = put_str(at, req->answer_head, extra);
+  at = put_str(at, "\r\n", 2);
+  return (size_t)(at - out);
+}
+
+/* Writes the answers given since the last time, in the lane's thread. */
+static void write_answers(fworker *w) {
+  pthread_mutex_lock(&w->mu);
+  httpd_req *list = w->done;
+  w->done = NULL;
+  fconn *fresh = w->incoming;
+  w->incoming = NULL;
+  pthread_mutex_unlock(&w->mu);
+  for (fconn *c = fresh, *next; c; c = next) {
+    next = c->next;
+    c->prev = NULL;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, c->fd, &ev)) {
+      close(c->fd);
+      unlink_conn(w, c);
+      free(c);
+    }
+  }
+  const char *date = date_header(w);
+  for (httpd_req *req = list, *next; req; req = next) {
+    next = req->fast_next;
+    fconn *c = req->fast;
+    c->pending = false;
+    c->last = time(NULL);
+    bool ok = !c->closed;
+    if (ok) {
+      char head[1024];
+      size_t hn = answer_head(head, sizeof head, req, date, w->date_len);
+      struct iovec iov[2] = {{head, hn}, {req->answer, req->answer_len}};
+      struct msghdr m = {.msg_iov = iov, .msg_iovlen = req->answer_len ? 2 : 1};
+      ssize_t sent = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+      /* A short write to a client that is not reading: it is closed. */
+      ok = hn && sent == (ssize_t)(hn + req->answer_len);
+    }
+    atomic_fetch_sub(&w->h->unsent, 1);
+    free_req(req);
+    if (!ok)
+      close_conn(w, c);
+    else if (c->readable)
+      serve(w, c);
+  }
+}
+
+/* Closes connections idle past the timeout (none with an answer due). */
+static void sweep(fworker *w) {
+  unsigned t = w->h->opts.idle_timeout_s;
+  if (!t) return;
+  time_t now = time(NULL);
+  for (fconn *c = w->conns, *next; c; c = next) {
+    next = c->next;
+    if (!c->pending && now - c->last >= (time_t)t) close_conn(w, c);
+  }
+}
+
+static void *run(void *arg) {
+  fworker *w = arg;
+  pthread_setname_np(pthread_self(), "http-fast");
+  struct epoll_event evs[FAST_EVENTS];
+  time_t swept = time(NULL);
+  httpd_fast *f = w->f;
+  while (!atomic_load(&f->stop)) {
+    int k = epoll_wait(w->ep, evs, FAST_EVENTS, 1000);
+    for (int i = 0; i < k; i++) {
+      if (evs[i].data.ptr == w) {
+        uint64_t v;
+        (void)!read(w->efd, &v, sizeof v);
+        write_answers(w);
+        continue;
+      }
+      fconn *c = evs[i].data.ptr;
+      if (c->pending) {
+        c->readable = true;
+        /* Gone for good; a peer that only shut down its sending side
+         * (EPOLLRDHUP) still reads its answer. */
+        if (evs[i].events & (EPOLLHUP | EPOLLERR)) c->closed = true;
+        continue;
+      }
+      serve(w, c);
+    }
+    if (time(NULL) != swept) {
+      swept = time(NULL);
+      sweep(w);
+    }
+  }
+  return NULL;
+}
+
+/* ----------------------------------------------------------- interface */
+
+/* Queues an answered request for its lane's thread to write. */
+static void fast_answer(httpd_req *req) {
+  fconn *c = req->fast;
+  fworker *w = c->w;
+  pthread_mutex_lock(&w->mu);
+  bool wake = !w->done && !w->incoming;
+  req->fast_next = w->done;
+  w->done = req;
+  pthread_mutex_unlock(&w->mu);
+  if (wake) {
+    uint64_t one = 1;
+    (void)!write(w->efd, &one, sizeof one);
+  }
+}
+
+void httpd__fast_respond(httpd_req *req, unsigned status, const char *content_type,
+                         const void *body, size_t len, const char *const *extra, size_t n_extra) {
+  ce_buf head;
+  ce_buf_init(&head);
+  if (content_type) {
+    ce_buf_append_str(&head, "Content-Type: ");
+    ce_buf_append_str(&head, content_type);
+    ce_buf_append_str(&head, "\r\n");
+  }
+  for (size_t i = 0; i < n_extra; i++) {
+    ce_buf_append_str(&head, extra[2 * i]);
+    ce_buf_append_str(&head, ": ");
+    ce_buf_append_str(&head, extra[2 * i + 1]);
+    ce_buf_append_str(&head, "\r\n");
+  }
+  req->answer_head = head.data; /* NULL when empty */
+  req->answer = len ? malloc(len) : NULL;
+  if (len && !req->answer) {
+    status = 500, len = 0;
+  } else if (len) {
+    memcpy(req->answer, body, len);
+  }
+  req->answer_len = len;
+  req->status = status;
+  atomic_fetch_add(&req->h->unsent, 1);
+  fast_answer(req);
+}
+
+void httpd__fast_add(httpd *h, int fd, const struct sockaddr_in *peer) {
+  httpd_fast *f = h->fast;
+  fworker *w = &f->w[atomic_fetch_add(&f->next, 1) % f->n];
+  fconn *c = calloc(1, sizeof *c);
+  if (!c) {
+    close(fd);
+    return;
+  }
+  *c = (fconn){.fd = fd, .peer = *peer, .w = w, .last = time(NULL)};
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  atomic_fetch_add(&h->n_fast, 1);
+  /* The worker's thread takes it up: its list and epoll set are its own. */
+  pthread_mutex_lock(&w->mu);
+  bool wake = !w->incoming && !w->done;
+  c->next = w->incoming;
+  w->incoming = c;
+  pthread_mutex_unlock(&w->mu);
+  if (wake) {
+    uint64_t one = 1;
+    (void)!write(w->efd, &one, sizeof one);
+  }
+}
+
+httpd_fast *httpd__fast_start(httpd *h, unsigned threads) {
+  httpd_fast *f = calloc(1, sizeof *f);
+  if (!f) return NULL;
+  f->h = h;
+  f->n = threads ? threads : 1;
+  f->w = calloc(f->n, sizeof *f->w);
+  unsigned started = 0;
+  for (; f->w && started < f->n; started++) {
+    fworker *w = &f->w[started];
+    w->h = h;
+    w->f = f;
+    w->ep = epoll_create1(EPOLL_CLOEXEC);
+    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->peek = malloc(FAST_PEEK);
+    pthread_mutex_init(&w->mu, NULL);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+    if (w->ep < 0 || w->efd < 0 || !w->peek || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->efd, &ev) ||
+        pthread_create(&w->thread, NULL, run, w)) {
+      if (w->ep >= 0) close(w->ep);
+      if (w->efd >= 0) close(w->efd);
+      free(w->peek);
+      pthread_mutex_destroy(&w->mu);
+      break;
+    }
+  }
+  h->fast = f;
+  if (started == f->n) return f;
+  f->n = started;
+  httpd__fast_stop(f);
+  h->fast = NULL;
+  return NULL;
+}
+
+void httpd__fast_stop(httpd_fast *f) {
+  if (!f) return;
+  atomic_store(&f->stop, true);
+  for (unsigned i = 0; i < f->n; i++) {
+    fworker *w = &f->w[i];
+    uint64_t one = 1;
+    (void)!write(w->efd, &one, sizeof one);
+    pthread_join(w->thread, NULL);
+    /* Answers given after the server stopped waiting for them (a request
+     * that came in while it was stopping) are not written. */
+    for (httpd_req *req = w->done, *next; req; req = next) {
+      next = req->fast_next;
+      atomic_fetch_sub(&f->h->unsent, 1);
+      free_req(req);
+    }
+    while (w->conns) close_conn(w, w->conns);
+    for (fconn *c = w->incoming, *next; c; c = next) {
+      next = c->next;
+      close(c->fd);
+      atomic_fetch_sub(&f->h->n_fast, 1);
+      free(c);
+    }
+    close(w->ep);
+    close(w->efd);
+    free(w->peek);
+    pthread_mutex_destroy(&w->mu);
+  }
+  free(f->w);
+  free(f);
+}

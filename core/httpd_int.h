@@ -1,0 +1,78 @@
+/*
+ * httpd_int.h — private to core/httpd.c and core/httpd_fast.c: the server
+ * and request structures, and the fast lane's entry points.
+ */
+#ifndef OUTPOST_CORE_HTTPD_INT_H
+#define OUTPOST_CORE_HTTPD_INT_H
+
+#include "core/ce_int.h"
+#include "core/httpd.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct MHD_Daemon;
+struct MHD_Connection;
+struct MHD_Response;
+typedef struct httpd_fast httpd_fast;
+
+struct httpd {
+  struct MHD_Daemon *d;
+  /* HTTPD_HYBRID_POOL: d polls with poll(2), d2 with epoll, and the
+   * acceptor hands each new connection of lfd to one of them. */
+  struct MHD_Daemon *d2;
+  int lfd;
+  pthread_t acceptor;               /* running while lfd >= 0 */
+  _Atomic unsigned n_poll, n_epoll; /* connections of d and d2 */
+  _Atomic long unsent;              /* answered, not yet completed (sent or closed) */
+  struct MHD_Response *empty;       /* the one bodiless answer without headers, shared */
+  httpd_opts opts;
+  httpd_handler handler;
+  void *ctx;
+  _Atomic bool stopping;   /* streamed answers end at their next call */
+  httpd_fast *fast;        /* HTTPD_HYBRID_POOL with fast_lane (httpd_fast.c) */
+  _Atomic unsigned n_fast; /* connections of the fast lane */
+};
+
+enum { MAX_EXTRA = 8 };
+
+struct httpd_req {
+  httpd *h;
+  struct MHD_Connection *conn;
+  const char *method, *url;
+  ce_kv *hdrs;
+  size_t n_hdrs;
+  ce_buf body;
+  unsigned early_status; /* a limit broken before the handler ran */
+  const char *early_msg;
+  bool handled;
+  /* The answer, filled by httpd_respond. */
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* thread per connection: signalled when answered */
+  bool suspended, answered;
+  struct MHD_Response *resp;
+  bool shared; /* resp is h->empty: queued, never destroyed here */
+  unsigned status;
+  /* A request of the fast lane (no conn): its connection, and the answer
+   * httpd_respond made of it, for the lane's thread to write. */
+  struct fconn *fast;
+  httpd_req *fast_next;
+  char *answer, *answer_head;
+  size_t answer_len;
+};
+
+/* The fast lane (httpd_fast.c): started with threads threads, or NULL. */
+httpd_fast *httpd__fast_start(httpd *h, unsigned threads);
+/* Stops its threads and closes its connections (answers must have gone). */
+void httpd__fast_stop(httpd_fast *f);
+/* A new connection for the lane (the acceptor's). */
+void httpd__fast_add(httpd *h, int fd, const struct sockaddr_in *peer);
+/* httpd_respond for a request of the lane. */
+void httpd__fast_respond(httpd_req *req, unsigned status, const char *content_type,
+                         const void *body, size_t len, const char *const *extra, size_t n_extra);
+/* Gives a connection to libmicrohttpd (httpd.c). */
+void httpd__to_mhd(httpd *h, int fd, const struct sockaddr_in *peer);
+
+#endif

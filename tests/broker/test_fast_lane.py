@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Integration tests of `outpost broker --fast-lane` (core/httpd_fast.c) over
+raw sockets, so that the bytes on the wire are exactly the test's: the lane
+serves plain POSTs on keep-alive and pipelined connections and requests that
+come in two writes; it gives anything else to libmicrohttpd, mid-connection
+too, which answers it as the broker without the lane does (the oracle: the
+same request to a second broker started without --fast-lane); an event whose
+client left before the 202 is stored all the same; and every event stored is
+one that was answered 202.
+
+Usage: test_fast_lane.py /path/to/outpost
+"""
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from outpost_test import (binary_headers, free_port, request, unpack_headers,  # noqa: E402
+                          wait_for)
+
+OUTPOST = None
+TIMEOUT = 30  # seconds for any one answer: the machine is noisy
+
+# The whole of a 202 the lane writes, as libmicrohttpd writes it too.
+ACCEPTED = re.compile(rb"HTTP/1\.1 202 Accepted\r\n"
+                      rb"Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n"
+                      rb"Content-Length: 0\r\n\r\n")
+
+
+class Broker:
+    """One `outpost broker` on a free port, in a temporary directory of its
+    own (its cwd, its --data file, its output in broker.log)."""
+
+    def __init__(self, *extra):
+        self.dir = tempfile.TemporaryDirectory()
+        self.data = os.path.join(self.dir.name, "broker.db")
+        self.log = os.path.join(self.dir.name, "broker.log")
+        self.port = free_port()
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.port}", "--data", self.data,
+                 *extra], cwd=self.dir.name, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(f"outpost broker {' '.join(extra)} listening", self.listening)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def listening(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"outpost broker exited with {self.proc.returncode}: "
+                               + self.output())
+        return "listening on" in self.output()
+
+    def output(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        """SIGTERM; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def cleanup(self):
+        self.stop()
+        self.dir.cleanup()
+
+    def stored(self):
+        """(ce_id, value) of every record of the log, sorted."""
+        db = sqlite3.connect(self.data)
+        try:
+            rows = db.execute("SELECT topic, part, off, ts, key, headers, value FROM records "
+                              "ORDER BY part, off").fetchall()
+        finally:
+            db.close()
+        return sorted((unpack_headers(h)["ce_id"], bytes(v)) for _t, _p, _o, _ts, _k, h, v in rows)
+
+    def mhd_connections(self):
+        """{"poll": n, "epoll": n}, the connections libmicrohttpd's pools hold,
+        from /metrics (whose own connection is one of them); None when it does
+        not answer."""
+        st, text, _ = request(self.port, "GET", "/metrics", timeout=TIMEOUT)
+        if st != 200:
+            return None
+        return {p: int(n) for p, n in
+                re.findall(r'^outpost_ingress_connections\{pool="(\w+)"\} (\d+)$', text, re.M)
+                if p in ("poll", "epoll")}
+
+
+def value(i):
+    return b'{"n":"%s"}' % str(i).encode()
+
+
+def post(i, path="/default/default", version="HTTP/1.1", body=None, extra=(), length=True):
+    """The bytes of a binary-mode POST of event i (body value(i)), with a Host."""
+    body = value(i) if body is None else body
+    lines = [f"POST {path} {version}", "Host: 127.0.0.1"]
+    lines += [f"{k}: {v}" for k, v in binary_headers(i).items()]
+    lines += [f"{k}: {v}" for k, v in extra]
+    if length:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class Answer:
+    """One answer as read off the wire: the raw bytes, its status line, its
+    headers (in order) and its body."""
+
+    def __init__(self, raw, head, body):
+        self.raw = raw
+        lines = head.decode("latin-1").split("\r\n")
+        self.status_line = lines[0]
+        self.status = int(lines[0].split()[1])
+        self.headers = [tuple(x.strip() for x in h.split(":", 1)) for h in lines[1:]]
+        self.body = body
+
+    def header(self, name):
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def comparable(self):
+        """The answer without its Date, to compare two brokers' answers."""
+        return (self.status_line, sorted((k.lower(), v) for k, v in self.headers
+                                         if k.lower() != "date"), self.body)
+
+    def __repr__(self):
+        return f"Answer({self.raw!r})"
+
+
+class Conn:
+    """A raw TCP connection to a broker: bytes out exactly as given, answers
+    read back one at a time (pipelined ones stay buffered)."""
+
+    def __init__(self, port, timeout=TIMEOUT):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        self.sent = []  # everything sent, for the failure messages
+
+    def send(self, data):
+        self.sent.append(data)
+        self.s.sendall(data)
+
+    def _more(self):
+        """Reads more into buf; False at EOF. AssertionError, with the bytes
+        sent and received, when nothing comes in time."""
+        try:
+            chunk = self.s.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        except socket.timeout:
+            raise AssertionError(f"nothing more within {self.s.gettimeout()} s; sent "
+                                 f"{b''.join(self.sent)!r}, received so far {self.buf!r}")
+        self.buf += chunk
+        return bool(chunk)
+
+    def answer(self):
+        """The next answer, or None when the connection is closed before one
+        begins. A 1xx is an answer of its own."""
+        while b"\r\n\r\n" not in self.buf:
+            if not self._more():
+                if self.buf:
+                    raise AssertionError(f"connection closed mid-answer: {self.buf!r}")
+                return None
+        end = self.buf.index(b"\r\n\r\n")
+        head, rest = self.buf[:end], self.buf[end + 4:]
+        a = Answer(b"", head, b"")
+        if a.status < 200:
+            n = 0
+        elif a.header("Content-Length") is not None:
+            n = int(a.header("Content-Length"))
+        else:  # neither: the body runs to EOF
+            while self._more():
+                pass
+            n = len(self.buf) - end - 4
+            rest = self.buf[end + 4:]
+        while len(rest) < n:
+            if not self._more():
+                raise AssertionError(f"connection closed mid-body: {self.buf!r}")
+            rest = self.buf[end + 4:]
+        raw = self.buf[:end + 4 + n]
+        self.buf = self.buf[end + 4 + n:]
+        return Answer(raw, head, rest[:n])
+
+    def closed(self):
+        """Whether the broker closes the connection with nothing more sent."""
+        more = self._more()
+        return not more and not self.buf
+
+    def close(self):
+        self.s.close()
+
+
+def statuses(answers):
+    return [a.status_line if a else "EOF" for a in answers]
+
+
+class LaneTest(unittest.TestCase):
+    """What the lane serves itself (cases 1, 2, 3, 6), on one broker."""
+
+    def setUp(self):
+        self.b = Broker("--fast-lane")
+        self.addCleanup(self.b.cleanup)
+
+    def tearDown(self):
+        self.assertEqual(self.b.stop(), 0, "clean exit on SIGTERM:\n" + self.b.output())
+
+    def conn(self):
+        c = Conn(self.b.port)
+        self.addCleanup(c.close)
+        return c
+
+    def assert_in_lane(self, c):
+        """c (open) is the lane's: libmicrohttpd holds only /metrics' own
+        connection (it holds more for a moment after earlier ones closed)."""
+        wait_for("libmicrohttpd to hold no connection but /metrics'",
+                 lambda: sum((self.b.mhd_connections() or {"-": -1}).values()) == 1,
+                 timeout=TIMEOUT)
+
+    def assert_stored(self, ids):
+        self.assertEqual(self.b.stored(), sorted((str(i), value(i)) for i in ids))
+
+    def test_1_keep_alive(self):
+        c = self.conn()
+        for i in range(100):
+            c.send(post(i))
+            a = c.answer()
+            self.assertIsNotNone(a, f"request {i}: connection closed, sent {c.sent[-1]!r}")
+            self.assertRegex(a.raw, ACCEPTED, f"request {i}")
+        self.assert_in_lane(c)
+        self.assert_stored(range(100))
+
+    def test_2_pipelining(self):
+        c = self.conn()
+        c.send(post(0) + post(1) + post(2))
+        for i in range(3):
+            a = c.answer()
+            self.assertIsNotNone(a, f"answer {i}: connection closed; received {c.buf!r}")
+            self.assertRegex(a.raw, ACCEPTED, f"answer {i}")
+        self.assert_in_lane(c)
+        self.assert_stored(range(3))
+        # Still usable afterwards.
+        c.send(post(3))
+        self.assertRegex(c.answer().raw, ACCEPTED)
+        self.assert_stored(range(4))
+
+    def test_2b_pipelining_answers_in_order(self):
+        # The middle one is refused (404 with a JSON body, still a plain POST
+        # the lane takes): the order of the answers shows.
+        c = self.conn()
+        c.send(post(0) + post(1, path="/default/nope") + post(2))
+        got = [c.answer() for _ in range(3)]
+        self.assertEqual(statuses(got), ["HTTP/1.1 202 Accepted", "HTTP/1.1 404 Not Found",
+                                         "HTTP/1.1 202 Accepted"], got)
+        self.assertRegex(got[0].raw, ACCEPTED)
+        self.assertRegex(got[2].raw, ACCEPTED)
+        self.assertIn(b'"error"', got[1].body)
+        self.assert_stored([0, 2])
+
+    def test_3_split_request(self):
+        c = self.conn()
+        req = post(7)
+        head = req[:req.index(b"\r\n\r\n") + 4]
+        c.send(head)
+        time.sleep(0.2)  # deliberate: the body comes in a second write
+        c.send(req[len(head):])
+        a = c.answer()
+        self.assertIsNotNone(a, "connection closed")
+        self.assertRegex(a.raw, ACCEPTED)
+        self.assert_stored([7])
+
+    def test_6_client_gone_before_the_answer(self):
+        # Each client sends a whole POST and closes at once: the event is
+        # stored all the same, and the broker serves whoever comes next.
+        ids = list(range(20))
+        for i in ids:
+            s = socket.create_connection(("127.0.0.1", self.b.port), timeout=TIMEOUT)
+            s.sendall(post(i))
+            s.close()
+        want = sorted((str(i), value(i)) for i in ids)
+        wait_for("the 20 events of the clients that left", lambda: self.b.stored() == want,
+                 timeout=TIMEOUT)
+        self.assertIsNone(self.b.proc.poll(), "broker still running")
+        c = self.conn()
+        c.send(post(100))
+        self.assertRegex(c.answer().raw, ACCEPTED)
+        self.assert_stored(ids + [100])
+
+
+class HandOverTest(unittest.TestCase):
+    """Requests the lane gives to libmicrohttpd (cases 5, 7, 8), and refusals
+    it serves itself (9): each one is answered as the broker without
+    --fast-lane answers it, and what each broker stores is what it answered
+    202."""
+
+    LANE_ARGS = ("--fast-lane",)
+    REF_ARGS = ()
+
+    def setUp(self):
+        self.start()
+
+    def start(self, *extra):
+        """The two brokers, both with extra."""
+        self.lane = Broker(*extra, *self.LANE_ARGS)
+        self.addCleanup(self.lane.cleanup)
+        self.ref = Broker(*extra, *self.REF_ARGS)
+        self.addCleanup(self.ref.cleanup)
+
+    def tearDown(self):
+        for b in (self.lane, self.ref):
+            self.assertEqual(b.stop(), 0, "clean exit on SIGTERM:\n" + b.output())
+
+    def both(self, exchange):
+        """exchange(conn) -> list of answers (None: closed), run on a fresh
+        connection to each broker; the two must agree (Date aside). Returns
+        the lane's answers."""
+        out = []
+        for b in (self.lane, self.ref):
+            c = Conn(b.port)
+            self.addCleanup(c.close)
+            out.append((exchange(c), c))
+        (lane, lc), (ref, _) = out
+        self.assertEqual([a.comparable() if a else None for a in lane],
+                         [a.comparable() if a else None for a in ref],
+                         f"sent {b''.join(lc.sent)!r}\nlane answered {lane}\nwithout the lane {ref}")
+        return lane
+
+    def assert_stored_both(self, ids):
+        for b in (self.lane, self.ref):
+            self.assertEqual(b.stored(), sorted((str(i), value(i)) for i in ids), b.proc.args)
+
+    def test_5a_expect_100_continue(self):
+        def exchange(c):
+            req = post(1, extra=[("Expect", "100-continue")])
+            head = req[:req.index(b"\r\n\r\n") + 4]
+            c.send(head)
+            first = c.answer()
+            if first is None or first.status != 100:
+                return [first]
+            c.send(req[len(head):])
+            return [first, c.answer()]
+        got = self.both(exchange)
+        self.assertEqual(statuses(got), ["HTTP/1.1 100 Continue", "HTTP/1.1 202 Accepted"], got)
+        self.assert_stored_both([1])
+
+    def test_5b_chunked(self):
+        body = value(2)
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        got = self.both(lambda c: (c.send(post(2, body=chunked, length=False,
+                                                extra=[("Transfer-Encoding", "chunked")])),
+                                   [c.answer()])[1])
+        self.assertEqual(statuses(got), ["HTTP/1.1 202 Accepted"], got)
+        self.assert_stored_both([2])
+
+    def test_5c_query_string(self):
+        got = self.both(lambda c: (c.send(post(3, path="/default/default?x=1")), [c.answer()])[1])
+        self.assertEqual(statuses(got), ["HTTP/1.1 202 Accepted"], got)
+        self.assert_stored_both([3])
+
+    def test_5d_http_1_0(self):
+        # An HTTP/1.0 request without keep-alive: answered, then closed.
+        got = self.both(lambda c: (c.send(post(4, version="HTTP/1.0")),
+                                   [c.answer(), c.answer()])[1])
+        self.assertEqual(statuses(got), ["HTTP/1.1 202 Accepted", "EOF"], got)
+        self.assert_stored_both([4])
+
+    def test_5e_escaped_slash(self):
+        got = self.both(lambda c: (c.send(post(5, path="/default%2Fdefault")), [c.answer()])[1])
+        self.assertEqual(statuses(got), ["HTTP/1.1 202 Accepted"], got)
+        self.assert_stored_both([5])
+
+    def test_7_body_over_max_body(self):
+        for b in (self.lane, self.ref):
+            self.assertEqual(b.stop(), 0, b.output())
+        self.start("--max-body", "1000")
+
+        def exchange(c):
+            c.send(post(6, body=b'"' + b"x" * 1998 + b'"'))
+            first = c.answer()
+            if first is None or first.header("Connection") == "close":
+                return [first, c.answer()]
+            # Kept alive: the next request on it is answered alike too.
+            c.send(post(7))
+            return [first, c.answer()]
+        got = self.both(exchange)
+        self.assertIsNotNone(got[0], "connection closed")
+        self.assertEqual(got[0].status, 413, got)
+        stored = [7] if got[1] and got[1].status == 202 else []
+        self.assert_stored_both(stored)
+
+    def test_8_garbage(self):
+        # Whatever libmicrohttpd makes of it (it closes the connection, as of
+        # 0.9.75): both brokers alike.
+        self.both(lambda c: (c.send(b"HELLO\r\n\r\n"), [c.answer()])[1])
+        self.assert_stored_both([])
+
+    def test_8b_bare_lf_request(self):
+        # A request whose lines end in LF alone is not a plain request: the
+        # lane must not hold it but hand it over, and libmicrohttpd answers
+        # it as without the lane.
+        req = post(8).replace(b"\r\n", b"\n")
+        got = self.both(lambda c: (c.send(req), [c.answer()])[1])
+        self.assertEqual(statuses(got), ["HTTP/1.1 202 Accepted"], got)
+        self.assert_stored_both([8])
+
+    def test_9_refusals_the_lane_serves(self):
+        # Plain POSTs the ingress refuses: the lane writes the refusal, with
+        # its body and headers, as libmicrohttpd does (headers in any order).
+        cases = [
+            ("unknown broker", post(9, path="/default/nope"), "HTTP/1.1 404 Not Found"),
+            ("missing type", post(9).replace(b"ce-type: dev.outpost.test\r\n", b""),
+             "HTTP/1.1 400 Bad Request"),
+            ("format", post(9, body=b"x").replace(b"Content-Type: application/json",
+                                                  b"Content-Type: application/cloudevents+avro"),
+             "HTTP/1.1 415 Unsupported Media Type"),
+        ]
+        self.assertNotIn(b"ce-type", cases[1][1])
+        for name, req, want in cases:
+            with self.subTest(name):
+                got = self.both(lambda c: (c.send(req), [c.answer()])[1])
+                self.assertEqual(statuses(got), [want], got)
+                self.assertIn(b'"error"', got[0].body)
+        self.assert_stored_both([])
+
+
+class MidConnectionTest(unittest.TestCase):
+    """Case 4: a connection the lane served goes to libmicrohttpd at its
+    first request the lane does not serve, and is served on from there."""
+
+    EXTRA = ()
+    POOL = "poll"  # the pool of libmicrohttpd that takes it
+
+    HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    WANT = ["HTTP/1.1 202 Accepted", "HTTP/1.1 200 OK", "HTTP/1.1 202 Accepted"]
+
+    def setUp(self):
+        self.b = Broker("--fast-lane", *self.EXTRA)
+        self.addCleanup(self.b.cleanup)
+        self.c = Conn(self.b.port)
+        self.addCleanup(self.c.close)
+
+    def tearDown(self):
+        self.assertEqual(self.b.stop(), 0, "clean exit on SIGTERM:\n" + self.b.output())
+
+    def check(self, got, before):
+        self.assertEqual(statuses(got), self.WANT, f"sent {b''.join(self.c.sent)!r}\ngot {got}")
+        self.assertIn(b'"status":"ok"', got[1].body)
+        self.assertEqual(self.b.stored(), [("1", value(1)), ("2", value(2))])
+        # libmicrohttpd's pool holds it now, with /metrics' own connection.
+        want = dict(before)
+        want[self.POOL] += 1
+        wait_for(f"libmicrohttpd's {self.POOL} pool to hold the handed-over connection",
+                 lambda: self.b.mhd_connections() == want, timeout=TIMEOUT)
+
+    def held(self):
+        """What libmicrohttpd holds with the test's connection still the lane's."""
+        return {"poll": 1, "epoll": 0}
+
+    def test_4_post_get_post(self):
+        before = self.held()
+        got = []
+        for req in (post(1), self.HEALTHZ, post(2)):
+            self.c.send(req)
+            got.append(self.c.answer())
+        self.check(got, before)
+
+    def test_4b_pipelined(self):
+        before = self.held()
+        self.c.send(post(1) + self.HEALTHZ + post(2))
+        self.check([self.c.answer() for _ in range(3)], before)
+
+
+class MidConnectionEpollTest(MidConnectionTest):
+    """The same with libmicrohttpd's epoll pool taking the connection: the
+    poll pool (--poll-connections 1) is full with a connection of its own."""
+
+    EXTRA = ("--poll-connections", "1")
+    POOL = "epoll"
+
+    def held(self):
+        holder = Conn(self.b.port)
+        self.addCleanup(holder.close)
+        holder.send(self.HEALTHZ)
+        self.assertEqual(holder.answer().status, 200)
+        # The holder in the poll pool, /metrics' connection in the epoll pool.
+        want = {"poll": 1, "epoll": 1}
+        wait_for("the holder in the poll pool", lambda: self.b.mhd_connections() == want,
+                 timeout=TIMEOUT)
+        return want
+
+
+if __name__ == "__main__":
+    OUTPOST = os.path.abspath(sys.argv.pop(1))  # the brokers run in directories of their own
+    unittest.main(verbosity=2)
