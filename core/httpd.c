@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 void httpd_opts_init(httpd_opts *o) {
+  memset(o, 0, sizeof *o); /* what is not set below is off or none */
   o->host = "127.0.0.1";
   o->port = 0;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
