@@ -426,6 +426,13 @@ static void *run(void *arg) {
 
 /* ----------------------------------------------------------- interface */
 
+/* Wakes the lane's thread (its eventfd): answers or connections queued,
+ * or stop. */
+static void wake_up(fworker *w) {
+  uint64_t one = 1;
+  (void)!write(w->efd, &one, sizeof one);
+}
+
 /* Queues an answered request for its lane's thread to write. */
 static void fast_answer(httpd_req *req) {
   fconn *c = req->fast;
@@ -435,10 +442,7 @@ static void fast_answer(httpd_req *req) {
   req->fast_next = w->done;
   w->done = req;
   pthread_mutex_unlock(&w->mu);
-  if (wake) {
-    uint64_t one = 1;
-    (void)!write(w->efd, &one, sizeof one);
-  }
+  if (wake) wake_up(w);
 }
 
 void httpd__fast_respond(httpd_req *req, unsigned status, const char *content_type,
@@ -486,10 +490,7 @@ void httpd__fast_add(httpd *h, int fd, const struct sockaddr_in *peer) {
   c->next = w->incoming;
   w->incoming = c;
   pthread_mutex_unlock(&w->mu);
-  if (wake) {
-    uint64_t one = 1;
-    (void)!write(w->efd, &one, sizeof one);
-  }
+  if (wake) wake_up(w);
 }
 
 httpd_fast *httpd__fast_start(httpd *h, unsigned threads) {
@@ -530,8 +531,7 @@ void httpd__fast_stop(httpd_fast *f) {
   atomic_store(&f->stop, true);
   for (unsigned i = 0; i < f->n; i++) {
     fworker *w = &f->w[i];
-    uint64_t one = 1;
-    (void)!write(w->efd, &one, sizeof one);
+    wake_up(w);
     pthread_join(w->thread, NULL);
     /* Answers given after the server stopped waiting for them (a request
      * that came in while it was stopping) are not written. */
