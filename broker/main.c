@@ -26,7 +26,10 @@ enum {
   OPT_RETENTION_BYTES,
   OPT_MAX_LOG_BYTES,
   OPT_TOPIC_CONFIG,
-  OPT_FAST_LANE
+  OPT_FAST_LANE,
+  OPT_NO_FAST_LANE,
+  OPT_MAX_CONNECTIONS,
+  OPT_IDLE_TIMEOUT
 };
 
 static void usage(FILE *f) {
@@ -68,8 +71,13 @@ static void usage(FILE *f) {
         "                        connections to the poll pool, the rest to the epoll pool\n"
         "  --epoll, --poll       one pool only, whose threads wait with epoll or poll\n"
         "  --poll-connections N  connections of the poll pool with --hybrid (default 256)\n"
-        "  --fast-lane           with --hybrid: plain keep-alive POSTs served on threads of\n"
-        "                        our own, anything else by libmicrohttpd (experimental)\n"
+        "  --fast-lane           with --hybrid (the default): plain POSTs of events served\n"
+        "                        on threads of our own, anything else by libmicrohttpd\n"
+        "  --no-fast-lane        every request served by libmicrohttpd\n"
+        "  --max-connections N   open connections at most; past it new ones are closed\n"
+        "                        (default 4096)\n"
+        "  --idle-timeout S      close a keep-alive connection idle for S seconds\n"
+        "                        (default 60; 0: never)\n"
         "  --thread-per-connection  serve each connection on its own thread instead of the\n"
         "                        pool (see bench/README.md for the measurements)\n"
         "  --admin-token TOKEN   bearer token for the admin APIs (/v1/brokers, /v1/triggers)\n"
@@ -162,6 +170,9 @@ int broker_main(int argc, char **argv) {
       {"max-log-bytes", required_argument, NULL, OPT_MAX_LOG_BYTES},
       {"topic-config", required_argument, NULL, OPT_TOPIC_CONFIG},
       {"fast-lane", no_argument, NULL, OPT_FAST_LANE},
+      {"no-fast-lane", no_argument, NULL, OPT_NO_FAST_LANE},
+      {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+      {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -185,6 +196,7 @@ int broker_main(int argc, char **argv) {
   bool retention = false, retention_bytes = false;
   const char *topic_configs[MAX_REPEATED];
   size_t n_topic_configs = 0;
+  int lane = -1; /* --fast-lane (1), --no-fast-lane (0), neither (-1) */
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
     switch (c) {
@@ -244,8 +256,15 @@ int broker_main(int argc, char **argv) {
       o.http.model = HTTPD_HYBRID_POOL;
       break;
     case OPT_FAST_LANE:
-      o.http.model = HTTPD_HYBRID_POOL;
-      o.http.fast_lane = true;
+    case OPT_NO_FAST_LANE:
+      lane = c == OPT_FAST_LANE;
+      break;
+    case OPT_IDLE_TIMEOUT: /* 0 is allowed: never */
+      if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {
+        fprintf(stderr, "outpost broker: --idle-timeout wants seconds, not '%s'\n", optarg);
+        return 2;
+      }
+      o.http.idle_timeout_s = (unsigned)v;
       break;
     case 'K':
       if (push(props, &n_props, optarg, "--kafka-property")) return 2;
@@ -297,6 +316,7 @@ int broker_main(int argc, char **argv) {
       if (c == 'i') o.max_inflight = v;
       if (c == 't') o.http.threads = (unsigned)v;
       if (c == OPT_POLL_CONNS) o.http.poll_connections = v > UINT_MAX ? UINT_MAX : (unsigned)v;
+      if (c == OPT_MAX_CONNECTIONS) o.http.max_connections = v > UINT_MAX ? UINT_MAX : (unsigned)v;
       if (c == 'w') dopts.window = v;
       if (c == 'A') dopts.timeout_ms = v > INT32_MAX ? INT32_MAX : (int64_t)v;
     }
@@ -306,6 +326,12 @@ int broker_main(int argc, char **argv) {
     fprintf(stderr, "outpost broker: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
+  if (lane == 1 && o.http.model != HTTPD_HYBRID_POOL) {
+    fprintf(stderr, "outpost broker: --fast-lane works with --hybrid (the default), not with"
+                    " --epoll, --poll or --thread-per-connection\n");
+    return 2;
+  }
+  if (lane == 0 || o.http.model != HTTPD_HYBRID_POOL) o.http.fast_lane = false;
   if (kafka && max_log) {
     fprintf(stderr, "outpost broker: --max-log-bytes is for the embedded log; a Kafka cluster's"
                     " disk is the cluster's to size\n");

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -325,8 +326,15 @@ static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const struct so
     opt[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection,
                                        (void *)count};
   opt[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+  /* libmicrohttpd splits the limit among a pool's threads. The connections
+   * given to it are limited by the acceptor, in all: each thread may take
+   * them all (and a few more, which the acceptor's counts may lag by), so
+   * that it never refuses one itself. It must not: libmicrohttpd 0.9.75
+   * deadlocks the thread that refuses a connection given to it. */
+  unsigned limit = h->opts.max_connections, threads = h->opts.threads ? h->opts.threads : 1;
+  if (!sa && limit) limit = limit > UINT_MAX / (threads + 1) ? UINT_MAX : limit * (threads + 1);
   return MHD_start_daemon(flags, sa ? h->opts.port : 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY,
-                          opt, MHD_OPTION_CONNECTION_LIMIT, h->opts.max_connections,
+                          opt, MHD_OPTION_CONNECTION_LIMIT, limit,
                           MHD_OPTION_CONNECTION_TIMEOUT, h->opts.idle_timeout_s,
                           MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_NOTIFY_COMPLETED,
                           on_completed, h, MHD_OPTION_END);

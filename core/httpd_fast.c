@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,7 @@ typedef struct fconn {
   bool pending;  /* an answer is due */
   bool readable; /* data came while it was */
   bool closed;   /* the peer hung up while it was */
-  time_t last;   /* last request or answer, for the idle timeout */
+  int64_t last;  /* last activity, monotonic ms, for the idle timeout */
   struct fconn *prev, *next;
 } fconn;
 
@@ -227,6 +228,14 @@ static void free_req(httpd_req *req) {
 
 /* ---------------------------------------------------------- connections */
 
+/* A monotonic clock in milliseconds, for the idle timeout (coarse: a few
+ * ms are plenty, and it needs no system call). */
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void unlink_conn(fworker *w, fconn *c) {
   if (c->prev)
     c->prev->next = c->next;
@@ -267,7 +276,7 @@ static void serve(fworker *w, fconn *c) {
   parsed p;
   parse_rc rc = parse(&h->opts, w->peek, (size_t)n, lines, max_lines, &p);
   if (rc == P_MORE) {
-    c->last = time(NULL); /* a request coming in is activity */
+    c->last = mono_ms(); /* a request coming in is activity */
     return;
   }
   httpd_req *req = rc == P_TAKE ? make_req(h, c, w->peek, &p) : NULL;
@@ -283,7 +292,7 @@ static void serve(fworker *w, fconn *c) {
   }
   c->pending = true;
   c->readable = (size_t)n > p.total; /* a pipelined request behind it */
-  c->last = time(NULL);
+  c->last = mono_ms();
   req->handled = true;
   h->handler(h->ctx, req);
 }
@@ -326,11 +335,12 @@ static size_t answer_head(char *out, size_t cap, const httpd_req *req, const cha
   at = put_str(at, reason, rl);
   at = put_str(at, "\r\n", 2);
   at = put_str(at, date, dl);
+  /* The headers in libmicrohttpd's order: Date, the handler's, then
+   * Content-Length. */
+  if (extra) at = put_str(at, req->answer_head, extra);
   at = put_str(at, "Content-Length: ", 16);
   at = put_uint(at, req->answer_len);
-  at = put_str(at, "\r\n", 2);
-  if (extra) at = put_str(at, req->answer_head, extra);
-  at = put_str(at, "\r\n", 2);
+  at = put_str(at, "\r\n\r\n", 4);
   return (size_t)(at - out);
 }
 
@@ -360,7 +370,7 @@ static void write_answers(fworker *w) {
     next = req->fast_next;
     fconn *c = req->fast;
     c->pending = false;
-    c->last = time(NULL);
+    c->last = mono_ms();
     bool ok = !c->closed;
     if (ok) {
       char head[1024];
@@ -384,10 +394,10 @@ static void write_answers(fworker *w) {
 static void sweep(fworker *w) {
   unsigned t = w->h->opts.idle_timeout_s;
   if (!t) return;
-  time_t now = time(NULL);
+  int64_t now = mono_ms();
   for (fconn *c = w->conns, *next; c; c = next) {
     next = c->next;
-    if (!c->pending && now - c->last >= (time_t)t) close_conn(w, c);
+    if (!c->pending && now - c->last >= (int64_t)t * 1000) close_conn(w, c);
   }
 }
 
@@ -395,7 +405,7 @@ static void *run(void *arg) {
   fworker *w = arg;
   pthread_setname_np(pthread_self(), "http-fast");
   struct epoll_event evs[FAST_EVENTS];
-  time_t swept = time(NULL);
+  int64_t swept = mono_ms();
   httpd_fast *f = w->f;
   while (!atomic_load(&f->stop)) {
     int k = epoll_wait(w->ep, evs, FAST_EVENTS, 1000);
@@ -416,8 +426,8 @@ static void *run(void *arg) {
       }
       serve(w, c);
     }
-    if (time(NULL) != swept) {
-      swept = time(NULL);
+    if (mono_ms() - swept >= 1000) {
+      swept = mono_ms();
       sweep(w);
     }
   }
@@ -481,7 +491,7 @@ void httpd__fast_add(httpd *h, int fd, const struct sockaddr_in *peer) {
     close(fd);
     return;
   }
-  *c = (fconn){.fd = fd, .peer = *peer, .w = w, .last = time(NULL)};
+  *c = (fconn){.fd = fd, .peer = *peer, .w = w, .last = mono_ms()};
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   atomic_fetch_add(&h->n_fast, 1);
   /* The worker's thread takes it up: its list and epoll set are its own. */

@@ -131,9 +131,10 @@ class Answer:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
     def comparable(self):
-        """The answer without its Date, to compare two brokers' answers."""
-        return (self.status_line, sorted((k.lower(), v) for k, v in self.headers
-                                         if k.lower() != "date"), self.body)
+        """The answer without its Date's value, to compare two brokers'
+        answers: the same headers in the same order."""
+        return (self.status_line, [(k, "<date>" if k.lower() == "date" else v)
+                                   for k, v in self.headers], self.body)
 
     def __repr__(self):
         return f"Answer({self.raw!r})"
@@ -207,10 +208,11 @@ def statuses(answers):
 
 
 class LaneTest(unittest.TestCase):
-    """What the lane serves itself (cases 1, 2, 3, 6), on one broker."""
+    """What the lane serves itself (cases 1, 2, 3, 6), on one broker with
+    the default flags: the lane is the default."""
 
     def setUp(self):
-        self.b = Broker("--fast-lane")
+        self.b = Broker()
         self.addCleanup(self.b.cleanup)
 
     def tearDown(self):
@@ -305,7 +307,7 @@ class HandOverTest(unittest.TestCase):
     202."""
 
     LANE_ARGS = ("--fast-lane",)
-    REF_ARGS = ()
+    REF_ARGS = ("--no-fast-lane",)
 
     def setUp(self):
         self.start()
@@ -416,7 +418,7 @@ class HandOverTest(unittest.TestCase):
 
     def test_9_refusals_the_lane_serves(self):
         # Plain POSTs the ingress refuses: the lane writes the refusal, with
-        # its body and headers, as libmicrohttpd does (headers in any order).
+        # its body and headers in their order, as libmicrohttpd does.
         cases = [
             ("unknown broker", post(9, path="/default/nope"), "HTTP/1.1 404 Not Found"),
             ("missing type", post(9).replace(b"ce-type: dev.outpost.test\r\n", b""),
@@ -432,6 +434,99 @@ class HandOverTest(unittest.TestCase):
                 self.assertEqual(statuses(got), [want], got)
                 self.assertIn(b'"error"', got[0].body)
         self.assert_stored_both([])
+
+
+class LimitsTest(unittest.TestCase):
+    """The idle timeout and the connection limit hold for the lane's
+    connections as for libmicrohttpd's: each case runs on a broker with the
+    lane and on one without, both with ARGS."""
+
+    ARGS = ("--idle-timeout", "3", "--max-connections", "3")
+
+    def setUp(self):
+        self.brokers = []
+        for lane in ("--fast-lane", "--no-fast-lane"):
+            b = Broker(*self.ARGS, lane)
+            self.addCleanup(b.cleanup)
+            self.brokers.append((lane, b))
+
+    def tearDown(self):
+        for _, b in self.brokers:
+            self.assertEqual(b.stop(), 0, "clean exit on SIGTERM:\n" + b.output())
+
+    def conn(self, b):
+        c = Conn(b.port)
+        self.addCleanup(c.close)
+        return c
+
+    def served(self, b, i):
+        """Whether a new connection to b has event i answered 202."""
+        try:
+            c = self.conn(b)
+            c.send(post(i))
+            a = c.answer()
+        except (ConnectionError, AssertionError):
+            return False
+        return a is not None and a.status == 202
+
+    def test_10_idle_timeout(self):
+        for lane, b in self.brokers:
+            with self.subTest(lane):
+                active, idle, silent = self.conn(b), self.conn(b), self.conn(b)
+                idle.send(post(1))
+                self.assertEqual(idle.answer().status, 202)
+                # A request every 0.25 s for 4 s: never 3 s idle, so open
+                # (a timer that did not restart would close it).
+                for i in range(16):
+                    active.send(post(100 + i))
+                    a = active.answer()
+                    self.assertIsNotNone(a, f"request {i}: closed while active")
+                    self.assertEqual(a.status, 202)
+                    time.sleep(0.25)
+                # Idle since the 202 (idle) or since it connected (silent):
+                # closed, by now or soon, with nothing written.
+                for name, c in (("idle", idle), ("silent", silent)):
+                    self.assertTrue(c.closed(), f"the {name} connection closed")
+                self.assertTrue(active.closed(), "the active one closed once idle")
+                self.assertEqual(len(b.stored()), 17)
+
+    def test_11_connection_limit(self):
+        for lane, b in self.brokers:
+            with self.subTest(lane):
+                held = [self.conn(b) for _ in range(3)]
+                for i, c in enumerate(held):
+                    c.send(post(i))
+                    self.assertEqual(c.answer().status, 202)
+                # The fourth is closed at once, with nothing written.
+                self.assertTrue(self.conn(b).closed(), "a fourth connection closed")
+                held[0].close()
+                # Once the broker has seen it go, a new one is served.
+                n = iter(range(10, 1000))
+                wait_for("a new connection served after one closed",
+                         lambda: self.served(b, next(n)), timeout=TIMEOUT)
+                for i, c in enumerate(held[1:]):  # the others were not disturbed
+                    c.send(post(50 + i))
+                    self.assertEqual(c.answer().status, 202)
+
+
+class FlagsTest(unittest.TestCase):
+    """The flags of the lane and of the limits refuse what they cannot do."""
+
+    def test_12_bad_flags_exit_2(self):
+        cases = [(("--fast-lane", "--epoll"), "--fast-lane works with --hybrid"),
+                 (("--thread-per-connection", "--fast-lane"), "--fast-lane works with --hybrid"),
+                 (("--idle-timeout", "x"), "--idle-timeout wants seconds, not 'x'"),
+                 (("--idle-timeout", "-1"), "--idle-timeout wants seconds, not '-1'"),
+                 (("--max-connections", "0"), "bad number '0'")]
+        with tempfile.TemporaryDirectory() as d:
+            data = os.path.join(d, "broker.db")
+            for args, want in cases:
+                with self.subTest(args):
+                    p = subprocess.run([OUTPOST, "broker", "--listen", "127.0.0.1:0", "--data",
+                                        data, *args], capture_output=True, text=True, timeout=30)
+                    self.assertEqual(p.returncode, 2, p.stderr)
+                    self.assertIn(want, p.stderr)
+            self.assertFalse(os.path.exists(data), "nothing started")
 
 
 class MidConnectionTest(unittest.TestCase):

@@ -539,6 +539,19 @@ def check_no_topic_configs(docs):
                   [], f"{name}: topic flags")
 
 
+def check_http_limits(docs, lane_off):
+    """The ingress's connection limit, idle timeout and fast lane from the
+    values (defaults: 4096, 60 s, the lane on)."""
+    args = one(docs, "Deployment", "t-outpost-broker")["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    expect_eq(arg_after(args, "--max-connections"), ["4096"], "--max-connections")
+    expect_eq(arg_after(args, "--idle-timeout"), ["60"], "--idle-timeout")
+    off = one(lane_off, "Deployment", "t-outpost-broker")["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    expect_eq(["--no-fast-lane" in a for a in (args, off)], [False, True], "--no-fast-lane")
+    expect_eq(arg_after(off, "--idle-timeout"), ["0"], "--idle-timeout 0")
+
+
 def check_sasl_tls(docs):
     for kind, name in (("Deployment", "t-outpost-broker"), ("StatefulSet", "t-outpost-dispatcher")):
         d = one(docs, kind, name)
@@ -1099,6 +1112,9 @@ def run_lint(outpost):
     check("template: defaults mirror outpost run's demo", check_config_defaults, docs)
     check("template: Kafka SASL_SSL and TLS", check_sasl_tls, sasl)
     check("template: no topic configs by default", check_no_topic_configs, docs)
+    check("template: the ingress's connection limit, idle timeout and fast lane",
+          check_http_limits, docs,
+          render(sets=KAFKA + ["--set", "broker.fastLane=false", "--set", "broker.idleTimeout=0"]))
     check("template: ServiceMonitor only when enabled", check_service_monitor, docs, sasl)
     check("template: NetworkPolicies", check_network_policies, docs)
     check("template: the mock Kafka", check_mock, render((MOCK,)))
