@@ -334,10 +334,9 @@ static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const struct so
   unsigned limit = h->opts.max_connections, threads = h->opts.threads ? h->opts.threads : 1;
   if (!sa && limit) limit = limit > UINT_MAX / (threads + 1) ? UINT_MAX : limit * (threads + 1);
   return MHD_start_daemon(flags, sa ? h->opts.port : 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY,
-                          opt, MHD_OPTION_CONNECTION_LIMIT, limit,
-                          MHD_OPTION_CONNECTION_TIMEOUT, h->opts.idle_timeout_s,
-                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_NOTIFY_COMPLETED,
-                          on_completed, h, MHD_OPTION_END);
+                          opt, MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
+                          h->opts.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
 }
 
 /* HTTPD_HYBRID_POOL's acceptor: each new connection goes to the poll pool
