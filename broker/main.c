@@ -29,7 +29,8 @@ enum {
   OPT_FAST_LANE,
   OPT_NO_FAST_LANE,
   OPT_MAX_CONNECTIONS,
-  OPT_IDLE_TIMEOUT
+  OPT_IDLE_TIMEOUT,
+  OPT_NO_PEEK_OFFSET
 };
 
 static void usage(FILE *f) {
@@ -74,6 +75,8 @@ static void usage(FILE *f) {
         "  --fast-lane           with --hybrid (the default): plain POSTs of events served\n"
         "                        on threads of our own, anything else by libmicrohttpd\n"
         "  --no-fast-lane        every request served by libmicrohttpd\n"
+        "  --no-peek-offset      the fast lane discards each request as soon as it takes it,\n"
+        "                        as on kernels before 6.9 (no SO_PEEK_OFF for TCP)\n"
         "  --max-connections N   open connections at most; past it new ones are closed\n"
         "                        (default 4096)\n"
         "  --idle-timeout S      close a keep-alive connection idle for S seconds\n"
@@ -173,6 +176,7 @@ int broker_main(int argc, char **argv) {
       {"no-fast-lane", no_argument, NULL, OPT_NO_FAST_LANE},
       {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
       {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+      {"no-peek-offset", no_argument, NULL, OPT_NO_PEEK_OFFSET},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -258,6 +262,9 @@ int broker_main(int argc, char **argv) {
     case OPT_FAST_LANE:
     case OPT_NO_FAST_LANE:
       lane = c == OPT_FAST_LANE;
+      break;
+    case OPT_NO_PEEK_OFFSET:
+      o.http.no_peek_off = true;
       break;
     case OPT_IDLE_TIMEOUT: /* 0 is allowed: never */
       if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {

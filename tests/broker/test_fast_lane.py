@@ -26,6 +26,8 @@ from outpost_test import (binary_headers, free_port, request, unpack_headers,  #
                           wait_for)
 
 OUTPOST = None
+# Flags for every broker the test starts (CMake's second run: --no-peek-offset).
+EXTRA = os.environ.get("OUTPOST_BROKER_ARGS", "").split()
 TIMEOUT = 30  # seconds for any one answer: the machine is noisy
 
 # The whole of a 202 the lane writes, as libmicrohttpd writes it too.
@@ -46,7 +48,7 @@ class Broker:
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
                 [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.port}", "--data", self.data,
-                 *extra], cwd=self.dir.name, stdout=out, stderr=subprocess.STDOUT)
+                 *EXTRA, *extra], cwd=self.dir.name, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for(f"outpost broker {' '.join(extra)} listening", self.listening)
         except BaseException:
@@ -270,6 +272,31 @@ class LaneTest(unittest.TestCase):
         self.assertIn(b'"error"', got[1].body)
         self.assert_stored([0, 2])
 
+    def test_2c_pipelining_past_the_peek_buffer(self):
+        # 100 requests in one write, some 24 KiB: more than the lane peeks at
+        # once (16 KiB) and than it leaves in the socket before discarding
+        # what it served (8 KiB); then a request it hands over, and one more.
+        c = self.conn()
+        c.send(b"".join(post(i) for i in range(100)))
+        for i in range(100):
+            a = c.answer()
+            self.assertIsNotNone(a, f"answer {i}: connection closed")
+            self.assertRegex(a.raw, ACCEPTED, f"answer {i}")
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + post(100))
+        self.assertEqual(statuses([c.answer(), c.answer()]),
+                         ["HTTP/1.1 200 OK", "HTTP/1.1 202 Accepted"])
+        self.assert_stored(range(101))
+
+    def test_2d_half_close(self):
+        # The client sends two requests and shuts down its side: both are
+        # answered, then the broker closes.
+        c = self.conn()
+        c.send(post(0) + post(1))
+        c.s.shutdown(socket.SHUT_WR)
+        self.assertEqual(statuses([c.answer(), c.answer()]), ["HTTP/1.1 202 Accepted"] * 2)
+        self.assertTrue(c.closed(), "closed after the answers")
+        self.assert_stored(range(2))
+
     def test_3_split_request(self):
         c = self.conn()
         req = post(7)
@@ -281,6 +308,18 @@ class LaneTest(unittest.TestCase):
         self.assertIsNotNone(a, "connection closed")
         self.assertRegex(a.raw, ACCEPTED)
         self.assert_stored([7])
+
+    def test_3b_request_in_pieces(self):
+        # Three requests sent 40 bytes at a time, the pieces straddling the
+        # requests' boundaries: each is answered once whole.
+        c = self.conn()
+        data = post(1) + post(2) + post(3)
+        for k in range(0, len(data), 40):
+            c.send(data[k:k + 40])
+            time.sleep(0.01)
+        self.assertEqual(statuses([c.answer() for _ in range(3)]),
+                         ["HTTP/1.1 202 Accepted"] * 3)
+        self.assert_stored([1, 2, 3])
 
     def test_6_client_gone_before_the_answer(self):
         # Each client sends a whole POST and closes at once: the event is
