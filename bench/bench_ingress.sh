@@ -5,10 +5,11 @@
 #
 # wrk (bench/ingress.lua) POSTs one binary-mode CloudEvent per request to
 # /default/default over 64 connections from 2 threads: `outpost broker` on
-# the embedded durable log with its default pools (--hybrid), an epoll pool
-# of 1, 2 and 4 HTTP threads, a poll pool (--poll) and a thread per
-# connection, and on the Kafka mock log, each right after an nginx run it is
-# compared with. Each measured run follows a 2 s warm-up.
+# the embedded durable log by default (the fast lane in front of both
+# pools), without the lane (--no-fast-lane), an epoll pool of 1, 2 and 4
+# HTTP threads, a poll pool (--poll) and a thread per connection, and on the
+# Kafka mock log, each right after an nginx run it is compared with. Each
+# measured run follows a 2 s warm-up.
 #
 # Environment: OUTPOST=path to an outpost binary (default: build Release into
 # build-bench), BENCH_DURATION=seconds per measured run (default 10),
@@ -165,6 +166,7 @@ fi
 # it: on a shared 2-core VM, nginx alone drifts by half from minute to minute.
 configs=(
   "outpost sqlite (default)|--data $work/broker/broker.db"
+  "outpost sqlite --no-fast-lane|--data $work/broker/broker.db --no-fast-lane"
   "outpost sqlite --epoll -t 1|--data $work/broker/broker.db --epoll --threads 1"
   "outpost sqlite --epoll -t 2|--data $work/broker/broker.db --epoll --threads 2"
   "outpost sqlite --epoll -t 4|--data $work/broker/broker.db --epoll --threads 4"

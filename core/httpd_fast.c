@@ -22,7 +22,7 @@
  *
  * Why: libmicrohttpd's request path (its pool cleared per request, an
  * eventfd write per resume, allocation and locks per request) was about a
- * third of the broker's CPU (bench/README.md, bench/proto_ingress.c).
+ * third of the broker's CPU (bench/README.md).
  *
  * Edge-triggered epoll: a connection with an answer pending is not read;
  * data that arrives meanwhile (a pipelined request) is looked at once the
