@@ -30,7 +30,7 @@ enum {
   OPT_NO_FAST_LANE,
   OPT_MAX_CONNECTIONS,
   OPT_IDLE_TIMEOUT,
-  OPT_NO_PEEK_OFFSET
+  OPT_LANE_THREADS
 };
 
 static void usage(FILE *f) {
@@ -67,7 +67,8 @@ static void usage(FILE *f) {
         "  --max-body BYTES      largest request body (default 1048576)\n"
         "  --max-headers N       most request headers (default 100)\n"
         "  --max-inflight N      requests waiting for the log before 429 (default 4096)\n"
-        "  --threads N           HTTP threads of the pool (default: the number of cores)\n"
+        "  --threads N           HTTP threads of each libmicrohttpd pool (default: the\n"
+        "                        number of cores)\n"
         "  --hybrid              both pools (the default): the first --poll-connections\n"
         "                        connections to the poll pool, the rest to the epoll pool\n"
         "  --epoll, --poll       one pool only, whose threads wait with epoll or poll\n"
@@ -75,8 +76,8 @@ static void usage(FILE *f) {
         "  --fast-lane           with --hybrid (the default): plain POSTs of events served\n"
         "                        on threads of our own, anything else by libmicrohttpd\n"
         "  --no-fast-lane        every request served by libmicrohttpd\n"
-        "  --no-peek-offset      the fast lane discards each request as soon as it takes it,\n"
-        "                        as on kernels before 6.9 (no SO_PEEK_OFF for TCP)\n"
+        "  --lane-threads N      threads of the fast lane (default: the cores but one, at\n"
+        "                        least 1)\n"
         "  --max-connections N   open connections at most; past it new ones are closed\n"
         "                        (default 4096)\n"
         "  --idle-timeout S      close a keep-alive connection idle for S seconds\n"
@@ -176,7 +177,7 @@ int broker_main(int argc, char **argv) {
       {"no-fast-lane", no_argument, NULL, OPT_NO_FAST_LANE},
       {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
       {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
-      {"no-peek-offset", no_argument, NULL, OPT_NO_PEEK_OFFSET},
+      {"lane-threads", required_argument, NULL, OPT_LANE_THREADS},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -263,9 +264,6 @@ int broker_main(int argc, char **argv) {
     case OPT_NO_FAST_LANE:
       lane = c == OPT_FAST_LANE;
       break;
-    case OPT_NO_PEEK_OFFSET:
-      o.http.no_peek_off = true;
-      break;
     case OPT_IDLE_TIMEOUT: /* 0 is allowed: never */
       if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {
         fprintf(stderr, "outpost broker: --idle-timeout wants seconds, not '%s'\n", optarg);
@@ -322,6 +320,7 @@ int broker_main(int argc, char **argv) {
       if (c == 'H') o.limits.max_headers = v;
       if (c == 'i') o.max_inflight = v;
       if (c == 't') o.http.threads = (unsigned)v;
+      if (c == OPT_LANE_THREADS) o.http.fast_threads = v > UINT_MAX ? UINT_MAX : (unsigned)v;
       if (c == OPT_POLL_CONNS) o.http.poll_connections = v > UINT_MAX ? UINT_MAX : (unsigned)v;
       if (c == OPT_MAX_CONNECTIONS) o.http.max_connections = v > UINT_MAX ? UINT_MAX : (unsigned)v;
       if (c == 'w') dopts.window = v;

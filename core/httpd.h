@@ -55,11 +55,10 @@ typedef struct httpd_opts {
   size_t max_header_bytes;   /* all header bytes of a request (default 16 KiB) */
   unsigned max_connections;  /* default 4096 */
   unsigned idle_timeout_s;   /* close idle keep-alive connections (default 60) */
-  bool fast_lane;   /* HTTPD_HYBRID_POOL: new connections start on threads of our own, which
-                       serve plain keep-alive POSTs and give anything else to libmicrohttpd
-                       (core/httpd_fast.c; default off) */
-  bool no_peek_off; /* fast_lane: discard each request at once, as on kernels without
-                       SO_PEEK_OFF for TCP (before 6.9), instead of a few at a time */
+  bool fast_lane;        /* HTTPD_HYBRID_POOL: new connections start on threads of our own, which
+                            serve plain keep-alive POSTs and give anything else to libmicrohttpd
+                            (core/httpd_fast.c; default off) */
+  unsigned fast_threads; /* fast_lane: its threads (default: the cores but one, at least 1) */
 } httpd_opts;
 
 void httpd_opts_init(httpd_opts *o);

@@ -8,17 +8,13 @@
  * a Host, a Content-Length body, no Expect, Transfer-Encoding, Upgrade or
  * Connection other than keep-alive, within the limits, and all of it in the
  * socket already. Such a request is read with MSG_PEEK first; only once it
- * is whole and understood is it taken (handed to the handler as an
- * httpd_req, and answered by httpd_respond from any thread: the answer is
- * written by the lane's thread, woken once per batch of answers) and then
- * discarded from the socket: at once, or, where the kernel has SO_PEEK_OFF
- * for TCP (6.9 and later), with the requests after it once they add up to
- * FAST_SKIP bytes, each peek starting where the last ended, so that a
- * request costs one recv rather than two. For anything else the requests
- * served are discarded, nothing of this one has been consumed, no answer is
- * pending, and the socket goes to libmicrohttpd (MHD_add_connection, as the
- * hybrid acceptor does), which serves it from then on: every error answer
- * and every other route stay libmicrohttpd's.
+ * is whole and understood is it taken off the socket, handed to the handler
+ * as an httpd_req, and answered by httpd_respond from any thread (the answer
+ * is written by the lane's thread, woken once per batch of answers). For
+ * anything else nothing has been consumed, no answer is pending, and the
+ * socket goes to libmicrohttpd (MHD_add_connection, as the hybrid acceptor
+ * does), which serves it from then on: every error answer and every other
+ * route stay libmicrohttpd's.
  *
  * Why: libmicrohttpd's request path (its pool cleared per request, an
  * eventfd write per resume, allocation and locks per request) was about a
@@ -44,9 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* FAST_SKIP: with SO_PEEK_OFF, requests served but left in the socket
- * until they add up to this many bytes, then discarded in one recv. */
-enum { FAST_PEEK = 16 * 1024, FAST_EVENTS = 64, FAST_SKIP = 8 * 1024 };
+enum { FAST_PEEK = 16 * 1024, FAST_EVENTS = 64 };
 
 typedef struct fconn {
   int fd;
@@ -57,13 +51,6 @@ typedef struct fconn {
   bool closed;   /* the peer hung up while it was */
   bool rdhup;    /* the peer has shut down its sending side */
   int64_t last;  /* last activity, monotonic ms, for the idle timeout */
-  /* With SO_PEEK_OFF (peek_off), the socket holds `skip` bytes of requests
-   * served, then `len` bytes peeked already and kept in buf (the start of a
-   * request, or pipelined ones), then what is yet to be peeked. Without it
-   * every request is discarded once taken, and skip and len stay 0. */
-  bool peek_off;
-  size_t skip, len;
-  char *buf; /* FAST_PEEK bytes, allocated when first needed */
   struct fconn *prev, *next;
 } fconn;
 
@@ -259,48 +246,19 @@ static void unlink_conn(fworker *w, fconn *c) {
   atomic_fetch_sub(&w->h->n_fast, 1);
 }
 
-static void free_conn(fconn *c) {
-  free(c->buf);
-  free(c);
-}
-
 static void close_conn(fworker *w, fconn *c) {
   epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
   unlink_conn(w, c);
-  free_conn(c);
+  free(c);
 }
 
-/* Discards the requests served from the socket (SO_PEEK_OFF); false when
- * the socket fails. */
-static bool discard_served(fconn *c) {
-  if (!c->skip) return true;
-  bool ok = recv(c->fd, NULL, c->skip, MSG_TRUNC) == (ssize_t)c->skip;
-  c->skip = 0;
-  return ok;
-}
-
-/* The connection goes to libmicrohttpd, nothing of its next request read
- * (only peeked: libmicrohttpd's reads do not peek, so the offset does not
- * matter to them). */
+/* The connection goes to libmicrohttpd, nothing of its next request read. */
 static void hand_over(fworker *w, fconn *c) {
-  if (!discard_served(c)) {
-    close_conn(w, c);
-    return;
-  }
   epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
   unlink_conn(w, c);
   httpd__to_mhd(w->h, c->fd, &c->peer);
-  free_conn(c);
-}
-
-/* Keeps n bytes peeked (from the start of a request) for the next look
- * (SO_PEEK_OFF: they are past the peek offset); false without memory. */
-static bool keep(fconn *c, const char *b, size_t n) {
-  if (n && !c->buf && !(c->buf = malloc(FAST_PEEK))) return false;
-  if (n) memmove(c->buf, b, n);
-  c->len = n;
-  return true;
+  free(c);
 }
 
 /* Serves what the connection has: one request taken (then its answer is
@@ -308,34 +266,17 @@ static bool keep(fconn *c, const char *b, size_t n) {
 static void serve(fworker *w, fconn *c) {
   httpd *h = w->h;
   c->readable = false;
-  /* What was peeked before, then what came since (parse never waits on a
-   * full FAST_PEEK, so there is room). */
-  size_t have = c->len;
-  if (have) memcpy(w->peek, c->buf, have);
-  ssize_t n = recv(c->fd, w->peek + have, FAST_PEEK - have, MSG_PEEK);
-  if (n < 0 && errno != EAGAIN && errno != EINTR) {
+  ssize_t n = recv(c->fd, w->peek, FAST_PEEK, MSG_PEEK);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
     close_conn(w, c);
     return;
   }
-  bool eof = n == 0;
-  if (n > 0) have += (size_t)n;
-  if (!have) {
-    if (eof) close_conn(w, c);
-    return; /* nothing yet: the next edge says when */
-  }
+  if (n < 0) return; /* nothing yet: the next edge says when */
   line lines[128];
   size_t max_lines = h->opts.max_headers && h->opts.max_headers < 128 ? h->opts.max_headers : 128;
   parsed p;
-  parse_rc rc = parse(&h->opts, w->peek, have, lines, max_lines, &p);
+  parse_rc rc = parse(&h->opts, w->peek, (size_t)n, lines, max_lines, &p);
   if (rc == P_MORE) {
-    if (eof) {
-      close_conn(w, c); /* the rest of it will not come */
-      return;
-    }
-    if (c->peek_off && !keep(c, w->peek, have)) {
-      close_conn(w, c);
-      return;
-    }
     c->last = mono_ms(); /* a request coming in is activity */
     return;
   }
@@ -344,18 +285,8 @@ static void serve(fworker *w, fconn *c) {
     hand_over(w, c);
     return;
   }
-  /* Taken: off the socket (MSG_TRUNC discards without copying), at once or,
-   * with SO_PEEK_OFF, with the next FAST_SKIP bytes of requests; what was
-   * peeked past it is kept. */
-  size_t rest = have - p.total;
-  bool ok;
-  if (c->peek_off) {
-    c->skip += p.total;
-    ok = keep(c, w->peek + p.total, rest) && (c->skip < FAST_SKIP || discard_served(c));
-  } else {
-    ok = recv(c->fd, NULL, p.total, MSG_TRUNC) == (ssize_t)p.total;
-  }
-  if (!ok) {
+  /* Taken: off the socket now (MSG_TRUNC discards without copying). */
+  if (recv(c->fd, NULL, p.total, MSG_TRUNC) != (ssize_t)p.total) {
     free_req(req);
     close_conn(w, c);
     return;
@@ -363,7 +294,7 @@ static void serve(fworker *w, fconn *c) {
   c->pending = true;
   /* Looked at again once answered: a pipelined request behind it, or the
    * end of the stream (no edge will tell of it again). */
-  c->readable = rest > 0 || eof || c->rdhup;
+  c->readable = (size_t)n > p.total || c->rdhup;
   c->last = mono_ms();
   req->handled = true;
   h->handler(h->ctx, req);
@@ -566,12 +497,6 @@ void httpd__fast_add(httpd *h, int fd, const struct sockaddr_in *peer) {
   }
   *c = (fconn){.fd = fd, .peer = *peer, .w = w, .last = mono_ms()};
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  /* Peeks that start where the last one ended (TCP: Linux 6.9 and later):
-   * a request is then peeked once and discarded later with others, one
-   * recv for each instead of two. */
-  int zero = 0;
-  c->peek_off =
-      !h->opts.no_peek_off && setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) == 0;
   atomic_fetch_add(&h->n_fast, 1);
   /* The worker's thread takes it up: its list and epoll set are its own. */
   pthread_mutex_lock(&w->mu);

@@ -26,8 +26,6 @@ from outpost_test import (binary_headers, free_port, request, unpack_headers,  #
                           wait_for)
 
 OUTPOST = None
-# Flags for every broker the test starts (CMake's second run: --no-peek-offset).
-EXTRA = os.environ.get("OUTPOST_BROKER_ARGS", "").split()
 TIMEOUT = 30  # seconds for any one answer: the machine is noisy
 
 # The whole of a 202 the lane writes, as libmicrohttpd writes it too.
@@ -48,7 +46,7 @@ class Broker:
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
                 [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.port}", "--data", self.data,
-                 *EXTRA, *extra], cwd=self.dir.name, stdout=out, stderr=subprocess.STDOUT)
+                 *extra], cwd=self.dir.name, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for(f"outpost broker {' '.join(extra)} listening", self.listening)
         except BaseException:
@@ -274,8 +272,7 @@ class LaneTest(unittest.TestCase):
 
     def test_2c_pipelining_past_the_peek_buffer(self):
         # 100 requests in one write, some 24 KiB: more than the lane peeks at
-        # once (16 KiB) and than it leaves in the socket before discarding
-        # what it served (8 KiB); then a request it hands over, and one more.
+        # once (16 KiB); then a request it hands over, and one more.
         c = self.conn()
         c.send(b"".join(post(i) for i in range(100)))
         for i in range(100):
@@ -548,6 +545,34 @@ class LimitsTest(unittest.TestCase):
                     self.assertEqual(c.answer().status, 202)
 
 
+class LaneThreadsTest(unittest.TestCase):
+    """--lane-threads 3: connections spread over three lane threads, each
+    served on keep-alive."""
+
+    def test_13_three_lane_threads(self):
+        b = Broker("--lane-threads", "3")
+        self.addCleanup(b.cleanup)
+        conns = [Conn(b.port) for _ in range(6)]
+        for c in conns:
+            self.addCleanup(c.close)
+        for k in range(5):
+            for i, c in enumerate(conns):
+                c.send(post(10 * i + k))
+                a = c.answer()
+                self.assertIsNotNone(a, f"connection {i}, request {k}: closed")
+                self.assertRegex(a.raw, ACCEPTED)
+        self.assertEqual(b.stored(), sorted((str(10 * i + k), value(10 * i + k))
+                                            for i in range(6) for k in range(5)))
+        st, text, _ = request(b.port, "GET", "/metrics", timeout=TIMEOUT)
+        self.assertIn('outpost_ingress_connections{pool="fast"} 6\n', text)
+        names = []
+        for t in os.listdir(f"/proc/{b.proc.pid}/task"):
+            with open(f"/proc/{b.proc.pid}/task/{t}/comm") as f:
+                names.append(f.read().strip())
+        self.assertEqual(names.count("http-fast"), 3, names)
+        self.assertEqual(b.stop(), 0, b.output())
+
+
 class FlagsTest(unittest.TestCase):
     """The flags of the lane and of the limits refuse what they cannot do."""
 
@@ -556,7 +581,8 @@ class FlagsTest(unittest.TestCase):
                  (("--thread-per-connection", "--fast-lane"), "--fast-lane works with --hybrid"),
                  (("--idle-timeout", "x"), "--idle-timeout wants seconds, not 'x'"),
                  (("--idle-timeout", "-1"), "--idle-timeout wants seconds, not '-1'"),
-                 (("--max-connections", "0"), "bad number '0'")]
+                 (("--max-connections", "0"), "bad number '0'"),
+                 (("--lane-threads", "0"), "bad number '0'")]
         with tempfile.TemporaryDirectory() as d:
             data = os.path.join(d, "broker.db")
             for args, want in cases:

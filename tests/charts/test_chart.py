@@ -550,6 +550,8 @@ def check_http_limits(docs, lane_off):
         "containers"][0]["args"]
     expect_eq(["--no-fast-lane" in a for a in (args, off)], [False, True], "--no-fast-lane")
     expect_eq(arg_after(off, "--idle-timeout"), ["0"], "--idle-timeout 0")
+    expect_eq([arg_after(a, "--lane-threads") for a in (args, off)], [[], ["3"]],
+              "--lane-threads only when set")
 
 
 def check_sasl_tls(docs):
@@ -1114,7 +1116,8 @@ def run_lint(outpost):
     check("template: no topic configs by default", check_no_topic_configs, docs)
     check("template: the ingress's connection limit, idle timeout and fast lane",
           check_http_limits, docs,
-          render(sets=KAFKA + ["--set", "broker.fastLane=false", "--set", "broker.idleTimeout=0"]))
+          render(sets=KAFKA + ["--set", "broker.fastLane=false", "--set", "broker.idleTimeout=0",
+                               "--set", "broker.laneThreads=3"]))
     check("template: ServiceMonitor only when enabled", check_service_monitor, docs, sasl)
     check("template: NetworkPolicies", check_network_policies, docs)
     check("template: the mock Kafka", check_mock, render((MOCK,)))
