@@ -103,7 +103,7 @@ void broker_ingress_opts_init(broker_ingress_opts *o) {
    * idle connections). */
   o->http.model = HTTPD_HYBRID_POOL;
   /* And the fast lane in front of them (core/httpd_fast.c; bench/README.md:
-   * 0.597 of nginx against 0.530 without it, 20 against 26 us of CPU per
+   * 0.6 of nginx against 0.53 without it, 16 against 23-26 us of CPU per
    * request). */
   o->http.fast_lane = true;
   ce_limits_init(&o->limits);
