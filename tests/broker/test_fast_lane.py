@@ -336,17 +336,16 @@ class LaneTest(unittest.TestCase):
         self.assert_stored(ids + [100])
 
 
-class HandOverTest(unittest.TestCase):
-    """Requests the lane gives to libmicrohttpd (cases 5, 7, 8), and refusals
-    it serves itself (9): each one is answered as the broker without
-    --fast-lane answers it, and what each broker stores is what it answered
-    202."""
+class TwoBrokers(unittest.TestCase):
+    """A broker with the lane and one without it (the oracle), both with
+    EXTRA."""
 
     LANE_ARGS = ("--fast-lane",)
     REF_ARGS = ("--no-fast-lane",)
+    EXTRA = ()
 
     def setUp(self):
-        self.start()
+        self.start(*self.EXTRA)
 
     def start(self, *extra):
         """The two brokers, both with extra."""
@@ -358,6 +357,13 @@ class HandOverTest(unittest.TestCase):
     def tearDown(self):
         for b in (self.lane, self.ref):
             self.assertEqual(b.stop(), 0, "clean exit on SIGTERM:\n" + b.output())
+
+
+class HandOverTest(TwoBrokers):
+    """Requests the lane gives to libmicrohttpd (cases 5, 7, 8), and refusals
+    it serves itself (9): each one is answered as the broker without
+    --fast-lane answers it, and what each broker stores is what it answered
+    202."""
 
     def both(self, exchange):
         """exchange(conn) -> list of answers (None: closed), run on a fresh
@@ -472,23 +478,15 @@ class HandOverTest(unittest.TestCase):
         self.assert_stored_both([])
 
 
-class LimitsTest(unittest.TestCase):
+class LimitsTest(TwoBrokers):
     """The idle timeout and the connection limit hold for the lane's
-    connections as for libmicrohttpd's: each case runs on a broker with the
-    lane and on one without, both with ARGS."""
+    connections as for libmicrohttpd's: each case runs on both brokers."""
 
-    ARGS = ("--idle-timeout", "3", "--max-connections", "3")
+    EXTRA = ("--idle-timeout", "3", "--max-connections", "3")
 
     def setUp(self):
-        self.brokers = []
-        for lane in ("--fast-lane", "--no-fast-lane"):
-            b = Broker(*self.ARGS, lane)
-            self.addCleanup(b.cleanup)
-            self.brokers.append((lane, b))
-
-    def tearDown(self):
-        for _, b in self.brokers:
-            self.assertEqual(b.stop(), 0, "clean exit on SIGTERM:\n" + b.output())
+        super().setUp()
+        self.brokers = [("--fast-lane", self.lane), ("--no-fast-lane", self.ref)]
 
     def conn(self, b):
         c = Conn(b.port)
