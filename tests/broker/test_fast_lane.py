@@ -12,7 +12,6 @@ Usage: test_fast_lane.py /path/to/outpost
 """
 import os
 import re
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -22,8 +21,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from outpost_test import (binary_headers, free_port, request, unpack_headers,  # noqa: E402
-                          wait_for)
+from outpost_test import (binary_headers, free_port, request, stop_process,  # noqa: E402
+                          unpack_headers, wait_for)
 
 OUTPOST = None
 TIMEOUT = 30  # seconds for any one answer: the machine is noisy
@@ -64,14 +63,8 @@ class Broker:
             return f.read()
 
     def stop(self):
-        """SIGTERM; the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """SIGTERM (SIGKILL after 30 s); the exit status."""
+        stop_process(self.proc, timeout=30)
         return self.proc.returncode
 
     def cleanup(self):
