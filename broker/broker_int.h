@@ -19,6 +19,8 @@ typedef struct broker_log_ops {
   int (*partitions)(broker_log *log, const char *topic);
   int (*end)(broker_log *log, const char *topic, int32_t partition, int64_t *end);
   void (*free)(broker_log *log);
+  /* Appends the implementation's own metrics (Prometheus text); may be NULL. */
+  void (*metrics)(broker_log *log, ce_buf *out);
 } broker_log_ops;
 
 /* Every implementation's struct starts with this. */

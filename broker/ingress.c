@@ -473,6 +473,7 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
   metrics_family(&b, "outpost_ingress_log_append_duration_seconds", "histogram",
                  "From append to durable (includes waiting for the group commit).");
   metrics_hist_render(&b, "outpost_ingress_log_append_duration_seconds", NULL, &in->append_hist);
+  broker_log_metrics(in->log, &b);
   pthread_rwlock_rdlock(&in->lock);
   for (size_t i = 0; i < in->n_mounts; i++)
     if (in->mounts[i].metrics) in->mounts[i].metrics(in->mounts[i].ctx, &b);

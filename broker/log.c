@@ -38,6 +38,10 @@ int broker_log_end(broker_log *log, const char *topic, int32_t partition, int64_
   return log->ops->end(log, topic, partition, end);
 }
 
+void broker_log_metrics(broker_log *log, ce_buf *out) {
+  if (log && log->ops->metrics) log->ops->metrics(log, out);
+}
+
 void broker_log_free(broker_log *log) {
   if (log) log->ops->free(log);
 }

@@ -609,9 +609,9 @@ static void kafka_free(broker_log *log) {
   free(k);
 }
 
-static const broker_log_ops kafka_ops = {kafka_append,    kafka_read,       kafka_commit,
-                                         kafka_committed, kafka_partitions, kafka_end,
-                                         kafka_free};
+static const broker_log_ops kafka_ops = {
+    kafka_append,     kafka_read, kafka_commit, kafka_committed,
+    kafka_partitions, kafka_end,  kafka_free,   NULL};
 
 broker_log *broker_log_kafka_open(const broker_kafka_opts *opts, char *errbuf, size_t errlen) {
   if (!opts->bootstrap || !*opts->bootstrap) {

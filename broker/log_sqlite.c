@@ -26,6 +26,7 @@
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "broker/broker.h"
 #include "broker/broker_int.h"
+#include "core/metrics.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -33,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 enum { RETENTION_EVERY_MS = 5000, DELETE_CHUNK = 16 /* segments per DELETE */ };
@@ -77,6 +79,10 @@ typedef struct sqlite_log {
   tp *topics;
   pthread_t thread;
   int64_t last_retention;
+  char *path, *wal; /* the file, and its WAL (SQLite's rule: the name and -wal) */
+  /* Counted by the writer thread before it reports, rendered by any. */
+  _Atomic uint64_t commits, failed_commits, appends, records;
+  metrics_hist commit_hist; /* BEGIN to a synced COMMIT */
 } sqlite_log;
 
 static int64_t now_ms(void) {
@@ -285,14 +291,29 @@ static int step_done(sqlite3_stmt *st) {
 
 /* Writes a group of requests in one transaction and reports to each. */
 static void write_group(sqlite_log *l, req *list) {
+  uint64_t start = metrics_now_ns(), appends = 0, records = 0;
   int status = 0;
   if (l->opts.max_bytes && db_size(l->wdb) > l->opts.max_bytes) status = -ENOSPC;
   if (status == 0) status = step_done(l->begin);
   bool began = status == 0;
   tp *last = NULL;
-  for (req *r = list; status == 0 && r; r = r->next) status = write_req(l, r, &last);
+  for (req *r = list; status == 0 && r; r = r->next) {
+    status = write_req(l, r, &last);
+    appends++;
+    records += r->n;
+  }
   if (status == 0) status = store_all(l);
   if (status == 0) status = step_done(l->commit);
+  /* Counted before anyone is told: a client that got its 202 sees its
+   * commit in /metrics. */
+  if (status == 0) {
+    metrics_hist_observe(&l->commit_hist, metrics_now_ns() - start);
+    atomic_fetch_add(&l->commits, 1);
+    atomic_fetch_add(&l->appends, appends);
+    atomic_fetch_add(&l->records, records);
+  } else {
+    atomic_fetch_add(&l->failed_commits, 1);
+  }
   if (status != 0 && began) {
     /* Whatever the failure (SQLITE_FULL too), nothing of it may stay: not
      * in the file, nor in the segments and ends cached for the next one. */
@@ -701,6 +722,36 @@ static int sq_end(broker_log *log, const char *topic_name, int32_t partition, in
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqerr(rc);
 }
 
+/* Bytes of a file, 0 when it is not there. */
+static uint64_t file_bytes(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void sq_metrics(broker_log *log, ce_buf *out) {
+  sqlite_log *l = (sqlite_log *)log;
+  metrics_family(out, "outpost_log_commits_total", "counter",
+                 "Groups of appends the embedded log wrote in one transaction, by result: ok "
+                 "(synced), failed (log full or a store error: its appends are answered 503).");
+  metrics_sample(out, "outpost_log_commits_total", "result=\"ok\"", atomic_load(&l->commits));
+  metrics_sample(out, "outpost_log_commits_total", "result=\"failed\"",
+                 atomic_load(&l->failed_commits));
+  metrics_family(out, "outpost_log_appends_total", "counter",
+                 "Appends (a request's events each) the embedded log made durable; over "
+                 "outpost_log_commits_total, the mean group.");
+  metrics_sample(out, "outpost_log_appends_total", NULL, atomic_load(&l->appends));
+  metrics_family(out, "outpost_log_records_total", "counter",
+                 "Records the embedded log made durable.");
+  metrics_sample(out, "outpost_log_records_total", NULL, atomic_load(&l->records));
+  metrics_family(out, "outpost_log_commit_duration_seconds", "histogram",
+                 "A group commit, from its transaction's start to its sync (a checkpoint "
+                 "included when one ran).");
+  metrics_hist_render(out, "outpost_log_commit_duration_seconds", NULL, &l->commit_hist);
+  metrics_family(out, "outpost_log_disk_bytes", "gauge",
+                 "Bytes of the embedded log's files: the database and its write-ahead log.");
+  metrics_sample(out, "outpost_log_disk_bytes", NULL, file_bytes(l->path) + file_bytes(l->wal));
+}
+
 static void sq_free(broker_log *log) {
   sqlite_log *l = (sqlite_log *)log;
   pthread_mutex_lock(&l->mu);
@@ -717,11 +768,13 @@ static void sq_free(broker_log *log) {
   pthread_mutex_destroy(&l->mu);
   pthread_mutex_destroy(&l->rmu);
   pthread_cond_destroy(&l->cv);
+  free(l->path);
+  free(l->wal);
   free(l);
 }
 
 static const broker_log_ops sqlite_ops = {sq_append,     sq_read, sq_commit, sq_committed,
-                                          sq_partitions, sq_end,  sq_free};
+                                          sq_partitions, sq_end,  sq_free,   sq_metrics};
 
 void broker_sqlite_opts_init(broker_sqlite_opts *o) {
   o->partitions = 1;
@@ -743,6 +796,17 @@ broker_log *broker_log_sqlite_open(const char *path, const broker_sqlite_opts *o
   else
     broker_sqlite_opts_init(&l->opts);
   l->last_retention = mono_ms();
+  size_t path_len = strlen(path);
+  l->path = strdup(path);
+  l->wal = malloc(path_len + sizeof "-wal");
+  if (l->wal) {
+    memcpy(l->wal, path, path_len);
+    memcpy(l->wal + path_len, "-wal", sizeof "-wal");
+  }
+  if (!l->path || !l->wal) {
+    snprintf(errbuf, errlen, "out of memory");
+    goto fail_alloc;
+  }
   if (open_db(path, true, &l->wdb, errbuf, errlen)) goto fail_alloc;
   char msg[256];
   if (broker__sqlite_schema(l->wdb, msg, sizeof msg)) {
@@ -777,6 +841,8 @@ fail_stmts:
 fail_wdb:
   sqlite3_close(l->wdb);
 fail_alloc:
+  free(l->path);
+  free(l->wal);
   free(l);
   return NULL;
 }

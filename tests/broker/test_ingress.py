@@ -182,6 +182,33 @@ class IngressTest(unittest.TestCase):
             c.close()
         self.assertEqual(len(records(self.data)), 8)
 
+    def test_log_metrics(self):
+        # One request at a time: each waits for its own group commit, so
+        # the log counts a group per request.
+        c = self.b.conn()
+        for i in range(20):
+            c.request("POST", "/default/default", body=b"{}", headers=binary_headers(3000 + i))
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 202)
+        c.close()
+        batch = [{"specversion": "1.0", "id": f"m{i}", "source": "/s", "type": "t"}
+                 for i in range(3)]
+        r, body = self.b.request("POST", "/default/default", json.dumps(batch),
+                                 {"Content-Type": "application/cloudevents-batch+json"})
+        self.assertEqual(r.status, 202, body)
+        _, metrics = self.b.request("GET", "/metrics")
+        m = dict(line.rsplit(" ", 1) for line in metrics.decode().splitlines()
+                 if line and not line.startswith("#"))
+        self.assertEqual(m['outpost_log_commits_total{result="ok"}'], "21")
+        self.assertEqual(m['outpost_log_commits_total{result="failed"}'], "0")
+        self.assertEqual(m["outpost_log_appends_total"], "21")
+        self.assertEqual(m["outpost_log_records_total"], "23")
+        self.assertEqual(m["outpost_log_commit_duration_seconds_count"], "21")
+        self.assertEqual(m['outpost_log_commit_duration_seconds_bucket{le="+Inf"}'], "21")
+        self.assertEqual(int(m["outpost_log_disk_bytes"]),
+                         os.path.getsize(self.data) + os.path.getsize(self.data + "-wal"))
+
     def test_options_handshake(self):
         r, _ = self.b.request("OPTIONS", "/default/default", None,
                               {"WebHook-Request-Origin": "eventemitter.example.com"})
@@ -503,6 +530,8 @@ class LogLimitsTest(unittest.TestCase):
             self.assertEqual(r.status, 503, body)
             self.assertIn("log full", json.loads(body)["error"])
             self.assertEqual(records(self.data), [])
+            _, metrics = b.request("GET", "/metrics")
+            self.assertIn('outpost_log_commits_total{result="failed"} 1\n', metrics.decode())
         finally:
             self.assertEqual(b.stop(), 0)
 

@@ -172,7 +172,7 @@ static void fake_free(broker_log *log) {
 }
 
 static const broker_log_ops fake_ops = {fake_append,     fake_read, fake_commit, fake_committed,
-                                        fake_partitions, fake_end,  fake_free};
+                                        fake_partitions, fake_end,  fake_free,   NULL};
 
 static struct fake_log *fake_log_new(void) {
   struct fake_log *f = calloc(1, sizeof *f);

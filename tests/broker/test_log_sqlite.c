@@ -3,7 +3,8 @@
  * back exactly as appended (key, headers, value, no key, no value), offsets
  * per partition that survive a reopen, consumer positions, retention that
  * never deletes what a group still needs, and many threads appending at once
- * (each append acknowledged once, every record present, offsets dense).
+ * (each append acknowledged once, every record present, offsets dense), and
+ * the log's metrics of its group commits.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -59,6 +60,74 @@ static void append_sync(broker_log *log, const char *topic, const broker_record 
   wait_for(w, 1);
   assert_int_equal(w->last_status, 0);
   free(w);
+}
+
+/* The value of the sample `name` (with its labels, if any) in Prometheus
+ * text, or -1 when it is missing. */
+static double sample(const char *text, const char *name) {
+  size_t n = strlen(name);
+  for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+    if (strncmp(l, name, n) == 0 && l[n] == ' ') return strtod(l + n + 1, NULL);
+  return -1;
+}
+
+static void log_metrics(broker_log *log, ce_buf *out) {
+  ce_buf_init(out);
+  broker_log_metrics(log, out);
+  assert_non_null(out->data);
+}
+
+/* Appends queued together are counted as the groups the writer made of
+ * them: every append and record once, each group's commit observed once. */
+static void metrics_count_group_commits(void **state) {
+  (void)state;
+  broker_log *log = open_log(2);
+  ce_kv h[] = {{"ce_id", 5, "1", 1}};
+  broker_record r[3] = {
+      {.partition = -1, .headers = h, .n_headers = 1, .value = "v", .value_len = 1},
+      {.partition = -1, .headers = h, .n_headers = 1},
+      {.partition = -1, .headers = h, .n_headers = 1}};
+  waiter *w = waiter_new();
+  size_t records = 0;
+  for (size_t i = 0; i < 30; i++) {
+    assert_int_equal(broker_log_append(log, "t", r, 1 + i % 3, on_append, w), 0);
+    records += 1 + i % 3;
+  }
+  wait_for(w, 30);
+  assert_int_equal(w->failed, 0);
+  ce_buf m;
+  log_metrics(log, &m);
+  double ok = sample(m.data, "outpost_log_commits_total{result=\"ok\"}");
+  assert_true(ok >= 1 && ok <= 30);
+  assert_true(sample(m.data, "outpost_log_commits_total{result=\"failed\"}") == 0);
+  assert_true(sample(m.data, "outpost_log_appends_total") == 30);
+  assert_true(sample(m.data, "outpost_log_records_total") == (double)records);
+  assert_true(sample(m.data, "outpost_log_commit_duration_seconds_count") == ok);
+  assert_true(sample(m.data, "outpost_log_commit_duration_seconds_bucket{le=\"+Inf\"}") == ok);
+  assert_true(sample(m.data, "outpost_log_disk_bytes") > 0);
+  ce_buf_cleanup(&m);
+  free(w);
+  broker_log_free(log);
+
+  /* A log past --max-log-bytes refuses the group: counted as failed. */
+  broker_sqlite_opts o;
+  broker_sqlite_opts_init(&o);
+  o.max_bytes = 1;
+  char err[256] = "";
+  log = broker_log_sqlite_open(path, &o, err, sizeof err);
+  assert_non_null(log);
+  w = waiter_new();
+  assert_int_equal(broker_log_append(log, "t", r, 1, on_append, w), 0);
+  wait_for(w, 1);
+  assert_int_equal(w->last_status, -ENOSPC);
+  log_metrics(log, &m);
+  assert_true(sample(m.data, "outpost_log_commits_total{result=\"ok\"}") == 0);
+  assert_true(sample(m.data, "outpost_log_commits_total{result=\"failed\"}") == 1);
+  assert_true(sample(m.data, "outpost_log_appends_total") == 0);
+  assert_true(sample(m.data, "outpost_log_commit_duration_seconds_count") == 0);
+  ce_buf_cleanup(&m);
+  free(w);
+  broker_log_free(log);
 }
 
 static void round_trip(void **state) {
@@ -362,6 +431,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(end_outlives_its_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(reads_inside_and_across_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(concurrent_appends, setup, teardown),
+      cmocka_unit_test_setup_teardown(metrics_count_group_commits, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
