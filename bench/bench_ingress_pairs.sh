@@ -97,9 +97,26 @@ nginx_chunk() {
   n_rps=$(field "$result" rps)
 }
 
-# broker_chunk: one chunk against the broker; sets b_rps, b_p50, b_p99 and
-# b_cpu (its user+system CPU over the chunk per request wrk completed, us).
-# Fails when /metrics disagree with wrk (metrics_agree).
+# group_commits BEFORE AFTER: the embedded log's group commits between two
+# /metrics responses: "GROUP COMMIT_US", the mean appends per commit (how
+# many requests shared a sync) and the mean commit's time in µs; "- -" when
+# the log has no such metrics (Kafka) or made no commit.
+group_commits() {
+  awk 'FNR == 1 { f++ }
+    $1 == "outpost_log_commits_total{result=\"ok\"}" { c[f] = $2 }
+    $1 == "outpost_log_appends_total" { a[f] = $2 }
+    $1 == "outpost_log_commit_duration_seconds_sum" { s[f] = $2 }
+    END {
+      n = c[2] - c[1]
+      if (n > 0) printf "%.1f %.0f\n", (a[2] - a[1]) / n, 1e6 * (s[2] - s[1]) / n
+      else print "- -"
+    }' "$1" "$2"
+}
+
+# broker_chunk: one chunk against the broker; sets b_rps, b_p50, b_p99,
+# b_cpu (its user+system CPU over the chunk per request wrk completed, us),
+# b_group and b_commit (group_commits). Fails when /metrics disagree with wrk
+# (metrics_agree).
 broker_chunk() {
   local f="$work/broker.wrk" t0 ticks completed
   settled_metrics "$broker_port" "$f.before" || return 1
@@ -113,6 +130,7 @@ broker_chunk() {
   b_p50=$(field "$result" p50_ms)
   b_p99=$(field "$result" p99_ms)
   b_cpu=$(us_per_request "$ticks" "$completed")
+  read -r b_group b_commit < <(group_commits "$f.before" "$f.after")
 }
 
 # cpu_steal: the machine's CPU time so far, all of it and the part the host
@@ -175,12 +193,14 @@ echo "load:   wrk $connections connections, $wrk_threads threads, ${chunk}s chun
   "(after ${warmup}s warm-up of each), one binary-mode CloudEvent (100-byte JSON) per POST"
 echo "broker: ${broker_args[*]:-default configuration}, one log for the whole run"
 echo
-printf '%4s %5s %10s %10s %7s %8s %8s %8s %5s\n' pair order nginx/s broker/s ratio "p50 ms" "p99 ms" \
-  "cpu us" "st %"
+printf '%4s %5s %10s %10s %7s %8s %8s %8s %6s %9s %5s\n' pair order nginx/s broker/s ratio \
+  "p50 ms" "p99 ms" "cpu us" group "commit us" "st %"
 ratios=()
 b_all=()
 n_all=()
 cpu_all=()
+group_all=()
+commit_all=()
 st_all=()
 failed=0
 for ((p = 1; p <= pairs; p++)); do
@@ -202,12 +222,18 @@ for ((p = 1; p <= pairs; p++)); do
   b_all+=("$b_rps")
   n_all+=("$n_rps")
   cpu_all+=("$b_cpu")
+  if [ "$b_group" != - ]; then
+    group_all+=("$b_group")
+    commit_all+=("$b_commit")
+  fi
   st_all+=("$st")
-  printf '%4d %5s %10.0f %10.0f %7.3f %8.2f %8.2f %8s %5s\n' "$p" "$order" "$n_rps" "$b_rps" \
-    "$ratio" "$b_p50" "$b_p99" "$b_cpu" "$st"
+  printf '%4d %5s %10.0f %10.0f %7.3f %8.2f %8.2f %8s %6s %9s %5s\n' "$p" "$order" "$n_rps" \
+    "$b_rps" "$ratio" "$b_p50" "$b_p99" "$b_cpu" "$b_group" "$b_commit" "$st"
 done
 echo "order: NB = nginx's chunk first, BN = the broker's; ratio: broker events/s over nginx's" \
   "in the same pair; cpu us: the broker's user+system CPU per request over its chunk;" \
+  "group: requests per group commit of the embedded log, commit us: a group commit's mean time" \
+  "(outpost_log_*; - on Kafka);" \
   "st %: the share of the machine's CPU time the host stole over the pair (/proc/stat)"
 
 # --- summary -----------------------------------------------------------------
@@ -242,6 +268,13 @@ if ((${#ratios[@]})); then
   printf '  nginx     median %.0f events/s (min-max %.0f-%.0f)\n' "$med" "$min" "$max"
   read -r _ med _ _ min max < <(printf '%s\n' "${cpu_all[@]}" | order_stats)
   printf '  cpu us    median %.1f per request (min-max %.1f-%.1f)\n' "$med" "$min" "$max"
+  if ((${#group_all[@]})); then
+    read -r _ med _ _ min max < <(printf '%s\n' "${group_all[@]}" | order_stats)
+    printf '  group     median %.1f requests per group commit (min-max %.1f-%.1f)\n' "$med" "$min" "$max"
+    read -r _ med _ _ min max < <(printf '%s\n' "${commit_all[@]}" | order_stats)
+    printf '  commit    median %.0f us per group commit, begin to sync (min-max %.0f-%.0f)\n' \
+      "$med" "$min" "$max"
+  fi
   read -r _ med _ _ min max < <(printf '%s\n' "${st_all[@]}" | order_stats)
   printf '  st %%      median %.1f (min-max %.0f-%.0f)\n' "$med" "$min" "$max"
   echo "  log       $(metric "$work/broker.wrk.after" outpost_ingress_events_accepted_total)" \
