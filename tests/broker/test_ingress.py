@@ -21,7 +21,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from outpost_test import binary_headers, free_port, unpack_headers, wait_for  # noqa: E402
+from outpost_test import (binary_headers, free_port, parse_metrics, unpack_headers,  # noqa: E402
+                          wait_for)
 
 OUTPOST = None
 # More flags for every broker the tests start: CTest runs the suite once per
@@ -206,14 +207,13 @@ class IngressTest(unittest.TestCase):
         before = disk()
         _, metrics = self.b.request("GET", "/metrics")
         after = disk()
-        m = dict(line.rsplit(" ", 1) for line in metrics.decode().splitlines()
-                 if line and not line.startswith("#"))
-        self.assertEqual(m['outpost_log_commits_total{result="ok"}'], "21")
-        self.assertEqual(m['outpost_log_commits_total{result="failed"}'], "0")
-        self.assertEqual(m["outpost_log_appends_total"], "21")
-        self.assertEqual(m["outpost_log_records_total"], "23")
-        self.assertEqual(m["outpost_log_commit_duration_seconds_count"], "21")
-        self.assertEqual(m['outpost_log_commit_duration_seconds_bucket{le="+Inf"}'], "21")
+        m = parse_metrics(metrics.decode())
+        self.assertEqual(m['outpost_log_commits_total{result="ok"}'], 21)
+        self.assertEqual(m['outpost_log_commits_total{result="failed"}'], 0)
+        self.assertEqual(m["outpost_log_appends_total"], 21)
+        self.assertEqual(m["outpost_log_records_total"], 23)
+        self.assertEqual(m["outpost_log_commit_duration_seconds_count"], 21)
+        self.assertEqual(m['outpost_log_commit_duration_seconds_bucket{le="+Inf"}'], 21)
         self.assertTrue(0 < before <= int(m["outpost_log_disk_bytes"]) <= after,
                         (before, m["outpost_log_disk_bytes"], after))
 

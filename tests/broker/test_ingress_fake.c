@@ -29,6 +29,7 @@
 
 #include "broker/broker.h"
 #include "broker/broker_int.h"
+#include "tests/broker/prom_sample.h"
 #include "tests/unit/test_util.h"
 
 /* WAIT_MS bounds every wait for the fake; CALL_TIMEOUT_S every request, so
@@ -500,9 +501,8 @@ static unsigned long long metric(fixture *x, const char *series) {
   call_run(c);
   expect_status(c, 200);
   const char *body = body_of(c);
-  size_t n = strlen(series);
-  for (const char *line = body; *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : "")
-    if (strncmp(line, series, n) == 0 && line[n] == ' ') return strtoull(line + n + 1, NULL, 10);
+  double v;
+  if (prom_sample(body, series, &v)) return (unsigned long long)v;
   fail_msg("%s%sno sample %s in /metrics:\n%s", WHERE, series, body);
   return 0;
 }

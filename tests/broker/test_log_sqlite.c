@@ -23,6 +23,7 @@
 #include "append_waiter.h"
 #include "broker/broker.h"
 #include "log_file.h"
+#include "prom_sample.h"
 
 static char path[256];
 
@@ -65,10 +66,8 @@ static void append_sync(broker_log *log, const char *topic, const broker_record 
 /* The value of the sample `name` (with its labels, if any) in Prometheus
  * text, or -1 when it is missing. */
 static double sample(const char *text, const char *name) {
-  size_t n = strlen(name);
-  for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
-    if (strncmp(l, name, n) == 0 && l[n] == ' ') return strtod(l + n + 1, NULL);
-  return -1;
+  double v;
+  return prom_sample(text, name, &v) ? v : -1;
 }
 
 static void log_metrics(broker_log *log, ce_buf *out) {

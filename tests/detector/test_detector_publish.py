@@ -57,7 +57,6 @@ import http.client
 import http.server
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -69,7 +68,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
-from outpost_test import free_port  # noqa: E402
+from outpost_test import free_port, parse_metrics  # noqa: E402
 
 OUTPOST = None
 SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -170,18 +169,6 @@ class FakeIngress:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-def parse_metrics(text):
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?) (\S+)$", line)
-        if not m:
-            raise AssertionError(f"bad metrics line {line!r}")
-        out[m.group(1)] = float(m.group(2))
-    return out
 
 
 class Proc:

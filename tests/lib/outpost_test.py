@@ -5,6 +5,7 @@ A test finds this module with
 """
 import http.client
 import json
+import re
 import signal
 import socket
 import struct
@@ -103,4 +104,17 @@ def unpack_headers(blob):
         (m,) = struct.unpack_from("<I", blob, i)
         out[name] = blob[i + 4:i + 4 + m].decode()
         i += 4 + m
+    return out
+
+
+def parse_metrics(text):
+    """Prometheus text as {"name{labels}": value}; a line it cannot read fails the test."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?) (\S+)$", line)
+        if not m:
+            raise AssertionError(f"bad metrics line {line!r}")
+        out[m.group(1)] = float(m.group(2))
     return out
