@@ -107,14 +107,19 @@ def unpack_headers(blob):
     return out
 
 
-def parse_metrics(text):
-    """Prometheus text as {"name{labels}": value}; a line it cannot read fails the test."""
-    out = {}
+def metric_samples(text):
+    """The samples of Prometheus text, each as (name, labels as rendered
+    or "", value); a line it cannot read fails the test."""
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?) (\S+)$", line)
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$", line)
         if not m:
             raise AssertionError(f"bad metrics line {line!r}")
-        out[m.group(1)] = float(m.group(2))
-    return out
+        yield m.group(1), m.group(2) or "", float(m.group(3))
+
+
+def parse_metrics(text):
+    """Prometheus text as {"name{labels}": value}."""
+    return {name + (f"{{{labels}}}" if labels else ""): value
+            for name, labels, value in metric_samples(text)}

@@ -45,7 +45,7 @@ import warnings
 sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
-from outpost_test import binary_headers, free_port  # noqa: E402
+from outpost_test import binary_headers, free_port, metric_samples  # noqa: E402
 from test_kafka import kcat  # noqa: E402  (kcat -C -J, headers as a dict)
 
 OUTPOST = None
@@ -205,16 +205,8 @@ def trigger(name, uri, attributes=None, filters=None, delivery=None, ordered=Fal
 
 def parse_metrics(text):
     """Prometheus text as [(name, {label: value}, value)]."""
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
-        if not m:
-            raise AssertionError(f"bad metrics line {line!r}")
-        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out.append((m.group(1), labels, float(m.group(4))))
-    return out
+    return [(name, dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)), value)
+            for name, labels, value in metric_samples(text)]
 
 
 class Broker:
