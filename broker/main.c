@@ -30,8 +30,7 @@ enum {
   OPT_NO_FAST_LANE,
   OPT_MAX_CONNECTIONS,
   OPT_IDLE_TIMEOUT,
-  OPT_LANE_THREADS,
-  OPT_NO_PEEK_OFFSET
+  OPT_LANE_THREADS
 };
 
 static void usage(FILE *f) {
@@ -79,9 +78,6 @@ static void usage(FILE *f) {
         "  --no-fast-lane        every request served by libmicrohttpd\n"
         "  --lane-threads N      threads of the fast lane (default: the cores but one, at\n"
         "                        least 1)\n"
-        "  --no-peek-offset      the fast lane takes each request off the socket with a\n"
-        "                        call of its own, as on kernels before 6.9 (default:\n"
-        "                        several at once where the kernel has SO_PEEK_OFF)\n"
         "  --max-connections N   open connections at most; past it new ones are closed\n"
         "                        (default 4096)\n"
         "  --idle-timeout S      close a keep-alive connection idle for S seconds\n"
@@ -182,7 +178,6 @@ int broker_main(int argc, char **argv) {
       {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
       {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
       {"lane-threads", required_argument, NULL, OPT_LANE_THREADS},
-      {"no-peek-offset", no_argument, NULL, OPT_NO_PEEK_OFFSET},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -268,9 +263,6 @@ int broker_main(int argc, char **argv) {
     case OPT_FAST_LANE:
     case OPT_NO_FAST_LANE:
       lane = c == OPT_FAST_LANE;
-      break;
-    case OPT_NO_PEEK_OFFSET:
-      o.http.fast_peek_offset = false;
       break;
     case OPT_IDLE_TIMEOUT: /* 0 is allowed: never */
       if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {

@@ -42,7 +42,6 @@ void httpd_opts_init(httpd_opts *o) {
    * on 2 cores one lane thread served 5 % more events/s than two, at 7 %
    * less CPU per request (bench/README.md). */
   o->fast_threads = n > 1 ? (unsigned)(n - 1) : 1;
-  o->fast_peek_offset = true;
   o->poll_connections = 256;
   o->max_body = 1024 * 1024;
   o->max_headers = 100;

@@ -59,8 +59,6 @@ typedef struct httpd_opts {
                             serve plain keep-alive POSTs and give anything else to libmicrohttpd
                             (core/httpd_fast.c; default off) */
   unsigned fast_threads; /* fast_lane: its threads (default: the cores but one, at least 1) */
-  bool fast_peek_offset; /* fast_lane: taken requests leave the socket several at a time where
-                            the kernel has SO_PEEK_OFF for TCP (default on; off: one recv each) */
 } httpd_opts;
 
 void httpd_opts_init(httpd_opts *o);

@@ -23,14 +23,6 @@
  * Edge-triggered epoll: a connection with an answer pending is not read;
  * data that arrives meanwhile (a pipelined request) is looked at once the
  * answer has gone.
- *
- * Taking a request off the socket is a second system call (recv with
- * MSG_TRUNC). Where the kernel has SO_PEEK_OFF for TCP (Linux 6.9 on), each
- * peek starts where the last one ended, so taken requests can stay in the
- * socket and go in one call once FAST_HOLD bytes of them are there: about
- * one call in seven for the bench's events (bench/README.md). What is held
- * goes before a hand-over (libmicrohttpd reads from the first byte it has
- * not answered) and before a close (unread data would make it a reset).
  */
 #define _GNU_SOURCE /* accept4, MSG_TRUNC on TCP */
 #include "core/httpd_int.h"
@@ -48,11 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef SO_PEEK_OFF
-#define SO_PEEK_OFF 42 /* asm-generic/socket.h */
-#endif
-
-enum { FAST_PEEK = 16 * 1024, FAST_EVENTS = 64, FAST_HOLD = 4096 };
+enum { FAST_PEEK = 16 * 1024, FAST_EVENTS = 64 };
 
 typedef struct fconn {
   int fd;
@@ -62,8 +50,6 @@ typedef struct fconn {
   bool readable; /* data came while it was */
   bool closed;   /* the peer hung up while it was */
   bool rdhup;    /* the peer has shut down its sending side */
-  bool peek_off; /* SO_PEEK_OFF on: taken requests may stay in the socket */
-  size_t held;   /* their bytes there, before the next request (the offset) */
   int64_t last;  /* last activity, monotonic ms, for the idle timeout */
   struct fconn *prev, *next;
 } fconn;
@@ -260,30 +246,7 @@ static void unlink_conn(fworker *w, fconn *c) {
   atomic_fetch_sub(&w->h->n_fast, 1);
 }
 
-static bool set_peek_off(fconn *c, int off) {
-  return setsockopt(c->fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) == 0;
-}
-
-/* The held requests off the socket (the kernel's offset falls back by as
- * much: to 0). */
-static bool drop_held(fconn *c) {
-  size_t n = c->held;
-  c->held = 0;
-  return !n || recv(c->fd, NULL, n, MSG_TRUNC) == (ssize_t)n;
-}
-
-/* A request of total bytes, the first of peeked, off the socket: at once,
- * or held (see the top of this file). */
-static bool take(fconn *c, size_t peeked, size_t total) {
-  if (!c->peek_off) return recv(c->fd, NULL, total, MSG_TRUNC) == (ssize_t)total;
-  c->held += total;
-  /* The peek moved the offset past a pipelined request: back to its start. */
-  if (peeked > total && !set_peek_off(c, (int)c->held)) return false;
-  return c->held < FAST_HOLD || drop_held(c);
-}
-
 static void close_conn(fworker *w, fconn *c) {
-  (void)drop_held(c);
   epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
   unlink_conn(w, c);
@@ -292,10 +255,6 @@ static void close_conn(fworker *w, fconn *c) {
 
 /* The connection goes to libmicrohttpd, nothing of its next request read. */
 static void hand_over(fworker *w, fconn *c) {
-  if (c->peek_off && (!drop_held(c) || !set_peek_off(c, -1))) {
-    close_conn(w, c);
-    return;
-  }
   epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
   unlink_conn(w, c);
   httpd__to_mhd(w->h, c->fd, &c->peer);
@@ -318,11 +277,6 @@ static void serve(fworker *w, fconn *c) {
   parsed p;
   parse_rc rc = parse(&h->opts, w->peek, (size_t)n, lines, max_lines, &p);
   if (rc == P_MORE) {
-    /* The peek moved the offset past the part: back to the request's start. */
-    if (c->peek_off && !set_peek_off(c, (int)c->held)) {
-      close_conn(w, c);
-      return;
-    }
     c->last = mono_ms(); /* a request coming in is activity */
     return;
   }
@@ -331,8 +285,8 @@ static void serve(fworker *w, fconn *c) {
     hand_over(w, c);
     return;
   }
-  /* Taken: off the socket (MSG_TRUNC discards without copying). */
-  if (!take(c, (size_t)n, p.total)) {
+  /* Taken: off the socket now (MSG_TRUNC discards without copying). */
+  if (recv(c->fd, NULL, p.total, MSG_TRUNC) != (ssize_t)p.total) {
     free_req(req);
     close_conn(w, c);
     return;
@@ -543,7 +497,6 @@ void httpd__fast_add(httpd *h, int fd, const struct sockaddr_in *peer) {
   }
   *c = (fconn){.fd = fd, .peer = *peer, .w = w, .last = mono_ms()};
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  c->peek_off = h->opts.fast_peek_offset && set_peek_off(c, 0); /* EOPNOTSUPP before 6.9 */
   atomic_fetch_add(&h->n_fast, 1);
   /* The worker's thread takes it up: its list and epoll set are its own. */
   pthread_mutex_lock(&w->mu);

@@ -204,10 +204,8 @@ class LaneTest(unittest.TestCase):
     """What the lane serves itself (cases 1, 2, 3, 6), on one broker with
     the default flags: the lane is the default."""
 
-    ARGS = ()
-
     def setUp(self):
-        self.b = Broker(*self.ARGS)
+        self.b = Broker()
         self.addCleanup(self.b.cleanup)
 
     def tearDown(self):
@@ -329,110 +327,6 @@ class LaneTest(unittest.TestCase):
         c.send(post(100))
         self.assertRegex(c.answer().raw, ACCEPTED)
         self.assert_stored(ids + [100])
-
-
-class LaneOneRecvEachTest(LaneTest):
-    """The same with --no-peek-offset: each request taken off the socket by a
-    recv of its own, as on kernels without SO_PEEK_OFF for TCP (before 6.9)."""
-
-    ARGS = ("--no-peek-offset",)
-
-
-SO_PEEK_OFF = 42  # asm-generic/socket.h
-HOLD = 4096  # core/httpd_fast.c's FAST_HOLD
-
-
-def peek_offset_works():
-    """Whether this kernel has SO_PEEK_OFF for TCP sockets."""
-    with socket.socket() as s:
-        try:
-            s.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 0)
-            return True
-        except OSError:
-            return False
-
-
-def unread(server_port, client):
-    """The bytes the broker's end of client's connection has not read yet
-    (rx_queue in /proc/net/tcp)."""
-    want = "0100007F:%04X 0100007F:%04X" % (server_port, client.getsockname()[1])
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if f"{fields[1]} {fields[2]}" == want:
-                return int(fields[4].split(":")[1], 16)
-    raise AssertionError(f"no socket {want} in /proc/net/tcp")
-
-
-class PeekOffsetTest(unittest.TestCase):
-    """With SO_PEEK_OFF the lane leaves the requests it has taken in the
-    socket until HOLD bytes of them are there, then reads them off in one
-    call; before a hand-over and before a close it reads off what it holds.
-    /proc/net/tcp shows the unread bytes."""
-
-    def setUp(self):
-        if not peek_offset_works():
-            self.skipTest("this kernel has no SO_PEEK_OFF for TCP (Linux 6.9 on)")
-
-    def broker(self, *args):
-        b = Broker(*args)
-        self.addCleanup(b.cleanup)
-        return b
-
-    def conn(self, b):
-        c = Conn(b.port)
-        self.addCleanup(c.close)
-        return c
-
-    def test_14_held_until_hold_bytes_then_read_off(self):
-        b = self.broker()
-        c = self.conn(b)
-        held, seen, i = 0, [], 0
-        while len(seen) < 2:  # until the count has gone back to 0 twice
-            c.send(post(i))
-            self.assertRegex(c.answer().raw, ACCEPTED, f"request {i}")
-            held += len(post(i))
-            if held >= HOLD:
-                held = 0
-                seen.append(i)
-            self.assertEqual(unread(b.port, c.s), held, f"after request {i}")
-            i += 1
-        self.assertGreater(seen[0], 1, "several requests held before the first read")
-        # A request the lane hands over, with requests held: libmicrohttpd
-        # answers it and then the next, and the held ones were read off.
-        c.send(post(i))
-        self.assertRegex(c.answer().raw, ACCEPTED)
-        self.assertGreater(unread(b.port, c.s), 0)
-        c.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        self.assertEqual(c.answer().status, 200)
-        self.assertEqual(unread(b.port, c.s), 0)
-        c.send(post(i + 1))
-        self.assertEqual(c.answer().status, 202)
-        self.assertEqual(b.stored(), sorted((str(k), value(k)) for k in range(i + 2)))
-        self.assertEqual(b.stop(), 0, b.output())
-
-    def test_15_one_recv_each_reads_every_request_off(self):
-        b = self.broker("--no-peek-offset")
-        c = self.conn(b)
-        for i in range(3):
-            c.send(post(i))
-            self.assertRegex(c.answer().raw, ACCEPTED)
-            self.assertEqual(unread(b.port, c.s), 0, f"after request {i}")
-        self.assertEqual(b.stop(), 0, b.output())
-
-    def test_16_idle_close_with_requests_held_is_an_end_not_a_reset(self):
-        # Unread data at close would make the kernel send a reset, which the
-        # client may see before its last answer.
-        b = self.broker("--idle-timeout", "1")
-        c = self.conn(b)
-        c.send(post(0))
-        self.assertRegex(c.answer().raw, ACCEPTED)
-        self.assertEqual(unread(b.port, c.s), len(post(0)))
-        try:
-            self.assertEqual(c.s.recv(100), b"", "closed with nothing written")
-        except ConnectionResetError:
-            self.fail("the idle connection was reset, not closed")
-        self.assertEqual(b.stop(), 0, b.output())
 
 
 class TwoBrokers(unittest.TestCase):
