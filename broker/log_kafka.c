@@ -17,9 +17,18 @@
  *
  * Thread model: a poll thread serves the producer's delivery reports and so
  * runs every append callback; reads and commits run on the caller's thread.
+ *
+ * Metrics: appends, records and their delivery reports counted as they go;
+ * the cluster as the producer sees it (each broker's state and round trip,
+ * the records waiting to be sent, retries and errors) from librdkafka's
+ * statistics, every statistics.interval.ms (5 s unless configured; 0 turns
+ * them off), rendered into a snapshot on the poll thread.
  */
 #include "broker/broker.h"
 #include "broker/broker_int.h"
+#include "core/metrics.h"
+
+#include <cjson/cJSON.h>
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -58,6 +67,10 @@ typedef struct kafka_log {
   pthread_mutex_t lock; /* guards readers and groups */
   reader *readers;
   group *groups;
+  /* Counted by kafka_append and the delivery reports, rendered by any. */
+  _Atomic uint64_t appends, records, delivered, failed;
+  pthread_mutex_t stats_lock; /* guards stats */
+  ce_buf stats;               /* the last statistics, as Prometheus text */
 } kafka_log;
 
 struct broker_kafka_mock {
@@ -120,7 +133,9 @@ static void finish(append *a, size_t count) {
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  kafka_log *k = opaque;
   append *a = m->_private;
+  atomic_fetch_add(m->err ? &k->failed : &k->delivered, 1);
   if (m->err) {
     int expected = 0;
     atomic_compare_exchange_strong(&a->status, &expected, errno_for(m->err));
@@ -136,6 +151,67 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
     rd_kafka_fatal_error(rk, why, sizeof why);
     fprintf(stderr, "outpost: kafka log: fatal: %s\n", why);
   }
+}
+
+static double num(const cJSON *o, const char *name) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+  return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* librdkafka's statistics (JSON, see its STATISTICS.md) into the snapshot
+ * /metrics shows: the brokers the producer learned from the cluster (not
+ * the bootstrap addresses), by node id. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+  kafka_log *k = opaque;
+  cJSON *st = cJSON_ParseWithLength(json, len);
+  if (!st) return 0;
+  ce_buf out;
+  ce_buf_init(&out);
+  char line[256];
+  metrics_family(&out, "outpost_kafka_producer_queue_records", "gauge",
+                 "Records the Kafka producer holds: waiting to be sent or for their "
+                 "acknowledgement.");
+  metrics_sample(&out, "outpost_kafka_producer_queue_records", NULL, (uint64_t)num(st, "msg_cnt"));
+  const cJSON *brokers = cJSON_GetObjectItemCaseSensitive(st, "brokers"), *b;
+  const struct {
+    const char *name, *type, *help;
+  } fam[] = {
+      {"outpost_kafka_broker_connected", "gauge",
+       "1 while the producer has a connection up to the Kafka broker, else 0 (it connects to "
+       "the brokers it needs: the leaders of the partitions it writes to)."},
+      {"outpost_kafka_broker_rtt_seconds", "gauge",
+       "Mean round trip of requests to the Kafka broker over the last statistics interval "
+       "(0 with none)."},
+      {"outpost_kafka_broker_retries_total", "counter",
+       "Requests to the Kafka broker the producer sent again."},
+      {"outpost_kafka_broker_errors_total", "counter",
+       "Requests to the Kafka broker that failed to be sent."},
+  };
+  for (size_t f = 0; f < sizeof fam / sizeof *fam; f++) {
+    metrics_family(&out, fam[f].name, fam[f].type, fam[f].help);
+    cJSON_ArrayForEach(b, brokers) {
+      int id = (int)num(b, "nodeid");
+      const cJSON *state = cJSON_GetObjectItemCaseSensitive(b, "state");
+      if (id < 0) continue; /* a bootstrap address, or an internal one */
+      if (f == 1) {
+        snprintf(line, sizeof line, "%s{broker=\"%d\"} %.6f\n", fam[f].name, id,
+                 num(cJSON_GetObjectItemCaseSensitive(b, "rtt"), "avg") / 1e6);
+        ce_buf_append_str(&out, line);
+        continue;
+      }
+      snprintf(line, sizeof line, "broker=\"%d\"", id);
+      uint64_t v = f == 0   ? cJSON_IsString(state) && strcmp(state->valuestring, "UP") == 0
+                   : f == 2 ? (uint64_t)num(b, "txretries")
+                            : (uint64_t)num(b, "txerrs");
+      metrics_sample(&out, fam[f].name, line, v);
+    }
+  }
+  cJSON_Delete(st);
+  pthread_mutex_lock(&k->stats_lock);
+  ce_buf_cleanup(&k->stats);
+  k->stats = out;
+  pthread_mutex_unlock(&k->stats_lock);
+  return 0; /* librdkafka frees json */
 }
 
 static void *poll_loop(void *arg) {
@@ -188,6 +264,8 @@ static rd_kafka_t *new_handle(kafka_log *k, rd_kafka_type_t type, const char *co
   if (type == RD_KAFKA_PRODUCER) {
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
+    rd_kafka_conf_set_opaque(conf, k);
   }
   char why[512];
   rd_kafka_t *rk = rd_kafka_new(type, conf, why, sizeof why);
@@ -204,6 +282,7 @@ static int kafka_append(broker_log *log, const char *topic, const broker_record 
   if (n == 0) return -EINVAL;
   append *a = malloc(sizeof *a);
   if (!a) return -ENOMEM;
+  atomic_fetch_add(&k->appends, 1);
   atomic_init(&a->left, n + 1); /* + 1: held by this function until every record is queued */
   atomic_init(&a->status, 0);
   a->cb = cb;
@@ -227,6 +306,7 @@ static int kafka_append(broker_log *log, const char *topic, const broker_record 
       break;
     }
   }
+  atomic_fetch_add(&k->records, queued);
   if (queued == 0) {
     free(a);
     return errno_for(err);
@@ -392,11 +472,12 @@ static group *find_group(kafka_log *k, const char *name) {
   for (group *g = k->groups; g; g = g->next)
     if (strcmp(g->name, name) == 0) return g;
   char errbuf[256];
-  const char *extra[] = {"group.id", name, "enable.auto.commit", "false"};
+  const char *extra[] = {"group.id", name, "enable.auto.commit", "false", "statistics.interval.ms",
+                         "0"};
   group *g = calloc(1, sizeof *g);
   if (!g) return NULL;
   g->name = strdup(name);
-  g->rk = g->name ? new_handle(k, RD_KAFKA_CONSUMER, extra, 4, errbuf, sizeof errbuf) : NULL;
+  g->rk = g->name ? new_handle(k, RD_KAFKA_CONSUMER, extra, 6, errbuf, sizeof errbuf) : NULL;
   if (!g->rk) {
     fprintf(stderr, "outpost: kafka log: group %s: %s\n", name, errbuf);
     free(g->name);
@@ -606,12 +687,32 @@ static void kafka_free(broker_log *log) {
   rd_kafka_destroy(k->producer);
   rd_kafka_conf_destroy(k->conf);
   pthread_mutex_destroy(&k->lock);
+  pthread_mutex_destroy(&k->stats_lock);
+  ce_buf_cleanup(&k->stats);
   free(k);
 }
 
-static const broker_log_ops kafka_ops = {
-    kafka_append,     kafka_read, kafka_commit, kafka_committed,
-    kafka_partitions, kafka_end,  kafka_free,   NULL};
+static void kafka_metrics(broker_log *log, ce_buf *out) {
+  kafka_log *k = (kafka_log *)log;
+  metrics_family(out, "outpost_log_appends_total", "counter",
+                 "Appends (a request's events each) handed to the Kafka producer.");
+  metrics_sample(out, "outpost_log_appends_total", NULL, atomic_load(&k->appends));
+  metrics_family(out, "outpost_log_records_total", "counter",
+                 "Records handed to the Kafka producer.");
+  metrics_sample(out, "outpost_log_records_total", NULL, atomic_load(&k->records));
+  metrics_family(out, "outpost_log_deliveries_total", "counter",
+                 "Delivery reports of records, by result: ok (acknowledged by all in-sync "
+                 "replicas), failed (their appends are answered 503).");
+  metrics_sample(out, "outpost_log_deliveries_total", "result=\"ok\"", atomic_load(&k->delivered));
+  metrics_sample(out, "outpost_log_deliveries_total", "result=\"failed\"", atomic_load(&k->failed));
+  pthread_mutex_lock(&k->stats_lock);
+  if (k->stats.len) ce_buf_append(out, k->stats.data, k->stats.len);
+  pthread_mutex_unlock(&k->stats_lock);
+}
+
+static const broker_log_ops kafka_ops = {kafka_append,    kafka_read,       kafka_commit,
+                                         kafka_committed, kafka_partitions, kafka_end,
+                                         kafka_free,      kafka_metrics};
 
 broker_log *broker_log_kafka_open(const broker_kafka_opts *opts, char *errbuf, size_t errlen) {
   if (!opts->bootstrap || !*opts->bootstrap) {
@@ -627,10 +728,14 @@ broker_log *broker_log_kafka_open(const broker_kafka_opts *opts, char *errbuf, s
   k->opts = *opts;
   k->conf = rd_kafka_conf_new();
   pthread_mutex_init(&k->lock, NULL);
+  pthread_mutex_init(&k->stats_lock, NULL);
+  ce_buf_init(&k->stats);
   char timeout[32];
   snprintf(timeout, sizeof timeout, "%d", opts->delivery_timeout_ms);
   int rc = kset(k->conf, "bootstrap.servers", opts->bootstrap, errbuf, errlen);
   if (!rc) rc = kset(k->conf, "client.id", "outpost-broker", errbuf, errlen);
+  /* For /metrics (on_stats); a configured value wins, 0 turns them off. */
+  if (!rc) rc = kset(k->conf, "statistics.interval.ms", "5000", errbuf, errlen);
   /* Topics are created by the log, with the configured partitions, never by
    * a metadata request's side effect (the mock cannot be told: it speaks too
    * old a Metadata version, and would only warn). */
@@ -669,15 +774,17 @@ broker_log *broker_log_kafka_open(const broker_kafka_opts *opts, char *errbuf, s
   const char *producer[] = {"enable.idempotence", "true",  "acks",        "all",
                             "message.timeout.ms", timeout, "partitioner", "murmur2_random",
                             "linger.ms",          "1"};
-  const char *consumer[] = {"enable.auto.commit", "false", "enable.partition.eof", "false"};
+  const char *consumer[] = {"enable.auto.commit",     "false", "enable.partition.eof", "false",
+                            "statistics.interval.ms", "0"};
   if (!rc) k->producer = new_handle(k, RD_KAFKA_PRODUCER, producer, 10, errbuf, errlen);
-  if (k->producer) k->consumer = new_handle(k, RD_KAFKA_CONSUMER, consumer, 4, errbuf, errlen);
+  if (k->producer) k->consumer = new_handle(k, RD_KAFKA_CONSUMER, consumer, 6, errbuf, errlen);
   if (!k->consumer || pthread_create(&k->poller, NULL, poll_loop, k)) {
     if (k->consumer) snprintf(errbuf, errlen, "kafka log: cannot start its thread");
     if (k->consumer) rd_kafka_destroy(k->consumer);
     if (k->producer) rd_kafka_destroy(k->producer);
     rd_kafka_conf_destroy(k->conf);
     pthread_mutex_destroy(&k->lock);
+    pthread_mutex_destroy(&k->stats_lock);
     free(k);
     return NULL;
   }

@@ -140,7 +140,9 @@ class KafkaTest(unittest.TestCase):
         cls.mock = Mock(3)
         for t in (TOPIC, TOPIC_B):
             cls.mock.do(f"topic {t} 3 3")
-        cls.broker = Broker(cls.mock.bootstrap, "--delivery-timeout", "3000")
+        # Statistics (the outpost_kafka_* metrics) every 200 ms, not 5 s.
+        cls.broker = Broker(cls.mock.bootstrap, "--delivery-timeout", "3000",
+                            "--kafka-property", "statistics.interval.ms=200")
         cls.accepted = []  # ce-id of every event that got a 202, in TOPIC
 
     @classmethod
@@ -155,7 +157,22 @@ class KafkaTest(unittest.TestCase):
             self.accepted.append(str(i))
         return r, body
 
+    def log_counts(self):
+        """The log's own counters on /metrics: appends, records, deliveries."""
+        port = self.broker.port
+        return (metric(port, "outpost_log_appends_total"), metric(port, "outpost_log_records_total"),
+                metric(port, "outpost_log_deliveries_total", result="ok"),
+                metric(port, "outpost_log_deliveries_total", result="failed"))
+
+    def connected(self):
+        """{broker id: 1 or 0}, the producer's connections from librdkafka's
+        last statistics."""
+        _, text = request(self.broker.port, "GET", "/metrics")
+        return {int(b): int(v) for b, v in re.findall(
+            r'^outpost_kafka_broker_connected\{broker="(\d+)"\} (\d+)$', text.decode(), re.M)}
+
     def test_1_binary_structured_batch_read_back_by_kcat_and_python_kafka(self):
+        before = self.log_counts()
         euro = "Euro \u20ac \U0001F600"
         r, body = self.post("b1", **{"ce-partitionkey": "env-7", "ce-subject": "Euro%20%E2%82%AC%20%F0%9F%98%80"})
         self.assertEqual(r.status, 202, body)
@@ -174,6 +191,17 @@ class KafkaTest(unittest.TestCase):
         # Another broker writes to its own topic.
         r, body = self.broker.post("/team-a/orders", "{}", binary_headers("o1"))
         self.assertEqual(r.status, 202, body)
+        # Counted by the log: 4 appends of 6 records, each delivered, none failed.
+        after = self.log_counts()
+        self.assertEqual([a - b for a, b in zip(after, before)], [4, 6, 6, 0], (before, after))
+        # The three brokers by their node ids, the producer connected to one
+        # at least (the leaders it wrote to), each with its round trip.
+        wait_until(lambda: set(self.connected()) == {1, 2, 3} and 1 in self.connected().values(),
+                   "the brokers in outpost_kafka_broker_connected")
+        rtt = {b: metric(self.broker.port, "outpost_kafka_broker_rtt_seconds", broker=str(b))
+               for b in (1, 2, 3)}
+        self.assertTrue(all(v is not None and 0 <= v < 10 for v in rtt.values()), rtt)
+        self.assertEqual(metric(self.broker.port, "outpost_kafka_producer_queue_records"), 0)
 
         recs = {m["hdrs"]["ce_id"]: m for m in kcat(self.mock.bootstrap, TOPIC)}
         for want in ["b1", "s1", "batch-0", "batch-1", "batch-2"]:
@@ -236,11 +264,16 @@ class KafkaTest(unittest.TestCase):
         self.assertEqual(retry, [f"retry-{i}" for i in range(20)])
 
     def test_3_cluster_down_gives_503_and_nothing_acknowledged_is_lost(self):
+        before = self.log_counts()
         for b in (1, 2, 3):
             self.mock.do(f"down {b}")
         t0 = time.time()
         r, body = self.post("down-1")
         self.assertEqual(r.status, 503, body)
+        refused = 1
+        # The metrics show it: no connection, the record failed.
+        wait_until(lambda: self.connected() == {1: 0, 2: 0, 3: 0}, "no broker connected")
+        self.assertEqual(self.log_counts()[3] - before[3], 1)
         self.assertEqual(r.getheader("Retry-After"), "1")
         err = json.loads(body)
         self.assertIn("log", err["error"])
@@ -257,7 +290,13 @@ class KafkaTest(unittest.TestCase):
             ok = r.status == 202
             if not ok:
                 self.assertEqual(r.status, 503, body)
+                refused += 1
         self.assertTrue(ok, "the broker never came back after the cluster did")
+        # One failed delivery for each 503, one delivery for the 202.
+        after = self.log_counts()
+        self.assertEqual([a - b for a, b in zip(after, before)], [n + 1, n + 1, 1, refused],
+                         (before, after))
+        wait_until(lambda: 1 in self.connected().values(), "a broker connected again")
         # Metrics count the 503s as log_unavailable.
         c = http.client.HTTPConnection("127.0.0.1", self.broker.port, timeout=10)
         c.request("GET", "/metrics")
