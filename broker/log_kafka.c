@@ -694,17 +694,15 @@ static void kafka_free(broker_log *log) {
 
 static void kafka_metrics(broker_log *log, ce_buf *out) {
   kafka_log *k = (kafka_log *)log;
-  metrics_family(out, "outpost_log_appends_total", "counter",
-                 "Appends (a request's events each) handed to the Kafka producer.");
-  metrics_sample(out, "outpost_log_appends_total", NULL, atomic_load(&k->appends));
-  metrics_family(out, "outpost_log_records_total", "counter",
-                 "Records handed to the Kafka producer.");
-  metrics_sample(out, "outpost_log_records_total", NULL, atomic_load(&k->records));
-  metrics_family(out, "outpost_log_deliveries_total", "counter",
-                 "Delivery reports of records, by result: ok (acknowledged by all in-sync "
-                 "replicas), failed (their appends are answered 503).");
-  metrics_sample(out, "outpost_log_deliveries_total", "result=\"ok\"", atomic_load(&k->delivered));
-  metrics_sample(out, "outpost_log_deliveries_total", "result=\"failed\"", atomic_load(&k->failed));
+  metrics_single(out, "outpost_log_appends_total", "counter",
+                 "Appends (a request's events each) handed to the Kafka producer.",
+                 atomic_load(&k->appends));
+  metrics_single(out, "outpost_log_records_total", "counter",
+                 "Records handed to the Kafka producer.", atomic_load(&k->records));
+  metrics_ok_failed(out, "outpost_log_deliveries_total",
+                    "Delivery reports of records, by result: ok (acknowledged by all in-sync "
+                    "replicas), failed (their appends are answered 503).",
+                    atomic_load(&k->delivered), atomic_load(&k->failed));
   pthread_mutex_lock(&k->stats_lock);
   if (k->stats.len) ce_buf_append(out, k->stats.data, k->stats.len);
   pthread_mutex_unlock(&k->stats_lock);

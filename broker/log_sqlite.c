@@ -732,26 +732,23 @@ static uint64_t file_bytes(const char *path) {
 
 static void sq_metrics(broker_log *log, ce_buf *out) {
   sqlite_log *l = (sqlite_log *)log;
-  metrics_family(out, "outpost_log_commits_total", "counter",
-                 "Groups of appends the embedded log wrote in one transaction, by result: ok "
-                 "(synced), failed (log full or a store error: its appends are answered 503).");
-  metrics_sample(out, "outpost_log_commits_total", "result=\"ok\"", atomic_load(&l->commits));
-  metrics_sample(out, "outpost_log_commits_total", "result=\"failed\"",
-                 atomic_load(&l->failed_commits));
-  metrics_family(out, "outpost_log_appends_total", "counter",
+  metrics_ok_failed(out, "outpost_log_commits_total",
+                    "Groups of appends the embedded log wrote in one transaction, by result: ok "
+                    "(synced), failed (log full or a store error: its appends are answered 503).",
+                    atomic_load(&l->commits), atomic_load(&l->failed_commits));
+  metrics_single(out, "outpost_log_appends_total", "counter",
                  "Appends (a request's events each) the embedded log made durable; over "
-                 "outpost_log_commits_total, the mean group.");
-  metrics_sample(out, "outpost_log_appends_total", NULL, atomic_load(&l->appends));
-  metrics_family(out, "outpost_log_records_total", "counter",
-                 "Records the embedded log made durable.");
-  metrics_sample(out, "outpost_log_records_total", NULL, atomic_load(&l->records));
+                 "outpost_log_commits_total, the mean group.",
+                 atomic_load(&l->appends));
+  metrics_single(out, "outpost_log_records_total", "counter",
+                 "Records the embedded log made durable.", atomic_load(&l->records));
   metrics_family(out, "outpost_log_commit_duration_seconds", "histogram",
                  "A group commit, from its transaction's start to its sync (a checkpoint "
                  "included when one ran).");
   metrics_hist_render(out, "outpost_log_commit_duration_seconds", NULL, &l->commit_hist);
-  metrics_family(out, "outpost_log_disk_bytes", "gauge",
-                 "Bytes of the embedded log's files: the database and its write-ahead log.");
-  metrics_sample(out, "outpost_log_disk_bytes", NULL, file_bytes(l->path) + file_bytes(l->wal));
+  metrics_single(out, "outpost_log_disk_bytes", "gauge",
+                 "Bytes of the embedded log's files: the database and its write-ahead log.",
+                 file_bytes(l->path) + file_bytes(l->wal));
 }
 
 static void sq_free(broker_log *log) {

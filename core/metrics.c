@@ -41,6 +41,19 @@ void metrics_sample(ce_buf *out, const char *name, const char *labels, uint64_t 
   ce_buf_append_str(out, line);
 }
 
+void metrics_single(ce_buf *out, const char *name, const char *type, const char *help,
+                    uint64_t value) {
+  metrics_family(out, name, type, help);
+  metrics_sample(out, name, NULL, value);
+}
+
+void metrics_ok_failed(ce_buf *out, const char *name, const char *help, uint64_t ok,
+                       uint64_t failed) {
+  metrics_family(out, name, "counter", help);
+  metrics_sample(out, name, "result=\"ok\"", ok);
+  metrics_sample(out, name, "result=\"failed\"", failed);
+}
+
 void metrics_hist_render(ce_buf *out, const char *name, const char *labels, const metrics_hist *h) {
   char line[512];
   const char *sep = labels && *labels ? "," : "";

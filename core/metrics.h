@@ -26,6 +26,13 @@ void metrics_hist_observe(metrics_hist *h, uint64_t ns);
 void metrics_family(ce_buf *out, const char *name, const char *type, const char *help);
 /* Appends one sample: name{labels} value. labels may be NULL or "". */
 void metrics_sample(ce_buf *out, const char *name, const char *labels, uint64_t value);
+/* A family of one sample with no labels: metrics_family, then metrics_sample. */
+void metrics_single(ce_buf *out, const char *name, const char *type, const char *help,
+                    uint64_t value);
+/* A counter family by outcome: name{result="ok"} ok and name{result="failed"}
+ * failed. */
+void metrics_ok_failed(ce_buf *out, const char *name, const char *help, uint64_t ok,
+                       uint64_t failed);
 /* Appends the _bucket, _sum and _count samples of a histogram in seconds. */
 void metrics_hist_render(ce_buf *out, const char *name, const char *labels, const metrics_hist *h);
 /* Monotonic clock in nanoseconds. */
