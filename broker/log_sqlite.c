@@ -26,6 +26,7 @@
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "broker/broker.h"
 #include "broker/broker_int.h"
+#include "core/clock.h"
 #include "core/metrics.h"
 
 #include <errno.h>
@@ -84,18 +85,6 @@ typedef struct sqlite_log {
   _Atomic uint64_t commits, failed_commits, appends, records;
   metrics_hist commit_hist; /* BEGIN to a synced COMMIT */
 } sqlite_log;
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int sqerr(int rc) {
   return broker__sqlite_errno(rc);
@@ -396,7 +385,7 @@ static int64_t deletable_end(sqlite3_stmt *oldest, const char *topic, int part, 
  * a segment goes once all its records are past them (its ts is the newest
  * of theirs), never part of one, and only from the start of a partition. */
 static void retention(sqlite_log *l) {
-  int64_t cutoff = l->opts.retention_ms ? now_ms() - l->opts.retention_ms : INT64_MIN;
+  int64_t cutoff = l->opts.retention_ms ? clock_wall_ms() - l->opts.retention_ms : INT64_MIN;
   bool over = l->opts.retention_bytes && db_size(l->wdb) > l->opts.retention_bytes;
   if (cutoff == INT64_MIN && !over) return;
   if (save_ends(l->wdb)) return; /* deleting now could lose an end */
@@ -452,15 +441,15 @@ static void *writer(void *arg) {
       clock_gettime(CLOCK_REALTIME, &ts);
       ts.tv_sec += 1;
       pthread_cond_timedwait(&l->cv, &l->mu, &ts);
-      if (mono_ms() - l->last_retention >= RETENTION_EVERY_MS) break;
+      if (clock_mono_ms() - l->last_retention >= RETENTION_EVERY_MS) break;
     }
     req *list = l->head;
     l->head = l->tail = NULL;
     bool stop = l->stop;
     pthread_mutex_unlock(&l->mu);
     if (list) write_group(l, list);
-    if (mono_ms() - l->last_retention >= RETENTION_EVERY_MS) {
-      l->last_retention = mono_ms();
+    if (clock_mono_ms() - l->last_retention >= RETENTION_EVERY_MS) {
+      l->last_retention = clock_mono_ms();
       retention(l);
     }
     pthread_mutex_lock(&l->mu);
@@ -484,7 +473,7 @@ static req *req_new(const char *topic, const broker_record *recs, size_t n) {
   r->n = n;
   r->recs = (rec *)(r + 1);
   char *p = (char *)(r->recs + n);
-  int64_t ts = now_ms();
+  int64_t ts = clock_wall_ms();
   for (size_t i = 0; i < n; i++) {
     const broker_record *in = &recs[i];
     rec *x = &r->recs[i];
@@ -794,7 +783,7 @@ broker_log *broker_log_sqlite_open(const char *path, const broker_sqlite_opts *o
     l->opts = *opts;
   else
     broker_sqlite_opts_init(&l->opts);
-  l->last_retention = mono_ms();
+  l->last_retention = clock_mono_ms();
   size_t path_len = strlen(path);
   l->path = strdup(path);
   l->wal = malloc(path_len + sizeof "-wal");

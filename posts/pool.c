@@ -4,6 +4,7 @@
  * plus the records and the create-and-start step the background thread
  * (pool_run.c) shares with cold starts.
  */
+#include "core/clock.h"
 #include "posts/pool_int.h"
 
 #include <errno.h>
@@ -21,20 +22,8 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static int64_t mono_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int64_t pool__now(pool *p) {
-  return p->clock ? p->clock(p->clock_opaque) : mono_us() / 1000;
+  return p->clock ? p->clock(p->clock_opaque) : clock_mono_us() / 1000;
 }
 
 /* Same rule as the runtime's owners: a tenant must be storable as one. */
@@ -67,7 +56,7 @@ static uint64_t next_random(pool *p) {
 static void seed_random(pool *p) {
   int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
   if (fd < 0 || read(fd, &p->rng, sizeof p->rng) != (ssize_t)sizeof p->rng)
-    p->rng = (uint64_t)mono_us() ^ ((uint64_t)getpid() << 32);
+    p->rng = (uint64_t)clock_mono_us() ^ ((uint64_t)getpid() << 32);
   if (fd >= 0) close(fd);
   if (!p->rng) p->rng = 0x9e3779b97f4a7c15ULL;
 }
@@ -139,7 +128,7 @@ int pool__make(pool *p, const pool_template *t, const char *name, char *id, int6
                posts_err *err) {
   posts_label *labels = malloc(p->n_labels * sizeof *labels);
   posts_env_spec spec;
-  int64_t t0 = mono_us();
+  int64_t t0 = clock_mono_us();
   int rc;
   if (!labels) return -ENOMEM;
   /* p->labels is read-only once the pool is made: no lock needed. */
@@ -150,7 +139,7 @@ int pool__make(pool *p, const pool_template *t, const char *name, char *id, int6
   rc = posts_env_create(p->rt, &spec, id, err);
   if (rc == 0 && (rc = posts_env_start(p->rt, id, err)) < 0)
     posts_env_remove(p->rt, id, true, NULL);
-  *took_ms = (mono_us() - t0) / 1000;
+  *took_ms = (clock_mono_us() - t0) / 1000;
   free(labels);
   return rc;
 }
@@ -210,7 +199,7 @@ static int init_opts(pool *p, const pool_opts *o, posts_err *err) {
   if ((rc = copy_labels(p, o, err)) < 0)
     return posts__err(err, rc, 0, rc == -ENOMEM ? "out of memory" : "opts.labels: invalid");
   seed_random(p);
-  snprintf(p->ev_prefix, sizeof p->ev_prefix, "%" PRIx64 "-%x", (uint64_t)wall_ms(),
+  snprintf(p->ev_prefix, sizeof p->ev_prefix, "%" PRIx64 "-%x", (uint64_t)clock_wall_ms(),
            (unsigned)(p->rng & 0xffff));
   return 0;
 }
@@ -383,11 +372,11 @@ static void claimed(pool *p, pool_rec *r, const char *tenant, bool warm, int64_t
   r->env.state = POOL_ENV_CLAIMED;
   snprintf(r->env.tenant, sizeof r->env.tenant, "%s", tenant);
   r->last_active_ms = r->claimed_ms = pool__now(p);
-  r->env.claimed_unix_ms = wall_ms();
+  r->env.claimed_unix_ms = clock_wall_ms();
   snprintf(out->id, sizeof out->id, "%s", r->env.id);
   snprintf(out->name, sizeof out->name, "%s", r->env.name);
   out->warm = warm;
-  out->elapsed_us = mono_us() - t0_us;
+  out->elapsed_us = clock_mono_us() - t0_us;
   snprintf(extra, sizeof extra, "\"warm\":%s,\"latency_us\":%" PRId64 ",\"cold_start_ms\":%" PRId64,
            warm ? "true" : "false", out->elapsed_us, cold_ms);
   pool__ev_env(p, POOL_EV_CLAIMED, r, extra, NULL);
@@ -456,7 +445,7 @@ static int claim_cold(pool *p, pool_tpl *tpl, const char *tenant, int64_t t0_us,
 
 int pool_claim(pool *p, const char *template_name, const char *tenant, pool_claim_info *out,
                posts_err *err) {
-  int64_t t0 = mono_us();
+  int64_t t0 = clock_mono_us();
   pool_tpl *tpl;
   int rc;
   memset(out, 0, sizeof *out);
@@ -499,12 +488,12 @@ int pool_release(pool *p, const char *id, posts_err *err) {
   r->env.state = POOL_ENV_REMOVING;
   held = pool__now(p) - r->claimed_ms;
   pthread_mutex_unlock(&p->mu);
-  t0 = mono_us();
+  t0 = clock_mono_us();
   rc = posts_env_remove(p->rt, id, true, err);
   pthread_mutex_lock(&p->mu);
   if (rc == 0 || rc == -ENOENT) { /* already gone is as good */
     snprintf(extra, sizeof extra, "\"held_ms\":%" PRId64 ",\"remove_ms\":%" PRId64, held,
-             (mono_us() - t0) / 1000);
+             (clock_mono_us() - t0) / 1000);
     pool__ev_env(p, POOL_EV_RELEASED, r, extra, NULL);
     pool__rec_drop(p, r);
     rc = 0;

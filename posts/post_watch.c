@@ -12,6 +12,7 @@
  * restarted node post recovers.
  */
 #define _GNU_SOURCE /* getline */
+#include "core/clock.h"
 #include "posts/post_int.h"
 
 #include <arpa/inet.h>
@@ -338,12 +339,6 @@ done:
   free(envs);
 }
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void *watch_main(void *arg) {
   post_watch *w = arg;
   int64_t next = 0; /* at once: what a restarted node post recovered */
@@ -356,12 +351,12 @@ static void *watch_main(void *arg) {
       pthread_mutex_unlock(&w->mu);
       run_op(w, &op);
       pthread_mutex_lock(&w->mu);
-    } else if (w->reconcile_now || mono_ms() >= next) {
+    } else if (w->reconcile_now || clock_mono_ms() >= next) {
       w->reconcile_now = false;
       pthread_mutex_unlock(&w->mu);
       reconcile(w);
       pthread_mutex_lock(&w->mu);
-      next = mono_ms() + WATCH_RECONCILE_MS;
+      next = clock_mono_ms() + WATCH_RECONCILE_MS;
     } else {
       struct timespec ts = {(time_t)(next / 1000), (long)(next % 1000) * 1000000L};
       pthread_cond_timedwait(&w->cv, &w->mu, &ts);

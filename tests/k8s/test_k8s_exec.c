@@ -36,6 +36,7 @@
 
 #include <cmocka.h>
 
+#include "core/clock.h"
 #include "tests/posts/rt_expect.h"
 
 #include "posts/k8s_int.h"
@@ -53,12 +54,6 @@ static int fake_stdin = -1; /* closing it ends the fake kubelet */
 static int fake_port;
 
 /* ------------------------------------------------------------- helpers */
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ======================================================= offline group */
 
@@ -579,9 +574,9 @@ static void exec_timeout(void **state) {
   const char *const argv[] = {"sh", "-c", "echo before; exec sleep 30", NULL};
   posts_exec_req req = {.argv = argv, .timeout_ms = 1500};
   pod(rt, "exec-plain", false, id);
-  int64_t t0 = mono_ms();
+  int64_t t0 = clock_mono_ms();
   EXPECT_RC(posts_env_exec(rt, id, &req, &res, &err), -ETIMEDOUT, &err);
-  int64_t took = mono_ms() - t0;
+  int64_t took = clock_mono_ms() - t0;
   EXPECT_STR(res.out, "before\n");
   EXPECT_STR(res.err, "");
   assert_int_equal(res.exit_code, -1);
@@ -594,9 +589,9 @@ static void exec_timeout(void **state) {
    * still bounded. */
   const char *const endless[] = {"yes", "outpost", NULL};
   req = (posts_exec_req){.argv = endless, .timeout_ms = 1500, .max_output = 4096};
-  t0 = mono_ms();
+  t0 = clock_mono_ms();
   EXPECT_RC(posts_env_exec(rt, id, &req, &res, &err), -ETIMEDOUT, &err);
-  took = mono_ms() - t0;
+  took = clock_mono_ms() - t0;
   assert_int_equal(res.out_len, 4096);
   assert_true(res.truncated);
   assert_int_equal(res.exit_code, -1);
@@ -629,10 +624,10 @@ static void exec_cancel(void **state) {
   canceller c = {r, 500};
   pthread_t t;
   pod(rt, "exec-plain", false, id);
-  int64_t t0 = mono_ms();
+  int64_t t0 = clock_mono_ms();
   pthread_create(&t, NULL, cancel_later, &c);
   EXPECT_RC(posts_env_exec(r, id, &req, &res, &err), -ECANCELED, &err);
-  int64_t took = mono_ms() - t0;
+  int64_t took = clock_mono_ms() - t0;
   pthread_join(t, NULL);
   if (took > 2000) fail_msg("cancelled after %lld ms, want about 500", (long long)took);
   posts_exec_result_cleanup(&res);

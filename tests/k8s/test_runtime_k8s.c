@@ -38,6 +38,7 @@
 
 #include "tests/posts/rt_expect.h"
 
+#include "core/clock.h"
 #include "core/httpd.h"
 #include "core/resources.h"
 #include "posts/k8s_int.h"
@@ -63,12 +64,6 @@ static posts_runtime *rt;          /* the admin's, start does not wait */
     int g_ = (got), w_ = (want);                                                                   \
     if (g_ != w_) fail_msg("%s = %s, want %s (%s)", #got, errname(g_), errname(w_), ebuf);         \
   } while (0)
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void write_file(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
@@ -571,9 +566,9 @@ static void watch_stops(void **state) {
   pthread_t t;
   atomic_init(&stop, false);
   pthread_create(&t, NULL, stop_later, &st);
-  int64_t t0 = mono_ms();
+  int64_t t0 = clock_mono_ms();
   EXPECT_RC(posts_env_watch(r, "ke", NULL, 0, record, &s, &stop, &err), 0, &err);
-  int64_t took = mono_ms() - t0;
+  int64_t took = clock_mono_ms() - t0;
   pthread_join(t, NULL);
   EXPECT_STR(s.log, "added a, added b");
   if (took < 500 || took > 2500) fail_msg("stopped after %lld ms, want 600..2500", (long long)took);
@@ -887,9 +882,9 @@ static void start_waits(void **state) {
   posts_runtime *r = runtime_of(&cfg);
   posts_k8s_config_cleanup(&cfg);
   EXPECT_RC(posts_env_create(r, &spec, id, &err), 0, &err);
-  int64_t t0 = mono_ms();
+  int64_t t0 = clock_mono_ms();
   EXPECT_RC(posts_env_start(r, id, &err), -ETIMEDOUT, &err);
-  int64_t took = mono_ms() - t0;
+  int64_t took = clock_mono_ms() - t0;
   if (took < 1400 || took > 6000) fail_msg("gave up after %lld ms, want ~1500", (long long)took);
   EXPECT_HAS(err.msg, "still Pending");
   EXPECT_HAS(err.msg, "not scheduled");

@@ -32,6 +32,7 @@
 #include <cjson/cJSON.h>
 #include <cmocka.h>
 
+#include "core/clock.h"
 #include "core/resources.h"
 #include "posts/pool.h"
 #include "posts/template.h"
@@ -196,12 +197,6 @@ static size_t wait_count(size_t from, const char *type, const char *tpl, size_t 
     if (!g_ || strcmp(g_, w_) != 0) fail_msg("%s = \"%s\", want \"%s\"", #got, g_ ? g_ : "", w_);  \
   } while (0)
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A template named name with the spec lines given (image and command set). */
 static pool_template *template_of(const char *name, const char *lines) {
   char text[1024];
@@ -252,12 +247,12 @@ static pool *pool_for(const char *tag) {
  * environments and none starting. */
 static void wait_stats(pool *p, const char *tpl, uint32_t warm, uint32_t claimed, int ms) {
   pool_stats st = {0};
-  int64_t end = mono_ms() + ms;
+  int64_t end = clock_mono_ms() + ms;
   do {
     assert_int_equal(pool_template_stats(p, tpl, &st), 0);
     if (st.warm == warm && st.claimed == claimed && st.starting == 0) return;
     sleep_ms(50);
-  } while (mono_ms() < end);
+  } while (clock_mono_ms() < end);
   fail_msg("%s: warm %u claimed %u starting %u (target %u), want warm %u claimed %u after %d ms",
            tpl, st.warm, st.claimed, st.starting, st.target, warm, claimed, ms);
 }
@@ -466,11 +461,11 @@ static void idle_reclaim(void **state) {
   assert_int_equal(pool_env_get(p, c.id, &env), 0);
   EXPECT_STR(pool_env_state_name(env.state), "claimed");
   assert_true(find_event(from, POOL_EV_IDLE, c.name, NULL, NULL) < 0);
-  int64_t last = mono_ms();
+  int64_t last = clock_mono_ms();
   assert_int_equal(pool_touch(p, c.id), 0);
 
   long rec = wait_event(from, POOL_EV_RECLAIMED, c.name, "reason", "idle", 10000);
-  int64_t after = mono_ms() - last;
+  int64_t after = clock_mono_ms() - last;
   assert_true(rec >= 0);
   long idle = find_event(from, POOL_EV_IDLE, c.name, NULL, NULL);
   assert_true(idle >= 0 && idle < rec);

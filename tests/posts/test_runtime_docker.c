@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "core/clock.h"
 #include "tests/posts/rt_expect.h"
 
 #include "posts/runtime.h"
@@ -41,12 +42,6 @@ static char ns[64];          /* this run's namespace, so that runs never collide
 static char shared_dir[128]; /* host side of the shared volume */
 
 /* ------------------------------------------------------------- helpers */
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *const SLEEP[] = {"sleep", "infinity", NULL};
 
@@ -205,9 +200,9 @@ static void lifecycle(void **state) {
   EXPECT_STR(res.err, "oops\n");
   posts_exec_result_cleanup(&res);
 
-  int64_t t0 = mono_ms();
+  int64_t t0 = clock_mono_ms();
   EXPECT_RC(posts_env_stop(rt, id, 1, &err), 0, &err);
-  assert_true(mono_ms() - t0 < 10000);
+  assert_true(clock_mono_ms() - t0 < 10000);
   EXPECT_RC(posts_env_stop(rt, id, 1, &err), 0, &err); /* already stopped: fine */
   EXPECT_RC(posts_env_inspect(rt, id, &info, &err), 0, &err);
   EXPECT_STR(posts_env_state_name(info.state), "exited");
@@ -328,9 +323,9 @@ static void exec_details(void **state) {
    * (a CI run once saw nothing written within 700 ms on a loaded machine). */
   const char *const slow[] = {"sh", "-c", "echo started; sleep 30", NULL};
   posts_exec_req sreq = {.argv = slow, .timeout_ms = 3000};
-  int64_t t0 = mono_ms();
+  int64_t t0 = clock_mono_ms();
   EXPECT_RC(posts_env_exec(rt, id, &sreq, &res, &err), -ETIMEDOUT, &err);
-  int64_t took = mono_ms() - t0;
+  int64_t took = clock_mono_ms() - t0;
   if (took < 3000 || took > 10000) fail_msg("timed out after %lld ms, want ~3000", (long long)took);
   EXPECT_STR(res.out, "started\n");
   assert_int_equal(res.exit_code, -1);
