@@ -4,7 +4,9 @@
  * the configured partitions; records read back exactly as appended, keys
  * kept together on one partition; positions committed per group; request
  * errors retried without duplicates; an unreachable cluster fails appends
- * instead of losing them; properties that would weaken acks refused.
+ * instead of losing them; properties that would weaken acks refused; the
+ * log's metrics: appends, records and deliveries counted exactly, the
+ * brokers' connections from librdkafka's statistics, none with them off.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <librdkafka/rdkafka.h>
@@ -22,6 +25,8 @@
 
 #include "append_waiter.h"
 #include "broker/broker.h"
+#include "core/ce.h"
+#include "prom_sample.h"
 
 typedef struct fixture {
   broker_kafka_mock *mock;
@@ -30,12 +35,13 @@ typedef struct fixture {
 
 static const char *props[] = {"log_level=2"};
 
-static broker_log *open_log(broker_kafka_mock *m, int timeout_ms) {
+static broker_log *open_log_with(broker_kafka_mock *m, int timeout_ms, const char *const *with,
+                                 size_t n_with) {
   broker_kafka_opts o;
   broker_kafka_opts_init(&o);
   o.bootstrap = broker_kafka_mock_bootstraps(m);
-  o.props = props;
-  o.n_props = 1;
+  o.props = with;
+  o.n_props = n_with;
   o.delivery_timeout_ms = timeout_ms;
   o.read_wait_ms = 500;
   o.mock = m;
@@ -43,6 +49,10 @@ static broker_log *open_log(broker_kafka_mock *m, int timeout_ms) {
   broker_log *log = broker_log_kafka_open(&o, err, sizeof err);
   if (!log) fail_msg("open: %s", err);
   return log;
+}
+
+static broker_log *open_log(broker_kafka_mock *m, int timeout_ms) {
+  return open_log_with(m, timeout_ms, props, 1);
 }
 
 static int setup(void **state) {
@@ -296,6 +306,82 @@ static void test_locked_properties_refused(void **state) {
   }
 }
 
+/* The log's metrics text now (caller frees). */
+static char *metrics_text(broker_log *log) {
+  ce_buf out;
+  ce_buf_init(&out);
+  broker_log_metrics(log, &out);
+  ce_buf_append(&out, "", 1);
+  return out.data;
+}
+
+static double sample(broker_log *log, const char *series) {
+  char *text = metrics_text(log);
+  double v = -1;
+  if (!prom_sample(text, series, &v)) fail_msg("no %s in:\n%s", series, text);
+  free(text);
+  return v;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+static void test_metrics(void **state) {
+  fixture *f = *state;
+  const char *const stats[] = {"log_level=2", "statistics.interval.ms=100"};
+  broker_log *log = open_log_with(f->mock, 5000, stats, 2);
+  const char *topic = "t-metrics";
+  assert_int_equal(broker_log_partitions(log, topic), 3);
+  /* One append of three records and two of one. */
+  broker_record batch[3] = {{.partition = 0, .value = "a", .value_len = 1},
+                            {.partition = 1, .value = "b", .value_len = 1},
+                            {.partition = 2, .value = "c", .value_len = 1}};
+  waiter w;
+  waiter_init(&w);
+  assert_int_equal(broker_log_append(log, topic, batch, 3, on_append, &w), 0);
+  assert_int_equal(broker_log_append(log, topic, batch, 1, on_append, &w), 0);
+  assert_int_equal(broker_log_append(log, topic, batch + 1, 1, on_append, &w), 0);
+  wait_for(&w, 3);
+  assert_int_equal(w.failed, 0);
+  assert_true(sample(log, "outpost_log_appends_total") == 3);
+  assert_true(sample(log, "outpost_log_records_total") == 5);
+  assert_true(sample(log, "outpost_log_deliveries_total{result=\"ok\"}") == 5);
+  assert_true(sample(log, "outpost_log_deliveries_total{result=\"failed\"}") == 0);
+  /* The statistics name the mock's three brokers by node id, the producer
+   * connected to a leader it wrote to; within 3 s, so at the configured
+   * 100 ms and not the log's default of 5 s. */
+  bool seen = false;
+  for (int i = 0; i < 30 && !seen; i++) {
+    char *text = metrics_text(log);
+    double up[3] = {-1, -1, -1};
+    seen = prom_sample(text, "outpost_kafka_broker_connected{broker=\"1\"}", &up[0]) &&
+           prom_sample(text, "outpost_kafka_broker_connected{broker=\"2\"}", &up[1]) &&
+           prom_sample(text, "outpost_kafka_broker_connected{broker=\"3\"}", &up[2]) &&
+           up[0] + up[1] + up[2] >= 1;
+    free(text);
+    if (!seen) sleep_ms(100);
+  }
+  assert_true(seen);
+  assert_true(sample(log, "outpost_kafka_producer_queue_records") == 0);
+  broker_log_free(log);
+
+  /* statistics.interval.ms=0: the counters, and no outpost_kafka_ family
+   * past the default's first 5 s either. */
+  const char *const off[] = {"log_level=2", "statistics.interval.ms=0"};
+  log = open_log_with(f->mock, 5000, off, 2);
+  waiter_init(&w);
+  assert_int_equal(broker_log_append(log, topic, batch, 1, on_append, &w), 0);
+  wait_for(&w, 1);
+  sleep_ms(5500);
+  char *text = metrics_text(log);
+  assert_non_null(strstr(text, "outpost_log_records_total 1\n"));
+  assert_null(strstr(text, "outpost_kafka_"));
+  free(text);
+  broker_log_free(log);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_topic_created_with_partitions, setup, teardown),
@@ -305,6 +391,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_request_errors_retried_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cluster_down_fails_appends, setup, teardown),
       cmocka_unit_test_setup_teardown(test_locked_properties_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
