@@ -191,19 +191,13 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
     metrics_family(&out, fam[f].name, fam[f].type, fam[f].help);
     cJSON_ArrayForEach(b, brokers) {
       int id = (int)num(b, "nodeid");
-      const cJSON *state = cJSON_GetObjectItemCaseSensitive(b, "state");
       if (id < 0) continue; /* a bootstrap address, or an internal one */
-      if (f == 1) {
-        snprintf(line, sizeof line, "%s{broker=\"%d\"} %.6f\n", fam[f].name, id,
-                 num(cJSON_GetObjectItemCaseSensitive(b, "rtt"), "avg") / 1e6);
-        ce_buf_append_str(&out, line);
-        continue;
-      }
-      snprintf(line, sizeof line, "broker=\"%d\"", id);
-      uint64_t v = f == 0   ? cJSON_IsString(state) && strcmp(state->valuestring, "UP") == 0
-                   : f == 2 ? (uint64_t)num(b, "txretries")
-                            : (uint64_t)num(b, "txerrs");
-      metrics_sample(&out, fam[f].name, line, v);
+      const cJSON *state = cJSON_GetObjectItemCaseSensitive(b, "state");
+      double v = f == 0   ? cJSON_IsString(state) && strcmp(state->valuestring, "UP") == 0
+                 : f == 1 ? num(cJSON_GetObjectItemCaseSensitive(b, "rtt"), "avg") / 1e6 /* µs */
+                          : num(b, f == 2 ? "txretries" : "txerrs");
+      snprintf(line, sizeof line, "%s{broker=\"%d\"} %.*f\n", fam[f].name, id, f == 1 ? 6 : 0, v);
+      ce_buf_append_str(&out, line);
     }
   }
   cJSON_Delete(st);
