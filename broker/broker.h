@@ -98,7 +98,8 @@ int broker_log_partitions(broker_log *log, const char *topic);
 int broker_log_end(broker_log *log, const char *topic, int32_t partition, int64_t *end);
 
 /* Appends the log's own metrics to out in Prometheus text (the embedded
- * log's group commits and files; nothing for Kafka, nor for NULL). */
+ * log's group commits and files; the Kafka log's deliveries and producer
+ * statistics; nothing for NULL). */
 void broker_log_metrics(broker_log *log, ce_buf *out);
 
 /* Closes the log: pending appends complete (or fail with -ESHUTDOWN) before

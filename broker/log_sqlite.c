@@ -80,7 +80,7 @@ typedef struct sqlite_log {
   tp *topics;
   pthread_t thread;
   int64_t last_retention;
-  char *path, *wal; /* the file, and its WAL (SQLite's rule: the name and -wal) */
+  char *path; /* the file (its WAL is the name and -wal, SQLite's rule) */
   /* Counted by the writer thread before it reports, rendered by any. */
   _Atomic uint64_t commits, failed_commits, appends, records;
   metrics_hist commit_hist; /* BEGIN to a synced COMMIT */
@@ -735,9 +735,11 @@ static void sq_metrics(broker_log *log, ce_buf *out) {
                  "A group commit, from its transaction's start to its sync (a checkpoint "
                  "included when one ran).");
   metrics_hist_render(out, "outpost_log_commit_duration_seconds", NULL, &l->commit_hist);
+  char wal[4096];
+  snprintf(wal, sizeof wal, "%s-wal", l->path);
   metrics_single(out, "outpost_log_disk_bytes", "gauge",
                  "Bytes of the embedded log's files: the database and its write-ahead log.",
-                 file_bytes(l->path) + file_bytes(l->wal));
+                 file_bytes(l->path) + file_bytes(wal));
 }
 
 static void sq_free(broker_log *log) {
@@ -757,7 +759,6 @@ static void sq_free(broker_log *log) {
   pthread_mutex_destroy(&l->rmu);
   pthread_cond_destroy(&l->cv);
   free(l->path);
-  free(l->wal);
   free(l);
 }
 
@@ -784,14 +785,8 @@ broker_log *broker_log_sqlite_open(const char *path, const broker_sqlite_opts *o
   else
     broker_sqlite_opts_init(&l->opts);
   l->last_retention = clock_mono_ms();
-  size_t path_len = strlen(path);
   l->path = strdup(path);
-  l->wal = malloc(path_len + sizeof "-wal");
-  if (l->wal) {
-    memcpy(l->wal, path, path_len);
-    memcpy(l->wal + path_len, "-wal", sizeof "-wal");
-  }
-  if (!l->path || !l->wal) {
+  if (!l->path) {
     snprintf(errbuf, errlen, "out of memory");
     goto fail_alloc;
   }
@@ -830,7 +825,6 @@ fail_wdb:
   sqlite3_close(l->wdb);
 fail_alloc:
   free(l->path);
-  free(l->wal);
   free(l);
   return NULL;
 }
