@@ -1,9 +1,11 @@
 /*
  * prom_sample.h — for the broker tests: one sample's value in Prometheus
- * text, as /metrics renders it.
+ * text, as /metrics renders it, and a log's own metrics as that text.
  */
 #ifndef OUTPOST_TESTS_BROKER_PROM_SAMPLE_H
 #define OUTPOST_TESTS_BROKER_PROM_SAMPLE_H
+
+#include "broker/broker.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -20,6 +22,16 @@ static inline bool prom_sample(const char *text, const char *series, double *val
       return true;
     }
   return false;
+}
+
+/* The log's own metrics (broker_log_metrics) as a C string; the caller
+ * frees it. */
+static inline char *prom_log_text(broker_log *log) {
+  ce_buf out;
+  ce_buf_init(&out);
+  broker_log_metrics(log, &out);
+  ce_buf_append(&out, "", 1);
+  return out.data;
 }
 
 #endif

@@ -25,7 +25,6 @@
 
 #include "append_waiter.h"
 #include "broker/broker.h"
-#include "core/ce.h"
 #include "prom_sample.h"
 
 typedef struct fixture {
@@ -306,17 +305,8 @@ static void test_locked_properties_refused(void **state) {
   }
 }
 
-/* The log's metrics text now (caller frees). */
-static char *metrics_text(broker_log *log) {
-  ce_buf out;
-  ce_buf_init(&out);
-  broker_log_metrics(log, &out);
-  ce_buf_append(&out, "", 1);
-  return out.data;
-}
-
 static double sample(broker_log *log, const char *series) {
-  char *text = metrics_text(log);
+  char *text = prom_log_text(log);
   double v = -1;
   if (!prom_sample(text, series, &v)) fail_msg("no %s in:\n%s", series, text);
   free(text);
@@ -354,7 +344,7 @@ static void test_metrics(void **state) {
    * 100 ms and not the log's default of 5 s. */
   bool seen = false;
   for (int i = 0; i < 30 && !seen; i++) {
-    char *text = metrics_text(log);
+    char *text = prom_log_text(log);
     double up[3] = {-1, -1, -1};
     seen = prom_sample(text, "outpost_kafka_broker_connected{broker=\"1\"}", &up[0]) &&
            prom_sample(text, "outpost_kafka_broker_connected{broker=\"2\"}", &up[1]) &&
@@ -375,7 +365,7 @@ static void test_metrics(void **state) {
   assert_int_equal(broker_log_append(log, topic, batch, 1, on_append, &w), 0);
   wait_for(&w, 1);
   sleep_ms(5500);
-  char *text = metrics_text(log);
+  char *text = prom_log_text(log);
   assert_non_null(strstr(text, "outpost_log_records_total 1\n"));
   assert_null(strstr(text, "outpost_kafka_"));
   free(text);
