@@ -79,16 +79,24 @@ struct httpd_fast {
 
 /* ------------------------------------------------------------- parsing */
 
-static bool ieq(const char *a, size_t n, const char *b) {
-  return ce__ieq(a, n, b);
+/* a (n bytes) is the lower-case literal lit (m bytes) in any case: lengths
+ * first, so that most header names are told apart without a loop. */
+static bool ieq_lit(const char *a, size_t n, const char *lit, size_t m) {
+  if (n != m) return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] + 32) : a[i];
+    if (c != lit[i]) return false;
+  }
+  return true;
 }
+#define IEQ(a, n, lit) ieq_lit(a, n, lit, sizeof lit - 1)
 
-/* RFC 9110's token characters (header names). */
+/* RFC 9110's token characters (header names): letters, digits and
+ * !#$%&'*+-.^_`|~, as a bit per ASCII code (the low word codes 0-63). */
 static bool tchar(char c) {
-  static const char extra[] = "!#$%&'*+-.^_`|~";
+  static const uint64_t bits[2] = {0x03ff6cfa00000000u, 0x57ffffffc7fffffeu};
   unsigned char u = (unsigned char)c;
-  if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9')) return true;
-  return u >= 0x21 && u < 0x7f && memchr(extra, u, sizeof extra - 1);
+  return u < 128 && (bits[u >> 6] >> (u & 63) & 1);
 }
 
 static bool path_char(char c) {
@@ -126,14 +134,19 @@ static parse_rc parse(const httpd_opts *o, const char *b, size_t n, line *lines,
   static const char post[] = "POST ";
   if (n < sizeof post - 1) return memcmp(b, post, n) == 0 ? P_MORE : P_DECLINE;
   if (memcmp(b, post, sizeof post - 1)) return P_DECLINE;
-  const char *end = memmem(b, n, "\r\n\r\n", 4);
   size_t limit = o->max_header_bytes ? o->max_header_bytes : 16 * 1024;
-  /* A line ended by a bare LF (libmicrohttpd takes them) is not waited on:
-   * the CR LF CR LF above might never come. */
-  size_t scan = end ? (size_t)(end - b) : n;
-  for (const char *lf = memchr(b, '\n', scan); lf;
-       lf = memchr(lf + 1, '\n', scan - (size_t)(lf + 1 - b)))
+  /* One pass over the line ends up to the empty line (end: its CR LF CR LF).
+   * A line ended by a bare LF (libmicrohttpd takes them) is not waited on:
+   * the CR LF CR LF might never come. */
+  const char *end = NULL;
+  for (const char *lf = memchr(b, '\n', n); lf;
+       lf = memchr(lf + 1, '\n', n - (size_t)(lf + 1 - b))) {
     if (lf == b || lf[-1] != '\r') return P_DECLINE;
+    if (lf - b >= 3 && lf[-2] == '\n') { /* lf[-3] is a CR: that LF was checked */
+      end = lf - 3;
+      break;
+    }
+  }
   if (!end) return n >= limit || n == FAST_PEEK ? P_DECLINE : P_MORE;
   p->head = (size_t)(end - b) + 4;
   if (p->head > limit) return P_DECLINE;
@@ -160,17 +173,17 @@ static parse_rc parse(const httpd_opts *o, const char *b, size_t n, line *lines,
     for (const char *c = v; c < ve; c++)
       if ((unsigned char)*c < 0x20 && *c != '\t') return P_DECLINE;
     size_t nl = (size_t)(colon - l), vl = (size_t)(ve - v);
-    if (ieq(l, nl, "content-length")) {
+    if (IEQ(l, nl, "content-length")) {
       if (have_len || vl == 0 || vl > 12) return P_DECLINE;
       for (size_t i = 0; i < vl; i++) {
         if (v[i] < '0' || v[i] > '9') return P_DECLINE;
         len = len * 10 + (size_t)(v[i] - '0');
       }
       have_len = true;
-    } else if (ieq(l, nl, "host")) {
+    } else if (IEQ(l, nl, "host")) {
       host = true;
-    } else if (ieq(l, nl, "transfer-encoding") || ieq(l, nl, "expect") || ieq(l, nl, "upgrade") ||
-               (ieq(l, nl, "connection") && !ieq(v, vl, "keep-alive"))) {
+    } else if (IEQ(l, nl, "transfer-encoding") || IEQ(l, nl, "expect") || IEQ(l, nl, "upgrade") ||
+               (IEQ(l, nl, "connection") && !IEQ(v, vl, "keep-alive"))) {
       return P_DECLINE;
     }
     lines[k++] = (line){l, v, nl, vl};

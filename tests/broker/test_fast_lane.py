@@ -236,6 +236,21 @@ class LaneTest(unittest.TestCase):
         self.assert_in_lane(c)
         self.assert_stored(range(100))
 
+    def test_1b_header_names_in_any_case(self):
+        # Header names are case-insensitive and may use any token character:
+        # the lane takes such a request as it takes the common one.
+        req = (post(0).replace(b"Host:", b"HOST:").replace(b"Content-Length:", b"content-LENGTH:")
+               .replace(b"\r\n\r\n", b"\r\nConnection: Keep-Alive\r\n"
+                        b"X-!#$%&'*+-.^_`|~09az: token\r\n\r\n", 1))
+        c = self.conn()
+        for _ in range(2):
+            c.send(req)
+            a = c.answer()
+            self.assertIsNotNone(a, "connection closed")
+            self.assertRegex(a.raw, ACCEPTED)
+        self.assert_in_lane(c)
+        self.assert_stored([0, 0])
+
     def test_2_pipelining(self):
         c = self.conn()
         c.send(post(0) + post(1) + post(2))
