@@ -93,8 +93,12 @@ static int pct_decode(const char *s, size_t len, ce_buf *out) {
   if (rc) return rc;
   char *o = out->data + out->len;
   for (size_t i = 0; i < len; i++) {
-    if (s[i] != '%') {
-      *o++ = s[i];
+    if (s[i] != '%') { /* the run up to the next '%' (or the end) at once */
+      const char *pct = memchr(s + i, '%', len - i);
+      size_t run = pct ? (size_t)(pct - (s + i)) : len - i;
+      memcpy(o, s + i, run);
+      o += run;
+      i += run - 1;
       continue;
     }
     int hi = i + 2 < len ? hexval(s[i + 1]) : -1, lo = i + 2 < len ? hexval(s[i + 2]) : -1;

@@ -56,6 +56,10 @@ bool ce_valid_utf8(const char *s, size_t len) {
 bool ce_valid_string(const char *s, size_t len) {
   const uint8_t *p = (const uint8_t *)s, *end = p + len;
   while (p < end) {
+    if (*p >= 0x20 && *p < 0x7F) { /* printable ASCII, most of any string */
+      p++;
+      continue;
+    }
     uint32_t cp;
     size_t n = ce__utf8_next(p, end, &cp);
     if (!n) return false;
@@ -89,8 +93,11 @@ static bool is_hex(char c) {
 /* RFC 3986 unreserved / sub-delims / ':' / '@' / '/' / '?': the characters
  * allowed in path, query and fragment (pct-encoded handled by the caller). */
 static bool uri_char(char c) {
-  if (is_alpha(c) || is_digit(c)) return true;
-  return c && strchr("-._~!$&'()*+,;=:@/?", c) != NULL;
+  /* Letters, digits and -._~!$&'()*+,;=:@/? as a bit per ASCII code (the
+   * low word codes 0-63). */
+  static const uint64_t bits[2] = {0xafffffd200000000u, 0x47fffffe87ffffffu};
+  unsigned char u = (unsigned char)c;
+  return u < 128 && (bits[u >> 6] >> (u & 63) & 1);
 }
 
 /* Length of a scheme at the start of s ("http" in "http:..."), or 0. */
