@@ -25,6 +25,7 @@
 
 #include "append_waiter.h"
 #include "broker/broker.h"
+#include "core/clock.h"
 #include "prom_sample.h"
 
 typedef struct fixture {
@@ -313,11 +314,6 @@ static double sample(broker_log *log, const char *series) {
   return v;
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
 static void test_metrics(void **state) {
   fixture *f = *state;
   const char *const stats[] = {"log_level=2", "statistics.interval.ms=100"};
@@ -351,7 +347,7 @@ static void test_metrics(void **state) {
            prom_sample(text, "outpost_kafka_broker_connected{broker=\"3\"}", &up[2]) &&
            up[0] + up[1] + up[2] >= 1;
     free(text);
-    if (!seen) sleep_ms(100);
+    if (!seen) clock_sleep_ms(100);
   }
   assert_true(seen);
   assert_true(sample(log, "outpost_kafka_producer_queue_records") == 0);
@@ -364,7 +360,7 @@ static void test_metrics(void **state) {
   waiter_init(&w);
   assert_int_equal(broker_log_append(log, topic, batch, 1, on_append, &w), 0);
   wait_for(&w, 1);
-  sleep_ms(5500);
+  clock_sleep_ms(5500);
   char *text = prom_log_text(log);
   assert_non_null(strstr(text, "outpost_log_records_total 1\n"));
   assert_null(strstr(text, "outpost_kafka_"));

@@ -22,15 +22,11 @@
 
 #include "append_waiter.h"
 #include "broker/broker.h"
+#include "core/clock.h"
 #include "log_file.h"
 #include "prom_sample.h"
 
 static char path[256];
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 static int setup(void **state) {
   (void)state;
@@ -250,7 +246,7 @@ static broker_log *open_retaining(int64_t ms) {
 static void wait_for_records(broker_log *log, size_t n) {
   broker_records out;
   for (int i = 0; i < 80; i++) {
-    sleep_ms(100);
+    clock_sleep_ms(100);
     assert_true(broker_log_read(log, "t", 0, 0, 100, &out) >= 0);
     bool done = out.n == n;
     broker_records_cleanup(&out);
@@ -381,7 +377,7 @@ static void *appender(void *p) {
     int n = snprintf(v, sizeof v, "%d-%d", a->id, i);
     broker_record r = {
         .partition = -1, .key = v, .key_len = (size_t)n, .value = v, .value_len = (size_t)n};
-    while (broker_log_append(a->log, "t", &r, 1, on_append, a->w) != 0) sleep_ms(1);
+    while (broker_log_append(a->log, "t", &r, 1, on_append, a->w) != 0) clock_sleep_ms(1);
   }
   return NULL;
 }
