@@ -13,7 +13,8 @@
 # (the pairs script's second ratio); a run counts only when at least half of
 # its pairs were such: a run the host kept busy is reported, not counted.
 #
-# Environment: BENCH_RUNS=runs (default 6), BENCH_GOAL=the ratio to judge
+# Environment: BENCH_RUNS=runs (default 10: a run takes about 4 minutes, and
+# a t interval over fewer runs is wide), BENCH_GOAL=the ratio to judge
 # against (default 0.6); OUTPOST, BENCH_PAIRS, BENCH_CHUNK, BENCH_QUIET_STEAL
 # and BENCH_BROKER_ARGS go to each run as bench_ingress_pairs.sh reads them
 # (the binary is built once, first, when OUTPOST is not given); BENCH_LOCK=FILE
@@ -26,7 +27,7 @@ set -euo pipefail
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-runs=${BENCH_RUNS:-6}
+runs=${BENCH_RUNS:-10}
 goal=${BENCH_GOAL:-0.6}
 case $runs in
 '' | *[!0-9]* | 0 | 1)
