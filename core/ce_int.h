@@ -57,8 +57,18 @@ int ce__fail(ce_err *err, int code, const char *attr, size_t attr_len, const cha
  * surrogates and values past U+10FFFF included). */
 size_t ce__utf8_next(const uint8_t *p, const uint8_t *end, uint32_t *cp);
 
+/* c is in the ASCII set given as a bit per code (set[0] codes 0-63, set[1]
+ * codes 64-127): a character class as a table, not a chain of tests. */
+static inline bool ce__ascii_in(const uint64_t set[2], char c) {
+  unsigned char u = (unsigned char)c;
+  return u < 128 && (set[u >> 6] >> (u & 63) & 1);
+}
+
 /* Case-insensitive comparison of n bytes of a with the NUL-terminated b. */
 bool ce__ieq(const char *a, size_t n, const char *b);
+/* ce__ieq with a string literal: lengths first, so that most names are told
+ * apart without a call. */
+#define CE__IEQ_LIT(a, n, lit) ((n) == sizeof(lit) - 1 && ce__ieq(a, n, lit))
 bool ce__iprefix(const char *a, size_t n, const char *prefix);
 
 /* Base64 (RFC 4648, standard alphabet). decode returns -EINVAL on bad input. */

@@ -93,11 +93,9 @@ static bool is_hex(char c) {
 /* RFC 3986 unreserved / sub-delims / ':' / '@' / '/' / '?': the characters
  * allowed in path, query and fragment (pct-encoded handled by the caller). */
 static bool uri_char(char c) {
-  /* Letters, digits and -._~!$&'()*+,;=:@/? as a bit per ASCII code (the
-   * low word codes 0-63). */
-  static const uint64_t bits[2] = {0xafffffd200000000u, 0x47fffffe87ffffffu};
-  unsigned char u = (unsigned char)c;
-  return u < 128 && (bits[u >> 6] >> (u & 63) & 1);
+  /* Letters, digits and -._~!$&'()*+,;=:@/? */
+  static const uint64_t set[2] = {0xafffffd200000000u, 0x47fffffe87ffffffu};
+  return ce__ascii_in(set, c);
 }
 
 /* Length of a scheme at the start of s ("http" in "http:..."), or 0. */
@@ -361,8 +359,15 @@ bool ce__media_type_is_text(const char *s, size_t len) {
 }
 
 bool ce__ieq(const char *a, size_t n, const char *b) {
-  size_t m = strlen(b);
-  return n == m && ce__iprefix(a, n, b);
+  /* One pass, no strlen: most comparisons end at the first byte. */
+  for (size_t i = 0; i < n; i++) {
+    char x = a[i], y = b[i];
+    if (!y) return false; /* b is shorter */
+    if (x >= 'A' && x <= 'Z') x = (char)(x + 32);
+    if (y >= 'A' && y <= 'Z') y = (char)(y + 32);
+    if (x != y) return false;
+  }
+  return b[n] == '\0';
 }
 
 bool ce__iprefix(const char *a, size_t n, const char *prefix) {

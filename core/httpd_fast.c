@@ -79,24 +79,11 @@ struct httpd_fast {
 
 /* ------------------------------------------------------------- parsing */
 
-/* a (n bytes) is the lower-case literal lit (m bytes) in any case: lengths
- * first, so that most header names are told apart without a loop. */
-static bool ieq_lit(const char *a, size_t n, const char *lit, size_t m) {
-  if (n != m) return false;
-  for (size_t i = 0; i < n; i++) {
-    char c = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] + 32) : a[i];
-    if (c != lit[i]) return false;
-  }
-  return true;
-}
-#define IEQ(a, n, lit) ieq_lit(a, n, lit, sizeof lit - 1)
-
 /* RFC 9110's token characters (header names): letters, digits and
- * !#$%&'*+-.^_`|~, as a bit per ASCII code (the low word codes 0-63). */
+ * !#$%&'*+-.^_`|~. */
 static bool tchar(char c) {
-  static const uint64_t bits[2] = {0x03ff6cfa00000000u, 0x57ffffffc7fffffeu};
-  unsigned char u = (unsigned char)c;
-  return u < 128 && (bits[u >> 6] >> (u & 63) & 1);
+  static const uint64_t set[2] = {0x03ff6cfa00000000u, 0x57ffffffc7fffffeu};
+  return ce__ascii_in(set, c);
 }
 
 static bool path_char(char c) {
@@ -173,17 +160,18 @@ static parse_rc parse(const httpd_opts *o, const char *b, size_t n, line *lines,
     for (const char *c = v; c < ve; c++)
       if ((unsigned char)*c < 0x20 && *c != '\t') return P_DECLINE;
     size_t nl = (size_t)(colon - l), vl = (size_t)(ve - v);
-    if (IEQ(l, nl, "content-length")) {
+    if (CE__IEQ_LIT(l, nl, "content-length")) {
       if (have_len || vl == 0 || vl > 12) return P_DECLINE;
       for (size_t i = 0; i < vl; i++) {
         if (v[i] < '0' || v[i] > '9') return P_DECLINE;
         len = len * 10 + (size_t)(v[i] - '0');
       }
       have_len = true;
-    } else if (IEQ(l, nl, "host")) {
+    } else if (CE__IEQ_LIT(l, nl, "host")) {
       host = true;
-    } else if (IEQ(l, nl, "transfer-encoding") || IEQ(l, nl, "expect") || IEQ(l, nl, "upgrade") ||
-               (IEQ(l, nl, "connection") && !IEQ(v, vl, "keep-alive"))) {
+    } else if (CE__IEQ_LIT(l, nl, "transfer-encoding") || CE__IEQ_LIT(l, nl, "expect") ||
+               CE__IEQ_LIT(l, nl, "upgrade") ||
+               (CE__IEQ_LIT(l, nl, "connection") && !CE__IEQ_LIT(v, vl, "keep-alive"))) {
       return P_DECLINE;
     }
     lines[k++] = (line){l, v, nl, vl};
