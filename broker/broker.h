@@ -60,9 +60,9 @@ typedef struct broker_batch {
 int broker_batch_encode(broker_batch *b, ce_event *const *evs, size_t n, ce_err *err);
 void broker_batch_cleanup(broker_batch *b);
 
-/* Called once per append, on the log's thread, when the records are durable
- * (status 0) or cannot be (negative errno: -EIO store failure, -ENOSPC full,
- * -ETIMEDOUT, -ESHUTDOWN log closing). */
+/* Called once per append, on the log's thread (or in broker_log_flush), when the records are
+ * durable (status 0) or cannot be (negative errno: -EIO store failure, -ENOSPC full, -ETIMEDOUT,
+ * -ESHUTDOWN log closing). */
 typedef void (*broker_append_cb)(void *opaque, int status);
 
 typedef struct broker_log broker_log;
@@ -74,6 +74,16 @@ typedef struct broker_log broker_log;
  * or a negative errno (cb will not be called). */
 int broker_log_append(broker_log *log, const char *topic, const broker_record *recs, size_t n,
                       broker_append_cb cb, void *opaque);
+/* The same, for a caller that calls broker_log_flush on this thread soon (at
+ * the end of its batch of requests): the embedded log then commits it there,
+ * with whatever else is queued, instead of waking its writer thread. The
+ * Kafka log takes it as broker_log_append. */
+int broker_log_append_deferred(broker_log *log, const char *topic, const broker_record *recs,
+                               size_t n, broker_append_cb cb, void *opaque);
+/* Commits the deferred appends on the calling thread, their callbacks called
+ * before it returns; when a commit is under way on another thread, leaves
+ * them to the log's writer thread instead of waiting. Nothing for Kafka. */
+void broker_log_flush(broker_log *log);
 
 /* Reads up to max records of topic/partition from offset `from` on, in
  * offset order. Fills *out (caller cleans it up). Returns the count. */
@@ -196,6 +206,10 @@ typedef struct broker_ingress_opts {
    * kept. Brokers declared by broker_ingress_add (the configuration) are
    * not written there: the configuration declares them at every start. */
   const char *brokers_state;
+  /* With the fast lane: its threads append deferred and flush the log at
+   * the end of each batch (broker_log_flush), so that the embedded log
+   * commits there instead of on its writer thread (default true; bench/README.md). */
+  bool lane_commits;
 } broker_ingress_opts;
 
 void broker_ingress_opts_init(broker_ingress_opts *o);

@@ -10,6 +10,11 @@
 typedef struct broker_log_ops {
   int (*append)(broker_log *log, const char *topic, const broker_record *recs, size_t n,
                 broker_append_cb cb, void *opaque);
+  /* broker_log_append_deferred and broker_log_flush; both may be NULL (then
+   * append, and nothing). */
+  int (*append_deferred)(broker_log *log, const char *topic, const broker_record *recs, size_t n,
+                         broker_append_cb cb, void *opaque);
+  void (*flush)(broker_log *log);
   int (*read)(broker_log *log, const char *topic, int32_t partition, int64_t from, size_t max,
               broker_records *out);
   int (*commit)(broker_log *log, const char *group, const char *topic, int32_t partition,

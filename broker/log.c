@@ -15,6 +15,16 @@ int broker_log_append(broker_log *log, const char *topic, const broker_record *r
   return log->ops->append(log, topic, recs, n, cb, opaque);
 }
 
+int broker_log_append_deferred(broker_log *log, const char *topic, const broker_record *recs,
+                               size_t n, broker_append_cb cb, void *opaque) {
+  if (!log->ops->append_deferred) return log->ops->append(log, topic, recs, n, cb, opaque);
+  return log->ops->append_deferred(log, topic, recs, n, cb, opaque);
+}
+
+void broker_log_flush(broker_log *log) {
+  if (log->ops->flush) log->ops->flush(log);
+}
+
 int broker_log_read(broker_log *log, const char *topic, int32_t partition, int64_t from, size_t max,
                     broker_records *out) {
   return log->ops->read(log, topic, partition, from, max, out);

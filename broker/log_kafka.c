@@ -702,9 +702,16 @@ static void kafka_metrics(broker_log *log, ce_buf *out) {
   pthread_mutex_unlock(&k->stats_lock);
 }
 
-static const broker_log_ops kafka_ops = {kafka_append,    kafka_read,       kafka_commit,
-                                         kafka_committed, kafka_partitions, kafka_end,
-                                         kafka_free,      kafka_metrics};
+static const broker_log_ops kafka_ops = {
+    .append = kafka_append,
+    .read = kafka_read,
+    .commit = kafka_commit,
+    .committed = kafka_committed,
+    .partitions = kafka_partitions,
+    .end = kafka_end,
+    .free = kafka_free,
+    .metrics = kafka_metrics,
+};
 
 broker_log *broker_log_kafka_open(const broker_kafka_opts *opts, char *errbuf, size_t errlen) {
   if (!opts->bootstrap || !*opts->bootstrap) {

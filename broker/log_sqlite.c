@@ -1,12 +1,17 @@
 /*
  * log_sqlite.c — the embedded log: SQLite in WAL mode, one file.
  *
- * Appends are queued to one writer thread, which takes everything queued,
- * writes it in one transaction and commits with synchronous=FULL, so that a
- * callback reporting success means the records are on disk. Appends that
- * arrive while a commit is syncing wait for the next one: many requests
- * share one fsync (group commit). Reads and position commits use a second
- * connection, which WAL lets run beside the writer.
+ * Appends are queued; a committing thread takes everything queued, writes it
+ * in one transaction and commits with synchronous=FULL, so that a callback
+ * reporting success means the records are on disk. Appends that arrive
+ * while a commit is syncing wait for the next one: many requests share one
+ * fsync (group commit). The committing thread is the log's writer thread,
+ * woken by each append, or, for deferred appends (broker_log_append_deferred),
+ * the thread that queued them, in its broker_log_flush at the end of its
+ * batch: no thread is woken, and the callbacks run where the answers are
+ * written (the fast lane). One commit at a time (commit_mu); a flush that
+ * finds another under way leaves its appends to the writer. Reads and
+ * position commits use a second connection, which WAL lets run beside it.
  *
  * A group commit stores the records of each partition it touches as one row
  * of `segments` (segment.c): a few B-tree inserts per commit rather than two
@@ -60,8 +65,8 @@ typedef struct tp {
   struct tp *next;
   char *name;
   int32_t parts;
-  /* Per partition, on the writer thread: the next offset, and the records
-   * of the open transaction not stored yet. */
+  /* Per partition, under commit_mu: the next offset, and the records of
+   * the open transaction not stored yet. */
   int64_t *end;
   broker__seg *segs;
   uint32_t rr; /* round robin for records without a key */
@@ -72,6 +77,9 @@ typedef struct sqlite_log {
   broker_sqlite_opts opts;
   sqlite3 *wdb, *rdb;
   sqlite3_stmt *ins, *begin, *commit;
+  /* Held by the thread committing (the writer, or a flush): guards wdb, its
+   * statements and the topics' ends and open segments. Taken before mu. */
+  pthread_mutex_t commit_mu;
   pthread_mutex_t rmu; /* guards rdb */
   pthread_mutex_t mu;  /* guards the queue, stop and topics */
   pthread_cond_t cv;
@@ -81,9 +89,10 @@ typedef struct sqlite_log {
   pthread_t thread;
   int64_t last_retention;
   char *path; /* the file (its WAL is the name and -wal, SQLite's rule) */
-  /* Counted by the writer thread before it reports, rendered by any. */
+  /* Counted by the committing thread before it reports, rendered by any. */
   _Atomic uint64_t commits, failed_commits, appends, records;
-  metrics_hist commit_hist; /* BEGIN to a synced COMMIT */
+  _Atomic uint64_t flush_commits; /* of commits: made by broker_log_flush */
+  metrics_hist commit_hist;       /* BEGIN to a synced COMMIT */
 } sqlite_log;
 
 static int sqerr(int rc) {
@@ -168,8 +177,8 @@ static tp *tp_new(sqlite3 *db, const char *name, int32_t parts) {
   return t;
 }
 
-/* Finds topic t, loading it from the store or creating it (writer thread, or
- * any thread under mu with db = rdb). Caller holds mu. */
+/* Finds topic t, loading it from the store or creating it (under commit_mu
+ * with db = wdb, or under mu with db = rdb). Caller holds mu. */
 static tp *topic_get(sqlite_log *l, sqlite3 *db, const char *name) {
   for (tp *t = l->topics; t; t = t->next)
     if (strcmp(t->name, name) == 0) return t;
@@ -431,11 +440,23 @@ done:
   sqlite3_finalize(del);
 }
 
+/* Takes everything queued and commits it. Caller holds commit_mu. */
+static bool commit_queued(sqlite_log *l) {
+  pthread_mutex_lock(&l->mu);
+  req *list = l->head;
+  l->head = l->tail = NULL;
+  pthread_mutex_unlock(&l->mu);
+  if (list) write_group(l, list);
+  return list != NULL;
+}
+
 static void *writer(void *arg) {
   sqlite_log *l = arg;
   pthread_setname_np(pthread_self(), "log-writer"); /* in top -H, perf, /proc */
   pthread_mutex_lock(&l->mu);
   for (;;) {
+    /* Deferred appends wake no one: a flush commits them, or hands them
+     * here when another commit is under way. The timeout is a backstop. */
     while (!l->head && !l->stop) {
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
@@ -443,15 +464,15 @@ static void *writer(void *arg) {
       pthread_cond_timedwait(&l->cv, &l->mu, &ts);
       if (clock_mono_ms() - l->last_retention >= RETENTION_EVERY_MS) break;
     }
-    req *list = l->head;
-    l->head = l->tail = NULL;
     bool stop = l->stop;
     pthread_mutex_unlock(&l->mu);
-    if (list) write_group(l, list);
+    pthread_mutex_lock(&l->commit_mu);
+    commit_queued(l);
     if (clock_mono_ms() - l->last_retention >= RETENTION_EVERY_MS) {
       l->last_retention = clock_mono_ms();
       retention(l);
     }
+    pthread_mutex_unlock(&l->commit_mu);
     pthread_mutex_lock(&l->mu);
     if (stop && !l->head) break;
   }
@@ -496,9 +517,9 @@ static req *req_new(const char *topic, const broker_record *recs, size_t n) {
   return r;
 }
 
-static int sq_append(broker_log *log, const char *topic, const broker_record *recs, size_t n,
-                     broker_append_cb cb, void *opaque) {
-  sqlite_log *l = (sqlite_log *)log;
+/* Queues an append; wakes the writer unless the caller will flush. */
+static int queue_append(sqlite_log *l, const char *topic, const broker_record *recs, size_t n,
+                        broker_append_cb cb, void *opaque, bool wake) {
   req *r = req_new(topic, recs, n);
   if (!r) return -ENOMEM;
   r->cb = cb;
@@ -515,9 +536,38 @@ static int sq_append(broker_log *log, const char *topic, const broker_record *re
   else
     l->head = r;
   l->tail = r;
-  pthread_cond_signal(&l->cv);
+  if (wake) pthread_cond_signal(&l->cv);
   pthread_mutex_unlock(&l->mu);
   return 0;
+}
+
+static int sq_append(broker_log *log, const char *topic, const broker_record *recs, size_t n,
+                     broker_append_cb cb, void *opaque) {
+  return queue_append((sqlite_log *)log, topic, recs, n, cb, opaque, true);
+}
+
+static int sq_append_deferred(broker_log *log, const char *topic, const broker_record *recs,
+                              size_t n, broker_append_cb cb, void *opaque) {
+  return queue_append((sqlite_log *)log, topic, recs, n, cb, opaque, false);
+}
+
+/* Commits what is queued on this thread, unless a commit is under way:
+ * then the writer is woken to take it after that one (it may be the
+ * writer's own, or another thread's flush). */
+static void sq_flush(broker_log *log) {
+  sqlite_log *l = (sqlite_log *)log;
+  pthread_mutex_lock(&l->mu);
+  bool queued = l->head != NULL;
+  pthread_mutex_unlock(&l->mu);
+  if (!queued) return;
+  if (pthread_mutex_trylock(&l->commit_mu) != 0) {
+    pthread_mutex_lock(&l->mu);
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    return;
+  }
+  if (commit_queued(l)) atomic_fetch_add(&l->flush_commits, 1);
+  pthread_mutex_unlock(&l->commit_mu);
 }
 
 /* A record found by a read, before the pointers into mem are made (mem
@@ -725,6 +775,10 @@ static void sq_metrics(broker_log *log, ce_buf *out) {
                     "Groups of appends the embedded log wrote in one transaction, by result: ok "
                     "(synced), failed (log full or a store error: its appends are answered 503).",
                     atomic_load(&l->commits), atomic_load(&l->failed_commits));
+  metrics_single(out, "outpost_log_flush_commits_total", "counter",
+                 "Of outpost_log_commits_total, those made on the thread that took the requests "
+                 "(the fast lane, at the end of a batch) rather than on the log's writer thread.",
+                 atomic_load(&l->flush_commits));
   metrics_single(out, "outpost_log_appends_total", "counter",
                  "Appends (a request's events each) the embedded log made durable; over "
                  "outpost_log_commits_total, the mean group.",
@@ -756,14 +810,25 @@ static void sq_free(broker_log *log) {
   sqlite3_close(l->wdb);
   topics_forget(l);
   pthread_mutex_destroy(&l->mu);
+  pthread_mutex_destroy(&l->commit_mu);
   pthread_mutex_destroy(&l->rmu);
   pthread_cond_destroy(&l->cv);
   free(l->path);
   free(l);
 }
 
-static const broker_log_ops sqlite_ops = {sq_append,     sq_read, sq_commit, sq_committed,
-                                          sq_partitions, sq_end,  sq_free,   sq_metrics};
+static const broker_log_ops sqlite_ops = {
+    .append = sq_append,
+    .append_deferred = sq_append_deferred,
+    .flush = sq_flush,
+    .read = sq_read,
+    .commit = sq_commit,
+    .committed = sq_committed,
+    .partitions = sq_partitions,
+    .end = sq_end,
+    .free = sq_free,
+    .metrics = sq_metrics,
+};
 
 void broker_sqlite_opts_init(broker_sqlite_opts *o) {
   o->partitions = 1;
@@ -804,6 +869,7 @@ broker_log *broker_log_sqlite_open(const char *path, const broker_sqlite_opts *o
   }
   if (open_db(path, false, &l->rdb, errbuf, errlen)) goto fail_stmts;
   pthread_mutex_init(&l->mu, NULL);
+  pthread_mutex_init(&l->commit_mu, NULL);
   pthread_mutex_init(&l->rmu, NULL);
   pthread_cond_init(&l->cv, NULL);
   if (pthread_create(&l->thread, NULL, writer, l)) {
@@ -814,6 +880,7 @@ broker_log *broker_log_sqlite_open(const char *path, const broker_sqlite_opts *o
 
 fail_threads:
   pthread_mutex_destroy(&l->mu);
+  pthread_mutex_destroy(&l->commit_mu);
   pthread_mutex_destroy(&l->rmu);
   pthread_cond_destroy(&l->cv);
   sqlite3_close(l->rdb);

@@ -30,7 +30,8 @@ enum {
   OPT_NO_FAST_LANE,
   OPT_MAX_CONNECTIONS,
   OPT_IDLE_TIMEOUT,
-  OPT_LANE_THREADS
+  OPT_LANE_THREADS,
+  OPT_WRITER_COMMITS
 };
 
 static void usage(FILE *f) {
@@ -78,6 +79,9 @@ static void usage(FILE *f) {
         "  --no-fast-lane        every request served by libmicrohttpd\n"
         "  --lane-threads N      threads of the fast lane (default: the cores but one, at\n"
         "                        least 1)\n"
+        "  --writer-commits      embedded log: every group commit on the log's writer\n"
+        "                        thread (default: the fast lane commits its requests\n"
+        "                        itself at the end of each batch)\n"
         "  --max-connections N   open connections at most; past it new ones are closed\n"
         "                        (default 4096)\n"
         "  --idle-timeout S      close a keep-alive connection idle for S seconds\n"
@@ -178,6 +182,7 @@ int broker_main(int argc, char **argv) {
       {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
       {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
       {"lane-threads", required_argument, NULL, OPT_LANE_THREADS},
+      {"writer-commits", no_argument, NULL, OPT_WRITER_COMMITS},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -263,6 +268,9 @@ int broker_main(int argc, char **argv) {
     case OPT_FAST_LANE:
     case OPT_NO_FAST_LANE:
       lane = c == OPT_FAST_LANE;
+      break;
+    case OPT_WRITER_COMMITS:
+      o.lane_commits = false;
       break;
     case OPT_IDLE_TIMEOUT: /* 0 is allowed: never */
       if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {

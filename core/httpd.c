@@ -527,6 +527,10 @@ const ce_kv *httpd_headers(const httpd_req *req, size_t *n) {
   return req->hdrs;
 }
 
+bool httpd_batched(const httpd_req *req) {
+  return req->fast && req->h->opts.batch_end;
+}
+
 const char *httpd_body(const httpd_req *req, size_t *len) {
   *len = req->body.len;
   return req->body.data ? req->body.data : "";

@@ -59,6 +59,12 @@ typedef struct httpd_opts {
                             serve plain keep-alive POSTs and give anything else to libmicrohttpd
                             (core/httpd_fast.c; default off) */
   unsigned fast_threads; /* fast_lane: its threads (default: the cores but one, at least 1) */
+  /* fast_lane: called with the handler's ctx on a lane thread after each
+   * batch of requests it took, and again while that call gave answers
+   * (which the thread then writes) and those answers let it take more: a
+   * handler finishes there, in one go, what it deferred for its requests
+   * (httpd_batched). NULL: none. */
+  void (*batch_end)(void *ctx);
 } httpd_opts;
 
 void httpd_opts_init(httpd_opts *o);
@@ -95,6 +101,9 @@ const char *httpd_body(const httpd_req *req, size_t *len);
 /* 0 when the request is within the limits; else the status it deserves
  * (413 body too large, 431 too many headers) with a reason in *why. */
 unsigned httpd_limit(const httpd_req *req, const char **why);
+/* Whether the request runs on a thread that calls opts.batch_end after it,
+ * before it waits for anything else: its handler may defer work until then. */
+bool httpd_batched(const httpd_req *req);
 /* A query-string argument, or NULL. */
 const char *httpd_query(const httpd_req *req, const char *name);
 

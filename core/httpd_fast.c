@@ -405,8 +405,28 @@ static void sweep(fworker *w) {
   }
 }
 
+/* The lane's worker whose thread this is (NULL on any other thread). */
+static _Thread_local fworker *own_worker;
+
+/* After a batch: the handler's batch_end, then the answers given meanwhile
+ * (fast_answer does not wake the thread it runs on), as long as there are
+ * any: writing them may take requests pipelined or waiting behind them,
+ * whose deferred work the next batch_end does. */
+static void batch_done(fworker *w) {
+  void (*end)(void *) = w->h->opts.batch_end;
+  for (;;) {
+    if (end) end(w->h->ctx);
+    pthread_mutex_lock(&w->mu);
+    bool more = w->done || w->incoming;
+    pthread_mutex_unlock(&w->mu);
+    if (!more) return;
+    write_answers(w);
+  }
+}
+
 static void *run(void *arg) {
   fworker *w = arg;
+  own_worker = w;
   pthread_setname_np(pthread_self(), "http-fast");
   struct epoll_event evs[FAST_EVENTS];
   int64_t swept = mono_ms();
@@ -431,6 +451,7 @@ static void *run(void *arg) {
       }
       serve(w, c);
     }
+    batch_done(w);
     if (mono_ms() - swept >= 1000) {
       swept = mono_ms();
       sweep(w);
@@ -448,12 +469,13 @@ static void wake_up(fworker *w) {
   (void)!write(w->efd, &one, sizeof one);
 }
 
-/* Queues an answered request for its lane's thread to write. */
+/* Queues an answered request for its lane's thread to write: woken, unless
+ * this is that thread (it writes them at the end of its batch). */
 static void fast_answer(httpd_req *req) {
   fconn *c = req->fast;
   fworker *w = c->w;
   pthread_mutex_lock(&w->mu);
-  bool wake = !w->done && !w->incoming;
+  bool wake = !w->done && !w->incoming && own_worker != w;
   req->fast_next = w->done;
   w->done = req;
   pthread_mutex_unlock(&w->mu);

@@ -579,6 +579,57 @@ class LaneThreadsTest(unittest.TestCase):
         self.assertEqual(b.stop(), 0, b.output())
 
 
+class LaneCommitsTest(unittest.TestCase):
+    """The lane commits the embedded log itself, at the end of each batch
+    (outpost_log_flush_commits_total counts those commits); --writer-commits
+    leaves every commit to the log's writer thread."""
+
+    def commits(self, *flags):
+        """Posts 60 events over three keep-alive connections, three pipelined
+        at a time; checks every answer and the log; returns (commits,
+        flush_commits) from /metrics."""
+        b = Broker(*flags)
+        self.addCleanup(b.cleanup)
+        conns = [Conn(b.port) for _ in range(3)]
+        for c in conns:
+            self.addCleanup(c.close)
+        for k in range(0, 20, 4):
+            for i, c in enumerate(conns):
+                c.send(b"".join(post(100 * i + k + j) for j in range(4)))
+            for i, c in enumerate(conns):
+                for j in range(4):
+                    a = c.answer()
+                    self.assertIsNotNone(a, f"connection {i}, request {k + j}: closed")
+                    self.assertRegex(a.raw, ACCEPTED, f"connection {i}, request {k + j}")
+        self.assertEqual(b.stored(), sorted((str(100 * i + k), value(100 * i + k))
+                                            for i in range(3) for k in range(20)))
+        st, text, _ = request(b.port, "GET", "/metrics", timeout=TIMEOUT)
+        self.assertEqual(st, 200)
+        got = {}
+        for name in ('outpost_log_commits_total{result="ok"}', "outpost_log_flush_commits_total",
+                     "outpost_log_appends_total"):
+            m = re.search("^" + re.escape(name) + r" (\d+)$", text, re.M)
+            self.assertIsNotNone(m, f"{name} in /metrics:\n{text}")
+            got[name] = int(m.group(1))
+        self.assertEqual(got["outpost_log_appends_total"], 60)
+        self.assertEqual(b.stop(), 0, b.output())
+        return got['outpost_log_commits_total{result="ok"}'], got["outpost_log_flush_commits_total"]
+
+    def test_14_lane_commits_its_requests(self):
+        # Nothing but the lane's requests: its batches are committed by the
+        # lane. The writer thread takes what is queued only when it wakes for
+        # its backstop (once a second), which a run this short meets at most
+        # once, between an append and its flush.
+        commits, flushed = self.commits()
+        self.assertGreater(flushed, 0)
+        self.assertGreaterEqual(flushed, commits - 1)
+
+    def test_14b_writer_commits(self):
+        commits, flushed = self.commits("--writer-commits")
+        self.assertGreater(commits, 0)
+        self.assertEqual(flushed, 0)
+
+
 class FlagsTest(unittest.TestCase):
     """The flags of the lane and of the limits refuse what they cannot do."""
 

@@ -172,8 +172,13 @@ static void fake_free(broker_log *log) {
   free(f);
 }
 
-static const broker_log_ops fake_ops = {fake_append,     fake_read, fake_commit, fake_committed,
-                                        fake_partitions, fake_end,  fake_free,   NULL};
+static const broker_log_ops fake_ops = {.append = fake_append,
+                                        .read = fake_read,
+                                        .commit = fake_commit,
+                                        .committed = fake_committed,
+                                        .partitions = fake_partitions,
+                                        .end = fake_end,
+                                        .free = fake_free};
 
 static struct fake_log *fake_log_new(void) {
   struct fake_log *f = calloc(1, sizeof *f);

@@ -3,13 +3,15 @@
  * back exactly as appended (key, headers, value, no key, no value), offsets
  * per partition that survive a reopen, consumer positions, retention that
  * never deletes what a group still needs, and many threads appending at once
- * (each append acknowledged once, every record present, offsets dense), and
- * the log's metrics of its group commits.
+ * (each append acknowledged once, every record present, offsets dense), also
+ * while some of them commit their own deferred appends, and the log's
+ * metrics of its group commits.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -368,6 +370,7 @@ typedef struct writer_arg {
   broker_log *log;
   waiter *w;
   int id, count;
+  bool deferred; /* broker_log_append_deferred, and a flush every 5 and at the end */
 } writer_arg;
 
 static void *appender(void *p) {
@@ -377,11 +380,92 @@ static void *appender(void *p) {
     int n = snprintf(v, sizeof v, "%d-%d", a->id, i);
     broker_record r = {
         .partition = -1, .key = v, .key_len = (size_t)n, .value = v, .value_len = (size_t)n};
-    while (broker_log_append(a->log, "t", &r, 1, on_append, a->w) != 0) clock_sleep_ms(1);
+    if (a->deferred) {
+      while (broker_log_append_deferred(a->log, "t", &r, 1, on_append, a->w) != 0)
+        clock_sleep_ms(1);
+      if (i % 5 == 4) broker_log_flush(a->log);
+    } else {
+      while (broker_log_append(a->log, "t", &r, 1, on_append, a->w) != 0) clock_sleep_ms(1);
+    }
   }
+  if (a->deferred) broker_log_flush(a->log);
   return NULL;
 }
 
+/* A callback that also notes whether it ran on the thread that set `on`. */
+typedef struct thread_waiter {
+  waiter w;
+  pthread_t on;
+  int elsewhere;
+} thread_waiter;
+
+static void on_append_where(void *opaque, int status) {
+  thread_waiter *t = opaque;
+  if (!pthread_equal(pthread_self(), t->on)) t->elsewhere++;
+  on_append(&t->w, status);
+}
+
+/* Deferred appends wake no one: broker_log_flush commits them all as one
+ * group on the calling thread, their callbacks run before it returns. */
+static void deferred_appends_commit_in_flush(void **state) {
+  (void)state;
+  broker_log *log = open_log(2);
+  thread_waiter t = {.on = pthread_self()};
+  waiter_init(&t.w);
+  for (int i = 0; i < 10; i++) {
+    char v[8];
+    int n = snprintf(v, sizeof v, "v%d", i);
+    broker_record r = {.partition = i % 2, .value = v, .value_len = (size_t)n};
+    assert_int_equal(broker_log_append_deferred(log, "t", &r, 1, on_append_where, &t), 0);
+  }
+  broker_log_flush(log);
+  assert_int_equal(t.w.done, 10); /* before flush returned, not waited for */
+  assert_int_equal(t.w.failed, 0);
+  assert_int_equal(t.elsewhere, 0);
+  broker_log_flush(log); /* nothing queued: no commit */
+  char *m = prom_log_text(log);
+  assert_non_null(m);
+  assert_true(sample(m, "outpost_log_commits_total{result=\"ok\"}") == 1);
+  assert_true(sample(m, "outpost_log_flush_commits_total") == 1);
+  assert_true(sample(m, "outpost_log_appends_total") == 10);
+  free(m);
+  for (int32_t p = 0; p < 2; p++) {
+    broker_records out;
+    assert_int_equal(broker_log_read(log, "t", p, 0, 100, &out), 5);
+    for (int i = 0; i < 5; i++) {
+      char v[8];
+      int n = snprintf(v, sizeof v, "v%d", 2 * i + p);
+      assert_int_equal(out.recs[i].offset, i);
+      assert_int_equal(out.recs[i].value_len, (size_t)n);
+      assert_memory_equal(out.recs[i].value, v, (size_t)n);
+    }
+    broker_records_cleanup(&out);
+  }
+  broker_log_free(log);
+}
+
+/* A deferred append its caller never flushes is still committed, by the
+ * writer thread (within about a second), never left behind. */
+static void deferred_append_without_flush(void **state) {
+  (void)state;
+  broker_log *log = open_log(1);
+  thread_waiter t = {.on = pthread_self()};
+  waiter_init(&t.w);
+  broker_record r = {.partition = 0, .value = "x", .value_len = 1};
+  assert_int_equal(broker_log_append_deferred(log, "t", &r, 1, on_append_where, &t), 0);
+  wait_for(&t.w, 1);
+  assert_int_equal(t.w.last_status, 0);
+  assert_int_equal(t.elsewhere, 1);
+  char *m = prom_log_text(log);
+  assert_non_null(m);
+  assert_true(sample(m, "outpost_log_commits_total{result=\"ok\"}") == 1);
+  assert_true(sample(m, "outpost_log_flush_commits_total") == 0);
+  free(m);
+  broker_log_free(log);
+}
+
+/* Half the threads append deferred and flush (commits on their own threads,
+ * or handed to the writer when one is under way), half wake the writer. */
 static void concurrent_appends(void **state) {
   (void)state;
   enum { THREADS = 8, EACH = 200 };
@@ -390,7 +474,7 @@ static void concurrent_appends(void **state) {
   pthread_t th[THREADS];
   writer_arg args[THREADS];
   for (int i = 0; i < THREADS; i++) {
-    args[i] = (writer_arg){log, w, i, EACH};
+    args[i] = (writer_arg){log, w, i, EACH, i % 2 == 1};
     pthread_create(&th[i], NULL, appender, &args[i]);
   }
   for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
@@ -421,6 +505,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(end_outlives_its_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(reads_inside_and_across_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(concurrent_appends, setup, teardown),
+      cmocka_unit_test_setup_teardown(deferred_appends_commit_in_flush, setup, teardown),
+      cmocka_unit_test_setup_teardown(deferred_append_without_flush, setup, teardown),
       cmocka_unit_test_setup_teardown(metrics_count_group_commits, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
