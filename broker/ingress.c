@@ -357,7 +357,7 @@ static unsigned status_for(int rc, enum reason *r) {
 /* The fast lane's batch_end: commits what its requests appended. */
 static void lane_flush(void *ctx) {
   broker_ingress *in = ctx;
-  if (in->log) broker_log_flush(in->log);
+  broker_log_flush(in->log);
 }
 
 /* Decodes, stamps and appends the events of a POST. Returns true when the
