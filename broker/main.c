@@ -31,7 +31,8 @@ enum {
   OPT_MAX_CONNECTIONS,
   OPT_IDLE_TIMEOUT,
   OPT_LANE_THREADS,
-  OPT_WRITER_COMMITS
+  OPT_WRITER_COMMITS,
+  OPT_BATCH_POLLS
 };
 
 static void usage(FILE *f) {
@@ -82,6 +83,9 @@ static void usage(FILE *f) {
         "  --writer-commits      embedded log: every group commit on the log's writer\n"
         "                        thread (default: the fast lane commits its requests\n"
         "                        itself at the end of each batch)\n"
+        "  --batch-polls N       fast lane: before a batch ends (and the lane commits),\n"
+        "                        up to N more looks for requests that came in meanwhile,\n"
+        "                        which join it (default 3; 0: none)\n"
         "  --max-connections N   open connections at most; past it new ones are closed\n"
         "                        (default 4096)\n"
         "  --idle-timeout S      close a keep-alive connection idle for S seconds\n"
@@ -183,6 +187,7 @@ int broker_main(int argc, char **argv) {
       {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
       {"lane-threads", required_argument, NULL, OPT_LANE_THREADS},
       {"writer-commits", no_argument, NULL, OPT_WRITER_COMMITS},
+      {"batch-polls", required_argument, NULL, OPT_BATCH_POLLS},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   broker_ingress_opts o;
@@ -271,6 +276,13 @@ int broker_main(int argc, char **argv) {
       break;
     case OPT_WRITER_COMMITS:
       o.lane_commits = false;
+      break;
+    case OPT_BATCH_POLLS: /* 0 is allowed: a batch is one epoll_wait */
+      if (parse_size(optarg, &v) || *optarg == '-' || v > 64) {
+        fprintf(stderr, "outpost broker: --batch-polls wants 0 to 64, not '%s'\n", optarg);
+        return 2;
+      }
+      o.http.batch_polls = (unsigned)v;
       break;
     case OPT_IDLE_TIMEOUT: /* 0 is allowed: never */
       if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {

@@ -65,6 +65,10 @@ typedef struct httpd_opts {
    * handler finishes there, in one go, what it deferred for its requests
    * (httpd_batched). NULL: none. */
   void (*batch_end)(void *ctx);
+  /* fast_lane with a batch_end: before a batch ends, up to this many more
+   * looks (epoll_wait that waits for nothing) for requests that came in
+   * meanwhile, which join it (default 3; 0: a batch is one epoll_wait). */
+  unsigned batch_polls;
 } httpd_opts;
 
 void httpd_opts_init(httpd_opts *o);

@@ -624,6 +624,16 @@ class LaneCommitsTest(unittest.TestCase):
         self.assertGreater(flushed, 0)
         self.assertGreaterEqual(flushed, commits - 1)
 
+    def test_14c_batch_polls(self):
+        # Whether a batch is one epoll_wait or takes what came in meanwhile,
+        # the lane commits its batches and answers every request
+        # (tests/unit/test_httpd_fast.c shows what joins a batch).
+        for polls in ("0", "64"):
+            with self.subTest(polls):
+                commits, flushed = self.commits("--batch-polls", polls)
+                self.assertGreater(flushed, 0)
+                self.assertGreaterEqual(flushed, commits - 1)
+
     def test_14b_writer_commits(self):
         commits, flushed = self.commits("--writer-commits")
         self.assertGreater(commits, 0)
@@ -639,7 +649,9 @@ class FlagsTest(unittest.TestCase):
                  (("--idle-timeout", "x"), "--idle-timeout wants seconds, not 'x'"),
                  (("--idle-timeout", "-1"), "--idle-timeout wants seconds, not '-1'"),
                  (("--max-connections", "0"), "bad number '0'"),
-                 (("--lane-threads", "0"), "bad number '0'")]
+                 (("--lane-threads", "0"), "bad number '0'"),
+                 (("--batch-polls", "65"), "--batch-polls wants 0 to 64, not '65'"),
+                 (("--batch-polls", "-1"), "--batch-polls wants 0 to 64, not '-1'")]
         with tempfile.TemporaryDirectory() as d:
             data = os.path.join(d, "broker.db")
             for args, want in cases:
