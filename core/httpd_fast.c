@@ -484,10 +484,10 @@ static void wake_up(fworker *w) {
 /* Queues an answered request for its lane's thread to write: woken, unless
  * this is that thread (it writes them at the end of its batch). Pushed on
  * the front, so a batch's answers go out last answered first: with the
- * lane's commits, the requests taken last are answered first. Measured
- * against writing them first answered first (lower in 8 of 10 alternating
- * rounds), shuffled and interleaved (each lower in 6 of 8): bench/README.md,
- * session 19. */
+ * lane's commits, the requests taken last are answered first. The other
+ * orders measured came out lower: first answered first in 8 of 10
+ * alternating rounds, shuffled or with the halves interleaved in 6 of 8
+ * each (bench/README.md, session 19). */
 static void fast_answer(httpd_req *req) {
   fconn *c = req->fast;
   fworker *w = c->w;
