@@ -34,7 +34,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from outpost_test import binary_headers, free_port  # noqa: E402
+from outpost_test import binary_headers, free_port, wait_for  # noqa: E402
 
 OUTPOST = KAFKA_MOCK = None
 TOPIC = "knative-broker-default-default"
@@ -372,12 +372,7 @@ def metric(port, name, **labels):
 
 
 def wait_until(pred, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not (v := pred()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out ({timeout} s) waiting for {what}")
-        time.sleep(0.05)
-    return v
+    return wait_for(what, pred, timeout)
 
 
 class SplitTest(unittest.TestCase):

@@ -68,7 +68,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
-from outpost_test import free_port, parse_metrics  # noqa: E402
+from outpost_test import cgroup2_root, ebpf_skip_reason, free_port, parse_metrics, wait_for  # noqa: E402
 
 OUTPOST = None
 SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -309,14 +309,7 @@ class Case(unittest.TestCase):
         return d
 
     def wait_until(self, pred, what, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                self.fail(f"timed out ({timeout} s) waiting for {what}")
-            time.sleep(0.05)
+        return wait_for(what, pred, timeout)
 
     def no_drops(self, d):
         m = d.metrics()
@@ -624,25 +617,6 @@ class FakeIngressTest(Case):
 
 
 # ---------------------------------------------------------------- the kernel suite
-
-def cgroup2_root():
-    """The cgroup2 mount point, or None."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            if " - cgroup2 " in line:
-                return line.split()[4]
-    return None
-
-
-def kernel_skip_reason():
-    if os.geteuid() != 0:
-        return "the eBPF tests need root"
-    if not os.access("/sys/kernel/btf/vmlinux", os.R_OK):
-        return "the kernel has no BTF"
-    if not cgroup2_root():
-        return "no cgroup2 mount"
-    return None
-
 
 def in_cgroup(cg, *argv):
     """Runs argv in cgroup cg (a shell joins it, then execs argv); returns the Popen."""
@@ -1111,7 +1085,7 @@ def main():
     if suite == "kafka":
         names = ["KafkaTest"]
     elif suite == "kernel":
-        why = kernel_skip_reason()
+        why = ebpf_skip_reason()
         if why:
             print(f"SKIP: {why}", file=sys.stderr)
             sys.exit(77)

@@ -5,6 +5,7 @@ A test finds this module with
 """
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -62,14 +63,36 @@ def health_pid(port):
 
 def wait_for(what, fn, timeout=30, step=0.05):
     """Polls fn until it returns something true, and returns that value;
-    AssertionError naming `what` after timeout seconds."""
+    AssertionError naming `what` once fn has come out false after timeout
+    seconds (so fn is always called at least once, and once more at the end)."""
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    while True:
         v = fn()
         if v:
             return v
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out ({timeout} s) waiting for {what}")
         time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
+
+
+def cgroup2_root():
+    """The cgroup2 mount point, or None."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if " - cgroup2 " in line:
+                return line.split()[4]
+    return None
+
+
+def ebpf_skip_reason():
+    """Why the eBPF side cannot run here (root, BTF, a cgroup2 mount), or None."""
+    if os.geteuid() != 0:
+        return "needs root (eBPF)"
+    if not os.access("/sys/kernel/btf/vmlinux", os.R_OK):
+        return "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+    if not cgroup2_root():
+        return "no cgroup2 mount"
+    return None
 
 
 def alive(pid):

@@ -34,7 +34,7 @@ import test_tiers as T
 from test_tiers import containers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from outpost_test import free_port, health_pid, request, wait_for  # noqa: E402
+from outpost_test import cgroup2_root, ebpf_skip_reason, free_port, health_pid, request, wait_for  # noqa: E402
 
 OUTPOST = PODMAN_SERVICE = None
 NS = "detp-t" + secrets.token_hex(3)
@@ -86,24 +86,6 @@ class Subscriber:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-def cgroup2_root():
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            if " - cgroup2 " in line:
-                return line.split()[4]
-    return None
-
-
-def skip_reason():
-    if os.geteuid() != 0:
-        return "needs root (podman, eBPF)"
-    if not os.access("/sys/kernel/btf/vmlinux", os.R_OK):
-        return "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
-    if not cgroup2_root():
-        return "no cgroup2 mount"
-    return None
 
 
 def remove_leftovers():
@@ -403,7 +385,7 @@ def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     OUTPOST, PODMAN_SERVICE = sys.argv[1], sys.argv[2]
-    why = skip_reason()
+    why = ebpf_skip_reason()
     if why:
         print(f"skipped: {why}")
         sys.exit(77)

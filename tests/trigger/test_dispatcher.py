@@ -45,7 +45,7 @@ import warnings
 sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
-from outpost_test import binary_headers, free_port, metric_samples  # noqa: E402
+from outpost_test import binary_headers, free_port, metric_samples, wait_for  # noqa: E402
 from test_kafka import kcat  # noqa: E402  (kcat -C -J, headers as a dict)
 
 OUTPOST = None
@@ -348,14 +348,7 @@ class DispatcherCase(unittest.TestCase):
 
     def wait_until(self, pred, what, timeout=30.0):
         """Polls pred until it is true; fails the test after timeout (seconds)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                self.fail(f"timed out ({timeout} s) waiting for {what}")
-            time.sleep(0.05)
+        return wait_for(what, pred, timeout)
 
     def settle(self, b, events, timeout=30.0):
         """Waits until the dispatcher has read `events` records and has no
