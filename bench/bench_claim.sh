@@ -77,14 +77,10 @@ if ((quick)); then
   idle_s=3
 fi
 claims=${claims:-$claims_default}
-for v in "--claims=$claims" "--warm=$warm" "--reclaims=$reclaims" "--idle-timeout=$idle_s"; do
-  case ${v#*=} in
-  '' | *[!0-9]* | 0)
-    echo "bench_claim: ${v%%=*} wants a whole number > 0, not '${v#*=}'" >&2
-    exit 2
-    ;;
-  esac
-done
+want_whole --claims "$claims"
+want_whole --warm "$warm"
+want_whole --reclaims "$reclaims"
+want_whole --idle-timeout "$idle_s"
 ((claims <= 999 && reclaims <= 40)) || {
   echo "bench_claim: at most 999 claims and 40 reclaims" >&2
   exit 2

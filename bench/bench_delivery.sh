@@ -50,14 +50,8 @@ batch=1000
 poll=0.05
 lua="$here/delivery.lua"
 
-for v in "BENCH_EVENTS=$events" "BENCH_DURATION=$duration"; do
-  case ${v#*=} in
-  '' | *[!0-9]* | 0)
-    echo "bench_delivery: ${v%%=*} wants a whole number > 0, not '${v#*=}'" >&2
-    exit 2
-    ;;
-  esac
-done
+want_whole BENCH_EVENTS "$events"
+want_whole BENCH_DURATION "$duration"
 timeout_s=$((60 + events / 500))
 
 bench_setup bench_delivery

@@ -85,13 +85,11 @@ mix=${BENCH_MIX:-100000}
 step=${BENCH_STEP:-4}
 bpf_stats=${BENCH_BPF_STATS:-1}
 
-for v in "$rounds" "$execs" "$syscalls" "$mix" "$step"; do
-  case $v in '' | *[!0-9]* | 0)
-    echo "bench_detector: BENCH_ROUNDS, BENCH_EXECS, BENCH_SYSCALLS, BENCH_MIX and BENCH_STEP want whole numbers > 0" >&2
-    exit 2
-    ;;
-  esac
-done
+want_whole BENCH_ROUNDS "$rounds"
+want_whole BENCH_EXECS "$execs"
+want_whole BENCH_SYSCALLS "$syscalls"
+want_whole BENCH_MIX "$mix"
+want_whole BENCH_STEP "$step"
 bench=bench_detector
 bench_need_ebpf
 if ! command -v cc >/dev/null 2>&1; then

@@ -31,18 +31,8 @@ wrk_threads=2
 lua="$here/ingress.lua"
 target=/default/default
 
-case $duration in
-'' | *[!0-9]* | 0)
-  echo "bench_ingress: BENCH_DURATION wants whole seconds > 0, not '$duration'" >&2
-  exit 2
-  ;;
-esac
-case $rounds in
-'' | *[!0-9]* | 0)
-  echo "bench_ingress: BENCH_ROUNDS wants a whole number > 0, not '$rounds'" >&2
-  exit 2
-  ;;
-esac
+want_whole BENCH_DURATION "$duration"
+want_whole BENCH_ROUNDS "$rounds"
 
 bench_setup bench_ingress
 bench_tools

@@ -53,24 +53,9 @@ lua="$here/ingress.lua"
 target=/default/default
 read -r -a broker_args <<<"${BENCH_BROKER_ARGS:-}"
 
-case $pairs in
-'' | *[!0-9]* | 0)
-  echo "bench_ingress_pairs: BENCH_PAIRS wants a whole number > 0, not '$pairs'" >&2
-  exit 2
-  ;;
-esac
-case $quiet_steal in
-'' | *[!0-9]*)
-  echo "bench_ingress_pairs: BENCH_QUIET_STEAL wants a whole percentage, not '$quiet_steal'" >&2
-  exit 2
-  ;;
-esac
-case $chunk in
-'' | *[!0-9]* | 0)
-  echo "bench_ingress_pairs: BENCH_CHUNK wants whole seconds > 0, not '$chunk'" >&2
-  exit 2
-  ;;
-esac
+want_whole BENCH_PAIRS "$pairs"
+want_whole BENCH_QUIET_STEAL "$quiet_steal" 0
+want_whole BENCH_CHUNK "$chunk"
 
 bench_setup bench_ingress_pairs
 bench_tools

@@ -29,12 +29,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 runs=${BENCH_RUNS:-10}
 goal=${BENCH_GOAL:-0.6}
-case $runs in
-'' | *[!0-9]* | 0 | 1)
-  echo "bench_ingress_runs: BENCH_RUNS wants a whole number > 1, not '$runs'" >&2
-  exit 2
-  ;;
-esac
+want_whole BENCH_RUNS "$runs" 2
 case $goal in
 '' | *[!0-9.]* | *.*.*)
   echo "bench_ingress_runs: BENCH_GOAL wants a ratio such as 0.6, not '$goal'" >&2

@@ -3,8 +3,9 @@
 # building or finding `outpost`, HTTP without curl, free ports, and starting
 # our own nginx and `outpost broker`. See bench/README.md.
 #
-# The sourcing script calls bench_setup (with its name, for messages),
-# bench_tools and bench_outpost, in that order.
+# The sourcing script checks its settings (want_whole), then calls
+# bench_setup (with its name, for messages), bench_tools and bench_outpost,
+# in that order.
 # shellcheck shell=bash
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,6 +20,19 @@ broker_pid=
 broker_port=
 our_policy=
 outpost=
+
+# want_whole NAME VALUE [MIN]: a setting checked before anything starts.
+# Returns when VALUE is a whole number of at least MIN (default 1); else says
+# which setting wanted what (the script's name first) and exits 2.
+want_whole() {
+  local min=${3:-1} me=${0##*/}
+  case $2 in
+  '' | *[!0-9]*) ;;
+  *) if ((10#$2 >= min)); then return 0; fi ;;
+  esac
+  echo "${me%.sh}: $1 wants a whole number >= $min, not '$2'" >&2
+  exit 2
+}
 
 bench_cleanup() {
   local pid
