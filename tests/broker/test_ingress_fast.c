@@ -25,6 +25,7 @@
 
 #include "broker/broker.h"
 #include "broker/broker_int.h"
+#include "tests/broker/record_diff.h"
 #include "tests/unit/test_util.h"
 
 static const char now[] = "2026-11-22T03:31:00.123456789Z";
@@ -91,42 +92,6 @@ static const char *dump(const msg *m) {
   return out;
 }
 
-/* Why the two records differ, or NULL when they are the same. */
-static const char *differ(const broker_batch *a, const broker_batch *b) {
-  static char why[400];
-  char x[200], y[200];
-  if (a->n != 1 || b->n != 1) return "not one record each";
-  const broker_record *f = &a->recs[0], *c = &b->recs[0];
-  if (f->partition != c->partition || f->offset != c->offset || f->timestamp_ms != c->timestamp_ms)
-    return "partition, offset or timestamp";
-  if (f->n_headers != c->n_headers) {
-    snprintf(why, sizeof why, "%zu headers, the checked path %zu", f->n_headers, c->n_headers);
-    return why;
-  }
-  for (size_t i = 0; i < f->n_headers; i++) {
-    const ce_kv *p = &f->headers[i], *q = &c->headers[i];
-    if (p->name_len != q->name_len || memcmp(p->name, q->name, p->name_len) ||
-        p->value_len != q->value_len || memcmp(p->value, q->value, p->value_len)) {
-      snprintf(why, sizeof why, "header %zu: %s=", i, show(p->name, p->name_len, x, sizeof x));
-      size_t o = strlen(why);
-      snprintf(why + o, sizeof why - o, "%s, the checked path ",
-               show(p->value, p->value_len, x, sizeof x));
-      o = strlen(why);
-      snprintf(why + o, sizeof why - o, "%s=", show(q->name, q->name_len, y, sizeof y));
-      o = strlen(why);
-      snprintf(why + o, sizeof why - o, "%s", show(q->value, q->value_len, y, sizeof y));
-      return why;
-    }
-  }
-  if ((f->key == NULL) != (c->key == NULL) || f->key_len != c->key_len ||
-      (f->key_len && memcmp(f->key, c->key, f->key_len)))
-    return "the key";
-  if ((f->value == NULL) != (c->value == NULL) || f->value_len != c->value_len ||
-      (f->value_len && memcmp(f->value, c->value, f->value_len)))
-    return "the value";
-  return NULL;
-}
-
 /* What both paths did with one request. */
 enum outcome { FAST_SAME, DECLINED_ACCEPTED, DECLINED_REFUSED };
 
@@ -144,7 +109,7 @@ static enum outcome both(const msg *m, const ce_limits *l, int32_t ttl) {
     if (crc != 1)
       fail_msg("%s%sthe fast path accepts what the checked path refuses (%s, %s: %s):%s", WHERE,
                errname(crc), err.attr, err.reason, dump(m));
-    const char *why = differ(&fast, &checked);
+    const char *why = record_differ(&fast, &checked);
     if (why) fail_msg("%s%sthe records differ: %s; request:%s", WHERE, why, dump(m));
     o = FAST_SAME;
   } else {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/ce.h"
+#include "tests/unit/show.h"
 
 /* The case a table-driven test is running, printed with every failure. */
 static char ctx[256] __attribute__((unused));
@@ -62,22 +63,6 @@ static inline const char *errname(long long rc) {
   default:
     return rc > 0 ? "positive" : "other";
   }
-}
-
-/* Writes a printable, escaped, possibly shortened copy of p[0..n) into out. */
-static inline const char *show(const void *p, size_t n, char *out, size_t size) {
-  const unsigned char *s = p;
-  size_t o = 0;
-  if (p == NULL) return "(null)";
-  for (size_t i = 0; i < n && o + 8 < size; i++) {
-    if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')
-      out[o++] = (char)s[i];
-    else
-      o += (size_t)snprintf(out + o, size - o, "\\x%02x", s[i]);
-  }
-  if (o + 8 >= size) o += (size_t)snprintf(out + o, size - o, "...");
-  out[o] = '\0';
-  return out;
 }
 
 #define WHERE ctx, ctx[0] ? ": " : ""
