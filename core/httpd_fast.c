@@ -40,7 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { FAST_PEEK = 16 * 1024, FAST_EVENTS = 64 };
+enum { FAST_PEEK = HTTPD_FAST_PEEK, FAST_EVENTS = 64 };
 
 typedef struct fconn {
   int fd;
@@ -98,29 +98,11 @@ static const char *crlf(const char *p, const char *end) {
   return r && r + 1 < end && r[1] == '\n' ? r : NULL;
 }
 
-/* One header line found in a request. */
-typedef struct line {
-  const char *name, *value;
-  size_t name_len, value_len;
-} line;
-
-/* What parse makes of the bytes at the start of a connection: the request
- * (total bytes, path, headers, body), or why not. */
-typedef enum { P_TAKE, P_MORE, P_DECLINE } parse_rc;
-
-typedef struct parsed {
-  size_t total, head, body_len;
-  const char *path;
-  size_t path_len;
-  line *lines;
-  size_t n_lines;
-} parsed;
-
-static parse_rc parse(const httpd_opts *o, const char *b, size_t n, line *lines, size_t max_lines,
-                      parsed *p) {
+httpd__parse_rc httpd__fast_parse(const httpd_opts *o, const char *b, size_t n, httpd__line *lines,
+                                  size_t max_lines, httpd__parsed *p) {
   static const char post[] = "POST ";
-  if (n < sizeof post - 1) return memcmp(b, post, n) == 0 ? P_MORE : P_DECLINE;
-  if (memcmp(b, post, sizeof post - 1)) return P_DECLINE;
+  if (n < sizeof post - 1) return memcmp(b, post, n) == 0 ? HTTPD__MORE : HTTPD__DECLINE;
+  if (memcmp(b, post, sizeof post - 1)) return HTTPD__DECLINE;
   size_t limit = o->max_header_bytes ? o->max_header_bytes : 16 * 1024;
   /* One pass over the line ends up to the empty line (end: its CR LF CR LF).
    * A line ended by a bare LF (libmicrohttpd takes them) is not waited on:
@@ -128,42 +110,43 @@ static parse_rc parse(const httpd_opts *o, const char *b, size_t n, line *lines,
   const char *end = NULL;
   for (const char *lf = memchr(b, '\n', n); lf;
        lf = memchr(lf + 1, '\n', n - (size_t)(lf + 1 - b))) {
-    if (lf == b || lf[-1] != '\r') return P_DECLINE;
+    if (lf == b || lf[-1] != '\r') return HTTPD__DECLINE;
     if (lf - b >= 3 && lf[-2] == '\n') { /* lf[-3] is a CR: that LF was checked */
       end = lf - 3;
       break;
     }
   }
-  if (!end) return n >= limit || n == FAST_PEEK ? P_DECLINE : P_MORE;
+  if (!end) return n >= limit || n == FAST_PEEK ? HTTPD__DECLINE : HTTPD__MORE;
   p->head = (size_t)(end - b) + 4;
-  if (p->head > limit) return P_DECLINE;
+  if (p->head > limit) return HTTPD__DECLINE;
   const char *s = b + sizeof post - 1, *eol = crlf(s, end + 2);
+  if (!eol) return HTTPD__DECLINE; /* a bare CR in the request line */
   const char *sp = memchr(s, ' ', (size_t)(eol - s));
   if (!sp || sp == s || *s != '/' || (size_t)(eol - sp) != 9 || memcmp(sp, " HTTP/1.1", 9))
-    return P_DECLINE;
+    return HTTPD__DECLINE;
   for (const char *c = s; c < sp; c++)
-    if (!path_char(*c)) return P_DECLINE;
+    if (!path_char(*c)) return HTTPD__DECLINE;
   p->path = s;
   p->path_len = (size_t)(sp - s);
   bool host = false, have_len = false;
   size_t len = 0, k = 0;
   for (const char *l = eol + 2; l < end + 2;) {
     const char *le = crlf(l, end + 2);
-    if (!le) return P_DECLINE;
+    if (!le) return HTTPD__DECLINE;
     const char *colon = memchr(l, ':', (size_t)(le - l));
-    if (!colon || colon == l || k == max_lines) return P_DECLINE;
+    if (!colon || colon == l || k == max_lines) return HTTPD__DECLINE;
     for (const char *c = l; c < colon; c++)
-      if (!tchar(*c)) return P_DECLINE; /* obs-fold, spaces before the colon... */
+      if (!tchar(*c)) return HTTPD__DECLINE; /* obs-fold, spaces before the colon... */
     const char *v = colon + 1, *ve = le;
     while (v < ve && (*v == ' ' || *v == '\t')) v++;
     while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
     for (const char *c = v; c < ve; c++)
-      if ((unsigned char)*c < 0x20 && *c != '\t') return P_DECLINE;
+      if ((unsigned char)*c < 0x20 && *c != '\t') return HTTPD__DECLINE;
     size_t nl = (size_t)(colon - l), vl = (size_t)(ve - v);
     if (CE__IEQ_LIT(l, nl, "content-length")) {
-      if (have_len || vl == 0 || vl > 12) return P_DECLINE;
+      if (have_len || vl == 0 || vl > 12) return HTTPD__DECLINE;
       for (size_t i = 0; i < vl; i++) {
-        if (v[i] < '0' || v[i] > '9') return P_DECLINE;
+        if (v[i] < '0' || v[i] > '9') return HTTPD__DECLINE;
         len = len * 10 + (size_t)(v[i] - '0');
       }
       have_len = true;
@@ -172,24 +155,24 @@ static parse_rc parse(const httpd_opts *o, const char *b, size_t n, line *lines,
     } else if (CE__IEQ_LIT(l, nl, "transfer-encoding") || CE__IEQ_LIT(l, nl, "expect") ||
                CE__IEQ_LIT(l, nl, "upgrade") ||
                (CE__IEQ_LIT(l, nl, "connection") && !CE__IEQ_LIT(v, vl, "keep-alive"))) {
-      return P_DECLINE;
+      return HTTPD__DECLINE;
     }
-    lines[k++] = (line){l, v, nl, vl};
+    lines[k++] = (httpd__line){l, v, nl, vl};
     l = le + 2;
   }
   if (!host || !have_len || (o->max_headers && k > o->max_headers) ||
       (o->max_body && len > o->max_body) || p->head + len > FAST_PEEK)
-    return P_DECLINE;
+    return HTTPD__DECLINE;
   p->body_len = len;
   p->total = p->head + len;
   p->lines = lines;
   p->n_lines = k;
-  return n < p->total ? P_MORE : P_TAKE;
+  return n < p->total ? HTTPD__MORE : HTTPD__TAKE;
 }
 
 /* The request as handlers see it: path, headers and body copied into one
  * allocation, each NUL-terminated (httpd_header hands out C strings). */
-static httpd_req *make_req(httpd *h, fconn *c, const char *b, const parsed *p) {
+static httpd_req *make_req(httpd *h, fconn *c, const char *b, const httpd__parsed *p) {
   size_t bytes = p->path_len + 1;
   for (size_t i = 0; i < p->n_lines; i++) bytes += p->lines[i].name_len + p->lines[i].value_len + 2;
   httpd_req *req = calloc(1, sizeof *req + p->n_lines * sizeof(ce_kv) + bytes);
@@ -204,7 +187,7 @@ static httpd_req *make_req(httpd *h, fconn *c, const char *b, const parsed *p) {
   req->url = at;
   at += p->path_len + 1;
   for (size_t i = 0; i < p->n_lines; i++) {
-    const line *l = &p->lines[i];
+    const httpd__line *l = &p->lines[i];
     memcpy(at, l->name, l->name_len);
     at[l->name_len] = '\0';
     memcpy(at + l->name_len + 1, l->value, l->value_len);
@@ -273,15 +256,15 @@ static void serve(fworker *w, fconn *c) {
     return;
   }
   if (n < 0) return; /* nothing yet: the next edge says when */
-  line lines[128];
+  httpd__line lines[128];
   size_t max_lines = h->opts.max_headers && h->opts.max_headers < 128 ? h->opts.max_headers : 128;
-  parsed p;
-  parse_rc rc = parse(&h->opts, w->peek, (size_t)n, lines, max_lines, &p);
-  if (rc == P_MORE) {
+  httpd__parsed p;
+  httpd__parse_rc rc = httpd__fast_parse(&h->opts, w->peek, (size_t)n, lines, max_lines, &p);
+  if (rc == HTTPD__MORE) {
     c->last = mono_ms(); /* a request coming in is activity */
     return;
   }
-  httpd_req *req = rc == P_TAKE ? make_req(h, c, w->peek, &p) : NULL;
+  httpd_req *req = rc == HTTPD__TAKE ? make_req(h, c, w->peek, &p) : NULL;
   if (!req) {
     hand_over(w, c);
     return;

@@ -1,6 +1,7 @@
 /*
  * httpd_int.h — private to core/httpd.c and core/httpd_fast.c: the server
- * and request structures, and the fast lane's entry points.
+ * and request structures, and the fast lane's entry points and request
+ * parser (the latter also for its fuzz target, tests/fuzz/fuzz_lane.c).
  */
 #ifndef OUTPOST_CORE_HTTPD_INT_H
 #define OUTPOST_CORE_HTTPD_INT_H
@@ -74,5 +75,38 @@ void httpd__fast_respond(httpd_req *req, unsigned status, const char *content_ty
                          const void *body, size_t len, const char *const *extra, size_t n_extra);
 /* Gives a connection to libmicrohttpd (httpd.c). */
 void httpd__to_mhd(httpd *h, int fd, const struct sockaddr_in *peer);
+
+/* The most of a connection the lane looks at (MSG_PEEK): a request whose
+ * head and body are longer is libmicrohttpd's. */
+enum { HTTPD_FAST_PEEK = 16 * 1024 };
+
+/* One header line of a request the lane parsed: pointers into its bytes. */
+typedef struct httpd__line {
+  const char *name, *value;
+  size_t name_len, value_len;
+} httpd__line;
+
+/* What the lane's parser makes of the bytes at the start of a connection. */
+typedef enum {
+  HTTPD__TAKE,    /* a whole request the lane serves (the rest may follow) */
+  HTTPD__MORE,    /* such a request's beginning: wait for more bytes */
+  HTTPD__DECLINE, /* anything else: libmicrohttpd's */
+} httpd__parse_rc;
+
+typedef struct httpd__parsed {
+  size_t total, head, body_len; /* bytes of the request, of its head, of its body */
+  const char *path;
+  size_t path_len;
+  httpd__line *lines; /* the lines given to the parser, n_lines of them used */
+  size_t n_lines;
+} httpd__parsed;
+
+/* Parses b[0..n) (n at most HTTPD_FAST_PEEK) as the lane's common request
+ * under o's limits: a POST to a plain path in HTTP/1.1, header lines ended by
+ * CR LF (at most max_lines of them), a Host, a Content-Length, and no
+ * Transfer-Encoding, Expect, Upgrade or Connection other than keep-alive.
+ * *p is filled for HTTPD__TAKE (and for HTTPD__MORE once the head is whole). */
+httpd__parse_rc httpd__fast_parse(const httpd_opts *o, const char *b, size_t n, httpd__line *lines,
+                                  size_t max_lines, httpd__parsed *p);
 
 #endif

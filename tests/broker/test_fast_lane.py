@@ -457,6 +457,17 @@ class HandOverTest(TwoBrokers):
         self.both(lambda c: (c.send(b"HELLO\r\n\r\n"), [c.answer()])[1])
         self.assert_stored_both([])
 
+    def test_8c_bare_cr_in_the_request_line(self):
+        # A CR that no LF follows in the request line, the head ended by
+        # CR LF CR LF all the same: the lane declines it. (Its parser once
+        # went on without the line's end and read past its buffer: found by
+        # tests/fuzz/fuzz_lane.c; AddressSanitizer stops the broker then.)
+        for req in (b"POST \xff\xff\xff\xdb1\r\r\n\r\n",
+                    b"POST /default/default\rHTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"):
+            got = self.both(lambda c: (c.send(req), [c.answer()])[1])
+            self.assertNotIn("HTTP/1.1 202 Accepted", statuses(got), got)
+        self.assert_stored_both([])
+
     def test_8b_bare_lf_request(self):
         # A request whose lines end in LF alone is not a plain request: the
         # lane must not hold it but hand it over, and libmicrohttpd answers
