@@ -49,7 +49,7 @@ void httpd_opts_init(httpd_opts *o) {
   o->poll_connections = 256;
   o->max_body = 1024 * 1024;
   o->max_headers = 100;
-  o->max_header_bytes = 16 * 1024;
+  o->max_header_bytes = HTTPD_HEADER_BYTES;
   o->max_connections = 4096;
   o->idle_timeout_s = 60;
 }
@@ -321,7 +321,8 @@ static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const struct so
   if (!per_conn) flags |= MHD_ALLOW_SUSPEND_RESUME;
   if (!sa) flags |= MHD_USE_NO_LISTEN_SOCKET;
   /* The pool: the headers plus a read buffer. */
-  size_t mem = (h->opts.max_header_bytes ? h->opts.max_header_bytes : 16 * 1024) + 8 * 1024;
+  size_t mem =
+      (h->opts.max_header_bytes ? h->opts.max_header_bytes : HTTPD_HEADER_BYTES) + 8 * 1024;
   struct MHD_OptionItem opt[3];
   size_t n = 0;
   /* A thread pool only for the pool models (the option warns otherwise). */

@@ -40,7 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { FAST_PEEK = HTTPD_FAST_PEEK, FAST_EVENTS = 64 };
+enum { FAST_EVENTS = 64 };
 
 typedef struct fconn {
   int fd;
@@ -106,7 +106,7 @@ parse(const httpd_opts *o, const char *b, size_t n, httpd__line *lines, size_t m
   static const char post[] = "POST ";
   if (n < sizeof post - 1) return memcmp(b, post, n) == 0 ? HTTPD__MORE : HTTPD__DECLINE;
   if (memcmp(b, post, sizeof post - 1)) return HTTPD__DECLINE;
-  size_t limit = o->max_header_bytes ? o->max_header_bytes : 16 * 1024;
+  size_t limit = o->max_header_bytes ? o->max_header_bytes : HTTPD_HEADER_BYTES;
   /* One pass over the line ends up to the empty line (end: its CR LF CR LF).
    * A line ended by a bare LF (libmicrohttpd takes them) is not waited on:
    * the CR LF CR LF might never come. */
@@ -119,7 +119,7 @@ parse(const httpd_opts *o, const char *b, size_t n, httpd__line *lines, size_t m
       break;
     }
   }
-  if (!end) return n >= limit || n == FAST_PEEK ? HTTPD__DECLINE : HTTPD__MORE;
+  if (!end) return n >= limit || n == HTTPD_FAST_PEEK ? HTTPD__DECLINE : HTTPD__MORE;
   p->head = (size_t)(end - b) + 4;
   if (p->head > limit) return HTTPD__DECLINE;
   const char *s = b + sizeof post - 1, *eol = crlf(s, end + 2);
@@ -164,7 +164,7 @@ parse(const httpd_opts *o, const char *b, size_t n, httpd__line *lines, size_t m
     l = le + 2;
   }
   if (!host || !have_len || (o->max_headers && k > o->max_headers) ||
-      (o->max_body && len > o->max_body) || p->head + len > FAST_PEEK)
+      (o->max_body && len > o->max_body) || p->head + len > HTTPD_FAST_PEEK)
     return HTTPD__DECLINE;
   p->body_len = len;
   p->total = p->head + len;
@@ -258,7 +258,7 @@ static void hand_over(fworker *w, fconn *c) {
 static void serve(fworker *w, fconn *c) {
   httpd *h = w->h;
   c->readable = false;
-  ssize_t n = recv(c->fd, w->peek, FAST_PEEK, MSG_PEEK);
+  ssize_t n = recv(c->fd, w->peek, HTTPD_FAST_PEEK, MSG_PEEK);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
     close_conn(w, c);
     return;
@@ -551,7 +551,7 @@ httpd_fast *httpd__fast_start(httpd *h, unsigned threads) {
     w->f = f;
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    w->peek = malloc(FAST_PEEK);
+    w->peek = malloc(HTTPD_FAST_PEEK);
     pthread_mutex_init(&w->mu, NULL);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
     if (w->ep < 0 || w->efd < 0 || !w->peek || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->efd, &ev) ||

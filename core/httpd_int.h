@@ -77,8 +77,9 @@ void httpd__fast_respond(httpd_req *req, unsigned status, const char *content_ty
 void httpd__to_mhd(httpd *h, int fd, const struct sockaddr_in *peer);
 
 /* The most of a connection the lane looks at (MSG_PEEK): a request whose
- * head and body are longer is libmicrohttpd's. */
-enum { HTTPD_FAST_PEEK = 16 * 1024 };
+ * head and body are longer is libmicrohttpd's. And the head's limit when
+ * httpd_opts.max_header_bytes is 0 (httpd_opts_init sets it to the same). */
+enum { HTTPD_FAST_PEEK = 16 * 1024, HTTPD_HEADER_BYTES = 16 * 1024 };
 
 /* One header line of a request the lane parsed: pointers into its bytes. */
 typedef struct httpd__line {

@@ -64,7 +64,7 @@ static httpd__parse_rc parse_copy(const httpd_opts *o, const char *b, size_t n, 
 
 /* What a taken request must be, checked against its bytes b[0..n). */
 static void check_taken(const httpd_opts *o, const char *b, size_t n, const httpd__parsed *p) {
-  size_t limit = o->max_header_bytes ? o->max_header_bytes : 16 * 1024;
+  size_t limit = o->max_header_bytes ? o->max_header_bytes : HTTPD_HEADER_BYTES;
   if (p->total > n || p->head > p->total || p->body_len != p->total - p->head)
     broken("the request is not within the bytes");
   if (p->head > limit || (o->max_body && p->body_len > o->max_body) || p->total > HTTPD_FAST_PEEK ||
