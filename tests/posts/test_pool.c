@@ -37,7 +37,8 @@
 #include "posts/pool.h"
 #include "posts/template.h"
 
-#define SOCK      "/run/podman/podman.sock"
+#include "tests/posts/podman_rt.h"
+
 #define LAB_IMAGE "localhost/outpost-lab-c:latest"
 #define SUITE     "outpost.test/suite"
 
@@ -595,31 +596,6 @@ static int group_teardown(void **state) {
   return 0;
 }
 
-static int prepare(const char *service_script) {
-  char cmd[512], ebuf[256];
-  posts_err err = {0};
-  if (geteuid() != 0) {
-    printf("SKIP: not root; these tests run environments under rootful podman\n");
-    return 77;
-  }
-  if (service_script && access(SOCK, F_OK) != 0) {
-    snprintf(cmd, sizeof cmd, "bash '%s' start", service_script);
-    if (system(cmd) != 0) return 1;
-  }
-  if (!(rt = posts_runtime_docker_new(SOCK, ebuf, sizeof ebuf))) {
-    fprintf(stderr, "posts_runtime_docker_new: %s\n", ebuf);
-    return 1;
-  }
-  if (posts_runtime_ping(rt, &err) < 0 && service_script) {
-    snprintf(cmd, sizeof cmd, "bash '%s' start", service_script);
-    if (system(cmd) != 0 || posts_runtime_ping(rt, &err) < 0) {
-      fprintf(stderr, "no podman service on %s: %s\n", SOCK, err.msg);
-      return 1;
-    }
-  }
-  return 0;
-}
-
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(fill_claim_refill_release),
@@ -627,7 +603,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(idle_reclaim),
       cmocka_unit_test(recovery),
   };
-  int rc = prepare(argc > 1 ? argv[1] : NULL);
+  int rc = podman_runtime_open(argc > 1 ? argv[1] : NULL, &rt);
   if (rc != 0) return rc;
   rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
   posts_runtime_free(rt);
