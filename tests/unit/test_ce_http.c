@@ -23,15 +23,12 @@
 
 #include "core/ce.h"
 
+#include "binding_headers.h"
 #include "test_util.h"
 
 #undef T
 #define T(f) T_LIM(f)
 
-/* A header as a pair of C strings. */
-typedef struct hp {
-  const char *n, *v;
-} hp;
 #define REQ_HDRS                                                                                   \
   {"ce-specversion", "1.0"}, {"ce-id", "1"}, {"ce-source", "/src"}, {                              \
     "ce-type", "t"                                                                                 \
@@ -41,18 +38,12 @@ typedef struct hp {
  * body; err is zeroed first. */
 static int decode(const hp *h, size_t n, const hp *extra, size_t n_extra, const char *body,
                   size_t body_len, ce_batch *out, ce_err *err) {
-  ce_kv *kv = calloc(n + n_extra + 1, sizeof *kv);
-  assert_non_null(kv);
-  for (size_t i = 0; i < n + n_extra; i++) {
-    const hp *p = i < n ? &h[i] : &extra[i - n];
-    kv[i] = (ce_kv){p->n, strlen(p->n), p->v, strlen(p->v)};
-  }
+  ce_kv *kv = hp_kv(h, n, extra, n_extra);
   memset(err, 0, sizeof *err);
   int rc = ce_http_decode(kv, n + n_extra, body, body_len, &lim, out, err);
   free(kv);
   return rc;
 }
-#define NH(a) (sizeof(a) / sizeof((a)[0]))
 
 static void header_encode(void **state) {
   static const struct {
@@ -220,23 +211,16 @@ static void decode_binary_data(void **state) {
 
 static void decode_binary_required(void **state) {
   static const hp all[] = {REQ_HDRS};
-  static const char *attr[] = {"specversion", "id", "source", "type"};
   for (size_t miss = 0; miss < 4; miss++) {
     for (int empty = 0; empty < 2; empty++) {
-      CTX("%s %s", empty ? "empty" : "without", attr[miss]);
+      CTX("%s %s", empty ? "empty" : "without", hp_required_attr[miss]);
       hp h[4];
-      size_t n = 0;
-      for (size_t i = 0; i < 4; i++) {
-        if (i != miss)
-          h[n++] = all[i];
-        else if (empty)
-          h[n++] = (hp){all[i].n, ""};
-      }
+      size_t n = hp_required_but(all, miss, empty, h);
       ce_batch b;
       ce_batch_init(&b);
       ce_err err;
       EXPECT_RC(decode(h, n, NULL, 0, "x", 1, &b, &err), -EINVAL);
-      EXPECT_STR(err.attr, attr[miss]);
+      EXPECT_STR(err.attr, hp_required_attr[miss]);
       EXPECT_TRUE(err.reason[0] != '\0');
       EXPECT_INT(err.index, -1);
       EXPECT_INT(b.n, 0);

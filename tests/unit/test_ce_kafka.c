@@ -22,29 +22,21 @@
 
 #include "core/ce.h"
 
+#include "binding_headers.h"
 #include "test_util.h"
 
 #undef T
 #define T(f) T_LIM(f)
 
-typedef struct hp {
-  const char *n, *v;
-} hp;
 #define REQ_HDRS                                                                                   \
   {"ce_specversion", "1.0"}, {"ce_id", "1"}, {"ce_source", "/src"}, {                              \
     "ce_type", "t"                                                                                 \
   }
-#define NH(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Runs ce_kafka_decode on h[0..n) + extra[0..n_extra); value may be NULL. */
 static int decode(const hp *h, size_t n, const hp *extra, size_t n_extra, const char *value,
                   size_t value_len, ce_event **out, ce_err *err) {
-  ce_kv *kv = calloc(n + n_extra + 1, sizeof *kv);
-  assert_non_null(kv);
-  for (size_t i = 0; i < n + n_extra; i++) {
-    const hp *p = i < n ? &h[i] : &extra[i - n];
-    kv[i] = (ce_kv){p->n, strlen(p->n), p->v, strlen(p->v)};
-  }
+  ce_kv *kv = hp_kv(h, n, extra, n_extra);
   memset(err, 0, sizeof *err);
   *out = NULL;
   int rc = ce_kafka_decode(kv, n + n_extra, value, value_len, &lim, out, err);
@@ -109,23 +101,16 @@ static void decode_binary_value(void **state) {
 
 static void decode_binary_required(void **state) {
   static const hp all[] = {REQ_HDRS};
-  static const char *attr[] = {"specversion", "id", "source", "type"};
   for (size_t miss = 0; miss < 4; miss++) {
     for (int empty = 0; empty < 2; empty++) {
-      CTX("%s %s", empty ? "empty" : "without", attr[miss]);
+      CTX("%s %s", empty ? "empty" : "without", hp_required_attr[miss]);
       hp h[4];
-      size_t n = 0;
-      for (size_t i = 0; i < 4; i++) {
-        if (i != miss)
-          h[n++] = all[i];
-        else if (empty)
-          h[n++] = (hp){all[i].n, ""};
-      }
+      size_t n = hp_required_but(all, miss, empty, h);
       ce_event *ev;
       ce_err err;
       EXPECT_RC(decode(h, n, NULL, 0, "x", 1, &ev, &err), -EINVAL);
       EXPECT_TRUE(ev == NULL);
-      EXPECT_STR(err.attr, attr[miss]);
+      EXPECT_STR(err.attr, hp_required_attr[miss]);
       EXPECT_TRUE(err.reason[0] != '\0');
       EXPECT_INT(err.index, -1);
     }
