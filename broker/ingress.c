@@ -460,6 +460,11 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
     metrics_sample(&b, "outpost_ingress_requests_rejected_total", labels,
                    atomic_load(&in->rejected[r]));
   }
+  metrics_family(&b, "outpost_ingress_header_timeouts_total", "counter",
+                 "Requests answered 408 and closed: their head had not come whole within "
+                 "--header-timeout.");
+  metrics_sample(&b, "outpost_ingress_header_timeouts_total", NULL,
+                 httpd_header_timeouts(in->http));
   metrics_family(&b, "outpost_ingress_accepted_bytes_total", "counter",
                  "Body bytes of accepted requests.");
   metrics_sample(&b, "outpost_ingress_accepted_bytes_total", NULL, atomic_load(&in->bytes));

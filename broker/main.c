@@ -30,6 +30,7 @@ enum {
   OPT_NO_FAST_LANE,
   OPT_MAX_CONNECTIONS,
   OPT_IDLE_TIMEOUT,
+  OPT_HEADER_TIMEOUT,
   OPT_LANE_THREADS,
   OPT_WRITER_COMMITS,
   OPT_BATCH_POLLS
@@ -90,6 +91,9 @@ static void usage(FILE *f) {
         "                        (default 4096)\n"
         "  --idle-timeout S      close a keep-alive connection idle for S seconds\n"
         "                        (default 60; 0: never)\n"
+        "  --header-timeout S    a request whose head has not come whole S seconds after\n"
+        "                        it began is answered 408 and its connection closed\n"
+        "                        (default 10; 0: never)\n"
         "  --thread-per-connection  serve each connection on its own thread instead of the\n"
         "                        pool (see bench/README.md for the measurements)\n"
         "  --admin-token TOKEN   bearer token for the admin APIs (/v1/brokers, /v1/triggers)\n"
@@ -185,6 +189,7 @@ int broker_main(int argc, char **argv) {
       {"no-fast-lane", no_argument, NULL, OPT_NO_FAST_LANE},
       {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
       {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+      {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
       {"lane-threads", required_argument, NULL, OPT_LANE_THREADS},
       {"writer-commits", no_argument, NULL, OPT_WRITER_COMMITS},
       {"batch-polls", required_argument, NULL, OPT_BATCH_POLLS},
@@ -290,6 +295,13 @@ int broker_main(int argc, char **argv) {
         return 2;
       }
       o.http.idle_timeout_s = (unsigned)v;
+      break;
+    case OPT_HEADER_TIMEOUT: /* 0 is allowed: never */
+      if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {
+        fprintf(stderr, "outpost broker: --header-timeout wants seconds, not '%s'\n", optarg);
+        return 2;
+      }
+      o.http.header_timeout_s = (unsigned)v;
       break;
     case 'K':
       if (push(props, &n_props, optarg, "--kafka-property")) return 2;

@@ -15,6 +15,8 @@
  */
 #include "core/httpd_int.h"
 
+#include "core/clock.h"
+
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -52,6 +54,7 @@ void httpd_opts_init(httpd_opts *o) {
   o->max_header_bytes = HTTPD_HEADER_BYTES;
   o->max_connections = 4096;
   o->idle_timeout_s = 60;
+  o->header_timeout_s = 10;
 }
 
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -227,22 +230,122 @@ static enum MHD_Result queue_answer(httpd_req *req) {
   return r;
 }
 
+/* ------------------------------------------------ heads still coming */
+
+static void heads_link(httpd *h, httpd_req *req) {
+  pthread_mutex_lock(&h->heads_mu);
+  req->head_prev = NULL;
+  req->head_next = h->heads;
+  if (h->heads) h->heads->head_prev = req;
+  h->heads = req;
+  req->in_heads = true;
+  pthread_mutex_unlock(&h->heads_mu);
+}
+
+static void heads_unlink_locked(httpd *h, httpd_req *req) {
+  if (!req->in_heads) return;
+  if (req->head_prev)
+    req->head_prev->head_next = req->head_next;
+  else
+    h->heads = req->head_next;
+  if (req->head_next) req->head_next->head_prev = req->head_prev;
+  req->in_heads = false;
+}
+
+static void heads_unlink(httpd *h, httpd_req *req) {
+  pthread_mutex_lock(&h->heads_mu);
+  heads_unlink_locked(h, req);
+  pthread_mutex_unlock(&h->heads_mu);
+}
+
+/* libmicrohttpd's request line has come (MHD_OPTION_URI_LOG_CALLBACK): the
+ * request begins, and its head has header_timeout_s to come whole. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+  (void)uri;
+  httpd *h = cls;
+  httpd_req *req = calloc(1, sizeof *req);
+  if (!req) return NULL; /* on_request makes it, untimed */
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  req->h = h;
+  req->conn = conn;
+  req->fd = ci ? ci->connect_fd : -1;
+  req->head_since = clock_mono_ms();
+  heads_link(h, req);
+  return req;
+}
+
+void httpd__head_timeout_answer(const httpd *h, int fd) {
+  char body[128], msg[384];
+  int bl = snprintf(body, sizeof body,
+                    "{\"error\":\"the request's head did not come whole within %u s\"}\n",
+                    h->opts.header_timeout_s);
+  int n = snprintf(msg, sizeof msg,
+                   "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                   bl, body);
+  if (n > 0 && (size_t)n < sizeof msg) (void)!send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+  /* What came of the head is dropped (as much as is there now, at most 64
+   * KiB), so that the close after this sends the answer and a FIN, not a
+   * reset that may overtake it. */
+  char sink[4096];
+  for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
+  }
+}
+
+/* Once a second: each head of libmicrohttpd's past header_timeout_s gets
+ * its 408 and its socket shut down, which libmicrohttpd's thread then sees
+ * as the client gone (the only way in to a connection it serves). */
+static void *sweeper(void *arg) {
+  httpd *h = arg;
+  int64_t limit = (int64_t)h->opts.header_timeout_s * 1000;
+  pthread_mutex_lock(&h->heads_mu);
+  while (!atomic_load(&h->stopping)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += 1;
+    pthread_cond_timedwait(&h->heads_cv, &h->heads_mu, &ts);
+    int64_t now = clock_mono_ms();
+    for (httpd_req *req = h->heads, *next; req; req = next) {
+      next = req->head_next;
+      if (now - req->head_since < limit || req->fd < 0) continue;
+      atomic_fetch_add(&h->header_timeouts, 1); /* counted before the client can see it */
+      httpd__head_timeout_answer(h, req->fd);
+      shutdown(req->fd, SHUT_RDWR);
+      heads_unlink_locked(h, req);
+    }
+  }
+  pthread_mutex_unlock(&h->heads_mu);
+  return NULL;
+}
+
+uint64_t httpd_header_timeouts(const httpd *h) {
+  return atomic_load(&h->header_timeouts);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
   httpd *h = cls;
   httpd_req *req = *con_cls;
-  if (!req) {
-    req = calloc(1, sizeof *req);
-    if (!req) return MHD_NO;
-    req->h = h;
-    req->conn = conn;
+  if (!req || !req->begun) {
+    /* The head has come whole: made here, or by on_uri at its request line. */
+    if (!req) {
+      req = calloc(1, sizeof *req);
+      if (!req) return MHD_NO;
+      req->h = h;
+      req->conn = conn;
+      req->fd = -1;
+      *con_cls = req;
+    } else {
+      heads_unlink(h, req);
+    }
+    req->begun = true;
     req->method = method;
     req->url = url;
     ce_buf_init(&req->body);
     pthread_mutex_init(&req->mu, NULL);
     pthread_cond_init(&req->cv, NULL);
-    *con_cls = req;
     int rc = collect_headers(req);
     if (rc == -E2BIG) {
       req->early_status = 431;
@@ -292,6 +395,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   httpd_req *req = *con_cls;
   if (!req) return;
+  if (!req->begun) { /* its head never came whole */
+    heads_unlink(cls, req);
+    free(req);
+    *con_cls = NULL;
+    return;
+  }
   if (req->answered) atomic_fetch_sub(&req->h->unsent, 1);
   if (req->resp && !req->shared) MHD_destroy_response(req->resp);
   ce_buf_cleanup(&req->body);
@@ -323,7 +432,7 @@ static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const struct so
   /* The pool: the headers plus a read buffer. */
   size_t mem =
       (h->opts.max_header_bytes ? h->opts.max_header_bytes : HTTPD_HEADER_BYTES) + 8 * 1024;
-  struct MHD_OptionItem opt[3];
+  struct MHD_OptionItem opt[4];
   size_t n = 0;
   /* A thread pool only for the pool models (the option warns otherwise). */
   if (!per_conn)
@@ -334,6 +443,8 @@ static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const struct so
   else
     opt[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection,
                                        (void *)count};
+  if (h->opts.header_timeout_s)
+    opt[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, h};
   opt[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
   /* libmicrohttpd splits the limit among a pool's threads. The connections
    * given to it are limited by the acceptor, in all: each thread may take
@@ -429,6 +540,12 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
     httpd_opts_init(&h->opts);
   h->handler = handler;
   h->ctx = ctx;
+  pthread_mutex_init(&h->heads_mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&h->heads_cv, &ca);
+  pthread_condattr_destroy(&ca);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(h->opts.port)};
   if (inet_pton(AF_INET, h->opts.host ? h->opts.host : "127.0.0.1", &sa.sin_addr) != 1) {
     snprintf(errbuf, errlen, "bad listen address '%s' (an IPv4 address is expected)", h->opts.host);
@@ -457,6 +574,8 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
   }
   /* Without it every bodiless answer is built afresh (still correct). */
   h->empty = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  /* Without it heads are not timed (libmicrohttpd's idle timeout still is). */
+  if (h->opts.header_timeout_s) h->sweeper_on = !pthread_create(&h->sweeper, NULL, sweeper, h);
   return h;
 }
 
@@ -487,6 +606,12 @@ void httpd_stop(httpd *h) {
     struct timespec ts = {0, 10 * 1000 * 1000};
     nanosleep(&ts, NULL);
   }
+  if (h->sweeper_on) {
+    pthread_mutex_lock(&h->heads_mu);
+    pthread_cond_signal(&h->heads_cv);
+    pthread_mutex_unlock(&h->heads_mu);
+    pthread_join(h->sweeper, NULL);
+  }
   if (h->lfd >= 0) {
     /* A listening socket shut down wakes the accept(2) waiting on it. */
     shutdown(h->lfd, SHUT_RDWR);
@@ -497,6 +622,8 @@ void httpd_stop(httpd *h) {
   if (h->d2) MHD_stop_daemon(h->d2);
   MHD_stop_daemon(h->d);
   if (h->empty) MHD_destroy_response(h->empty);
+  pthread_cond_destroy(&h->heads_cv);
+  pthread_mutex_destroy(&h->heads_mu);
   free(h);
 }
 

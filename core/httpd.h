@@ -55,6 +55,13 @@ typedef struct httpd_opts {
   size_t max_header_bytes;   /* all header bytes of a request (default 16 KiB) */
   unsigned max_connections;  /* default 4096 */
   unsigned idle_timeout_s;   /* close idle keep-alive connections (default 60) */
+  /* A request whose head has not come whole this many seconds after it
+   * began (its first bytes on the fast lane, its request line with
+   * libmicrohttpd) is refused: 408 and the connection closed, however
+   * often bytes come (a client that trickles a head would hold its
+   * connection for ever under the idle timeout alone). Default 10; 0:
+   * never. */
+  unsigned header_timeout_s;
   bool fast_lane;        /* HTTPD_HYBRID_POOL: new connections start on threads of our own, which
                             serve plain keep-alive POSTs and give anything else to libmicrohttpd
                             (core/httpd_fast.c; default off) */
@@ -84,6 +91,9 @@ void httpd_connections(const httpd *h, unsigned *poll, unsigned *epoll);
 /* HTTPD_HYBRID_POOL with fast_lane: the connections the fast lane serves
  * (those it handed to libmicrohttpd count in the pools'). */
 unsigned httpd_fast_connections(const httpd *h);
+/* Requests refused because their head did not come whole in time
+ * (header_timeout_s), since the start. */
+uint64_t httpd_header_timeouts(const httpd *h);
 /* Stops serving and frees. Requests still waiting for an answer must have
  * been answered before; answers not yet written are given up to 5 s to go
  * out. httpd_stop(NULL) does nothing. */

@@ -51,6 +51,9 @@ typedef struct fconn {
   bool closed;   /* the peer hung up while it was */
   bool rdhup;    /* the peer has shut down its sending side */
   int64_t last;  /* last activity, monotonic ms, for the idle timeout */
+  /* When the first bytes of a request whose head is not whole yet came,
+   * monotonic ms, for the header timeout; 0: none such. */
+  int64_t head_since;
   struct fconn *prev, *next;
 } fconn;
 
@@ -270,6 +273,11 @@ static void serve(fworker *w, fconn *c) {
   httpd__parse_rc rc = parse(&h->opts, w->peek, (size_t)n, lines, max_lines, &p);
   if (rc == HTTPD__MORE) {
     c->last = mono_ms(); /* a request coming in is activity */
+    /* Its head is timed until it is whole; a body that follows is not. */
+    if (!memmem(w->peek, (size_t)n, "\r\n\r\n", 4))
+      c->head_since = c->head_since ? c->head_since : c->last;
+    else
+      c->head_since = 0;
     return;
   }
   httpd_req *req = rc == HTTPD__TAKE ? make_req(h, c, w->peek, &p) : NULL;
@@ -284,6 +292,7 @@ static void serve(fworker *w, fconn *c) {
     return;
   }
   c->pending = true;
+  c->head_since = 0;
   /* Looked at again once answered: a pipelined request behind it, or the
    * end of the stream (no edge will tell of it again). */
   c->readable = (size_t)n > p.total || c->rdhup;
@@ -385,14 +394,25 @@ static void write_answers(fworker *w) {
   }
 }
 
-/* Closes connections idle past the timeout (none with an answer due). */
+/* Closes connections idle past the idle timeout, and those whose request's
+ * head has not come whole within the header timeout, after a 408 (none
+ * with an answer due). */
 static void sweep(fworker *w) {
-  unsigned t = w->h->opts.idle_timeout_s;
-  if (!t) return;
+  httpd *h = w->h;
+  int64_t idle = (int64_t)h->opts.idle_timeout_s * 1000;
+  int64_t head = (int64_t)h->opts.header_timeout_s * 1000;
+  if (!idle && !head) return;
   int64_t now = mono_ms();
   for (fconn *c = w->conns, *next; c; c = next) {
     next = c->next;
-    if (!c->pending && now - c->last >= (int64_t)t * 1000) close_conn(w, c);
+    if (c->pending) continue;
+    if (head && c->head_since && now - c->head_since >= head) {
+      atomic_fetch_add(&h->header_timeouts, 1); /* counted before the client can see it */
+      httpd__head_timeout_answer(h, c->fd);
+      close_conn(w, c);
+    } else if (idle && now - c->last >= idle) {
+      close_conn(w, c);
+    }
   }
 }
 

@@ -35,6 +35,15 @@ struct httpd {
   _Atomic bool stopping;   /* streamed answers end at their next call */
   httpd_fast *fast;        /* HTTPD_HYBRID_POOL with fast_lane (httpd_fast.c) */
   _Atomic unsigned n_fast; /* connections of the fast lane */
+  /* header_timeout_s on libmicrohttpd's connections: the requests whose
+   * head is still coming (linked from their request line to their first
+   * call of on_request), and the thread that cuts those past the limit. */
+  pthread_mutex_t heads_mu;
+  pthread_cond_t heads_cv; /* signalled to stop the sweeper */
+  httpd_req *heads;
+  bool sweeper_on;
+  pthread_t sweeper;
+  _Atomic uint64_t header_timeouts; /* both the lane's and libmicrohttpd's */
 };
 
 enum { MAX_EXTRA = 8 };
@@ -49,6 +58,13 @@ struct httpd_req {
   unsigned early_status; /* a limit broken before the handler ran */
   const char *early_msg;
   bool handled;
+  /* libmicrohttpd's request from its request line on (on_uri): begun once
+   * its head has come whole (the first call of on_request); till then
+   * linked in h->heads, with its socket and when its request line came. */
+  bool begun, in_heads;
+  int fd;
+  int64_t head_since;
+  httpd_req *head_prev, *head_next;
   /* The answer, filled by httpd_respond. */
   pthread_mutex_t mu;
   pthread_cond_t cv; /* thread per connection: signalled when answered */
@@ -75,6 +91,9 @@ void httpd__fast_respond(httpd_req *req, unsigned status, const char *content_ty
                          const void *body, size_t len, const char *const *extra, size_t n_extra);
 /* Gives a connection to libmicrohttpd (httpd.c). */
 void httpd__to_mhd(httpd *h, int fd, const struct sockaddr_in *peer);
+/* Writes the 408 of a head past header_timeout_s to fd, as far as the
+ * socket takes it at once (the caller closes the connection next). */
+void httpd__head_timeout_answer(const httpd *h, int fd);
 
 /* The most of a connection the lane looks at (MSG_PEEK): a request whose
  * head and body are longer is libmicrohttpd's. And the head's limit when

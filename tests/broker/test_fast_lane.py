@@ -562,6 +562,96 @@ class LimitsTest(TwoBrokers):
                     self.assertEqual(c.answer().status, 202)
 
 
+class HeaderTimeoutTest(TwoBrokers):
+    """--header-timeout 2: a head that has not come whole 2 s after it began
+    is answered 408 and its connection closed, however often its bytes come
+    (the idle timeout alone would keep it open); a connection idle between
+    requests, and a body that comes slowly after a whole head, are not timed
+    by it. Each case on both brokers: the lane's POSTs, libmicrohttpd's
+    other requests."""
+
+    EXTRA = ("--header-timeout", "2")
+
+    def conn(self, b):
+        c = Conn(b.port)
+        self.addCleanup(c.close)
+        return c
+
+    def trickle(self, c, first, at_most=15):
+        """Sends first, then a header line whenever nothing has come for
+        0.4 s, until the broker writes or closes (at most at_most s): the
+        seconds from the first byte until then."""
+        c.send(first)
+        t0 = time.monotonic()
+        c.s.settimeout(0.4)
+        try:
+            while time.monotonic() - t0 < at_most:
+                try:
+                    if not c._more() or c.buf:
+                        break
+                except AssertionError:  # nothing for 0.4 s: more of the head
+                    c.send(b"X-Slow: y\r\n")
+        except OSError:  # closed while sending: what it wrote is in buf
+            pass
+        finally:
+            c.s.settimeout(TIMEOUT)
+        return time.monotonic() - t0
+
+    def assert_408(self, b, c, took, what):
+        self.assertGreaterEqual(took, 1.8, f"{what}: cut before its 2 s")
+        self.assertLess(took, 15, f"{what}: still open while its bytes kept coming")
+        a = c.answer()
+        self.assertIsNotNone(a, f"{what}: closed with no answer")
+        self.assertEqual(a.status, 408, a.raw)
+        self.assertEqual(a.header("Connection"), "close")
+        self.assertEqual(a.header("Content-Type"), "application/json")
+        self.assertIn(b"did not come whole within 2 s", a.body)
+        self.assertTrue(c.closed(), f"{what}: closed after the 408")
+
+    def test_14_header_timeout(self):
+        for lane, b in (("--fast-lane", self.lane), ("--no-fast-lane", self.ref)):
+            with self.subTest(lane):
+                head = post(1).split(b"\r\n\r\n")[0] + b"\r\n"
+                c = self.conn(b)
+                self.assert_408(b, c, self.trickle(c, head), "a POST's head")
+                c = self.conn(b)
+                took = self.trickle(c, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                self.assert_408(b, c, took, "a GET's head")
+                st, text, _ = request(b.port, "GET", "/metrics", timeout=TIMEOUT)
+                self.assertIn("\noutpost_ingress_header_timeouts_total 2\n", text)
+
+    def test_15_idle_and_slow_bodies_are_not_timed(self):
+        conns = {}
+        for lane, b in (("--fast-lane", self.lane), ("--no-fast-lane", self.ref)):
+            idle, slow = self.conn(b), self.conn(b)
+            idle.send(post(1))
+            self.assertEqual(idle.answer().status, 202)
+            # The head whole, the body a byte at a time over 3 s.
+            whole = post(2)
+            cut = whole.index(b"\r\n\r\n") + 4
+            slow.send(whole[:cut])
+            conns[lane] = (b, idle, slow, whole[cut:])
+        for i in range(6):
+            time.sleep(0.5)
+            for b, idle, slow, body in conns.values():
+                if i < len(body) - 1:
+                    slow.send(body[i:i + 1])
+        for lane, (b, idle, slow, body) in conns.items():
+            with self.subTest(lane):
+                slow.send(body[6:])
+                a = slow.answer()
+                self.assertIsNotNone(a, "a slow body after a whole head: closed")
+                self.assertEqual(a.status, 202, a.raw)
+                # Idle for 3 s between requests: still served.
+                idle.send(post(3))
+                a = idle.answer()
+                self.assertIsNotNone(a, "idle 3 s between requests: closed")
+                self.assertEqual(a.status, 202, a.raw)
+                self.assertEqual(b.stored(), [(str(i), value(i)) for i in (1, 2, 3)])
+                st, text, _ = request(b.port, "GET", "/metrics", timeout=TIMEOUT)
+                self.assertIn("\noutpost_ingress_header_timeouts_total 0\n", text)
+
+
 class LaneThreadsTest(unittest.TestCase):
     """--lane-threads 3: connections spread over three lane threads, each
     served on keep-alive."""

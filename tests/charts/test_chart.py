@@ -540,16 +540,18 @@ def check_no_topic_configs(docs):
 
 
 def check_http_limits(docs, lane_off):
-    """The ingress's connection limit, idle timeout and fast lane from the
-    values (defaults: 4096, 60 s, the lane on)."""
+    """The ingress's connection limit, idle and header timeouts and fast lane
+    from the values (defaults: 4096, 60 s, 10 s, the lane on)."""
     args = one(docs, "Deployment", "t-outpost-broker")["spec"]["template"]["spec"][
         "containers"][0]["args"]
     expect_eq(arg_after(args, "--max-connections"), ["4096"], "--max-connections")
     expect_eq(arg_after(args, "--idle-timeout"), ["60"], "--idle-timeout")
+    expect_eq(arg_after(args, "--header-timeout"), ["10"], "--header-timeout")
     off = one(lane_off, "Deployment", "t-outpost-broker")["spec"]["template"]["spec"][
         "containers"][0]["args"]
     expect_eq(["--no-fast-lane" in a for a in (args, off)], [False, True], "--no-fast-lane")
     expect_eq(arg_after(off, "--idle-timeout"), ["0"], "--idle-timeout 0")
+    expect_eq(arg_after(off, "--header-timeout"), ["0"], "--header-timeout 0")
     expect_eq([arg_after(a, "--lane-threads") for a in (args, off)], [[], ["3"]],
               "--lane-threads only when set")
 
@@ -1114,10 +1116,10 @@ def run_lint(outpost):
     check("template: defaults mirror outpost run's demo", check_config_defaults, docs)
     check("template: Kafka SASL_SSL and TLS", check_sasl_tls, sasl)
     check("template: no topic configs by default", check_no_topic_configs, docs)
-    check("template: the ingress's connection limit, idle timeout and fast lane",
+    check("template: the ingress's connection limit, timeouts and fast lane",
           check_http_limits, docs,
           render(sets=KAFKA + ["--set", "broker.fastLane=false", "--set", "broker.idleTimeout=0",
-                               "--set", "broker.laneThreads=3"]))
+                               "--set", "broker.headerTimeout=0", "--set", "broker.laneThreads=3"]))
     check("template: ServiceMonitor only when enabled", check_service_monitor, docs, sasl)
     check("template: NetworkPolicies", check_network_policies, docs)
     check("template: the mock Kafka", check_mock, render((MOCK,)))
