@@ -144,4 +144,21 @@ int broker__sqlite_seg_store(sqlite3_stmt *ins, const char *topic, int32_t part,
 /* SQLite's result code as a negative errno. */
 int broker__sqlite_errno(int rc);
 
+/* Spaces and tabs off both ends of a header's value (HTTP's OWS), as core
+ * trims Content-Type. */
+static inline void broker__trim(const char **s, size_t *len) {
+  while (*len && ((*s)[0] == ' ' || (*s)[0] == '\t')) (*s)++, (*len)--;
+  while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t')) (*len)--;
+}
+
+/* Whether the header's name is lower (a lowercase name), in any case. */
+static inline bool broker__header_is(const ce_kv *h, const char *lower) {
+  size_t i = 0;
+  for (; i < h->name_len && lower[i]; i++) {
+    char c = h->name[i];
+    if ((c >= 'A' && c <= 'Z' ? (char)(c + 32) : c) != lower[i]) return false;
+  }
+  return i == h->name_len && !lower[i];
+}
+
 #endif

@@ -313,6 +313,41 @@ static int stamp(int32_t default_ttl, ce_event *ev, const char *now, ce_err *err
   return ce_event_set(ev, "knativearrivaltime", CE_TYPE_TIMESTAMP, now, strlen(now), err);
 }
 
+/* The request's W3C trace context (traceparent, and tracestate with it), as
+ * the CloudEvents distributed tracing extension of each event that carries
+ * none of its own, so that a trace goes on through the log to the triggers'
+ * subscribers (which the dispatcher gives it to as HTTP headers again). An
+ * invalid traceparent is ignored, as Trace Context says: it is not the
+ * event's. */
+static int trace_context(const ce_kv *hdrs, size_t n, ce_batch *batch, ce_err *err) {
+  const ce_kv *tp = NULL, *ts = NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (broker__header_is(&hdrs[i], "traceparent"))
+      tp = &hdrs[i];
+    else if (broker__header_is(&hdrs[i], "tracestate"))
+      ts = &hdrs[i];
+  }
+  if (!tp) return 0;
+  const char *p = tp->value, *s = ts ? ts->value : NULL;
+  size_t pn = tp->value_len, sn = ts ? ts->value_len : 0;
+  broker__trim(&p, &pn);
+  if (!ce_valid_traceparent(p, pn)) return 0;
+  if (s) broker__trim(&s, &sn);
+  bool state = sn && ce_valid_tracestate(s, sn);
+  for (size_t i = 0; i < batch->n; i++) {
+    ce_event *ev = batch->ev[i];
+    if (ce_event_get(ev, "traceparent")) continue;
+    int rc = ce_event_set(ev, "traceparent", CE_TYPE_STRING, p, pn, err);
+    if (!rc && state && !ce_event_get(ev, "tracestate"))
+      rc = ce_event_set(ev, "tracestate", CE_TYPE_STRING, s, sn, err);
+    if (rc) {
+      if (batch->n > 1) err->index = (int)i;
+      return rc;
+    }
+  }
+  return 0;
+}
+
 int broker__ingress_checked(const ce_kv *hdrs, size_t n, const void *body, size_t body_len,
                             const ce_limits *lim, int32_t default_ttl, const char *now,
                             broker_batch *out, ce_err *err) {
@@ -325,6 +360,7 @@ int broker__ingress_checked(const ce_kv *hdrs, size_t n, const void *body, size_
   }
   for (size_t i = 0; rc >= 0 && i < batch.n; i++)
     if ((rc = stamp(default_ttl, batch.ev[i], now, err)) && batch.n > 1) err->index = (int)i;
+  if (rc >= 0) rc = trace_context(hdrs, n, &batch, err);
   /* Encode every event (Kafka binary mode) before appending any: all or
    * nothing. ce_http_decode validated each event, and stamp changed them only
    * through ce_event_set*: the encoder need not validate them again. */

@@ -81,12 +81,6 @@ static bool is_content_type(const ce_kv *h) {
   return true;
 }
 
-/* Spaces and tabs off both ends, as core trims Content-Type. */
-static void trim(const char **s, size_t *len) {
-  while (*len && ((*s)[0] == ' ' || (*s)[0] == '\t')) (*s)++, (*len)--;
-  while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t')) (*len)--;
-}
-
 /* The limits ce_http_decode checks (any request past one is declined: the
  * checked path words the refusal), the Content-Type header, the attribute
  * headers (their indexes in attr[0..*attrs)) and the bytes their fields
@@ -107,6 +101,8 @@ static bool scan(const ce_kv *h, size_t n, size_t body_len, const ce_limits *lim
       if (*ct) return false;
       *ct = &h[i];
       *bytes += sizeof "content-type" + h[i].value_len + 1;
+    } else if (broker__header_is(&h[i], "traceparent")) {
+      return false; /* the checked path gives the events the trace context */
     }
   }
   return true;
@@ -225,7 +221,7 @@ static bool stamp_fields(fast *x, const ce_kv *ct, int32_t default_ttl, const ch
   if (ct) {
     const char *v = ct->value;
     size_t vlen = ct->value_len;
-    trim(&v, &vlen);
+    broker__trim(&v, &vlen);
     if (ce_attr_check("datacontenttype", 15, CE_TYPE_STRING, v, vlen, NULL) ||
         !put_field(x, "content-type", 12, v, vlen))
       return false;

@@ -203,6 +203,14 @@ bool ce_valid_uri_ref(const char *s, size_t len);    /* URI-reference */
 bool ce_valid_timestamp(const char *s, size_t len);  /* RFC 3339 */
 bool ce_valid_media_type(const char *s, size_t len); /* RFC 2046 type/subtype[;params] */
 bool ce_valid_base64(const char *s, size_t len);     /* RFC 4648 base64 */
+/* The W3C Trace Context headers that the distributed tracing extension's
+ * traceparent and tracestate carry: a traceparent is version-traceid-
+ * parentid-flags in lowercase hex (ids not all zeros, version ff invalid,
+ * version 00 exactly 55 characters, a later one fields after a '-'); a
+ * tracestate is at most 512 printable ASCII characters (checked no
+ * further). */
+bool ce_valid_traceparent(const char *s, size_t len);
+bool ce_valid_tracestate(const char *s, size_t len);
 /* Appends the RFC 4648 base64 (with padding) of in to out. Returns 0 or -ENOMEM. */
 int ce_base64_encode(const void *in, size_t len, ce_buf *out);
 /* Parses an RFC 3339 timestamp into seconds since the epoch (UTC) and

@@ -229,6 +229,31 @@ int ce_timestamp_parse(const char *s, size_t len, int64_t *sec, int32_t *nsec) {
   return 0;
 }
 
+static bool lower_hex(const char *s, size_t n, bool nonzero) {
+  bool any = false;
+  for (size_t i = 0; i < n; i++) {
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    any |= s[i] != '0';
+  }
+  return any || !nonzero;
+}
+
+bool ce_valid_traceparent(const char *s, size_t len) {
+  if (len < 55) return false;
+  /* Version 00 has these four fields only; a later one may add more. */
+  if (len > 55 && ((s[0] == '0' && s[1] == '0') || s[55] != '-')) return false;
+  return lower_hex(s, 2, false) && !(s[0] == 'f' && s[1] == 'f') && s[2] == '-' &&
+         lower_hex(s + 3, 32, true) && s[35] == '-' && lower_hex(s + 36, 16, true) &&
+         s[52] == '-' && lower_hex(s + 53, 2, false);
+}
+
+bool ce_valid_tracestate(const char *s, size_t len) {
+  if (len > 512) return false;
+  for (size_t i = 0; i < len; i++)
+    if (s[i] < 0x20 || s[i] > 0x7e) return false;
+  return true;
+}
+
 bool ce_valid_timestamp(const char *s, size_t len) {
   return ce_timestamp_parse(s, len, NULL, NULL) == 0;
 }

@@ -284,6 +284,20 @@ static int64_t sink_backoff(trigger_dispatcher *d, dlv *x, long status, int64_t 
 static void on_http(void *opaque, const httpc_result *res);
 static void on_log(void *opaque, int status);
 
+/* The event's trace context (the distributed tracing extension) as W3C
+ * Trace Context headers as well, which a subscriber's tracing reads (binary
+ * mode carries it as ce-traceparent, which it does not); only when valid, so
+ * that no value of an event's becomes a header of its own making. */
+static int trace_headers(const ce_event *ev, ce_headers *h) {
+  const char *tp = ce_event_get_str(ev, "traceparent");
+  if (!tp || !ce_valid_traceparent(tp, strlen(tp))) return 0;
+  int rc = ce_headers_add(h, "traceparent", 11, tp, strlen(tp));
+  const char *ts = ce_event_get_str(ev, "tracestate");
+  if (!rc && ts && *ts && ce_valid_tracestate(ts, strlen(ts)))
+    rc = ce_headers_add(h, "tracestate", 10, ts, strlen(ts));
+  return rc;
+}
+
 /* The request body and headers of the record's event, encoded once. */
 static int encode_rec(rec *r) {
   if (r->encoded) return 0;
@@ -295,6 +309,7 @@ static int encode_rec(rec *r) {
     rc = ce_http_encode(r->ev, CE_MODE_STRUCTURED, &r->hdrs, &r->body, &err);
   }
   if (rc == 0) rc = ce_headers_add(&r->hdrs, "Prefer", 6, "reply", 5);
+  if (rc == 0) rc = trace_headers(r->ev, &r->hdrs);
   r->encoded = rc == 0;
   return rc;
 }
@@ -316,6 +331,7 @@ static int send_sink(trigger_dispatcher *d, dlv *x) {
     ce_buf_reset(&body);
     rc = ce_http_encode(x->dl_ev, CE_MODE_STRUCTURED, &h, &body, &err);
   }
+  if (rc == 0) rc = trace_headers(x->dl_ev, &h);
   if (rc == 0)
     rc = httpc_send(d->http, "POST", x->t->tr->delivery.dead_letter_uri, h.items, h.n, body.data,
                     body.len, attempt_timeout(d, x->t->tr), on_http, x);

@@ -10,7 +10,9 @@
  * for requests breaking each rule once it declines and the checked path
  * refuses; and for a few thousand deterministic mutants of the valid
  * requests (bytes changed, headers dropped, doubled, cut) it never accepts
- * what the checked path refuses, nor writes other bytes. Label unit.
+ * what the checked path refuses, nor writes other bytes. A request's W3C
+ * trace context: the fast path declines it, the checked path gives it to
+ * each event without one of its own, valid ones only. Label unit.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -428,6 +430,115 @@ static void invalid_requests_refused(void **state) {
   EXPECT_INT(both(&m, &l, 255), FAST_SAME);
 }
 
+#define TP_IDS "-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+#define TP     "00" TP_IDS
+
+/* The record's header name's value, or NULL. */
+static const char *record_header(const broker_record *r, const char *name, size_t *len) {
+  for (size_t i = 0; i < r->n_headers; i++)
+    if (r->headers[i].name_len == strlen(name) && !memcmp(r->headers[i].name, name, strlen(name))) {
+      *len = r->headers[i].value_len;
+      return r->headers[i].value;
+    }
+  return NULL;
+}
+
+/* A request's W3C trace context: the fast path declines it, and the checked
+ * path gives it to each event that has none of its own, valid ones only. */
+static void trace_context(void **state) {
+  (void)state;
+  ce_limits l;
+  ce_limits_init(&l);
+  static const struct {
+    seed s;
+    const char *traceparent, *tracestate; /* what the record gets; NULL: none */
+  } cases[] = {
+      {{"both headers", {SV, ID, SRC, TY, "traceparent: " TP, "TraceState: rojo=00f067aa"}, "x", 0},
+       TP,
+       "rojo=00f067aa"},
+      {{"traceparent alone", {SV, ID, SRC, TY, "Traceparent:" TP}, "x", 0}, TP, NULL},
+      {{"a later version, one more field",
+        {SV, ID, SRC, TY, "traceparent: 01" TP_IDS "-ab"},
+        "x",
+        0},
+       "01" TP_IDS "-ab",
+       NULL},
+      {{"the event's own", {SV, ID, SRC, TY, "ce-traceparent: mine", "traceparent: " TP}, "x", 0},
+       "mine",
+       NULL},
+      {{"a zero trace id",
+        {SV, ID, SRC, TY, "traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+         "tracestate: a=b"},
+        "x",
+        0},
+       NULL,
+       NULL},
+      {{"upper-case hex",
+        {SV, ID, SRC, TY, "traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"},
+        "x",
+        0},
+       NULL,
+       NULL},
+      {{"version ff", {SV, ID, SRC, TY, "traceparent: ff" TP_IDS}, "x", 0}, NULL, NULL},
+      {{"version 00, one more field", {SV, ID, SRC, TY, "traceparent: " TP "-ab"}, "x", 0},
+       NULL,
+       NULL},
+      {{"one character short",
+        {SV, ID, SRC, TY, "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"},
+        "x",
+        0},
+       NULL,
+       NULL},
+      {{"a tracestate with a control character",
+        {SV, ID, SRC, TY, "traceparent: " TP, "tracestate: a=\x01"},
+        "x",
+        0},
+       TP,
+       NULL},
+  };
+  msg m;
+  ce_kv kv[MAX_H];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    CTX("%s", cases[i].s.what);
+    build(&cases[i].s, &m);
+    EXPECT_INT(both(&m, &l, 255), DECLINED_ACCEPTED);
+    size_t n = kvs(&m, kv), len = 0;
+    broker_batch b = {0};
+    ce_err err = {.index = -1};
+    EXPECT_INT(broker__ingress_checked(kv, n, m.body, m.body_len, &l, 255, now, &b, &err), 1);
+    const char *tp = record_header(&b.recs[0], "ce_traceparent", &len);
+    if (cases[i].traceparent)
+      EXPECT_MEM(tp, len, cases[i].traceparent, strlen(cases[i].traceparent));
+    else
+      EXPECT_TRUE(tp == NULL);
+    const char *ts = record_header(&b.recs[0], "ce_tracestate", &len);
+    if (cases[i].tracestate)
+      EXPECT_MEM(ts, len, cases[i].tracestate, strlen(cases[i].tracestate));
+    else
+      EXPECT_TRUE(ts == NULL);
+    broker_batch_cleanup(&b);
+  }
+  /* A batch: every event of it, but for the one with its own. */
+  static const char batch[] =
+      "[{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"t\"},"
+      "{\"specversion\":\"1.0\",\"id\":\"2\",\"source\":\"/s\",\"type\":\"t\","
+      "\"traceparent\":\"mine\"},"
+      "{\"specversion\":\"1.0\",\"id\":\"3\",\"source\":\"/s\",\"type\":\"t\"}]";
+  const ce_kv h[] = {{"Content-Type", 12, "application/cloudevents-batch+json", 34},
+                     {"traceparent", 11, TP, strlen(TP)}};
+  broker_batch b = {0};
+  ce_err err = {.index = -1};
+  EXPECT_INT(broker__ingress_checked(h, 2, batch, strlen(batch), &l, 255, now, &b, &err), 3);
+  const char *want[] = {TP, "mine", TP};
+  for (size_t i = 0; i < 3; i++) {
+    CTX("batch event %zu", i);
+    size_t len = 0;
+    const char *tp = record_header(&b.recs[i], "ce_traceparent", &len);
+    EXPECT_MEM(tp, len, want[i], strlen(want[i]));
+  }
+  broker_batch_cleanup(&b);
+}
+
 /* ---- the mutation loop ---- */
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -591,7 +702,7 @@ static void mutants_never_differ(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       T(valid_requests_same_record), T(bench_request_record), T(valid_requests_declined),
-      T(invalid_requests_refused),   T(mutants_never_differ),
+      T(invalid_requests_refused),   T(trace_context),        T(mutants_never_differ),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

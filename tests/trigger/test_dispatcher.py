@@ -11,7 +11,8 @@ listener at all (connection refused).
 What is shown: filters end to end (fan-out, binary mode); retries, backoff,
 Retry-After and timeouts; the dead-letter sink's event; never dropping when
 the sink fails; replies (binary, structured, batch) and reply loops dying of
-their TTL; ordering per partitionkey, the window, and no event lost or out of
+their TTL; a request's W3C trace context through to subscribers and the
+dead-letter sink; ordering per partitionkey, the window, and no event lost or out of
 order under random failures; at-least-once across kill -9 and restarts;
 the admin API and `outpost trigger`; on `--kafka mock`, the broker's
 dead-letter topic (read back by kcat) and delivery over 3 partitions.
@@ -629,6 +630,45 @@ class DeadLetterTest(DispatcherCase):
         (r,) = sub.got("sink")
         self.assertEqual(r.ce("knativeerrorcode"), "0")
         self.assertIsNone(r.ce("knativeerrordata"), "an earlier answer's body, not this one's")
+
+
+class TraceContextTest(DispatcherCase):
+    TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    TP_DL = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+    def test_w3c_trace_context_goes_through_to_subscribers(self):
+        # The ingress gives a request's traceparent and tracestate to its
+        # event (the distributed tracing extension); the dispatcher sends
+        # them on as W3C headers too, to the subscriber and the dead-letter
+        # sink, but never a value that is not a valid traceparent.
+        sub = self.subscriber({"sub": lambda req: Answer(422 if req.ce("id") == "t-dl" else 200)})
+        b = self.broker([trigger("tc", sub.url("sub"), {"type": "tc.test"},
+                                 delivery={"deadLetterSink": {"uri": sub.url("sink")}})])
+        posts = [("t-1", {"traceparent": self.TP, "tracestate": "rojo=00f067aa0ba902b7"}),
+                 ("t-2", {}),
+                 ("t-3", {"ce-traceparent": "not-a-traceparent"}),
+                 ("t-dl", {"traceparent": self.TP_DL})]
+        for ev_id, extra in posts:
+            h = binary_headers(ev_id, **{"ce-type": "tc.test"})
+            h.update(extra)
+            r, body = b.request("POST", "/default/default", b'{"n": 1}', h)
+            self.assertEqual(r.status, 202, (ev_id, body))
+        self.wait_until(lambda: len(sub.got("sub")) >= 4 and sub.got("sink"),
+                        "4 deliveries and a dead letter")
+        self.settle(b, 4)
+        got = {r.ce("id"): r for r in sub.got("sub")}
+        self.assertEqual(got["t-1"].headers.get("traceparent"), self.TP)
+        self.assertEqual(got["t-1"].headers.get("tracestate"), "rojo=00f067aa0ba902b7")
+        self.assertEqual(got["t-1"].ce("traceparent"), self.TP)
+        self.assertEqual(got["t-1"].ce("tracestate"), "rojo=00f067aa0ba902b7")
+        for h in ("traceparent", "tracestate", "ce-traceparent"):
+            self.assertIsNone(got["t-2"].headers.get(h), h)
+        self.assertEqual(got["t-3"].ce("traceparent"), "not-a-traceparent")
+        self.assertIsNone(got["t-3"].headers.get("traceparent"))
+        self.assertEqual(got["t-dl"].headers.get("traceparent"), self.TP_DL)
+        (dl,) = sub.got("sink")
+        self.assertEqual(dl.ce("id"), "t-dl")
+        self.assertEqual(dl.headers.get("traceparent"), self.TP_DL)
 
 
 class NeverDropTest(DispatcherCase):
