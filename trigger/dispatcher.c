@@ -414,7 +414,20 @@ static void dead_letter(trigger_dispatcher *d, dlv *x) {
   push(&d->ready, &d->ready_tail, x);
 }
 
-/* Readies the replies of a 2xx answer: TTL one less than the event's. */
+/* A reply with no trace context of its own goes on in the trace of the
+ * event it answers (a valid one). */
+static int inherit_trace(const ce_event *from, ce_event *to, ce_err *err) {
+  const char *tp = ce_event_get_str(from, "traceparent");
+  if (!tp || ce_event_get(to, "traceparent") || !ce_valid_traceparent(tp, strlen(tp))) return 0;
+  int rc = ce_event_set(to, "traceparent", CE_TYPE_STRING, tp, strlen(tp), err);
+  const char *ts = ce_event_get_str(from, "tracestate");
+  if (!rc && ts && *ts && !ce_event_get(to, "tracestate"))
+    rc = ce_event_set(to, "tracestate", CE_TYPE_STRING, ts, strlen(ts), err);
+  return rc;
+}
+
+/* Readies the replies of a 2xx answer: TTL one less than the event's, and
+ * its trace context when they have none. */
 static void prepare_replies(trigger_dispatcher *d, dlv *x) {
   tstats *st = x->t->st;
   int32_t ttl;
@@ -435,7 +448,8 @@ static void prepare_replies(trigger_dispatcher *d, dlv *x) {
       continue;
     }
     if (ce_event_set_int(ev, "knativebrokerttl", ttl - 1, &err) ||
-        ce_event_set(ev, "knativearrivaltime", CE_TYPE_TIMESTAMP, now, strlen(now), &err)) {
+        ce_event_set(ev, "knativearrivaltime", CE_TYPE_TIMESTAMP, now, strlen(now), &err) ||
+        inherit_trace(x->r->ev, ev, &err)) {
       st->replies_invalid++;
       ce_event_free(ev);
       continue;

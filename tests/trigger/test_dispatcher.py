@@ -641,9 +641,18 @@ class TraceContextTest(DispatcherCase):
         # event (the distributed tracing extension); the dispatcher sends
         # them on as W3C headers too, to the subscriber and the dead-letter
         # sink, but never a value that is not a valid traceparent.
-        sub = self.subscriber({"sub": lambda req: Answer(422 if req.ce("id") == "t-dl" else 200)})
+        # A reply with no trace context of its own goes on in its event's.
+        def answer(req):
+            if req.ce("id") == "t-dl":
+                return Answer(422)
+            if req.ce("id") == "t-1":
+                return reply_answer("t-1-reply", "tc.reply", b'{"ok": true}')
+            return Answer(200)
+
+        sub = self.subscriber({"sub": answer})
         b = self.broker([trigger("tc", sub.url("sub"), {"type": "tc.test"},
-                                 delivery={"deadLetterSink": {"uri": sub.url("sink")}})])
+                                 delivery={"deadLetterSink": {"uri": sub.url("sink")}}),
+                         trigger("tc-reply", sub.url("replies"), {"type": "tc.reply"})])
         posts = [("t-1", {"traceparent": self.TP, "tracestate": "rojo=00f067aa0ba902b7"}),
                  ("t-2", {}),
                  ("t-3", {"ce-traceparent": "not-a-traceparent"}),
@@ -653,9 +662,9 @@ class TraceContextTest(DispatcherCase):
             h.update(extra)
             r, body = b.request("POST", "/default/default", b'{"n": 1}', h)
             self.assertEqual(r.status, 202, (ev_id, body))
-        self.wait_until(lambda: len(sub.got("sub")) >= 4 and sub.got("sink"),
-                        "4 deliveries and a dead letter")
-        self.settle(b, 4)
+        self.wait_until(lambda: len(sub.got("sub")) >= 4 and sub.got("sink")
+                        and sub.got("replies"), "4 deliveries, a dead letter and a reply")
+        self.settle(b, 5)
         got = {r.ce("id"): r for r in sub.got("sub")}
         self.assertEqual(got["t-1"].headers.get("traceparent"), self.TP)
         self.assertEqual(got["t-1"].headers.get("tracestate"), "rojo=00f067aa0ba902b7")
@@ -669,6 +678,11 @@ class TraceContextTest(DispatcherCase):
         (dl,) = sub.got("sink")
         self.assertEqual(dl.ce("id"), "t-dl")
         self.assertEqual(dl.headers.get("traceparent"), self.TP_DL)
+        (reply,) = sub.got("replies")
+        self.assertEqual(reply.ce("id"), "t-1-reply")
+        self.assertEqual(reply.ce("traceparent"), self.TP)
+        self.assertEqual(reply.ce("tracestate"), "rojo=00f067aa0ba902b7")
+        self.assertEqual(reply.headers.get("traceparent"), self.TP)
 
 
 class NeverDropTest(DispatcherCase):
