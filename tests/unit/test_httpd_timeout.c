@@ -55,27 +55,13 @@ static void put(int fd, const char *s) {
   assert_int_equal(send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
 }
 
-/* Reads into buf (cap bytes, NUL-terminated) until the server closes or
- * 5 s pass; the bytes read. */
-static size_t read_to_close(int fd, char *buf, size_t cap) {
+/* Reads into buf (cap bytes, kept NUL-terminated) until the server closes
+ * or, with head_only, an answer's head has come; 5 s at most. */
+static void read_from(int fd, char *buf, size_t cap, bool head_only) {
   size_t got = 0;
+  buf[0] = '\0';
   int64_t end = clock_mono_ms() + 5000;
-  while (got + 1 < cap && clock_mono_ms() < end) {
-    struct pollfd p = {fd, POLLIN, 0};
-    if (poll(&p, 1, 100) != 1) continue;
-    ssize_t n = recv(fd, buf + got, cap - 1 - got, 0);
-    if (n <= 0) break;
-    got += (size_t)n;
-  }
-  buf[got] = '\0';
-  return got;
-}
-
-/* One answer's first bytes, the status line at least (5 s at most). */
-static void read_answer(int fd, char *buf, size_t cap) {
-  size_t got = 0;
-  int64_t end = clock_mono_ms() + 5000;
-  while (!strstr(buf, "\r\n\r\n") && got + 1 < cap && clock_mono_ms() < end) {
+  while (got + 1 < cap && clock_mono_ms() < end && !(head_only && strstr(buf, "\r\n\r\n"))) {
     struct pollfd p = {fd, POLLIN, 0};
     if (poll(&p, 1, 100) != 1) continue;
     ssize_t n = recv(fd, buf + got, cap - 1 - got, 0);
@@ -105,14 +91,14 @@ static void check_model(httpd_model model, bool fast_lane, const char *name) {
   /* Served, then idle through what follows. */
   int idle = dial(h);
   put(idle, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
-  read_answer(idle, buf, sizeof buf);
+  read_from(idle, buf, sizeof buf, true);
   assert_non_null(strstr(buf, "HTTP/1.1 200"));
   /* A POST's head and a GET's, trickled: 408 after a second. */
   const char *heads[] = {"POST /b HTTP/1.1\r\nHost: x\r\n", "GET /c HTTP/1.1\r\nHost: x\r\n"};
   for (size_t i = 0; i < 2; i++) {
     int fd = dial(h);
     int64_t ms = trickle(fd, heads[i]);
-    read_to_close(fd, buf, sizeof buf);
+    read_from(fd, buf, sizeof buf, false);
     if (ms < 900 || ms >= 4000 || strncmp(buf, "HTTP/1.1 408 ", 13) ||
         !strstr(buf, "did not come whole within 1 s"))
       fail_msg("%s, %.3s head: %lld ms, then '%s'", name, heads[i], (long long)ms, buf);
@@ -126,44 +112,37 @@ static void check_model(httpd_model model, bool fast_lane, const char *name) {
     clock_sleep_ms(400);
     put(slow, "x");
   }
-  buf[0] = '\0';
-  read_answer(slow, buf, sizeof buf);
+  read_from(slow, buf, sizeof buf, true);
   if (!strstr(buf, "HTTP/1.1 200") || !strstr(buf, "body 4"))
     fail_msg("%s, a slow body: '%s'", name, buf);
   close(slow);
   /* Idle for some 4 s by now, past the header timeout: still served. */
-  buf[0] = '\0';
   put(idle, "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
-  read_answer(idle, buf, sizeof buf);
+  read_from(idle, buf, sizeof buf, true);
   if (!strstr(buf, "HTTP/1.1 200")) fail_msg("%s, idle between requests: '%s'", name, buf);
   close(idle);
   assert_int_equal(httpd_header_timeouts(h), 2);
   httpd_stop(h);
 }
 
-static void epoll_pool(void **state) {
-  (void)state;
-  check_model(HTTPD_EPOLL_POOL, false, "epoll");
-}
+/* A model as a test's state. */
+typedef struct model_case {
+  httpd_model model;
+  bool fast_lane;
+  const char *name;
+} model_case;
 
-static void poll_pool(void **state) {
-  (void)state;
-  check_model(HTTPD_POLL_POOL, false, "poll");
-}
+static const model_case models[] = {
+    {HTTPD_EPOLL_POOL, false, "epoll"},
+    {HTTPD_POLL_POOL, false, "poll"},
+    {HTTPD_THREAD_PER_CONNECTION, false, "thread per connection"},
+    {HTTPD_HYBRID_POOL, false, "hybrid"},
+    {HTTPD_HYBRID_POOL, true, "fast lane"},
+};
 
-static void thread_per_connection(void **state) {
-  (void)state;
-  check_model(HTTPD_THREAD_PER_CONNECTION, false, "thread per connection");
-}
-
-static void hybrid(void **state) {
-  (void)state;
-  check_model(HTTPD_HYBRID_POOL, false, "hybrid");
-}
-
-static void fast_lane(void **state) {
-  (void)state;
-  check_model(HTTPD_HYBRID_POOL, true, "fast lane");
+static void in_model(void **state) {
+  const model_case *m = *state;
+  check_model(m->model, m->fast_lane, m->name);
 }
 
 static void zero_is_never(void **state) {
@@ -178,11 +157,11 @@ static void zero_is_never(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(epoll_pool),
-      cmocka_unit_test(poll_pool),
-      cmocka_unit_test(thread_per_connection),
-      cmocka_unit_test(hybrid),
-      cmocka_unit_test(fast_lane),
+      {"epoll pool", in_model, NULL, NULL, (void *)&models[0]},
+      {"poll pool", in_model, NULL, NULL, (void *)&models[1]},
+      {"thread per connection", in_model, NULL, NULL, (void *)&models[2]},
+      {"hybrid pools", in_model, NULL, NULL, (void *)&models[3]},
+      {"fast lane", in_model, NULL, NULL, (void *)&models[4]},
       cmocka_unit_test(zero_is_never),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
