@@ -289,19 +289,14 @@ int broker_main(int argc, char **argv) {
       }
       o.http.batch_polls = (unsigned)v;
       break;
-    case OPT_IDLE_TIMEOUT: /* 0 is allowed: never */
+    case OPT_IDLE_TIMEOUT: /* both: 0 is allowed, never */
+    case OPT_HEADER_TIMEOUT:
       if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {
-        fprintf(stderr, "outpost broker: --idle-timeout wants seconds, not '%s'\n", optarg);
+        fprintf(stderr, "outpost broker: --%s wants seconds, not '%s'\n",
+                c == OPT_IDLE_TIMEOUT ? "idle-timeout" : "header-timeout", optarg);
         return 2;
       }
-      o.http.idle_timeout_s = (unsigned)v;
-      break;
-    case OPT_HEADER_TIMEOUT: /* 0 is allowed: never */
-      if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {
-        fprintf(stderr, "outpost broker: --header-timeout wants seconds, not '%s'\n", optarg);
-        return 2;
-      }
-      o.http.header_timeout_s = (unsigned)v;
+      *(c == OPT_IDLE_TIMEOUT ? &o.http.idle_timeout_s : &o.http.header_timeout_s) = (unsigned)v;
       break;
     case 'K':
       if (push(props, &n_props, optarg, "--kafka-property")) return 2;
