@@ -270,11 +270,12 @@ static void serve(fworker *w, fconn *c) {
   httpd__line lines[128];
   size_t max_lines = h->opts.max_headers && h->opts.max_headers < 128 ? h->opts.max_headers : 128;
   httpd__parsed p;
+  p.head = 0; /* the parser sets it once the head is whole */
   httpd__parse_rc rc = parse(&h->opts, w->peek, (size_t)n, lines, max_lines, &p);
   if (rc == HTTPD__MORE) {
     c->last = mono_ms(); /* a request coming in is activity */
     /* Its head is timed until it is whole; a body that follows is not. */
-    if (!memmem(w->peek, (size_t)n, "\r\n\r\n", 4))
+    if (!p.head)
       c->head_since = c->head_since ? c->head_since : c->last;
     else
       c->head_since = 0;
