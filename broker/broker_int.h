@@ -151,13 +151,16 @@ static inline void broker__trim(const char **s, size_t *len) {
   while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t')) (*len)--;
 }
 
+/* An ASCII letter in lower case; any other byte as it is. */
+static inline char broker__lower(char c) {
+  return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+}
+
 /* Whether the header's name is lower (a lowercase name), in any case. */
 static inline bool broker__header_is(const ce_kv *h, const char *lower) {
   size_t i = 0;
-  for (; i < h->name_len && lower[i]; i++) {
-    char c = h->name[i];
-    if ((c >= 'A' && c <= 'Z' ? (char)(c + 32) : c) != lower[i]) return false;
-  }
+  for (; i < h->name_len && lower[i]; i++)
+    if (broker__lower(h->name[i]) != lower[i]) return false;
   return i == h->name_len && !lower[i];
 }
 

@@ -62,23 +62,11 @@ typedef struct fast {
   int ttl, arrival, key; /* the field of knativebrokerttl, knativearrivaltime, partitionkey; -1 */
 } fast;
 
-static char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
-}
-
 /* An attribute's header, as ce_http_decode tells one: "ce-" in any case
  * (c | 0x20 is 'c' for 'c' and 'C' only, and so for 'e'). */
 static bool is_attr(const ce_kv *h) {
   return h->name_len >= 3 && (h->name[0] | 0x20) == 'c' && (h->name[1] | 0x20) == 'e' &&
          h->name[2] == '-';
-}
-
-static bool is_content_type(const ce_kv *h) {
-  static const char ct[] = "content-type";
-  if (h->name_len != sizeof ct - 1) return false;
-  for (size_t i = 0; i < sizeof ct - 1; i++)
-    if (lower(h->name[i]) != ct[i]) return false;
-  return true;
 }
 
 /* The limits ce_http_decode checks (any request past one is declined: the
@@ -97,7 +85,7 @@ static bool scan(const ce_kv *h, size_t n, size_t body_len, const ce_limits *lim
       if (*attrs == FAST_MAX_ATTRS) return false;
       attr[(*attrs)++] = i;
       *bytes += h[i].name_len + 1 + h[i].value_len + 1; /* "ce_" name NUL value NUL */
-    } else if (is_content_type(&h[i])) {
+    } else if (broker__header_is(&h[i], "content-type")) {
       if (*ct) return false;
       *ct = &h[i];
       *bytes += sizeof "content-type" + h[i].value_len + 1;
@@ -177,7 +165,7 @@ static bool take(fast *x, const ce_kv *h) {
   size_t name = x->b.len;
   char *nm = x->b.data + name;
   memcpy(nm, "ce_", 3);
-  for (size_t k = 0; k < nlen; k++) nm[3 + k] = lower(h->name[3 + k]);
+  for (size_t k = 0; k < nlen; k++) nm[3 + k] = broker__lower(h->name[3 + k]);
   nm[h->name_len] = '\0';
   x->b.len += h->name_len + 1;
   for (size_t i = 0; i < x->n; i++)
