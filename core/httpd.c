@@ -258,18 +258,28 @@ static void heads_unlink(httpd *h, httpd_req *req) {
   pthread_mutex_unlock(&h->heads_mu);
 }
 
+/* A request of libmicrohttpd's connection, not yet begun; NULL when out of
+ * memory. */
+static httpd_req *req_new(httpd *h, struct MHD_Connection *conn) {
+  httpd_req *req = calloc(1, sizeof *req);
+  if (req) {
+    req->h = h;
+    req->conn = conn;
+    req->fd = -1;
+  }
+  return req;
+}
+
 /* libmicrohttpd's request line has come (MHD_OPTION_URI_LOG_CALLBACK): the
  * request begins, and its head has header_timeout_s to come whole. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
   (void)uri;
   httpd *h = cls;
-  httpd_req *req = calloc(1, sizeof *req);
+  httpd_req *req = req_new(h, conn);
   if (!req) return NULL; /* on_request makes it, untimed */
   const union MHD_ConnectionInfo *ci =
       MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-  req->h = h;
-  req->conn = conn;
-  req->fd = ci ? ci->connect_fd : -1;
+  if (ci) req->fd = ci->connect_fd;
   req->head_since = clock_mono_ms();
   heads_link(h, req);
   return req;
@@ -331,11 +341,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   if (!req || !req->begun) {
     /* The head has come whole: made here, or by on_uri at its request line. */
     if (!req) {
-      req = calloc(1, sizeof *req);
-      if (!req) return MHD_NO;
-      req->h = h;
-      req->conn = conn;
-      req->fd = -1;
+      if (!(req = req_new(h, conn))) return MHD_NO;
       *con_cls = req;
     } else {
       heads_unlink(h, req);
