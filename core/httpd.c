@@ -547,11 +547,7 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
   h->handler = handler;
   h->ctx = ctx;
   pthread_mutex_init(&h->heads_mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&h->heads_cv, &ca);
-  pthread_condattr_destroy(&ca);
+  clock_cond_init(&h->heads_cv);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(h->opts.port)};
   if (inet_pton(AF_INET, h->opts.host ? h->opts.host : "127.0.0.1", &sa.sin_addr) != 1) {
     snprintf(errbuf, errlen, "bad listen address '%s' (an IPv4 address is expected)", h->opts.host);

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "broker/broker.h"
+#include "core/clock.h"
 #include "core/httpc.h"
 #include "core/metrics.h"
 
@@ -580,11 +581,7 @@ detector_pub *detector_pub_start(const detector_pub_opts *o, char *err, size_t e
   }
   p->o.url = o->topic ? NULL : p->url;
   p->o.topic = p->topic;
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the clock metrics_now_ns reads */
-  pthread_cond_init(&p->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  clock_cond_init(&p->cv); /* the clock metrics_now_ns reads */
   pthread_mutex_init(&p->mu, NULL);
   if (transport_start(p, err, errlen)) goto fail_sync;
   int rc = pthread_create(&p->thread, NULL, pub_thread, p);

@@ -205,13 +205,9 @@ static int init_opts(pool *p, const pool_opts *o, posts_err *err) {
 }
 
 static int init_sync(pool *p) {
-  pthread_condattr_t ca;
-  if (pthread_condattr_init(&ca) != 0) return -ENOMEM;
   /* Ticks are measured on the monotonic clock: a wall-clock step must not
    * stall the pool or make it spin. */
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  int rc = pthread_cond_init(&p->wake, &ca);
-  pthread_condattr_destroy(&ca);
+  int rc = clock_cond_init(&p->wake);
   if (rc != 0) return -rc;
   if ((rc = pthread_mutex_init(&p->mu, NULL)) != 0) {
     pthread_cond_destroy(&p->wake);

@@ -409,11 +409,7 @@ post_watch *post_watch_new(post *p, posts_runtime *rt, const char *const *namesp
     free(w);
     return NULL;
   }
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&w->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  clock_cond_init(&w->cv);
   pthread_mutex_init(&w->mu, NULL);
   if (pthread_create(&w->thread, NULL, watch_main, w)) {
     post_watch_free(w);

@@ -8,6 +8,8 @@
  */
 #include "posts/run_int.h"
 
+#include "core/clock.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
@@ -45,11 +47,7 @@ run_tail *run_tail_new(size_t cap) {
   t->cap = cap;
   t->next = 1;
   pthread_mutex_init(&t->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&t->more, &ca);
-  pthread_condattr_destroy(&ca);
+  clock_cond_init(&t->more);
   return t;
 }
 

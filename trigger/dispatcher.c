@@ -18,6 +18,8 @@
 #include "trigger/delivery.h"
 #include "trigger/dispatcher_int.h"
 
+#include "core/clock.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -847,12 +849,6 @@ static void *reader_main(void *arg) {
   return NULL;
 }
 
-static pthread_condattr_t *monotonic(pthread_condattr_t *a) {
-  pthread_condattr_init(a);
-  pthread_condattr_setclock(a, CLOCK_MONOTONIC);
-  return a;
-}
-
 /* Stops the first n readers of c; each commits its partition's done point. */
 static void readers_stop(consumer *c, int32_t n) {
   pthread_mutex_lock(&c->d->lock);
@@ -888,9 +884,7 @@ consumer *dispatcher__consumer_new(trigger_dispatcher *d) {
   consumer *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->d = d;
-  pthread_condattr_t a;
-  pthread_cond_init(&c->wake, monotonic(&a));
-  pthread_condattr_destroy(&a);
+  clock_cond_init(&c->wake);
   return c;
 }
 
@@ -929,10 +923,8 @@ trigger_dispatcher *trigger_dispatcher_start(const trigger_dispatcher_opts *opts
   if (d->opts.reply_ttl_default <= 0) d->opts.reply_ttl_default = 255;
   pthread_mutex_init(&d->lock, NULL);
   pthread_mutex_init(&d->admin, NULL);
-  pthread_condattr_t a;
-  pthread_cond_init(&d->cond, monotonic(&a));
-  pthread_cond_init(&d->idle, &a);
-  pthread_condattr_destroy(&a);
+  clock_cond_init(&d->cond);
+  clock_cond_init(&d->idle);
   d->http = httpc_start(&d->opts.http, errbuf, errlen);
   int rc = d->http ? pthread_create(&d->thread, NULL, deliver_main, d) : -1;
   if (rc) {

@@ -27,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "core/clock.h"
 #include "core/httpc.h"
 #include "core/httpd.h"
 
@@ -321,11 +322,7 @@ static void handle(void *arg, httpd_req *req) {
 }
 
 static int srv_start(void **state) {
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&srv.cv, &ca);
-  pthread_condattr_destroy(&ca);
+  clock_cond_init(&srv.cv);
   pthread_mutex_init(&srv.mu, NULL);
   httpd_opts o;
   httpd_opts_init(&o);
