@@ -356,11 +356,18 @@ class TwoBrokers(unittest.TestCase):
         self.start(*self.EXTRA)
 
     def start(self, *extra):
-        """The two brokers, both with extra."""
+        """The two brokers, both with extra; self.brokers names them."""
         self.lane = Broker(*extra, *self.LANE_ARGS)
         self.addCleanup(self.lane.cleanup)
         self.ref = Broker(*extra, *self.REF_ARGS)
         self.addCleanup(self.ref.cleanup)
+        self.brokers = [("--fast-lane", self.lane), ("--no-fast-lane", self.ref)]
+
+    def conn(self, b):
+        """A new connection to broker b, closed when the test ends."""
+        c = Conn(b.port)
+        self.addCleanup(c.close)
+        return c
 
     def tearDown(self):
         for b in (self.lane, self.ref):
@@ -379,8 +386,7 @@ class HandOverTest(TwoBrokers):
         the lane's answers."""
         out = []
         for b in (self.lane, self.ref):
-            c = Conn(b.port)
-            self.addCleanup(c.close)
+            c = self.conn(b)
             out.append((exchange(c), c))
         (lane, lc), (ref, _) = out
         self.assertEqual([a.comparable() if a else None for a in lane],
@@ -503,15 +509,6 @@ class LimitsTest(TwoBrokers):
 
     EXTRA = ("--idle-timeout", "3", "--max-connections", "3")
 
-    def setUp(self):
-        super().setUp()
-        self.brokers = [("--fast-lane", self.lane), ("--no-fast-lane", self.ref)]
-
-    def conn(self, b):
-        c = Conn(b.port)
-        self.addCleanup(c.close)
-        return c
-
     def served(self, b, i):
         """Whether a new connection to b has event i answered 202."""
         try:
@@ -572,11 +569,6 @@ class HeaderTimeoutTest(TwoBrokers):
 
     EXTRA = ("--header-timeout", "2")
 
-    def conn(self, b):
-        c = Conn(b.port)
-        self.addCleanup(c.close)
-        return c
-
     def trickle(self, c, first, at_most=15):
         """Sends first, then a header line whenever nothing has come for
         0.4 s, until the broker writes or closes (at most at_most s): the
@@ -609,7 +601,7 @@ class HeaderTimeoutTest(TwoBrokers):
         self.assertTrue(c.closed(), f"{what}: closed after the 408")
 
     def test_14_header_timeout(self):
-        for lane, b in (("--fast-lane", self.lane), ("--no-fast-lane", self.ref)):
+        for lane, b in self.brokers:
             with self.subTest(lane):
                 head = post(1).split(b"\r\n\r\n")[0] + b"\r\n"
                 c = self.conn(b)
@@ -622,7 +614,7 @@ class HeaderTimeoutTest(TwoBrokers):
 
     def test_15_idle_and_slow_bodies_are_not_timed(self):
         conns = {}
-        for lane, b in (("--fast-lane", self.lane), ("--no-fast-lane", self.ref)):
+        for lane, b in self.brokers:
             idle, slow = self.conn(b), self.conn(b)
             idle.send(post(1))
             self.assertEqual(idle.answer().status, 202)
