@@ -501,6 +501,16 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
                  "--header-timeout.");
   metrics_sample(&b, "outpost_ingress_header_timeouts_total", NULL,
                  httpd_header_timeouts(in->http));
+  uint64_t past_max, past_client;
+  httpd_refused(in->http, &past_max, &past_client);
+  metrics_family(&b, "outpost_ingress_connections_refused_total", "counter",
+                 "Connections closed as they came, nothing read or written, by the limit they "
+                 "were past: --max-connections in all, --max-connections-per-client from one "
+                 "address.");
+  metrics_sample(&b, "outpost_ingress_connections_refused_total", "limit=\"max_connections\"",
+                 past_max);
+  metrics_sample(&b, "outpost_ingress_connections_refused_total", "limit=\"per_client\"",
+                 past_client);
   metrics_family(&b, "outpost_ingress_accepted_bytes_total", "counter",
                  "Body bytes of accepted requests.");
   metrics_sample(&b, "outpost_ingress_accepted_bytes_total", NULL, atomic_load(&in->bytes));

@@ -29,6 +29,7 @@ enum {
   OPT_FAST_LANE,
   OPT_NO_FAST_LANE,
   OPT_MAX_CONNECTIONS,
+  OPT_PER_CLIENT,
   OPT_IDLE_TIMEOUT,
   OPT_HEADER_TIMEOUT,
   OPT_LANE_THREADS,
@@ -89,6 +90,9 @@ static void usage(FILE *f) {
         "                        which join it (default 3; 0: none)\n"
         "  --max-connections N   open connections at most; past it new ones are closed\n"
         "                        (default 4096)\n"
+        "  --max-connections-per-client N  open connections one client address may\n"
+        "                        hold; past it its new ones are closed (default 0: no\n"
+        "                        limit)\n"
         "  --idle-timeout S      close a keep-alive connection idle for S seconds\n"
         "                        (default 60; 0: never)\n"
         "  --header-timeout S    a request whose head has not come whole S seconds after\n"
@@ -188,6 +192,7 @@ int broker_main(int argc, char **argv) {
       {"fast-lane", no_argument, NULL, OPT_FAST_LANE},
       {"no-fast-lane", no_argument, NULL, OPT_NO_FAST_LANE},
       {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+      {"max-connections-per-client", required_argument, NULL, OPT_PER_CLIENT},
       {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
       {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
       {"lane-threads", required_argument, NULL, OPT_LANE_THREADS},
@@ -297,6 +302,14 @@ int broker_main(int argc, char **argv) {
         return 2;
       }
       *(c == OPT_IDLE_TIMEOUT ? &o.http.idle_timeout_s : &o.http.header_timeout_s) = (unsigned)v;
+      break;
+    case OPT_PER_CLIENT: /* 0 is allowed: no limit */
+      if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {
+        fprintf(stderr, "outpost broker: --max-connections-per-client wants a count, not '%s'\n",
+                optarg);
+        return 2;
+      }
+      o.http.max_connections_per_client = (unsigned)v;
       break;
     case 'K':
       if (push(props, &n_props, optarg, "--kafka-property")) return 2;

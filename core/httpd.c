@@ -417,20 +417,60 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   *con_cls = NULL;
 }
 
-/* Counts a daemon's connections (HTTPD_HYBRID_POOL routes by them). */
+/* Counts a daemon's connections (HTTPD_HYBRID_POOL routes by them, the
+ * other models' accept policy limits by them), and, with
+ * max_connections_per_client, each one's client: those the daemon accepted
+ * itself from their start (the hybrid acceptor counted the others), all
+ * till their close, which comes after this notice. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code) {
-  _Atomic unsigned *n = cls;
-  if (code == MHD_CONNECTION_NOTIFY_STARTED)
-    atomic_fetch_add(n, 1);
-  else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
-    atomic_fetch_sub(n, 1);
+  (void)socket_context;
+  const httpd_note *note = cls;
+  httpd_clients *clients = note->h->clients;
+  const union MHD_ConnectionInfo *fd =
+      clients ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    atomic_fetch_add(note->n, 1);
+    const union MHD_ConnectionInfo *peer =
+        fd && note->accepts ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS)
+                            : NULL;
+    if (peer && peer->client_addr->sa_family == AF_INET)
+      httpd__client_open(clients, fd->connect_fd,
+                         ((const struct sockaddr_in *)peer->client_addr)->sin_addr.s_addr, 0);
+  } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+    atomic_fetch_sub(note->n, 1);
+    if (fd) httpd__client_close(clients, fd->connect_fd);
+  }
+}
+
+/* The accept policy of a daemon that accepts its own connections: the
+ * limits of max_connections and max_connections_per_client (libmicrohttpd
+ * would refuse past the first unseen, and per thread of its pool). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len) {
+  httpd *h = cls;
+  if (h->opts.max_connections && atomic_load(&h->n_own) >= h->opts.max_connections) {
+    atomic_fetch_add(&h->refused_max, 1);
+    return MHD_NO;
+  }
+  if (h->clients && addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in) &&
+      !httpd__client_under(h->clients, ((const struct sockaddr_in *)addr)->sin_addr.s_addr,
+                           h->opts.max_connections_per_client)) {
+    atomic_fetch_add(&h->refused_client, 1);
+    return MHD_NO;
+  }
+  return MHD_YES;
+}
+
+void httpd__close(httpd *h, int fd) {
+  if (h->clients) httpd__client_close(h->clients, fd);
+  close(fd);
 }
 
 /* One libmicrohttpd daemon: listening on sa, or, with sa NULL, served only
- * the connections given to it (MHD_add_connection), counted in *count. */
+ * the connections given to it (MHD_add_connection); its notices go to
+ * note. */
 static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const struct sockaddr_in *sa,
-                                       _Atomic unsigned *count) {
+                                       httpd_note *note) {
   bool per_conn = flags & MHD_USE_THREAD_PER_CONNECTION;
   flags |= MHD_USE_ERROR_LOG;
   if (!per_conn) flags |= MHD_ALLOW_SUSPEND_RESUME;
@@ -438,38 +478,38 @@ static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const struct so
   /* The pool: the headers plus a read buffer. */
   size_t mem =
       (h->opts.max_header_bytes ? h->opts.max_header_bytes : HTTPD_HEADER_BYTES) + 8 * 1024;
-  struct MHD_OptionItem opt[4];
+  struct MHD_OptionItem opt[5];
   size_t n = 0;
   /* A thread pool only for the pool models (the option warns otherwise). */
   if (!per_conn)
     opt[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
                                        (intptr_t)(h->opts.threads ? h->opts.threads : 1), NULL};
-  if (sa)
-    opt[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)sa};
-  else
-    opt[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection,
-                                       (void *)count};
+  if (sa) opt[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)sa};
+  opt[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, note};
   if (h->opts.header_timeout_s)
     opt[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, h};
   opt[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-  /* libmicrohttpd splits the limit among a pool's threads. The connections
-   * given to it are limited by the acceptor, in all: each thread may take
-   * them all (and a few more, which the acceptor's counts may lag by), so
-   * that it never refuses one itself. It must not: libmicrohttpd 0.9.75
-   * deadlocks the thread that refuses a connection given to it. */
+  /* libmicrohttpd splits the limit among a pool's threads, so each thread
+   * may take them all (and a few more, which the counts may lag by), and
+   * the limit is ours: the acceptor's for the connections given to it, the
+   * accept policy's (on_accept) for those it accepts. It must never refuse
+   * one given to it itself: libmicrohttpd 0.9.75 deadlocks the thread that
+   * does. */
   unsigned limit = h->opts.max_connections, threads = h->opts.threads ? h->opts.threads : 1;
-  if (!sa && limit) limit = limit > UINT_MAX / (threads + 1) ? UINT_MAX : limit * (threads + 1);
-  return MHD_start_daemon(flags, sa ? h->opts.port : 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY,
-                          opt, MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
-                          h->opts.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+  if (limit) limit = limit > UINT_MAX / (threads + 1) ? UINT_MAX : limit * (threads + 1);
+  return MHD_start_daemon(flags, sa ? h->opts.port : 0, sa ? on_accept : NULL, h, on_request, h,
+                          MHD_OPTION_ARRAY, opt, MHD_OPTION_CONNECTION_LIMIT, limit,
+                          MHD_OPTION_CONNECTION_TIMEOUT, h->opts.idle_timeout_s,
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_NOTIFY_COMPLETED,
+                          on_completed, h, MHD_OPTION_END);
 }
 
 /* HTTPD_HYBRID_POOL's acceptor: each new connection goes to the poll pool
  * while it has fewer than poll_connections (counted when libmicrohttpd
  * takes them, so a burst may pass the mark by a few: it is a routing
  * threshold, not a limit), else to the epoll pool; past max_connections in
- * all it is closed, as libmicrohttpd would. */
+ * all, or past max_connections_per_client of its client, it is closed with
+ * nothing written, as libmicrohttpd would. */
 static void *acceptor(void *arg) {
   httpd *h = arg;
   for (;;) {
@@ -489,6 +529,13 @@ static void *acceptor(void *arg) {
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     unsigned np = atomic_load(&h->n_poll), ne = atomic_load(&h->n_epoll);
     if (h->opts.max_connections && np + ne + atomic_load(&h->n_fast) >= h->opts.max_connections) {
+      atomic_fetch_add(&h->refused_max, 1);
+      close(fd);
+      continue;
+    }
+    if (h->clients && !httpd__client_open(h->clients, fd, peer.sin_addr.s_addr,
+                                          h->opts.max_connections_per_client)) {
+      atomic_fetch_add(&h->refused_client, 1);
       close(fd);
       continue;
     }
@@ -519,8 +566,10 @@ static int hybrid_start(httpd *h, const struct sockaddr_in *sa, char *errbuf, si
     if (h->lfd >= 0) close(h->lfd);
     return -1;
   }
-  h->d = daemon_start(h, MHD_USE_POLL_INTERNAL_THREAD, NULL, &h->n_poll);
-  h->d2 = h->d ? daemon_start(h, MHD_USE_EPOLL_INTERNAL_THREAD, NULL, &h->n_epoll) : NULL;
+  h->note_d = (httpd_note){h, &h->n_poll, false};
+  h->note_d2 = (httpd_note){h, &h->n_epoll, false};
+  h->d = daemon_start(h, MHD_USE_POLL_INTERNAL_THREAD, NULL, &h->note_d);
+  h->d2 = h->d ? daemon_start(h, MHD_USE_EPOLL_INTERNAL_THREAD, NULL, &h->note_d2) : NULL;
   bool fast = !h->opts.fast_lane || (h->d2 && httpd__fast_start(h, h->opts.fast_threads));
   if (h->d2 && fast && pthread_create(&h->acceptor, NULL, acceptor, h) == 0) return 0;
   httpd__fast_stop(h->fast);
@@ -531,6 +580,15 @@ static int hybrid_start(httpd *h, const struct sockaddr_in *sa, char *errbuf, si
   if (h->d) MHD_stop_daemon(h->d);
   close(h->lfd);
   return -1;
+}
+
+/* Frees what httpd_start made before it failed; NULL. */
+static httpd *start_failed(httpd *h) {
+  pthread_cond_destroy(&h->heads_cv);
+  pthread_mutex_destroy(&h->heads_mu);
+  httpd__clients_free(h->clients);
+  free(h);
+  return NULL;
 }
 
 httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, char *errbuf,
@@ -548,30 +606,30 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
   h->ctx = ctx;
   pthread_mutex_init(&h->heads_mu, NULL);
   clock_cond_init(&h->heads_cv);
+  if (h->opts.max_connections_per_client && !(h->clients = httpd__clients_new())) {
+    snprintf(errbuf, errlen, "out of memory");
+    return start_failed(h);
+  }
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(h->opts.port)};
   if (inet_pton(AF_INET, h->opts.host ? h->opts.host : "127.0.0.1", &sa.sin_addr) != 1) {
     snprintf(errbuf, errlen, "bad listen address '%s' (an IPv4 address is expected)", h->opts.host);
-    free(h);
-    return NULL;
+    return start_failed(h);
   }
   bool per_conn = h->opts.model == HTTPD_THREAD_PER_CONNECTION;
   h->lfd = -1;
   if (h->opts.model == HTTPD_HYBRID_POOL) {
-    if (hybrid_start(h, &sa, errbuf, errlen)) {
-      free(h);
-      return NULL;
-    }
+    if (hybrid_start(h, &sa, errbuf, errlen)) return start_failed(h);
   } else {
     unsigned flags =
         per_conn ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL
         : h->opts.model == HTTPD_POLL_POOL ? MHD_USE_POLL_INTERNAL_THREAD
                                            : MHD_USE_EPOLL_INTERNAL_THREAD;
-    h->d = daemon_start(h, flags, &sa, NULL);
+    h->note_d = (httpd_note){h, &h->n_own, true};
+    h->d = daemon_start(h, flags, &sa, &h->note_d);
     if (!h->d) {
       snprintf(errbuf, errlen, "cannot listen on %s:%u: %s", h->opts.host, h->opts.port,
                strerror(errno));
-      free(h);
-      return NULL;
+      return start_failed(h);
     }
   }
   /* Without it every bodiless answer is built afresh (still correct). */
@@ -600,6 +658,11 @@ void httpd_connections(const httpd *h, unsigned *poll, unsigned *epoll) {
   *epoll = atomic_load(&h->n_epoll);
 }
 
+void httpd_refused(const httpd *h, uint64_t *max, uint64_t *per_client) {
+  *max = atomic_load(&h->refused_max);
+  *per_client = atomic_load(&h->refused_client);
+}
+
 void httpd_stop(httpd *h) {
   if (!h) return;
   atomic_store(&h->stopping, true);
@@ -626,6 +689,7 @@ void httpd_stop(httpd *h) {
   if (h->empty) MHD_destroy_response(h->empty);
   pthread_cond_destroy(&h->heads_cv);
   pthread_mutex_destroy(&h->heads_mu);
+  httpd__clients_free(h->clients);
   free(h);
 }
 

@@ -54,7 +54,12 @@ typedef struct httpd_opts {
   size_t max_headers;        /* header count (default 100) */
   size_t max_header_bytes;   /* all header bytes of a request (default 16 KiB) */
   unsigned max_connections;  /* default 4096 */
-  unsigned idle_timeout_s;   /* close idle keep-alive connections (default 60) */
+  /* Open connections one client (IPv4 address) may hold; past it a new
+   * connection of that client is closed with nothing written, as past
+   * max_connections. Default 0: no limit (behind a proxy or a mesh's
+   * sidecar every client has the proxy's address). */
+  unsigned max_connections_per_client;
+  unsigned idle_timeout_s; /* close idle keep-alive connections (default 60) */
   /* A request whose head has not come whole this many seconds after it
    * began (its first bytes on the fast lane, its request line with
    * libmicrohttpd) is refused: 408 and the connection closed, however
@@ -94,6 +99,10 @@ unsigned httpd_fast_connections(const httpd *h);
 /* Requests refused because their head did not come whole in time
  * (header_timeout_s), since the start. */
 uint64_t httpd_header_timeouts(const httpd *h);
+/* Connections closed as they came, before any request was read, since
+ * the start: past max_connections (*max) and past
+ * max_connections_per_client (*per_client). */
+void httpd_refused(const httpd *h, uint64_t *max, uint64_t *per_client);
 /* Stops serving and frees. Requests still waiting for an answer must have
  * been answered before; answers not yet written are given up to 5 s to go
  * out. httpd_stop(NULL) does nothing. */

@@ -243,7 +243,7 @@ static void unlink_conn(fworker *w, fconn *c) {
 
 static void close_conn(fworker *w, fconn *c) {
   epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
-  close(c->fd);
+  httpd__close(w->h, c->fd);
   unlink_conn(w, c);
   free(c);
 }
@@ -365,7 +365,7 @@ static void write_answers(fworker *w) {
     w->conns = c;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = c};
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, c->fd, &ev)) {
-      close(c->fd);
+      httpd__close(w->h, c->fd);
       unlink_conn(w, c);
       free(c);
     }
@@ -544,7 +544,7 @@ void httpd__fast_add(httpd *h, int fd, const struct sockaddr_in *peer) {
   fworker *w = &f->w[atomic_fetch_add(&f->next, 1) % f->n];
   fconn *c = calloc(1, sizeof *c);
   if (!c) {
-    close(fd);
+    httpd__close(h, fd);
     return;
   }
   *c = (fconn){.fd = fd, .peer = *peer, .w = w, .last = mono_ms()};
@@ -609,7 +609,7 @@ void httpd__fast_stop(httpd_fast *f) {
     while (w->conns) close_conn(w, w->conns);
     for (fconn *c = w->incoming, *next; c; c = next) {
       next = c->next;
-      close(c->fd);
+      httpd__close(f->h, c->fd);
       atomic_fetch_sub(&f->h->n_fast, 1);
       free(c);
     }

@@ -18,6 +18,16 @@ struct MHD_Daemon;
 struct MHD_Connection;
 struct MHD_Response;
 typedef struct httpd_fast httpd_fast;
+typedef struct httpd_clients httpd_clients;
+
+/* What one libmicrohttpd daemon's connection notices count into: its open
+ * connections in *n, and, with accepts (a daemon that accepts its own, not
+ * given them by the hybrid acceptor), each one's client. */
+typedef struct httpd_note {
+  httpd *h;
+  _Atomic unsigned *n;
+  bool accepts;
+} httpd_note;
 
 struct httpd {
   struct MHD_Daemon *d;
@@ -27,8 +37,10 @@ struct httpd {
   int lfd;
   pthread_t acceptor;               /* running while lfd >= 0 */
   _Atomic unsigned n_poll, n_epoll; /* connections of d and d2 */
-  _Atomic long unsent;              /* answered, not yet completed (sent or closed) */
-  struct MHD_Response *empty;       /* the one bodiless answer without headers, shared */
+  _Atomic unsigned n_own;           /* the other models: connections of d */
+  httpd_note note_d, note_d2;
+  _Atomic long unsent;        /* answered, not yet completed (sent or closed) */
+  struct MHD_Response *empty; /* the one bodiless answer without headers, shared */
   httpd_opts opts;
   httpd_handler handler;
   void *ctx;
@@ -44,6 +56,9 @@ struct httpd {
   bool sweeper_on;
   pthread_t sweeper;
   _Atomic uint64_t header_timeouts; /* both the lane's and libmicrohttpd's */
+  /* Connections closed as they came (httpd_refused). */
+  _Atomic uint64_t refused_max, refused_client;
+  httpd_clients *clients; /* with max_connections_per_client, else NULL */
 };
 
 enum { MAX_EXTRA = 8 };
@@ -94,6 +109,24 @@ void httpd__to_mhd(httpd *h, int fd, const struct sockaddr_in *peer);
 /* Writes the 408 of a head past header_timeout_s to fd, as far as the
  * socket takes it at once (the caller closes the connection next). */
 void httpd__head_timeout_answer(const httpd *h, int fd);
+
+/* max_connections_per_client (httpd_clients.c): each client's open
+ * connections, and the client each open socket counts for. */
+httpd_clients *httpd__clients_new(void);
+void httpd__clients_free(httpd_clients *c);
+/* Connection fd of client addr opens. Counted and true, or, with limit not
+ * 0 and addr holding limit already, false and not counted. A count fd
+ * still held is given back first: the descriptor's number coming back
+ * means that connection was closed unseen. */
+bool httpd__client_open(httpd_clients *c, int fd, uint32_t addr, unsigned limit);
+/* Whether addr holds fewer than limit. */
+bool httpd__client_under(httpd_clients *c, uint32_t addr, unsigned limit);
+/* Connection fd closes (called before close(2)): its count is given back. */
+void httpd__client_close(httpd_clients *c, int fd);
+/* addr's open connections (for the tests). */
+unsigned httpd__client_count(httpd_clients *c, uint32_t addr);
+/* Closes a socket the lane or the acceptor holds, giving its count back. */
+void httpd__close(httpd *h, int fd);
 
 /* The most of a connection the lane looks at (MSG_PEEK): a request whose
  * head and body are longer is libmicrohttpd's. And the head's limit when

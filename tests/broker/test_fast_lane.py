@@ -137,8 +137,9 @@ class Conn:
     """A raw TCP connection to a broker: bytes out exactly as given, answers
     read back one at a time (pipelined ones stay buffered)."""
 
-    def __init__(self, port, timeout=TIMEOUT):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=TIMEOUT, source=None):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         self.buf = b""
         self.sent = []  # everything sent, for the failure messages
 
@@ -363,11 +364,32 @@ class TwoBrokers(unittest.TestCase):
         self.addCleanup(self.ref.cleanup)
         self.brokers = [("--fast-lane", self.lane), ("--no-fast-lane", self.ref)]
 
-    def conn(self, b):
-        """A new connection to broker b, closed when the test ends."""
-        c = Conn(b.port)
+    def conn(self, b, source=None):
+        """A new connection to broker b (from source, another address of
+        127.0.0.0/8), closed when the test ends."""
+        c = Conn(b.port, source=source)
         self.addCleanup(c.close)
         return c
+
+    def served(self, b, i):
+        """Whether a new connection to b has event i answered 202 (the
+        connection is left open)."""
+        try:
+            c = self.conn(b)
+            c.send(post(i))
+            a = c.answer()
+        except (ConnectionError, AssertionError):
+            return False
+        return a is not None and a.status == 202
+
+    def refused(self, c):
+        """{limit: count} of outpost_ingress_connections_refused_total, read
+        over connection c."""
+        c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        a = c.answer()
+        self.assertEqual(a.status, 200, a.raw)
+        return dict(re.findall(rb'^outpost_ingress_connections_refused_total\{limit="(\w+)"\} '
+                               rb'(\d+)$', a.body, re.M))
 
     def tearDown(self):
         for b in (self.lane, self.ref):
@@ -509,16 +531,6 @@ class LimitsTest(TwoBrokers):
 
     EXTRA = ("--idle-timeout", "3", "--max-connections", "3")
 
-    def served(self, b, i):
-        """Whether a new connection to b has event i answered 202."""
-        try:
-            c = self.conn(b)
-            c.send(post(i))
-            a = c.answer()
-        except (ConnectionError, AssertionError):
-            return False
-        return a is not None and a.status == 202
-
     def test_10_idle_timeout(self):
         for lane, b in self.brokers:
             with self.subTest(lane):
@@ -549,6 +561,8 @@ class LimitsTest(TwoBrokers):
                     self.assertEqual(c.answer().status, 202)
                 # The fourth is closed at once, with nothing written.
                 self.assertTrue(self.conn(b).closed(), "a fourth connection closed")
+                self.assertEqual(self.refused(held[1]),
+                                 {b"max_connections": b"1", b"per_client": b"0"})
                 held[0].close()
                 # Once the broker has seen it go, a new one is served.
                 n = iter(range(10, 1000))
@@ -557,6 +571,39 @@ class LimitsTest(TwoBrokers):
                 for i, c in enumerate(held[1:]):  # the others were not disturbed
                     c.send(post(50 + i))
                     self.assertEqual(c.answer().status, 202)
+
+
+class PerClientTest(TwoBrokers):
+    """--max-connections-per-client 2: a client's third connection is closed
+    at once with nothing written while another client's is served, the
+    refusal is counted in /metrics, and a connection closed gives its place
+    back, whether the lane or libmicrohttpd held it. On both brokers."""
+
+    EXTRA = ("--max-connections-per-client", "2")
+
+    def test_16_per_client_limit(self):
+        for lane, b in self.brokers:
+            with self.subTest(lane):
+                posting, getting = self.conn(b), self.conn(b)
+                posting.send(post(1))
+                self.assertEqual(posting.answer().status, 202)
+                # A GET: the lane hands its connection to libmicrohttpd.
+                getting.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(getting.answer().status, 200)
+                self.assertTrue(self.conn(b).closed(), "a third connection of 127.0.0.1 closed")
+                other = self.conn(b, "127.0.0.2")
+                other.send(post(2))
+                self.assertEqual(other.answer().status, 202, "another client is served")
+                self.assertEqual(self.refused(other),
+                                 {b"max_connections": b"0", b"per_client": b"1"})
+                # Once the broker has seen one go, a new one is served: the
+                # lane's, then libmicrohttpd's.
+                n = iter(range(10, 1000))
+                for c in (posting, getting):
+                    c.close()
+                    wait_for("a new connection served after one closed",
+                             lambda: self.served(b, next(n)), timeout=TIMEOUT)
+                self.assertTrue(self.conn(b).closed(), "a third connection closed again")
 
 
 class HeaderTimeoutTest(TwoBrokers):
@@ -742,6 +789,10 @@ class FlagsTest(unittest.TestCase):
                  (("--idle-timeout", "x"), "--idle-timeout wants seconds, not 'x'"),
                  (("--idle-timeout", "-1"), "--idle-timeout wants seconds, not '-1'"),
                  (("--max-connections", "0"), "bad number '0'"),
+                 (("--max-connections-per-client", "x"),
+                  "--max-connections-per-client wants a count, not 'x'"),
+                 (("--max-connections-per-client", "-2"),
+                  "--max-connections-per-client wants a count, not '-2'"),
                  (("--lane-threads", "0"), "bad number '0'"),
                  (("--batch-polls", "65"), "--batch-polls wants 0 to 64, not '65'"),
                  (("--batch-polls", "-1"), "--batch-polls wants 0 to 64, not '-1'")]

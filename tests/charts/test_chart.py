@@ -540,11 +540,14 @@ def check_no_topic_configs(docs):
 
 
 def check_http_limits(docs, lane_off):
-    """The ingress's connection limit, idle and header timeouts and fast lane
-    from the values (defaults: 4096, 60 s, 10 s, the lane on)."""
+    """The ingress's connection limits, idle and header timeouts and fast lane
+    from the values (defaults: 4096, none per client, 60 s, 10 s, the lane
+    on)."""
     args = one(docs, "Deployment", "t-outpost-broker")["spec"]["template"]["spec"][
         "containers"][0]["args"]
     expect_eq(arg_after(args, "--max-connections"), ["4096"], "--max-connections")
+    expect_eq(arg_after(args, "--max-connections-per-client"), ["0"],
+              "--max-connections-per-client")
     expect_eq(arg_after(args, "--idle-timeout"), ["60"], "--idle-timeout")
     expect_eq(arg_after(args, "--header-timeout"), ["10"], "--header-timeout")
     off = one(lane_off, "Deployment", "t-outpost-broker")["spec"]["template"]["spec"][
@@ -552,6 +555,8 @@ def check_http_limits(docs, lane_off):
     expect_eq(["--no-fast-lane" in a for a in (args, off)], [False, True], "--no-fast-lane")
     expect_eq(arg_after(off, "--idle-timeout"), ["0"], "--idle-timeout 0")
     expect_eq(arg_after(off, "--header-timeout"), ["0"], "--header-timeout 0")
+    expect_eq(arg_after(off, "--max-connections-per-client"), ["16"],
+              "--max-connections-per-client 16")
     expect_eq([arg_after(a, "--lane-threads") for a in (args, off)], [[], ["3"]],
               "--lane-threads only when set")
 
@@ -1119,7 +1124,8 @@ def run_lint(outpost):
     check("template: the ingress's connection limit, timeouts and fast lane",
           check_http_limits, docs,
           render(sets=KAFKA + ["--set", "broker.fastLane=false", "--set", "broker.idleTimeout=0",
-                               "--set", "broker.headerTimeout=0", "--set", "broker.laneThreads=3"]))
+                               "--set", "broker.headerTimeout=0", "--set", "broker.laneThreads=3",
+                               "--set", "broker.maxConnectionsPerClient=16"]))
     check("template: ServiceMonitor only when enabled", check_service_monitor, docs, sasl)
     check("template: NetworkPolicies", check_network_policies, docs)
     check("template: the mock Kafka", check_mock, render((MOCK,)))

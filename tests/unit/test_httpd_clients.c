@@ -1,0 +1,206 @@
+/*
+ * test_httpd_clients.c — core/httpd.h's max_connections_per_client.
+ *
+ * The count itself (httpd_clients.c): taken and given back by socket, a
+ * client at its limit refused, other clients not, and a count left on a
+ * socket closed unseen given back when its descriptor's number comes again.
+ *
+ * Then in each serving model, on a real server on 127.0.0.1 with a limit
+ * of 2 a client and 3 in all: the third connection from 127.0.0.1 is
+ * closed with nothing written while 127.0.0.2 is served; a fourth client
+ * past the 3 in all is closed too; both are counted by httpd_refused; and
+ * a connection closed gives its place back, whether the fast lane or
+ * libmicrohttpd held it (a GET goes from the lane to libmicrohttpd).
+ */
+#include <arpa/inet.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/clock.h"
+#include "core/httpd_int.h"
+#include "test_net.h"
+
+static uint32_t addr(const char *s) {
+  struct in_addr a;
+  assert_int_equal(inet_pton(AF_INET, s, &a), 1);
+  return a.s_addr;
+}
+
+static void counts(void **state) {
+  (void)state;
+  httpd_clients *c = httpd__clients_new();
+  assert_non_null(c);
+  uint32_t a = addr("10.0.0.1"), b = addr("10.0.0.2");
+  assert_true(httpd__client_open(c, 5, a, 2));
+  assert_true(httpd__client_open(c, 6, a, 2));
+  assert_false(httpd__client_open(c, 7, a, 2)); /* at its limit */
+  assert_int_equal(httpd__client_count(c, a), 2);
+  assert_true(httpd__client_under(c, b, 2));
+  assert_true(httpd__client_open(c, 7, b, 2)); /* another client */
+  assert_false(httpd__client_under(c, a, 2));
+  httpd__client_close(c, 5);
+  httpd__client_close(c, 5); /* twice: given back once */
+  httpd__client_close(c, 99);
+  assert_int_equal(httpd__client_count(c, a), 1);
+  assert_true(httpd__client_under(c, a, 2));
+  /* Socket 6 comes back without a close seen: a's count it held is gone. */
+  assert_true(httpd__client_open(c, 6, b, 0));
+  assert_int_equal(httpd__client_count(c, a), 0);
+  assert_int_equal(httpd__client_count(c, b), 2);
+  /* 0: counted, never refused; a socket far past the table grows it. */
+  for (int fd = 10; fd < 20; fd++) assert_true(httpd__client_open(c, fd, a, 0));
+  assert_true(httpd__client_open(c, 5000, a, 0));
+  assert_int_equal(httpd__client_count(c, a), 11);
+  for (int fd = 10; fd < 20; fd++) httpd__client_close(c, fd);
+  httpd__client_close(c, 5000);
+  assert_int_equal(httpd__client_count(c, a), 0);
+  httpd__clients_free(c);
+}
+
+static void handler(void *ctx, httpd_req *req) {
+  (void)ctx;
+  httpd_respond(req, 200, "text/plain", "ok\n", 3, NULL, 0);
+}
+
+/* A request on fd: its answer's status, -1 if the server closed the
+ * connection (or never took it), 0 if nothing came in 5 s. */
+static int ask(int fd, const char *method) {
+  char req[128], buf[512];
+  int n =
+      snprintf(req, sizeof req, "%s /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", method);
+  if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) return -1;
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, 5000) != 1) return 0;
+  ssize_t got = recv(fd, buf, sizeof buf - 1, 0);
+  if (got <= 0) return -1;
+  buf[got] = '\0';
+  int status = 0;
+  return sscanf(buf, "HTTP/1.1 %d", &status) == 1 ? status : 0;
+}
+
+static int dial(const httpd *h, const char *from) {
+  int fd = local_connect_from(httpd_port(h), from);
+  assert_true(fd >= 0);
+  return fd;
+}
+
+/* Waits up to 5 s for from to hold n connections by the server's count. */
+static void count_becomes(const httpd *h, const char *model, const char *from, unsigned n) {
+  unsigned got = 0;
+  for (int i = 0; i < 500 && (got = httpd__client_count(h->clients, addr(from))) != n; i++)
+    clock_sleep_ms(10);
+  if (got != n) fail_msg("%s: %s holds %u connections by the count, not %u", model, from, got, n);
+}
+
+typedef struct model {
+  const char *name;
+  httpd_model model;
+  bool fast_lane;
+} model;
+
+static void check_model(void **state) {
+  const model *m = *state;
+  httpd_opts o;
+  httpd_opts_init(&o);
+  o.model = m->model;
+  o.threads = 2;
+  o.fast_lane = m->fast_lane;
+  o.max_connections = 3;
+  o.max_connections_per_client = 2;
+  char err[256];
+  httpd *h = httpd_start(&o, handler, NULL, err, sizeof err);
+  if (!h) fail_msg("httpd_start: %s", err);
+  const char *one = "127.0.0.1", *two = "127.0.0.2", *three = "127.0.0.3";
+  /* Two from one client: a POST (the lane keeps it) and a GET (the lane
+   * hands it to libmicrohttpd). */
+  int a1 = dial(h, one), a2 = dial(h, one);
+  assert_int_equal(ask(a1, "POST"), 200);
+  assert_int_equal(ask(a2, "GET"), 200);
+  count_becomes(h, m->name, one, 2);
+  int a3 = dial(h, one);
+  if (ask(a3, "POST") != -1) fail_msg("%s: a third connection of one client was served", m->name);
+  close(a3);
+  int b1 = dial(h, two);
+  if (ask(b1, "POST") != 200) fail_msg("%s: another client was not served", m->name);
+  count_becomes(h, m->name, two, 1);
+  int c1 = dial(h, three); /* within its own limit, past 3 in all */
+  if (ask(c1, "POST") != -1) fail_msg("%s: a fourth connection in all was served", m->name);
+  close(c1);
+  uint64_t max, per_client;
+  httpd_refused(h, &max, &per_client);
+  assert_int_equal(max, 1);
+  assert_int_equal(per_client, 1);
+  /* Each closed connection gives its place back, the lane's and
+   * libmicrohttpd's. */
+  close(b1);
+  count_becomes(h, m->name, two, 0);
+  close(a1);
+  count_becomes(h, m->name, one, 1);
+  int a4 = dial(h, one);
+  assert_int_equal(ask(a4, "POST"), 200);
+  close(a2);
+  count_becomes(h, m->name, one, 1);
+  int a5 = dial(h, one);
+  assert_int_equal(ask(a5, "GET"), 200);
+  count_becomes(h, m->name, one, 2);
+  httpd_refused(h, &max, &per_client);
+  assert_int_equal(max, 1);
+  assert_int_equal(per_client, 1);
+  close(a4);
+  close(a5);
+  count_becomes(h, m->name, one, 0);
+  httpd_stop(h);
+}
+
+/* 0, the default: no count at all, and one client's many connections. */
+static void zero_is_no_limit(void **state) {
+  (void)state;
+  httpd_opts o;
+  httpd_opts_init(&o);
+  o.model = HTTPD_HYBRID_POOL;
+  o.fast_lane = true;
+  char err[256];
+  httpd *h = httpd_start(&o, handler, NULL, err, sizeof err);
+  if (!h) fail_msg("httpd_start: %s", err);
+  assert_null(h->clients);
+  int fd[8];
+  for (int i = 0; i < 8; i++) {
+    fd[i] = dial(h, "127.0.0.1");
+    assert_int_equal(ask(fd[i], i % 2 ? "GET" : "POST"), 200);
+  }
+  uint64_t max, per_client;
+  httpd_refused(h, &max, &per_client);
+  assert_int_equal(max + per_client, 0);
+  for (int i = 0; i < 8; i++) close(fd[i]);
+  httpd_stop(h);
+}
+
+int main(void) {
+  static const model models[] = {
+      {"epoll", HTTPD_EPOLL_POOL, false},
+      {"poll", HTTPD_POLL_POOL, false},
+      {"thread per connection", HTTPD_THREAD_PER_CONNECTION, false},
+      {"hybrid", HTTPD_HYBRID_POOL, false},
+      {"fast lane", HTTPD_HYBRID_POOL, true},
+  };
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(counts),
+      cmocka_unit_test_prestate(check_model, (void *)&models[0]),
+      cmocka_unit_test_prestate(check_model, (void *)&models[1]),
+      cmocka_unit_test_prestate(check_model, (void *)&models[2]),
+      cmocka_unit_test_prestate(check_model, (void *)&models[3]),
+      cmocka_unit_test_prestate(check_model, (void *)&models[4]),
+      cmocka_unit_test(zero_is_no_limit),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
