@@ -14,6 +14,7 @@
  */
 #include <arpa/inet.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -162,6 +163,67 @@ static void check_model(void **state) {
   httpd_stop(h);
 }
 
+enum { CHURNERS = 4, CHURNS = 150 };
+
+typedef struct churner {
+  const httpd *h;
+  pthread_t t;
+  unsigned refused, served;
+} churner;
+
+/* Connects from 127.0.0.1, asks once (POST or GET by turns) and closes,
+ * CHURNS times, counting what the server did. */
+static void *churn(void *arg) {
+  churner *c = arg;
+  for (int i = 0; i < CHURNS; i++) {
+    int fd = local_connect_from(httpd_port(c->h), "127.0.0.1");
+    if (fd < 0) continue;
+    int st = ask(fd, i % 2 ? "GET" : "POST");
+    c->refused += st == -1;
+    c->served += st == 200;
+    close(fd);
+  }
+  return NULL;
+}
+
+/* Four threads open and close connections of one client as fast as they
+ * can, past its limit of 3 at times: every refusal the clients saw is
+ * counted once, every other connection is served, and when all are closed
+ * the client holds none. */
+static void churn_model(void **state) {
+  const model *m = *state;
+  httpd_opts o;
+  httpd_opts_init(&o);
+  o.model = m->model;
+  o.threads = 2;
+  o.fast_lane = m->fast_lane;
+  o.max_connections_per_client = 3;
+  char err[256];
+  httpd *h = httpd_start(&o, handler, NULL, err, sizeof err);
+  if (!h) fail_msg("httpd_start: %s", err);
+  churner c[CHURNERS];
+  for (int i = 0; i < CHURNERS; i++) {
+    c[i] = (churner){.h = h};
+    assert_int_equal(pthread_create(&c[i].t, NULL, churn, &c[i]), 0);
+  }
+  unsigned refused = 0, served = 0;
+  for (int i = 0; i < CHURNERS; i++) {
+    pthread_join(c[i].t, NULL);
+    refused += c[i].refused;
+    served += c[i].served;
+  }
+  if (refused + served != CHURNERS * CHURNS)
+    fail_msg("%s: %u refused and %u served of %d", m->name, refused, served, CHURNERS * CHURNS);
+  count_becomes(h, m->name, "127.0.0.1", 0);
+  uint64_t max, per_client;
+  httpd_refused(h, &max, &per_client);
+  if (per_client != refused || max)
+    fail_msg("%s: %llu refusals counted, the clients saw %u", m->name,
+             (unsigned long long)per_client, refused);
+  print_message("%s: %u served, %u refused\n", m->name, served, refused);
+  httpd_stop(h);
+}
+
 /* 0, the default: no count at all, and one client's many connections. */
 static void zero_is_no_limit(void **state) {
   (void)state;
@@ -200,6 +262,8 @@ int main(void) {
       cmocka_unit_test_prestate(check_model, (void *)&models[2]),
       cmocka_unit_test_prestate(check_model, (void *)&models[3]),
       cmocka_unit_test_prestate(check_model, (void *)&models[4]),
+      cmocka_unit_test_prestate(churn_model, (void *)&models[0]),
+      cmocka_unit_test_prestate(churn_model, (void *)&models[4]),
       cmocka_unit_test(zero_is_no_limit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
