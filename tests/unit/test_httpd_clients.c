@@ -73,22 +73,6 @@ static void handler(void *ctx, httpd_req *req) {
   httpd_respond(req, 200, "text/plain", "ok\n", 3, NULL, 0);
 }
 
-/* A request on fd: its answer's status, -1 if the server closed the
- * connection (or never took it), 0 if nothing came in 5 s. */
-static int ask(int fd, const char *method) {
-  char req[128], buf[512];
-  int n =
-      snprintf(req, sizeof req, "%s /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", method);
-  if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) return -1;
-  struct pollfd p = {fd, POLLIN, 0};
-  if (poll(&p, 1, 5000) != 1) return 0;
-  ssize_t got = recv(fd, buf, sizeof buf - 1, 0);
-  if (got <= 0) return -1;
-  buf[got] = '\0';
-  int status = 0;
-  return sscanf(buf, "HTTP/1.1 %d", &status) == 1 ? status : 0;
-}
-
 static int dial(const httpd *h, const char *from) {
   int fd = local_connect_from(httpd_port(h), from);
   assert_true(fd >= 0);
@@ -109,33 +93,41 @@ typedef struct model {
   bool fast_lane;
 } model;
 
-static void check_model(void **state) {
-  const model *m = *state;
+/* A server in model m with those limits. */
+static httpd *start(const model *m, unsigned max_connections, unsigned per_client) {
   httpd_opts o;
   httpd_opts_init(&o);
   o.model = m->model;
   o.threads = 2;
   o.fast_lane = m->fast_lane;
-  o.max_connections = 3;
-  o.max_connections_per_client = 2;
+  o.max_connections = max_connections;
+  o.max_connections_per_client = per_client;
   char err[256];
   httpd *h = httpd_start(&o, handler, NULL, err, sizeof err);
   if (!h) fail_msg("httpd_start: %s", err);
+  return h;
+}
+
+static void check_model(void **state) {
+  const model *m = *state;
+  httpd *h = start(m, 3, 2);
   const char *one = "127.0.0.1", *two = "127.0.0.2", *three = "127.0.0.3";
   /* Two from one client: a POST (the lane keeps it) and a GET (the lane
    * hands it to libmicrohttpd). */
   int a1 = dial(h, one), a2 = dial(h, one);
-  assert_int_equal(ask(a1, "POST"), 200);
-  assert_int_equal(ask(a2, "GET"), 200);
+  assert_int_equal(local_ask(a1, "POST", "/x"), 200);
+  assert_int_equal(local_ask(a2, "GET", "/x"), 200);
   count_becomes(h, m->name, one, 2);
   int a3 = dial(h, one);
-  if (ask(a3, "POST") != -1) fail_msg("%s: a third connection of one client was served", m->name);
+  if (local_ask(a3, "POST", "/x") != -1)
+    fail_msg("%s: a third connection of one client was served", m->name);
   close(a3);
   int b1 = dial(h, two);
-  if (ask(b1, "POST") != 200) fail_msg("%s: another client was not served", m->name);
+  if (local_ask(b1, "POST", "/x") != 200) fail_msg("%s: another client was not served", m->name);
   count_becomes(h, m->name, two, 1);
   int c1 = dial(h, three); /* within its own limit, past 3 in all */
-  if (ask(c1, "POST") != -1) fail_msg("%s: a fourth connection in all was served", m->name);
+  if (local_ask(c1, "POST", "/x") != -1)
+    fail_msg("%s: a fourth connection in all was served", m->name);
   close(c1);
   uint64_t max, per_client;
   httpd_refused(h, &max, &per_client);
@@ -148,11 +140,11 @@ static void check_model(void **state) {
   close(a1);
   count_becomes(h, m->name, one, 1);
   int a4 = dial(h, one);
-  assert_int_equal(ask(a4, "POST"), 200);
+  assert_int_equal(local_ask(a4, "POST", "/x"), 200);
   close(a2);
   count_becomes(h, m->name, one, 1);
   int a5 = dial(h, one);
-  assert_int_equal(ask(a5, "GET"), 200);
+  assert_int_equal(local_ask(a5, "GET", "/x"), 200);
   count_becomes(h, m->name, one, 2);
   httpd_refused(h, &max, &per_client);
   assert_int_equal(max, 1);
@@ -178,7 +170,7 @@ static void *churn(void *arg) {
   for (int i = 0; i < CHURNS; i++) {
     int fd = local_connect_from(httpd_port(c->h), "127.0.0.1");
     if (fd < 0) continue;
-    int st = ask(fd, i % 2 ? "GET" : "POST");
+    int st = local_ask(fd, i % 2 ? "GET" : "POST", "/x");
     c->refused += st == -1;
     c->served += st == 200;
     close(fd);
@@ -192,15 +184,7 @@ static void *churn(void *arg) {
  * the client holds none. */
 static void churn_model(void **state) {
   const model *m = *state;
-  httpd_opts o;
-  httpd_opts_init(&o);
-  o.model = m->model;
-  o.threads = 2;
-  o.fast_lane = m->fast_lane;
-  o.max_connections_per_client = 3;
-  char err[256];
-  httpd *h = httpd_start(&o, handler, NULL, err, sizeof err);
-  if (!h) fail_msg("httpd_start: %s", err);
+  httpd *h = start(m, 4096, 3);
   churner c[CHURNERS];
   for (int i = 0; i < CHURNERS; i++) {
     c[i] = (churner){.h = h};
@@ -226,19 +210,14 @@ static void churn_model(void **state) {
 
 /* 0, the default: no count at all, and one client's many connections. */
 static void zero_is_no_limit(void **state) {
+  static const model lane = {"fast lane", HTTPD_HYBRID_POOL, true};
   (void)state;
-  httpd_opts o;
-  httpd_opts_init(&o);
-  o.model = HTTPD_HYBRID_POOL;
-  o.fast_lane = true;
-  char err[256];
-  httpd *h = httpd_start(&o, handler, NULL, err, sizeof err);
-  if (!h) fail_msg("httpd_start: %s", err);
+  httpd *h = start(&lane, 4096, 0);
   assert_null(h->clients);
   int fd[8];
   for (int i = 0; i < 8; i++) {
     fd[i] = dial(h, "127.0.0.1");
-    assert_int_equal(ask(fd[i], i % 2 ? "GET" : "POST"), 200);
+    assert_int_equal(local_ask(fd[i], i % 2 ? "GET" : "POST", "/x"), 200);
   }
   uint64_t max, per_client;
   httpd_refused(h, &max, &per_client);

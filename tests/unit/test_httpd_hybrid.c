@@ -90,23 +90,6 @@ static int dial(uint16_t port) {
   return fd;
 }
 
-/* Sends one request and reads its answer's status line; -1 when the server
- * closed the connection, 0 when nothing came within 5 s. */
-static int ask(int fd, const char *method, const char *path) {
-  char req[256], buf[1024];
-  int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-                   method, path);
-  if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) return -1;
-  struct pollfd p = {fd, POLLIN, 0};
-  if (poll(&p, 1, 5000) != 1) return 0;
-  ssize_t got = recv(fd, buf, sizeof buf - 1, 0);
-  if (got <= 0) return -1;
-  buf[got] = '\0';
-  int status = 0;
-  if (sscanf(buf, "HTTP/1.1 %d", &status) != 1) return 0;
-  return status;
-}
-
 /* Waits up to 5 s for the pools to hold poll and epoll connections. */
 static bool counts_become(httpd *h, unsigned poll, unsigned epoll) {
   unsigned p = 0, e = 0;
@@ -130,18 +113,18 @@ static void routes_by_count(void **state) {
    * poll pool's, the other three the epoll pool's. */
   for (int i = 0; i < 5; i++) {
     fd[i] = dial(port);
-    assert_int_equal(ask(fd[i], "GET", "/now"), 200);
+    assert_int_equal(local_ask(fd[i], "GET", "/now"), 200);
     assert_true(counts_become(h, i < 2 ? (unsigned)i + 1 : 2, i < 2 ? 0 : (unsigned)i - 1));
   }
   /* Answers that come later, from another thread, on both pools, twice on
    * each connection (keep-alive after a resume). */
   for (int round = 0; round < 2; round++)
-    for (int i = 0; i < 5; i++) assert_int_equal(ask(fd[i], "POST", "/later"), 202);
+    for (int i = 0; i < 5; i++) assert_int_equal(local_ask(fd[i], "POST", "/later"), 202);
   /* A place freed in the poll pool goes to the next new connection. */
   close(fd[0]);
   assert_true(counts_become(h, 1, 3));
   fd[0] = dial(port);
-  assert_int_equal(ask(fd[0], "POST", "/later"), 202);
+  assert_int_equal(local_ask(fd[0], "POST", "/later"), 202);
   assert_true(counts_become(h, 2, 3));
   for (int i = 0; i < 5; i++) close(fd[i]);
   assert_true(counts_become(h, 0, 0));
@@ -155,11 +138,11 @@ static void closes_past_max_connections(void **state) {
   int fd[4];
   for (int i = 0; i < 3; i++) {
     fd[i] = dial(port);
-    assert_int_equal(ask(fd[i], "GET", "/now"), 200);
+    assert_int_equal(local_ask(fd[i], "GET", "/now"), 200);
   }
   assert_true(counts_become(h, 1, 2));
   fd[3] = dial(port); /* the kernel accepts it; the server closes it */
-  assert_int_equal(ask(fd[3], "GET", "/now"), -1);
+  assert_int_equal(local_ask(fd[3], "GET", "/now"), -1);
   assert_true(counts_become(h, 1, 2));
   for (int i = 0; i < 4; i++) close(fd[i]);
   httpd_stop(h);
@@ -170,10 +153,10 @@ static void stops_with_connections_open(void **state) {
   httpd *h = start(1, 100, HTTPD_HYBRID_POOL);
   uint16_t port = httpd_port(h);
   int a = dial(port);
-  assert_int_equal(ask(a, "GET", "/now"), 200);
+  assert_int_equal(local_ask(a, "GET", "/now"), 200);
   assert_true(counts_become(h, 1, 0)); /* counted before b comes: b is epoll's */
   int b = dial(port);
-  assert_int_equal(ask(b, "GET", "/now"), 200);
+  assert_int_equal(local_ask(b, "GET", "/now"), 200);
   assert_true(counts_become(h, 1, 1));
   httpd_stop(h);
   /* Both connections are closed by the stop, and nothing listens. */
@@ -189,7 +172,7 @@ static void other_models_count_nothing(void **state) {
   (void)state;
   httpd *h = start(2, 100, HTTPD_EPOLL_POOL);
   int fd = dial(httpd_port(h));
-  assert_int_equal(ask(fd, "POST", "/later"), 202);
+  assert_int_equal(local_ask(fd, "POST", "/later"), 202);
   unsigned p = 1, e = 1;
   httpd_connections(h, &p, &e);
   assert_int_equal(p, 0);

@@ -7,7 +7,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,6 +38,23 @@ static inline int local_connect_from(uint16_t port, const char *from) {
 /* A TCP connection to 127.0.0.1:port, or -1. */
 static inline int local_connect(uint16_t port) {
   return local_connect_from(port, NULL);
+}
+
+/* Sends "METHOD path" with no body on fd: the status of the answer, -1 if
+ * the server closed the connection (or never took it), 0 if nothing came
+ * in 5 s or it was not HTTP/1.1. */
+static inline int local_ask(int fd, const char *method, const char *path) {
+  char req[256], buf[1024];
+  int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                   method, path);
+  if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) return -1;
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, 5000) != 1) return 0;
+  ssize_t got = recv(fd, buf, sizeof buf - 1, 0);
+  if (got <= 0) return -1;
+  buf[got] = '\0';
+  int status = 0;
+  return sscanf(buf, "HTTP/1.1 %d", &status) == 1 ? status : 0;
 }
 
 #endif
