@@ -189,9 +189,15 @@ struct rd_kafka_mock_cluster_s *broker_kafka_mock_cluster(broker_kafka_mock *m);
 
 typedef struct broker_ingress_opts {
   httpd_opts http;
-  ce_limits limits;        /* per-event and per-request limits (defaults: ce_limits_init) */
-  size_t max_inflight;     /* requests waiting for the log before 429 (default 4096) */
-  unsigned retry_after_s;  /* Retry-After of 429 and 503 answers (default 1) */
+  ce_limits limits;       /* per-event and per-request limits (defaults: ce_limits_init) */
+  size_t max_inflight;    /* requests waiting for the log before 429 (default 4096) */
+  unsigned retry_after_s; /* Retry-After of 429 and 503 answers (default 1) */
+  /* Events a second each client address may POST, and how many at once
+   * (default 0: no limit; a burst of 0 is one second's worth). Past it:
+   * 429 with the Retry-After of when it may send again. A request is
+   * admitted while one event's room is left, so a batch may leave its
+   * client owing. */
+  uint32_t client_rate, client_burst;
   int32_t default_ttl;     /* knativebrokerttl given to events without one (default 255) */
   const char *admin_token; /* bearer token for /v1/brokers; NULL: admin API open */
   unsigned drain_ms;       /* how long stop waits for the log's reports (default 30000) */

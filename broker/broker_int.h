@@ -52,6 +52,19 @@ int broker__headers_count(const void *blob, size_t len, size_t *n);
 int broker__batch_encode(broker_batch *b, ce_event *const *evs, size_t n, bool validated,
                          ce_err *err);
 
+/* ---- the ingress's per-client rate limit (rate.c) ---- */
+
+typedef struct broker_rate broker_rate;
+/* rate events a second for each client, burst at once at most (0: 1);
+ * NULL when rate is 0 (no limit) or memory is out. */
+broker_rate *broker__rate_new(uint32_t rate, uint32_t burst);
+void broker__rate_free(broker_rate *r);
+/* A request of events events from client addr (IPv4, network order) at
+ * now_ns (a monotonic clock): 0 when admitted (its events taken; a request
+ * is admitted while one event's room is left, so a bigger batch leaves the
+ * client owing), else the nanoseconds until the client may send again. */
+uint64_t broker__rate_take(broker_rate *r, uint32_t addr, size_t events, uint64_t now_ns);
+
 /* ---- the ingress's two ways from a POST to records (ingress.c, ingress_fast.c) ---- */
 
 /* The checked path: the request's headers (n, names in any case) and body

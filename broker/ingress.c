@@ -33,6 +33,7 @@ enum reason {
   R_UNKNOWN,
   R_METHOD,
   R_OVERLOADED,
+  R_RATE,
   R_LOG,
   R_DRAINING,
   R_COUNT
@@ -45,6 +46,7 @@ static const char *const reason_names[R_COUNT] = {"invalid",
                                                   "unknown_broker",
                                                   "method_not_allowed",
                                                   "overloaded",
+                                                  "rate_limited",
                                                   "log_unavailable",
                                                   "draining"};
 
@@ -75,6 +77,8 @@ struct broker_ingress {
   _Atomic uint64_t bytes;
   metrics_hist request_hist, append_hist;
   char retry_after[16];
+  broker_rate *rate;     /* opts.client_rate's buckets, or NULL */
+  char allowed_rate[16]; /* WebHook-Allowed-Rate: requests a minute, or "*" */
   struct mount {
     const char *prefix;
     broker_ingress_route_fn fn;
@@ -132,6 +136,21 @@ static void reject(broker_ingress *in, httpd_req *req, enum reason r, unsigned s
     h[1] = "POST, OPTIONS";
   }
   httpd_respond_error(req, status, msg, attr, index, h[0] ? h : NULL, h[0] ? 1 : 0);
+}
+
+/* Counts and answers a request past its client's rate: 429 with the
+ * seconds until it may send again. */
+static void rate_limited(broker_ingress *in, httpd_req *req, uint64_t wait_ns) {
+  atomic_fetch_add(&in->rejected[R_RATE], 1);
+  uint64_t s = (wait_ns + 999999999) / 1000000000;
+  char after[24], msg[200];
+  snprintf(after, sizeof after, "%llu", (unsigned long long)s);
+  snprintf(msg, sizeof msg,
+           "this client is past its rate of %u events a second (at most %u at once); retry in "
+           "%llu s",
+           in->opts.client_rate, in->opts.client_burst, (unsigned long long)s);
+  const char *h[2] = {"Retry-After", after};
+  httpd_respond_error(req, 429, msg, NULL, -1, h, 1);
 }
 
 static entry *find(broker_ingress *in, const char *ns, size_t nslen, const char *name,
@@ -420,11 +439,15 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
                                  now, &recs, &err);
     events = rc > 0 ? (size_t)rc : 0;
   }
+  uint64_t wait;
   if (rc == -ENOMEM) {
     reject(in, req, R_LOG, 503, "out of memory", NULL, -1);
   } else if (rc < 0) {
     unsigned status = status_for(rc, &r);
     reject(in, req, r, status, err.reason, err.attr, err.index);
+  } else if (in->rate && (wait = broker__rate_take(in->rate, httpd_client(req), events, start))) {
+    rate_limited(in, req, wait);
+    rc = -EAGAIN;
   } else {
     pending *p = malloc(sizeof *p);
     if (p) {
@@ -742,7 +765,7 @@ static void handle(void *ctx, httpd_req *req) {
                        "WebHook-Allowed-Origin",
                        origin ? origin : "*",
                        "WebHook-Allowed-Rate",
-                       "*"};
+                       in->allowed_rate};
     httpd_respond(req, 200, NULL, NULL, 0, h, 3);
     return;
   }
@@ -777,6 +800,20 @@ broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log
   if (in->opts.limits.max_body) in->opts.http.max_body = in->opts.limits.max_body;
   if (in->opts.limits.max_headers) in->opts.http.max_headers = in->opts.limits.max_headers;
   snprintf(in->retry_after, sizeof in->retry_after, "%u", in->opts.retry_after_s);
+  /* The webhook spec's rate is requests a minute: a request is one event
+   * at least. */
+  if (in->opts.client_rate && !in->opts.client_burst) in->opts.client_burst = in->opts.client_rate;
+  if (in->opts.client_rate)
+    snprintf(in->allowed_rate, sizeof in->allowed_rate, "%llu",
+             (unsigned long long)in->opts.client_rate * 60);
+  else
+    snprintf(in->allowed_rate, sizeof in->allowed_rate, "*");
+  if (in->opts.client_rate &&
+      !(in->rate = broker__rate_new(in->opts.client_rate, in->opts.client_burst))) {
+    snprintf(errbuf, errlen, "out of memory");
+    free(in);
+    return NULL;
+  }
   in->log = log;
   pthread_rwlock_init(&in->lock, NULL);
   pthread_mutex_init(&in->plock, NULL);
@@ -784,6 +821,7 @@ broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log
   if (in->opts.lane_commits) in->opts.http.batch_end = lane_flush;
   in->http = httpd_start(&in->opts.http, handle, in, errbuf, errlen);
   if (!in->http) {
+    broker__rate_free(in->rate);
     pthread_rwlock_destroy(&in->lock);
     pthread_mutex_destroy(&in->plock);
     pthread_mutex_destroy(&in->save_mu);
@@ -805,6 +843,7 @@ static void ingress_free(broker_ingress *in) {
   pthread_rwlock_destroy(&in->lock);
   pthread_mutex_destroy(&in->plock);
   pthread_mutex_destroy(&in->save_mu);
+  broker__rate_free(in->rate);
   free(in);
 }
 

@@ -30,6 +30,8 @@ enum {
   OPT_NO_FAST_LANE,
   OPT_MAX_CONNECTIONS,
   OPT_PER_CLIENT,
+  OPT_CLIENT_RATE,
+  OPT_CLIENT_BURST,
   OPT_IDLE_TIMEOUT,
   OPT_HEADER_TIMEOUT,
   OPT_LANE_THREADS,
@@ -93,6 +95,10 @@ static void usage(FILE *f) {
         "  --max-connections-per-client N  open connections one client address may\n"
         "                        hold; past it its new ones are closed (default 0: no\n"
         "                        limit)\n"
+        "  --client-rate N       events a second each client address may POST; past it\n"
+        "                        429 with Retry-After (default 0: no limit)\n"
+        "  --client-burst N      events a client may POST at once within its rate\n"
+        "                        (default: one second's worth)\n"
         "  --idle-timeout S      close a keep-alive connection idle for S seconds\n"
         "                        (default 60; 0: never)\n"
         "  --header-timeout S    a request whose head has not come whole S seconds after\n"
@@ -193,6 +199,8 @@ int broker_main(int argc, char **argv) {
       {"no-fast-lane", no_argument, NULL, OPT_NO_FAST_LANE},
       {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
       {"max-connections-per-client", required_argument, NULL, OPT_PER_CLIENT},
+      {"client-rate", required_argument, NULL, OPT_CLIENT_RATE},
+      {"client-burst", required_argument, NULL, OPT_CLIENT_BURST},
       {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
       {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
       {"lane-threads", required_argument, NULL, OPT_LANE_THREADS},
@@ -311,6 +319,23 @@ int broker_main(int argc, char **argv) {
       }
       o.http.max_connections_per_client = (unsigned)v;
       break;
+    case OPT_CLIENT_RATE: /* 0 is allowed: no limit */
+      if (parse_size(optarg, &v) || *optarg == '-' || v > 1000000) {
+        fprintf(stderr,
+                "outpost broker: --client-rate wants 0 to 1000000 events a second, not '%s'\n",
+                optarg);
+        return 2;
+      }
+      o.client_rate = (uint32_t)v;
+      break;
+    case OPT_CLIENT_BURST:
+      if (parse_size(optarg, &v) || *optarg == '-' || v < 1 || v > 1000000000) {
+        fprintf(stderr, "outpost broker: --client-burst wants 1 to 1000000000 events, not '%s'\n",
+                optarg);
+        return 2;
+      }
+      o.client_burst = (uint32_t)v;
+      break;
     case 'K':
       if (push(props, &n_props, optarg, "--kafka-property")) return 2;
       break;
@@ -370,6 +395,10 @@ int broker_main(int argc, char **argv) {
   }
   if (optind < argc) {
     fprintf(stderr, "outpost broker: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (o.client_burst && !o.client_rate) {
+    fprintf(stderr, "outpost broker: --client-burst needs a --client-rate\n");
     return 2;
   }
   if (lane == 1 && o.http.model != HTTPD_HYBRID_POOL) {

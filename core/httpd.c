@@ -739,6 +739,15 @@ unsigned httpd_limit(const httpd_req *req, const char **why) {
   return req->early_status;
 }
 
+uint32_t httpd_client(const httpd_req *req) {
+  if (req->fast) return req->client;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  return ci && ci->client_addr && ci->client_addr->sa_family == AF_INET
+             ? ((const struct sockaddr_in *)ci->client_addr)->sin_addr.s_addr
+             : 0;
+}
+
 const char *httpd_query(const httpd_req *req, const char *name) {
   if (req->fast) return NULL; /* the lane takes no request with a query */
   return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);

@@ -112,6 +112,9 @@ void httpd_stop(httpd *h);
 const char *httpd_method(const httpd_req *req);
 const char *httpd_path(const httpd_req *req);                     /* without the query string */
 const char *httpd_header(const httpd_req *req, const char *name); /* case-insensitive */
+/* The IPv4 address (network order) the request's connection came from; 0
+ * when unknown. */
+uint32_t httpd_client(const httpd_req *req);
 /* The token of an "Authorization: Bearer <token>" header (the scheme in
  * any case), or NULL. */
 const char *httpd_bearer(const httpd_req *req);

@@ -190,6 +190,7 @@ static httpd_req *make_req(httpd *h, fconn *c, const char *b, const httpd__parse
   if (!req) return NULL;
   req->h = h;
   req->fast = c;
+  req->client = c->peer.sin_addr.s_addr;
   req->method = "POST";
   req->hdrs = (ce_kv *)(req + 1);
   char *at = (char *)(req->hdrs + p->n_lines);

@@ -90,6 +90,7 @@ struct httpd_req {
   /* A request of the fast lane (no conn): its connection, and the answer
    * httpd_respond made of it, for the lane's thread to write. */
   struct fconn *fast;
+  uint32_t client; /* its connection's peer (httpd_client) */
   httpd_req *fast_next;
   char *answer, *answer_head;
   size_t answer_len;

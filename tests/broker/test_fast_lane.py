@@ -10,6 +10,7 @@ one that was answered 202.
 
 Usage: test_fast_lane.py /path/to/outpost
 """
+import json
 import os
 import re
 import socket
@@ -606,6 +607,65 @@ class PerClientTest(TwoBrokers):
                 self.assertTrue(self.conn(b).closed(), "a third connection closed again")
 
 
+class ClientRateTest(TwoBrokers):
+    """--client-rate 1 --client-burst 4: a client POSTs 4 events at once,
+    then one a second; past that 429 with Retry-After and a JSON reason,
+    counted, nothing of it stored, while another client is served; a batch
+    is admitted with one event's room left and leaves its client owing.
+    On both brokers (the lane's POSTs and libmicrohttpd's)."""
+
+    EXTRA = ("--client-rate", "1", "--client-burst", "4")
+
+    def answer(self, c, req):
+        c.send(req)
+        return c.answer()
+
+    def assert_429(self, a, retry_after):
+        self.assertEqual(a.status, 429, a.raw)
+        self.assertEqual(a.header("Retry-After"), str(retry_after), a.raw)
+        self.assertEqual(a.header("Content-Type"), "application/json")
+        self.assertIn(b"past its rate of 1 events a second (at most 4 at once)", a.body)
+
+    def test_17_client_rate(self):
+        for lane, b in self.brokers:
+            with self.subTest(lane):
+                one, two = self.conn(b), self.conn(b, "127.0.0.2")
+                for i in range(4):
+                    self.assertEqual(self.answer(one, post(i)).status, 202, f"event {i}")
+                self.assert_429(self.answer(one, post(4)), 1)
+                # Chunked: libmicrohttpd's on the lane broker too.
+                chunked = post(5, length=False, extra=[("Transfer-Encoding", "chunked")])
+                chunked = chunked[:chunked.index(b"\r\n\r\n") + 4] + b"9\r\n" + value(5) + \
+                    b"\r\n0\r\n\r\n"
+                self.assertEqual(len(value(5)), 9)
+                self.assert_429(self.answer(one, chunked), 1)
+                self.assertEqual(self.answer(two, post(6)).status, 202, "another client")
+                # A second on, one more event's room.
+                time.sleep(1.2)
+                self.assertEqual(self.answer(one, post(7)).status, 202, "after a second")
+                self.assert_429(self.answer(one, post(8)), 1)
+                # A batch of 10 from a third client: admitted, 6 events owed.
+                three = self.conn(b, "127.0.0.3")
+                batch = json.dumps([{"specversion": "1.0", "id": str(100 + k), "source": "/test",
+                                     "type": "dev.outpost.test", "data": k}
+                                    for k in range(10)]).encode()
+                a = self.answer(three, b"POST /default/default HTTP/1.1\r\nHost: x\r\n"
+                                b"Content-Type: application/cloudevents-batch+json\r\n"
+                                b"Content-Length: %d\r\n\r\n%s" % (len(batch), batch))
+                self.assertEqual(a.status, 202, a.raw)
+                a = self.answer(three, post(9))
+                self.assertEqual(a.status, 429, a.raw)
+                self.assertIn(a.header("Retry-After"), ("7", "8"), a.raw)
+                opts = self.answer(two, b"OPTIONS /default/default HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(opts.header("WebHook-Allowed-Rate"), "60", opts.raw)
+                two.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertRegex(two.answer().body,
+                                 rb'(?m)^outpost_ingress_requests_rejected_total'
+                                 rb'\{reason="rate_limited"\} 4$')
+                stored = [int(i) for i, _ in b.stored()]
+                self.assertEqual(sorted(stored), [0, 1, 2, 3, 6, 7] + list(range(100, 110)))
+
+
 class HeaderTimeoutTest(TwoBrokers):
     """--header-timeout 2: a head that has not come whole 2 s after it began
     is answered 408 and its connection closed, however often its bytes come
@@ -793,6 +853,11 @@ class FlagsTest(unittest.TestCase):
                   "--max-connections-per-client wants a count, not 'x'"),
                  (("--max-connections-per-client", "-2"),
                   "--max-connections-per-client wants a count, not '-2'"),
+                 (("--client-rate", "1000001"),
+                  "--client-rate wants 0 to 1000000 events a second, not '1000001'"),
+                 (("--client-burst", "0", "--client-rate", "5"),
+                  "--client-burst wants 1 to 1000000000 events, not '0'"),
+                 (("--client-burst", "5"), "--client-burst needs a --client-rate"),
                  (("--lane-threads", "0"), "bad number '0'"),
                  (("--batch-polls", "65"), "--batch-polls wants 0 to 64, not '65'"),
                  (("--batch-polls", "-1"), "--batch-polls wants 0 to 64, not '-1'")]

@@ -540,9 +540,9 @@ def check_no_topic_configs(docs):
 
 
 def check_http_limits(docs, lane_off):
-    """The ingress's connection limits, idle and header timeouts and fast lane
-    from the values (defaults: 4096, none per client, 60 s, 10 s, the lane
-    on)."""
+    """The ingress's connection limits, client rate, idle and header timeouts
+    and fast lane from the values (defaults: 4096, none per client, no rate,
+    60 s, 10 s, the lane on)."""
     args = one(docs, "Deployment", "t-outpost-broker")["spec"]["template"]["spec"][
         "containers"][0]["args"]
     expect_eq(arg_after(args, "--max-connections"), ["4096"], "--max-connections")
@@ -557,6 +557,10 @@ def check_http_limits(docs, lane_off):
     expect_eq(arg_after(off, "--header-timeout"), ["0"], "--header-timeout 0")
     expect_eq(arg_after(off, "--max-connections-per-client"), ["16"],
               "--max-connections-per-client 16")
+    expect_eq([arg_after(a, "--client-rate") for a in (args, off)], [[], ["500"]],
+              "--client-rate only when set")
+    expect_eq([arg_after(a, "--client-burst") for a in (args, off)], [[], ["2000"]],
+              "--client-burst only when set")
     expect_eq([arg_after(a, "--lane-threads") for a in (args, off)], [[], ["3"]],
               "--lane-threads only when set")
 
@@ -1125,7 +1129,8 @@ def run_lint(outpost):
           check_http_limits, docs,
           render(sets=KAFKA + ["--set", "broker.fastLane=false", "--set", "broker.idleTimeout=0",
                                "--set", "broker.headerTimeout=0", "--set", "broker.laneThreads=3",
-                               "--set", "broker.maxConnectionsPerClient=16"]))
+                               "--set", "broker.maxConnectionsPerClient=16",
+                               "--set", "broker.clientRate=500", "--set", "broker.clientBurst=2000"]))
     check("template: ServiceMonitor only when enabled", check_service_monitor, docs, sasl)
     check("template: NetworkPolicies", check_network_policies, docs)
     check("template: the mock Kafka", check_mock, render((MOCK,)))
