@@ -444,8 +444,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 }
 
 /* The accept policy of a daemon that accepts its own connections: the
- * limits of max_connections and max_connections_per_client (libmicrohttpd
- * would refuse past the first unseen, and per thread of its pool). */
+ * limits of max_connections and max_connections_per_client, each refusal
+ * counted (libmicrohttpd's own limit refuses without telling, and per
+ * thread of its pool rather than in all). */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len) {
   httpd *h = cls;
   if (h->opts.max_connections && atomic_load(&h->n_own) >= h->opts.max_connections) {
