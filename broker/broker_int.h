@@ -59,11 +59,11 @@ typedef struct broker_rate broker_rate;
  * NULL when rate is 0 (no limit) or memory is out. */
 broker_rate *broker__rate_new(uint32_t rate, uint32_t burst);
 void broker__rate_free(broker_rate *r);
-/* A request of events events from client addr (IPv4, network order) at
- * now_ns (a monotonic clock): 0 when admitted (its events taken; a request
- * is admitted while one event's room is left, so a bigger batch leaves the
- * client owing), else the nanoseconds until the client may send again. */
-uint64_t broker__rate_take(broker_rate *r, uint32_t addr, size_t events, uint64_t now_ns);
+/* A request of events events from client addr at now_ns (a monotonic
+ * clock): 0 when admitted (its events taken; a request is admitted while
+ * one event's room is left, so a bigger batch leaves the client owing),
+ * else the nanoseconds until the client may send again. */
+uint64_t broker__rate_take(broker_rate *r, const httpd_addr *addr, size_t events, uint64_t now_ns);
 
 /* ---- the ingress's two ways from a POST to records (ingress.c, ingress_fast.c) ---- */
 

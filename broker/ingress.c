@@ -138,6 +138,11 @@ static void reject(broker_ingress *in, httpd_req *req, enum reason r, unsigned s
   httpd_respond_error(req, status, msg, attr, index, h[0] ? h : NULL, h[0] ? 1 : 0);
 }
 
+static uint64_t rate_take(broker_ingress *in, httpd_req *req, size_t events, uint64_t now_ns) {
+  httpd_addr a = httpd_client(req);
+  return broker__rate_take(in->rate, &a, events, now_ns);
+}
+
 /* Counts and answers a request past its client's rate: 429 with the
  * seconds until it may send again. */
 static void rate_limited(broker_ingress *in, httpd_req *req, uint64_t wait_ns) {
@@ -445,7 +450,7 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
   } else if (rc < 0) {
     unsigned status = status_for(rc, &r);
     reject(in, req, r, status, err.reason, err.attr, err.index);
-  } else if (in->rate && (wait = broker__rate_take(in->rate, httpd_client(req), events, start))) {
+  } else if (in->rate && (wait = rate_take(in, req, events, start))) {
     rate_limited(in, req, wait);
     rc = -EAGAIN;
   } else {

@@ -16,11 +16,12 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { BUCKETS = 4096, SWEEP_AT_LEAST = 1024 };
 
 typedef struct client {
-  uint32_t addr;
+  httpd_addr addr;
   uint64_t tat_ns; /* its bucket is full from this time on */
   struct client *next;
 } client;
@@ -71,12 +72,15 @@ static void sweep(broker_rate *r, uint64_t now_ns) {
   r->sweep_at = r->n * 2 > SWEEP_AT_LEAST ? r->n * 2 : SWEEP_AT_LEAST;
 }
 
-uint64_t broker__rate_take(broker_rate *r, uint32_t addr, size_t events, uint64_t now_ns) {
+uint64_t broker__rate_take(broker_rate *r, const httpd_addr *addr, size_t events, uint64_t now_ns) {
   uint64_t cost = (uint64_t)(r->ns_per_event * (double)events), wait = 0;
   uint64_t one = (uint64_t)r->ns_per_event;
+  uint32_t w[4], x = 0;
+  memcpy(w, addr->b, sizeof w);
+  for (int i = 0; i < 4; i++) x = (x ^ w[i]) * UINT32_C(2654435761);
   pthread_mutex_lock(&r->mu);
-  client **at = &r->bucket[(addr * UINT32_C(2654435761)) >> 20];
-  while (*at && (*at)->addr != addr) at = &(*at)->next;
+  client **at = &r->bucket[x >> 20];
+  while (*at && memcmp(&(*at)->addr, addr, sizeof *addr)) at = &(*at)->next;
   client *c = *at;
   uint64_t base = c && c->tat_ns > now_ns ? c->tat_ns : now_ns;
   /* Admitted with one event's room or more: base - now <= depth - one. */
@@ -85,7 +89,7 @@ uint64_t broker__rate_take(broker_rate *r, uint32_t addr, size_t events, uint64_
   } else if (c) {
     c->tat_ns = base + cost;
   } else if ((c = malloc(sizeof *c))) {
-    *c = (client){addr, base + cost, NULL};
+    *c = (client){*addr, base + cost, NULL};
     *at = c;
     if (++r->n >= r->sweep_at) sweep(r, now_ns);
   } /* else out of memory: admitted, unrecorded */

@@ -434,9 +434,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     const union MHD_ConnectionInfo *peer =
         fd && note->accepts ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS)
                             : NULL;
-    if (peer && peer->client_addr->sa_family == AF_INET)
-      httpd__client_open(clients, fd->connect_fd,
-                         ((const struct sockaddr_in *)peer->client_addr)->sin_addr.s_addr, 0);
+    httpd_addr a;
+    if (peer && httpd__addr_of(peer->client_addr, &a))
+      httpd__client_open(clients, fd->connect_fd, &a, 0);
   } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
     atomic_fetch_sub(note->n, 1);
     if (fd) httpd__client_close(clients, fd->connect_fd);
@@ -453,9 +453,10 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     atomic_fetch_add(&h->refused_max, 1);
     return MHD_NO;
   }
-  if (h->clients && addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in) &&
-      !httpd__client_under(h->clients, ((const struct sockaddr_in *)addr)->sin_addr.s_addr,
-                           h->opts.max_connections_per_client)) {
+  (void)len;
+  httpd_addr a;
+  if (h->clients && httpd__addr_of(addr, &a) &&
+      !httpd__client_under(h->clients, &a, h->opts.max_connections_per_client)) {
     atomic_fetch_add(&h->refused_client, 1);
     return MHD_NO;
   }
@@ -470,12 +471,14 @@ void httpd__close(httpd *h, int fd) {
 /* One libmicrohttpd daemon: listening on sa, or, with sa NULL, served only
  * the connections given to it (MHD_add_connection); its notices go to
  * note. */
-static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const struct sockaddr_in *sa,
+static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const httpd_sockaddr *sa,
                                        httpd_note *note) {
   bool per_conn = flags & MHD_USE_THREAD_PER_CONNECTION;
   flags |= MHD_USE_ERROR_LOG;
   if (!per_conn) flags |= MHD_ALLOW_SUSPEND_RESUME;
   if (!sa) flags |= MHD_USE_NO_LISTEN_SOCKET;
+  /* An IPv6 address serves IPv4 clients too, as our own socket does. */
+  if (sa && sa->sa.sa_family == AF_INET6) flags |= MHD_USE_DUAL_STACK;
   /* The pool: the headers plus a read buffer. */
   size_t mem =
       (h->opts.max_header_bytes ? h->opts.max_header_bytes : HTTPD_HEADER_BYTES) + 8 * 1024;
@@ -514,9 +517,9 @@ static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const struct so
 static void *acceptor(void *arg) {
   httpd *h = arg;
   for (;;) {
-    struct sockaddr_in peer;
+    httpd_sockaddr peer;
     socklen_t len = sizeof peer;
-    int fd = accept(h->lfd, (struct sockaddr *)&peer, &len);
+    int fd = accept(h->lfd, &peer.sa, &len);
     if (fd < 0) {
       if (atomic_load(&h->stopping)) break;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -534,8 +537,9 @@ static void *acceptor(void *arg) {
       close(fd);
       continue;
     }
-    if (h->clients && !httpd__client_open(h->clients, fd, peer.sin_addr.s_addr,
-                                          h->opts.max_connections_per_client)) {
+    httpd_addr a;
+    if (h->clients && httpd__addr_of(&peer.sa, &a) &&
+        !httpd__client_open(h->clients, fd, &a, h->opts.max_connections_per_client)) {
       atomic_fetch_add(&h->refused_client, 1);
       close(fd);
       continue;
@@ -548,20 +552,24 @@ static void *acceptor(void *arg) {
   return NULL;
 }
 
-void httpd__to_mhd(httpd *h, int fd, const struct sockaddr_in *peer) {
+void httpd__to_mhd(httpd *h, int fd, const httpd_sockaddr *peer) {
   /* libmicrohttpd closes the socket when it cannot take it. */
   MHD_add_connection(atomic_load(&h->n_poll) < h->opts.poll_connections ? h->d : h->d2, fd,
-                     (const struct sockaddr *)peer, sizeof *peer);
+                     &peer->sa, httpd__sockaddr_len(peer));
 }
 
 /* Starts HTTPD_HYBRID_POOL: our listening socket, both pools, the acceptor.
  * Returns 0, or -1 with a message in errbuf (nothing left running). */
-static int hybrid_start(httpd *h, const struct sockaddr_in *sa, char *errbuf, size_t errlen) {
-  int one = 1;
-  h->lfd = socket(AF_INET, SOCK_STREAM, 0);
+static int hybrid_start(httpd *h, const httpd_sockaddr *sa, char *errbuf, size_t errlen) {
+  int one = 1, zero = 0;
+  h->lfd = socket(sa->sa.sa_family, SOCK_STREAM, 0);
+  /* An IPv6 socket takes IPv4 clients too (as mapped addresses), whatever
+   * the system's default (net.ipv6.bindv6only). */
   if (h->lfd < 0 || fcntl(h->lfd, F_SETFD, FD_CLOEXEC) ||
       setsockopt(h->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-      bind(h->lfd, (const struct sockaddr *)sa, sizeof *sa) || listen(h->lfd, SOMAXCONN)) {
+      (sa->sa.sa_family == AF_INET6 &&
+       setsockopt(h->lfd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero)) ||
+      bind(h->lfd, &sa->sa, httpd__sockaddr_len(sa)) || listen(h->lfd, SOMAXCONN)) {
     snprintf(errbuf, errlen, "cannot listen on %s:%u: %s", h->opts.host, h->opts.port,
              strerror(errno));
     if (h->lfd >= 0) close(h->lfd);
@@ -581,6 +589,27 @@ static int hybrid_start(httpd *h, const struct sockaddr_in *sa, char *errbuf, si
   if (h->d) MHD_stop_daemon(h->d);
   close(h->lfd);
   return -1;
+}
+
+/* host ("127.0.0.1", "::", "[::1]") and port as a socket address; -1 when
+ * host is neither an IPv4 nor an IPv6 address. */
+static int listen_addr(const char *host, uint16_t port, httpd_sockaddr *sa) {
+  memset(sa, 0, sizeof *sa);
+  if (inet_pton(AF_INET, host, &sa->in.sin_addr) == 1) {
+    sa->in.sin_family = AF_INET;
+    sa->in.sin_port = htons(port);
+    return 0;
+  }
+  char v6[INET6_ADDRSTRLEN];
+  size_t n = strlen(host);
+  if (n >= 2 && host[0] == '[' && host[n - 1] == ']') host++, n -= 2;
+  if (n >= sizeof v6) return -1;
+  memcpy(v6, host, n);
+  v6[n] = '\0';
+  if (inet_pton(AF_INET6, v6, &sa->in6.sin6_addr) != 1) return -1;
+  sa->in6.sin6_family = AF_INET6;
+  sa->in6.sin6_port = htons(port);
+  return 0;
 }
 
 /* Frees what httpd_start made before it failed; NULL. */
@@ -611,9 +640,10 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
     snprintf(errbuf, errlen, "out of memory");
     return start_failed(h);
   }
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(h->opts.port)};
-  if (inet_pton(AF_INET, h->opts.host ? h->opts.host : "127.0.0.1", &sa.sin_addr) != 1) {
-    snprintf(errbuf, errlen, "bad listen address '%s' (an IPv4 address is expected)", h->opts.host);
+  httpd_sockaddr sa;
+  if (listen_addr(h->opts.host ? h->opts.host : "127.0.0.1", h->opts.port, &sa)) {
+    snprintf(errbuf, errlen, "bad listen address '%s' (an IPv4 or IPv6 address is expected)",
+             h->opts.host);
     return start_failed(h);
   }
   bool per_conn = h->opts.model == HTTPD_THREAD_PER_CONNECTION;
@@ -642,9 +672,10 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
 
 uint16_t httpd_port(const httpd *h) {
   if (h->lfd >= 0) {
-    struct sockaddr_in sa;
+    httpd_sockaddr sa;
     socklen_t len = sizeof sa;
-    return getsockname(h->lfd, (struct sockaddr *)&sa, &len) ? 0 : ntohs(sa.sin_port);
+    if (getsockname(h->lfd, &sa.sa, &len)) return 0;
+    return ntohs(sa.sa.sa_family == AF_INET6 ? sa.in6.sin6_port : sa.in.sin_port);
   }
   const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
   return i ? i->port : 0;
@@ -740,13 +771,13 @@ unsigned httpd_limit(const httpd_req *req, const char **why) {
   return req->early_status;
 }
 
-uint32_t httpd_client(const httpd_req *req) {
+httpd_addr httpd_client(const httpd_req *req) {
   if (req->fast) return req->client;
   const union MHD_ConnectionInfo *ci =
       MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  return ci && ci->client_addr && ci->client_addr->sa_family == AF_INET
-             ? ((const struct sockaddr_in *)ci->client_addr)->sin_addr.s_addr
-             : 0;
+  httpd_addr a;
+  httpd__addr_of(ci ? ci->client_addr : NULL, &a);
+  return a;
 }
 
 const char *httpd_query(const httpd_req *req, const char *name) {

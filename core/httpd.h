@@ -44,8 +44,16 @@ typedef enum httpd_model {
   HTTPD_HYBRID_POOL,
 } httpd_model;
 
+/* A client's address as 16 bytes: IPv6, or IPv4 mapped into it
+ * (::ffff:a.b.c.d), as a dual-stack socket sees an IPv4 client. */
+typedef struct httpd_addr {
+  uint8_t b[16];
+} httpd_addr;
+
 typedef struct httpd_opts {
-  const char *host;          /* address to listen on (default "127.0.0.1") */
+  /* Address to listen on (default "127.0.0.1"): IPv4, or IPv6 with or
+   * without brackets ("::1", "[::]"); "::" takes IPv4 clients too. */
+  const char *host;
   uint16_t port;             /* 0: any free port (see httpd_port) */
   httpd_model model;         /* default HTTPD_EPOLL_POOL */
   unsigned threads;          /* polling threads of the pool (default: the number of cores) */
@@ -54,7 +62,7 @@ typedef struct httpd_opts {
   size_t max_headers;        /* header count (default 100) */
   size_t max_header_bytes;   /* all header bytes of a request (default 16 KiB) */
   unsigned max_connections;  /* default 4096 */
-  /* Open connections one client (IPv4 address) may hold; past it a new
+  /* Open connections one client (address) may hold; past it a new
    * connection of that client is closed with nothing written, as past
    * max_connections. Default 0: no limit (behind a proxy or a mesh's
    * sidecar every client has the proxy's address). */
@@ -112,9 +120,9 @@ void httpd_stop(httpd *h);
 const char *httpd_method(const httpd_req *req);
 const char *httpd_path(const httpd_req *req);                     /* without the query string */
 const char *httpd_header(const httpd_req *req, const char *name); /* case-insensitive */
-/* The IPv4 address (network order) the request's connection came from; 0
- * when unknown. */
-uint32_t httpd_client(const httpd_req *req);
+/* The address the request's connection came from (all zero when
+ * unknown). */
+httpd_addr httpd_client(const httpd_req *req);
 /* The token of an "Authorization: Bearer <token>" header (the scheme in
  * any case), or NULL. */
 const char *httpd_bearer(const httpd_req *req);

@@ -1,6 +1,6 @@
 /*
  * httpd_clients.c — max_connections_per_client: how many connections each
- * client (IPv4 address) has open, and whose each open socket is.
+ * client (address) has open, and whose each open socket is.
  *
  * A count is taken when a connection opens (the hybrid acceptor, or
  * libmicrohttpd's notice for a connection it accepted itself) and given
@@ -17,11 +17,12 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { BUCKETS = 1024 };
 
 typedef struct client {
-  uint32_t addr;
+  httpd_addr addr;
   unsigned n; /* open connections, at least 1 while listed */
   struct client *next;
 } client;
@@ -29,24 +30,24 @@ typedef struct client {
 struct httpd_clients {
   pthread_mutex_t mu;
   client *bucket[BUCKETS];
-  /* Per socket: 0, or COUNTED | the address its count is held for. */
-  uint64_t *by_fd;
+  client **by_fd; /* per socket: the client its count is held for, or NULL */
   size_t cap;
 };
 
-#define COUNTED (UINT64_C(1) << 32)
-
-static client **slot(httpd_clients *c, uint32_t addr) {
-  client **at = &c->bucket[(addr * UINT32_C(2654435761)) >> 22];
-  while (*at && (*at)->addr != addr) at = &(*at)->next;
+static client **slot(httpd_clients *c, const httpd_addr *addr) {
+  uint32_t w[4], x = 0;
+  memcpy(w, addr->b, sizeof w);
+  for (int i = 0; i < 4; i++) x = (x ^ w[i]) * UINT32_C(2654435761);
+  client **at = &c->bucket[x >> 22];
+  while (*at && memcmp(&(*at)->addr, addr, sizeof *addr)) at = &(*at)->next;
   return at;
 }
 
 /* Gives back the count fd holds, if any (under mu). */
 static void release(httpd_clients *c, int fd) {
   if (fd < 0 || (size_t)fd >= c->cap || !c->by_fd[fd]) return;
-  client **at = slot(c, (uint32_t)c->by_fd[fd]);
-  c->by_fd[fd] = 0;
+  client **at = slot(c, &c->by_fd[fd]->addr);
+  c->by_fd[fd] = NULL;
   client *cl = *at;
   if (cl && --cl->n == 0) {
     *at = cl->next;
@@ -59,9 +60,9 @@ static bool reach(httpd_clients *c, int fd) {
   if ((size_t)fd < c->cap) return true;
   size_t cap = c->cap ? c->cap : 256;
   while (cap <= (size_t)fd) cap *= 2;
-  uint64_t *p = realloc(c->by_fd, cap * sizeof *p);
+  client **p = realloc(c->by_fd, cap * sizeof *p);
   if (!p) return false;
-  for (size_t i = c->cap; i < cap; i++) p[i] = 0;
+  for (size_t i = c->cap; i < cap; i++) p[i] = NULL;
   c->by_fd = p;
   c->cap = cap;
   return true;
@@ -85,7 +86,7 @@ void httpd__clients_free(httpd_clients *c) {
   free(c);
 }
 
-bool httpd__client_open(httpd_clients *c, int fd, uint32_t addr, unsigned limit) {
+bool httpd__client_open(httpd_clients *c, int fd, const httpd_addr *addr, unsigned limit) {
   if (fd < 0) return true;
   pthread_mutex_lock(&c->mu);
   release(c, fd); /* a connection closed unseen */
@@ -93,15 +94,15 @@ bool httpd__client_open(httpd_clients *c, int fd, uint32_t addr, unsigned limit)
   bool ok = !limit || !*at || (*at)->n < limit;
   /* Out of memory, the connection is served uncounted rather than refused. */
   if (ok && reach(c, fd) && (*at || (*at = calloc(1, sizeof **at)))) {
-    (*at)->addr = addr;
+    (*at)->addr = *addr;
     (*at)->n++;
-    c->by_fd[fd] = COUNTED | addr;
+    c->by_fd[fd] = *at;
   }
   pthread_mutex_unlock(&c->mu);
   return ok;
 }
 
-bool httpd__client_under(httpd_clients *c, uint32_t addr, unsigned limit) {
+bool httpd__client_under(httpd_clients *c, const httpd_addr *addr, unsigned limit) {
   pthread_mutex_lock(&c->mu);
   client *cl = *slot(c, addr);
   bool under = !cl || cl->n < limit;
@@ -115,10 +116,24 @@ void httpd__client_close(httpd_clients *c, int fd) {
   pthread_mutex_unlock(&c->mu);
 }
 
-unsigned httpd__client_count(httpd_clients *c, uint32_t addr) {
+unsigned httpd__client_count(httpd_clients *c, const httpd_addr *addr) {
   pthread_mutex_lock(&c->mu);
   client *cl = *slot(c, addr);
   unsigned n = cl ? cl->n : 0;
   pthread_mutex_unlock(&c->mu);
   return n;
+}
+
+bool httpd__addr_of(const struct sockaddr *sa, httpd_addr *out) {
+  memset(out, 0, sizeof *out);
+  if (sa && sa->sa_family == AF_INET6) {
+    memcpy(out->b, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    return true;
+  }
+  if (sa && sa->sa_family == AF_INET) {
+    out->b[10] = out->b[11] = 0xff;
+    memcpy(out->b + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    return true;
+  }
+  return false;
 }

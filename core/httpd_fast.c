@@ -44,7 +44,8 @@ enum { FAST_EVENTS = 64 };
 
 typedef struct fconn {
   int fd;
-  struct sockaddr_in peer;
+  httpd_sockaddr peer;
+  httpd_addr client; /* of peer */
   struct fworker *w;
   bool pending;  /* an answer is due */
   bool readable; /* data came while it was */
@@ -190,7 +191,7 @@ static httpd_req *make_req(httpd *h, fconn *c, const char *b, const httpd__parse
   if (!req) return NULL;
   req->h = h;
   req->fast = c;
-  req->client = c->peer.sin_addr.s_addr;
+  req->client = c->client;
   req->method = "POST";
   req->hdrs = (ce_kv *)(req + 1);
   char *at = (char *)(req->hdrs + p->n_lines);
@@ -540,7 +541,7 @@ void httpd__fast_respond(httpd_req *req, unsigned status, const char *content_ty
   fast_answer(req);
 }
 
-void httpd__fast_add(httpd *h, int fd, const struct sockaddr_in *peer) {
+void httpd__fast_add(httpd *h, int fd, const httpd_sockaddr *peer) {
   httpd_fast *f = h->fast;
   fworker *w = &f->w[atomic_fetch_add(&f->next, 1) % f->n];
   fconn *c = calloc(1, sizeof *c);
@@ -549,6 +550,7 @@ void httpd__fast_add(httpd *h, int fd, const struct sockaddr_in *peer) {
     return;
   }
   *c = (fconn){.fd = fd, .peer = *peer, .w = w, .last = mono_ms()};
+  httpd__addr_of(&peer->sa, &c->client);
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   atomic_fetch_add(&h->n_fast, 1);
   /* The worker's thread takes it up: its list and epoll set are its own. */

@@ -13,12 +13,29 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 
 struct MHD_Daemon;
 struct MHD_Connection;
 struct MHD_Response;
 typedef struct httpd_fast httpd_fast;
 typedef struct httpd_clients httpd_clients;
+
+/* A socket address of either family. */
+typedef union httpd_sockaddr {
+  struct sockaddr sa;
+  struct sockaddr_in in;
+  struct sockaddr_in6 in6;
+} httpd_sockaddr;
+
+/* Its length by its family. */
+static inline socklen_t httpd__sockaddr_len(const httpd_sockaddr *a) {
+  return a->sa.sa_family == AF_INET6 ? sizeof a->in6 : sizeof a->in;
+}
+
+/* The client key of a peer's address (IPv4 mapped into IPv6); false for
+ * another family (then *out is all zero). */
+bool httpd__addr_of(const struct sockaddr *sa, httpd_addr *out);
 
 /* What one libmicrohttpd daemon's connection notices count into: its open
  * connections in *n, and, with accepts (a daemon that accepts its own, not
@@ -90,7 +107,7 @@ struct httpd_req {
   /* A request of the fast lane (no conn): its connection, and the answer
    * httpd_respond made of it, for the lane's thread to write. */
   struct fconn *fast;
-  uint32_t client; /* its connection's peer (httpd_client) */
+  httpd_addr client; /* its connection's peer (httpd_client) */
   httpd_req *fast_next;
   char *answer, *answer_head;
   size_t answer_len;
@@ -101,31 +118,32 @@ httpd_fast *httpd__fast_start(httpd *h, unsigned threads);
 /* Stops its threads and closes its connections (answers must have gone). */
 void httpd__fast_stop(httpd_fast *f);
 /* A new connection for the lane (the acceptor's). */
-void httpd__fast_add(httpd *h, int fd, const struct sockaddr_in *peer);
+void httpd__fast_add(httpd *h, int fd, const httpd_sockaddr *peer);
 /* httpd_respond for a request of the lane. */
 void httpd__fast_respond(httpd_req *req, unsigned status, const char *content_type,
                          const void *body, size_t len, const char *const *extra, size_t n_extra);
 /* Gives a connection to libmicrohttpd (httpd.c). */
-void httpd__to_mhd(httpd *h, int fd, const struct sockaddr_in *peer);
+void httpd__to_mhd(httpd *h, int fd, const httpd_sockaddr *peer);
 /* Writes the 408 of a head past header_timeout_s to fd, as far as the
  * socket takes it at once (the caller closes the connection next). */
 void httpd__head_timeout_answer(const httpd *h, int fd);
 
 /* max_connections_per_client (httpd_clients.c): each client's open
- * connections, and the client each open socket counts for. */
+ * connections, and the client each open socket counts for. An address is
+ * a client (an IPv6 client's other addresses in its /64 are others). */
 httpd_clients *httpd__clients_new(void);
 void httpd__clients_free(httpd_clients *c);
 /* Connection fd of client addr opens. Counted and true, or, with limit not
  * 0 and addr holding limit already, false and not counted. A count fd
  * still held is given back first: the descriptor's number coming back
  * means that connection was closed unseen. */
-bool httpd__client_open(httpd_clients *c, int fd, uint32_t addr, unsigned limit);
+bool httpd__client_open(httpd_clients *c, int fd, const httpd_addr *addr, unsigned limit);
 /* Whether addr holds fewer than limit. */
-bool httpd__client_under(httpd_clients *c, uint32_t addr, unsigned limit);
+bool httpd__client_under(httpd_clients *c, const httpd_addr *addr, unsigned limit);
 /* Connection fd closes (called before close(2)): its count is given back. */
 void httpd__client_close(httpd_clients *c, int fd);
 /* addr's open connections (for the tests). */
-unsigned httpd__client_count(httpd_clients *c, uint32_t addr);
+unsigned httpd__client_count(httpd_clients *c, const httpd_addr *addr);
 /* Closes a socket the lane or the acceptor holds, giving its count back. */
 void httpd__close(httpd *h, int fd);
 

@@ -146,7 +146,7 @@ int post_pass_tokens(post *p, const char *name, unsigned which) {
 const char *post_advertised_host(const post *p) {
   const char *h = p->cfg.host;
   if (p->cfg.advertise_host) return p->cfg.advertise_host;
-  return !h[0] || !strcmp(h, "0.0.0.0") || !strcmp(h, "::") ? "127.0.0.1" : h;
+  return !h[0] || !strcmp(h, "0.0.0.0") || !strcmp(h, "::") || !strcmp(h, "[::]") ? "127.0.0.1" : h;
 }
 
 int post_mkdirs(const char *dir) {

@@ -38,14 +38,14 @@ class Broker:
     """One `outpost broker` on a free port, in a temporary directory of its
     own (its cwd, its --data file, its output in broker.log)."""
 
-    def __init__(self, *extra):
+    def __init__(self, *extra, host="127.0.0.1"):
         self.dir = tempfile.TemporaryDirectory()
         self.data = os.path.join(self.dir.name, "broker.db")
         self.log = os.path.join(self.dir.name, "broker.log")
         self.port = free_port()
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
-                [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.port}", "--data", self.data,
+                [OUTPOST, "broker", "--listen", f"{host}:{self.port}", "--data", self.data,
                  *extra], cwd=self.dir.name, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for(f"outpost broker {' '.join(extra)} listening", self.listening)
@@ -138,8 +138,8 @@ class Conn:
     """A raw TCP connection to a broker: bytes out exactly as given, answers
     read back one at a time (pipelined ones stay buffered)."""
 
-    def __init__(self, port, timeout=TIMEOUT, source=None):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+    def __init__(self, port, timeout=TIMEOUT, source=None, host="127.0.0.1"):
+        self.s = socket.create_connection((host, port), timeout=timeout,
                                           source_address=(source, 0) if source else None)
         self.buf = b""
         self.sent = []  # everything sent, for the failure messages
@@ -353,22 +353,23 @@ class TwoBrokers(unittest.TestCase):
     LANE_ARGS = ("--fast-lane",)
     REF_ARGS = ("--no-fast-lane",)
     EXTRA = ()
+    HOST = "127.0.0.1"
 
     def setUp(self):
         self.start(*self.EXTRA)
 
     def start(self, *extra):
         """The two brokers, both with extra; self.brokers names them."""
-        self.lane = Broker(*extra, *self.LANE_ARGS)
+        self.lane = Broker(*extra, *self.LANE_ARGS, host=self.HOST)
         self.addCleanup(self.lane.cleanup)
-        self.ref = Broker(*extra, *self.REF_ARGS)
+        self.ref = Broker(*extra, *self.REF_ARGS, host=self.HOST)
         self.addCleanup(self.ref.cleanup)
         self.brokers = [("--fast-lane", self.lane), ("--no-fast-lane", self.ref)]
 
-    def conn(self, b, source=None):
-        """A new connection to broker b (from source, another address of
-        127.0.0.0/8), closed when the test ends."""
-        c = Conn(b.port, source=source)
+    def conn(self, b, source=None, host="127.0.0.1"):
+        """A new connection to broker b at host (from source, another address
+        of 127.0.0.0/8), closed when the test ends."""
+        c = Conn(b.port, source=source, host=host)
         self.addCleanup(c.close)
         return c
 
@@ -664,6 +665,29 @@ class ClientRateTest(TwoBrokers):
                                  rb'\{reason="rate_limited"\} 4$')
                 stored = [int(i) for i, _ in b.stored()]
                 self.assertEqual(sorted(stored), [0, 1, 2, 3, 6, 7] + list(range(100, 110)))
+
+
+class DualStackTest(TwoBrokers):
+    """--listen [::]:PORT: the broker takes events over IPv6 and IPv4 alike,
+    and --client-rate keeps ::1 and 127.0.0.1 apart. On both brokers."""
+
+    HOST = "[::]"
+    EXTRA = ("--client-rate", "1", "--client-burst", "2")
+
+    def test_18_ipv6_and_ipv4(self):
+        for lane, b in self.brokers:
+            with self.subTest(lane):
+                six, four = self.conn(b, host="::1"), self.conn(b)
+                for i in range(2):
+                    six.send(post(10 + i))
+                    self.assertEqual(six.answer().status, 202, "over IPv6")
+                six.send(post(12))
+                self.assertEqual(six.answer().status, 429, "::1 past its rate")
+                four.send(post(13))
+                self.assertEqual(four.answer().status, 202, "127.0.0.1 a client of its own")
+                six.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(six.answer().status, 200, "libmicrohttpd over IPv6")
+                self.assertEqual(sorted(int(i) for i, _ in b.stored()), [10, 11, 13])
 
 
 class HeaderTimeoutTest(TwoBrokers):

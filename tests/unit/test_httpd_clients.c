@@ -31,40 +31,46 @@
 #include "core/httpd_int.h"
 #include "test_net.h"
 
-static uint32_t addr(const char *s) {
-  struct in_addr a;
-  assert_int_equal(inet_pton(AF_INET, s, &a), 1);
-  return a.s_addr;
+/* The client key of an IPv4 or IPv6 address. */
+static httpd_addr addr(const char *s) {
+  httpd_sockaddr sa = {0};
+  if (inet_pton(AF_INET, s, &sa.in.sin_addr) == 1)
+    sa.in.sin_family = AF_INET;
+  else if (inet_pton(AF_INET6, s, &sa.in6.sin6_addr) == 1)
+    sa.in6.sin6_family = AF_INET6;
+  httpd_addr a;
+  assert_true(httpd__addr_of(&sa.sa, &a));
+  return a;
 }
 
 static void counts(void **state) {
   (void)state;
   httpd_clients *c = httpd__clients_new();
   assert_non_null(c);
-  uint32_t a = addr("10.0.0.1"), b = addr("10.0.0.2");
-  assert_true(httpd__client_open(c, 5, a, 2));
-  assert_true(httpd__client_open(c, 6, a, 2));
-  assert_false(httpd__client_open(c, 7, a, 2)); /* at its limit */
-  assert_int_equal(httpd__client_count(c, a), 2);
-  assert_true(httpd__client_under(c, b, 2));
-  assert_true(httpd__client_open(c, 7, b, 2)); /* another client */
-  assert_false(httpd__client_under(c, a, 2));
+  httpd_addr a = addr("10.0.0.1"), b = addr("fd00::2");
+  assert_true(httpd__client_open(c, 5, &a, 2));
+  assert_true(httpd__client_open(c, 6, &a, 2));
+  assert_false(httpd__client_open(c, 7, &a, 2)); /* at its limit */
+  assert_int_equal(httpd__client_count(c, &a), 2);
+  assert_true(httpd__client_under(c, &b, 2));
+  assert_true(httpd__client_open(c, 7, &b, 2)); /* another client */
+  assert_false(httpd__client_under(c, &a, 2));
   httpd__client_close(c, 5);
   httpd__client_close(c, 5); /* twice: given back once */
   httpd__client_close(c, 99);
-  assert_int_equal(httpd__client_count(c, a), 1);
-  assert_true(httpd__client_under(c, a, 2));
+  assert_int_equal(httpd__client_count(c, &a), 1);
+  assert_true(httpd__client_under(c, &a, 2));
   /* Socket 6 comes back without a close seen: a's count it held is gone. */
-  assert_true(httpd__client_open(c, 6, b, 0));
-  assert_int_equal(httpd__client_count(c, a), 0);
-  assert_int_equal(httpd__client_count(c, b), 2);
+  assert_true(httpd__client_open(c, 6, &b, 0));
+  assert_int_equal(httpd__client_count(c, &a), 0);
+  assert_int_equal(httpd__client_count(c, &b), 2);
   /* 0: counted, never refused; a socket far past the table grows it. */
-  for (int fd = 10; fd < 20; fd++) assert_true(httpd__client_open(c, fd, a, 0));
-  assert_true(httpd__client_open(c, 5000, a, 0));
-  assert_int_equal(httpd__client_count(c, a), 11);
+  for (int fd = 10; fd < 20; fd++) assert_true(httpd__client_open(c, fd, &a, 0));
+  assert_true(httpd__client_open(c, 5000, &a, 0));
+  assert_int_equal(httpd__client_count(c, &a), 11);
   for (int fd = 10; fd < 20; fd++) httpd__client_close(c, fd);
   httpd__client_close(c, 5000);
-  assert_int_equal(httpd__client_count(c, a), 0);
+  assert_int_equal(httpd__client_count(c, &a), 0);
   httpd__clients_free(c);
 }
 
@@ -82,7 +88,8 @@ static int dial(const httpd *h, const char *from) {
 /* Waits up to 5 s for from to hold n connections by the server's count. */
 static void count_becomes(const httpd *h, const char *model, const char *from, unsigned n) {
   unsigned got = 0;
-  for (int i = 0; i < 500 && (got = httpd__client_count(h->clients, addr(from))) != n; i++)
+  httpd_addr a = addr(from);
+  for (int i = 0; i < 500 && (got = httpd__client_count(h->clients, &a)) != n; i++)
     clock_sleep_ms(10);
   if (got != n) fail_msg("%s: %s holds %u connections by the count, not %u", model, from, got, n);
 }
@@ -208,6 +215,54 @@ static void churn_model(void **state) {
   httpd_stop(h);
 }
 
+/* Listening on "[::]" in model m (dual stack): ::1 and 127.0.0.1 are both
+ * served, each a client of its own, the lane's POSTs and libmicrohttpd's
+ * GETs alike; a second connection of ::1 is past its limit of 1. */
+static void dual_stack(void **state) {
+  const model *m = *state;
+  httpd_opts o;
+  httpd_opts_init(&o);
+  o.host = "[::]";
+  o.model = m->model;
+  o.threads = 2;
+  o.fast_lane = m->fast_lane;
+  o.max_connections_per_client = 1;
+  char err[256];
+  httpd *h = httpd_start(&o, handler, NULL, err, sizeof err);
+  if (!h) fail_msg("%s: httpd_start on [::]: %s", m->name, err);
+  int six = local_connect6(httpd_port(h)), four = dial(h, "127.0.0.1");
+  assert_true(six >= 0);
+  for (int i = 0; i < 2; i++) {
+    if (local_ask(six, i ? "GET" : "POST", "/x") != 200) fail_msg("%s: ::1 not served", m->name);
+    if (local_ask(four, i ? "GET" : "POST", "/x") != 200)
+      fail_msg("%s: 127.0.0.1 not served", m->name);
+  }
+  count_becomes(h, m->name, "::1", 1);
+  count_becomes(h, m->name, "127.0.0.1", 1);
+  int again = local_connect6(httpd_port(h));
+  if (local_ask(again, "POST", "/x") != -1) fail_msg("%s: a second ::1 served", m->name);
+  close(again);
+  close(six);
+  close(four);
+  count_becomes(h, m->name, "::1", 0);
+  httpd_stop(h);
+}
+
+/* Addresses httpd_start does not take. */
+static void bad_hosts(void **state) {
+  (void)state;
+  const char *bad[] = {"localhost", "[127.0.0.1]", "::1]", "[::1", "1.2.3", "[]"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    httpd_opts o;
+    httpd_opts_init(&o);
+    o.host = bad[i];
+    char err[256] = "";
+    httpd *h = httpd_start(&o, handler, NULL, err, sizeof err);
+    if (h) fail_msg("'%s' was taken", bad[i]);
+    assert_non_null(strstr(err, "an IPv4 or IPv6 address is expected"));
+  }
+}
+
 /* 0, the default: no count at all, and one client's many connections. */
 static void zero_is_no_limit(void **state) {
   static const model lane = {"fast lane", HTTPD_HYBRID_POOL, true};
@@ -243,6 +298,10 @@ int main(void) {
       cmocka_unit_test_prestate(check_model, (void *)&models[4]),
       cmocka_unit_test_prestate(churn_model, (void *)&models[0]),
       cmocka_unit_test_prestate(churn_model, (void *)&models[4]),
+      cmocka_unit_test_prestate(dual_stack, (void *)&models[0]),
+      cmocka_unit_test_prestate(dual_stack, (void *)&models[2]),
+      cmocka_unit_test_prestate(dual_stack, (void *)&models[4]),
+      cmocka_unit_test(bad_hosts),
       cmocka_unit_test(zero_is_no_limit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,6 +35,18 @@ static inline int local_connect_from(uint16_t port, const char *from) {
   return fd;
 }
 
+/* A TCP connection to [::1]:port, or -1. */
+static inline int local_connect6(uint16_t port) {
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+  sa.sin6_addr = in6addr_loopback;
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    fd = -1;
+  }
+  return fd;
+}
+
 /* A TCP connection to 127.0.0.1:port, or -1. */
 static inline int local_connect(uint16_t port) {
   return local_connect_from(port, NULL);
