@@ -151,8 +151,7 @@ static void rate_limited(broker_ingress *in, httpd_req *req, uint64_t wait_ns) {
   char after[24], msg[200];
   snprintf(after, sizeof after, "%llu", (unsigned long long)s);
   snprintf(msg, sizeof msg,
-           "this client is past its rate of %u events a second (at most %u at once); retry in "
-           "%llu s",
+           "this client is past its rate of %u events/s (at most %u at once); retry in %llu s",
            in->opts.client_rate, in->opts.client_burst, (unsigned long long)s);
   const char *h[2] = {"Retry-After", after};
   httpd_respond_error(req, 429, msg, NULL, -1, h, 1);
@@ -805,8 +804,8 @@ broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log
   if (in->opts.limits.max_body) in->opts.http.max_body = in->opts.limits.max_body;
   if (in->opts.limits.max_headers) in->opts.http.max_headers = in->opts.limits.max_headers;
   snprintf(in->retry_after, sizeof in->retry_after, "%u", in->opts.retry_after_s);
-  /* The webhook spec's rate is requests a minute: a request is one event
-   * at least. */
+  /* A burst of one second's worth by default. The webhook spec's rate is
+   * requests a minute: a request is one event at least. */
   if (in->opts.client_rate && !in->opts.client_burst) in->opts.client_burst = in->opts.client_rate;
   if (in->opts.client_rate)
     snprintf(in->allowed_rate, sizeof in->allowed_rate, "%llu",

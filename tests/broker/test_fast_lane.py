@@ -625,7 +625,7 @@ class ClientRateTest(TwoBrokers):
         self.assertEqual(a.status, 429, a.raw)
         self.assertEqual(a.header("Retry-After"), str(retry_after), a.raw)
         self.assertEqual(a.header("Content-Type"), "application/json")
-        self.assertIn(b"past its rate of 1 events a second (at most 4 at once)", a.body)
+        self.assertIn(b"past its rate of 1 events/s (at most 4 at once)", a.body)
 
     def test_17_client_rate(self):
         for lane, b in self.brokers:
