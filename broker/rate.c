@@ -75,11 +75,8 @@ static void sweep(broker_rate *r, uint64_t now_ns) {
 uint64_t broker__rate_take(broker_rate *r, const httpd_addr *addr, size_t events, uint64_t now_ns) {
   uint64_t cost = (uint64_t)(r->ns_per_event * (double)events), wait = 0;
   uint64_t one = (uint64_t)r->ns_per_event;
-  uint32_t w[4], x = 0;
-  memcpy(w, addr->b, sizeof w);
-  for (int i = 0; i < 4; i++) x = (x ^ w[i]) * UINT32_C(2654435761);
   pthread_mutex_lock(&r->mu);
-  client **at = &r->bucket[x >> 20];
+  client **at = &r->bucket[httpd_addr_hash(addr) >> 20];
   while (*at && memcmp(&(*at)->addr, addr, sizeof *addr)) at = &(*at)->next;
   client *c = *at;
   uint64_t base = c && c->tat_ns > now_ns ? c->tat_ns : now_ns;

@@ -50,6 +50,17 @@ typedef struct httpd_addr {
   uint8_t b[16];
 } httpd_addr;
 
+/* A hash of an address, for tables keyed by client: its high bits are the
+ * well-mixed ones. */
+static inline uint32_t httpd_addr_hash(const httpd_addr *a) {
+  uint32_t x = 0;
+  for (int i = 0; i < 16; i += 4)
+    x = (x ^ ((uint32_t)a->b[i] << 24 | (uint32_t)a->b[i + 1] << 16 | (uint32_t)a->b[i + 2] << 8 |
+              a->b[i + 3])) *
+        UINT32_C(2654435761);
+  return x;
+}
+
 typedef struct httpd_opts {
   /* Address to listen on (default "127.0.0.1"): IPv4, or IPv6 with or
    * without brackets ("::1", "[::]"); "::" takes IPv4 clients too. */

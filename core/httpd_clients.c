@@ -35,10 +35,7 @@ struct httpd_clients {
 };
 
 static client **slot(httpd_clients *c, const httpd_addr *addr) {
-  uint32_t w[4], x = 0;
-  memcpy(w, addr->b, sizeof w);
-  for (int i = 0; i < 4; i++) x = (x ^ w[i]) * UINT32_C(2654435761);
-  client **at = &c->bucket[x >> 22];
+  client **at = &c->bucket[httpd_addr_hash(addr) >> 22];
   while (*at && memcmp(&(*at)->addr, addr, sizeof *addr)) at = &(*at)->next;
   return at;
 }
