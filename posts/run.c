@@ -24,6 +24,7 @@
 #include "posts/pool.h"
 #include "posts/run_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -179,9 +180,12 @@ static int parse_flags(int argc, char **argv, run_state *rs) {
       else
         rs->props[rs->n_props++] = optarg;
       break;
-    case 'H':
+    case 'H': { /* IPv4: the posts put it in URIs and start theirs on it */
+      struct in_addr a;
       rs->host = optarg;
+      bad = inet_pton(AF_INET, optarg, &a) == 1 ? 0 : -1;
       break;
+    }
     case 'p':
       bad = parse_long(optarg, 1, 65535 - 12, &rs->port_base);
       break;

@@ -260,6 +260,15 @@ class RunTest(unittest.TestCase):
                                  f"/v1/labs/c-lab/environments/{name}", token=alice)[0], 204)
         self.assertEqual(r3.stop(timeout=90), 0, r3.output())
 
+    def test_host_is_ipv4(self):
+        # The posts put the host in URIs and start theirs on it: IPv4 only.
+        with tempfile.TemporaryDirectory() as d:
+            for host in ("::1", "[::1]", "localhost"):
+                p = subprocess.run([OUTPOST, "run", "--data", d, "--host", host],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn(f"bad value '{host}' for --host", p.stderr)
+
     def test_kafka_mock(self):
         if not shutil.which("kcat"):
             self.skipTest("kcat is not installed")
