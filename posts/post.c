@@ -11,6 +11,7 @@
 #include "posts/pool.h"
 #include "posts/post_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -480,14 +481,17 @@ static int parse_num(const char *s, long max, long *out) {
   return 0;
 }
 
+/* HOST:PORT with an IPv4 HOST: a post puts its host in its triggers' URIs
+ * and starts its ns posts beside it, on IPv4. */
 static int parse_listen(const char *s, char *host, size_t size, uint16_t *port) {
   const char *colon = strrchr(s, ':');
   long v;
+  struct in_addr a;
   if (!colon || (size_t)(colon - s) >= size || parse_num(colon + 1, 65535, &v)) return -EINVAL;
   memcpy(host, s, (size_t)(colon - s));
   host[colon - s] = '\0';
   *port = (uint16_t)v;
-  return 0;
+  return inet_pton(AF_INET, host, &a) == 1 ? 0 : -EINVAL;
 }
 
 static int push(const char **arr, size_t *n, const char *v, const char *flag) {

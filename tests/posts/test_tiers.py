@@ -281,6 +281,8 @@ spec:
                           (["post", "--tier", "cluster", "--quota", "x"], "--quota"),
                           (["post", "--tier", "cluster", "--bogus"], "usage"),
                           (["post", "--tier", "node", "--advertise-host", "h:1"], "--advertise-host"),
+                          (["post", "--tier", "cluster", "--listen", "[::1]:8090"], "--listen"),
+                          (["post", "--tier", "cluster", "--listen", "localhost:8090"], "--listen"),
                           (["post", "--tier", "node", "--trigger-api", "https://h"], "--trigger-api"),
                           (["post", "--tier", "cluster", "--node-post-service", "svc"],
                            "--node-post-service")):
