@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct httpd httpd;
 typedef struct httpd_req httpd_req;
@@ -53,11 +54,11 @@ typedef struct httpd_addr {
 /* A hash of an address, for tables keyed by client: its high bits are the
  * well-mixed ones. */
 static inline uint32_t httpd_addr_hash(const httpd_addr *a) {
-  uint32_t x = 0;
-  for (int i = 0; i < 16; i += 4)
-    x = (x ^ ((uint32_t)a->b[i] << 24 | (uint32_t)a->b[i + 1] << 16 | (uint32_t)a->b[i + 2] << 8 |
-              a->b[i + 3])) *
-        UINT32_C(2654435761);
+  uint32_t x = 0, w;
+  for (int i = 0; i < 16; i += 4) {
+    memcpy(&w, a->b + i, sizeof w);
+    x = (x ^ w) * UINT32_C(2654435761);
+  }
   return x;
 }
 

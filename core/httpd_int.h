@@ -55,9 +55,9 @@ struct httpd {
   pthread_t acceptor;               /* running while lfd >= 0 */
   _Atomic unsigned n_poll, n_epoll; /* connections of d and d2 */
   _Atomic unsigned n_own;           /* the other models: connections of d */
-  httpd_note note_d, note_d2;
-  _Atomic long unsent;        /* answered, not yet completed (sent or closed) */
-  struct MHD_Response *empty; /* the one bodiless answer without headers, shared */
+  httpd_note note_d, note_d2;       /* what d's and d2's notices count into */
+  _Atomic long unsent;              /* answered, not yet completed (sent or closed) */
+  struct MHD_Response *empty;       /* the one bodiless answer without headers, shared */
   httpd_opts opts;
   httpd_handler handler;
   void *ctx;
