@@ -285,7 +285,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
   return req;
 }
 
-void httpd__head_timeout_answer(const httpd *h, int fd) {
+void httpd__head_timeout_answer(httpd *h, int fd) {
+  atomic_fetch_add(&h->header_timeouts, 1); /* counted before the client can see it */
   char body[128], msg[384];
   int bl = snprintf(body, sizeof body,
                     "{\"error\":\"the request's head did not come whole within %u s\"}\n",
@@ -319,7 +320,6 @@ static void *sweeper(void *arg) {
     for (httpd_req *req = h->heads, *next; req; req = next) {
       next = req->head_next;
       if (now - req->head_since < limit || req->fd < 0) continue;
-      atomic_fetch_add(&h->header_timeouts, 1); /* counted before the client can see it */
       httpd__head_timeout_answer(h, req->fd);
       shutdown(req->fd, SHUT_RDWR);
       heads_unlink_locked(h, req);
@@ -449,11 +449,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
  * thread of its pool rather than in all). */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len) {
   httpd *h = cls;
+  (void)len;
   if (h->opts.max_connections && atomic_load(&h->n_own) >= h->opts.max_connections) {
     atomic_fetch_add(&h->refused_max, 1);
     return MHD_NO;
   }
-  (void)len;
   httpd_addr a;
   if (h->clients && httpd__addr_of(addr, &a) &&
       !httpd__client_under(h->clients, &a, h->opts.max_connections_per_client)) {

@@ -410,7 +410,6 @@ static void sweep(fworker *w) {
     next = c->next;
     if (c->pending) continue;
     if (head && c->head_since && now - c->head_since >= head) {
-      atomic_fetch_add(&h->header_timeouts, 1); /* counted before the client can see it */
       httpd__head_timeout_answer(h, c->fd);
       close_conn(w, c);
     } else if (idle && now - c->last >= idle) {

@@ -124,9 +124,10 @@ void httpd__fast_respond(httpd_req *req, unsigned status, const char *content_ty
                          const void *body, size_t len, const char *const *extra, size_t n_extra);
 /* Gives a connection to libmicrohttpd (httpd.c). */
 void httpd__to_mhd(httpd *h, int fd, const httpd_sockaddr *peer);
-/* Writes the 408 of a head past header_timeout_s to fd, as far as the
- * socket takes it at once (the caller closes the connection next). */
-void httpd__head_timeout_answer(const httpd *h, int fd);
+/* Counts a head past header_timeout_s (httpd_header_timeouts) and writes
+ * its 408 to fd, as far as the socket takes it at once (the caller closes
+ * the connection next). */
+void httpd__head_timeout_answer(httpd *h, int fd);
 
 /* max_connections_per_client (httpd_clients.c): each client's open
  * connections, and the client each open socket counts for. An address is
