@@ -132,6 +132,12 @@ static int parse_size(const char *s, size_t *out) {
   return 0;
 }
 
+/* A whole number from lo to hi (no sign: strtoull would take "-1" as its
+ * largest value): 0, or -EINVAL. */
+static int parse_range(const char *s, size_t lo, size_t hi, size_t *out) {
+  return parse_size(s, out) || *s == '-' || *out < lo || *out > hi ? -EINVAL : 0;
+}
+
 #define MAX_REPEATED 64
 
 /* Keeps one more value of a repeatable flag (MAX_REPEATED at most). */
@@ -296,7 +302,7 @@ int broker_main(int argc, char **argv) {
       o.lane_commits = false;
       break;
     case OPT_BATCH_POLLS: /* 0 is allowed: a batch is one epoll_wait */
-      if (parse_size(optarg, &v) || *optarg == '-' || v > 64) {
+      if (parse_range(optarg, 0, 64, &v)) {
         fprintf(stderr, "outpost broker: --batch-polls wants 0 to 64, not '%s'\n", optarg);
         return 2;
       }
@@ -304,7 +310,7 @@ int broker_main(int argc, char **argv) {
       break;
     case OPT_IDLE_TIMEOUT: /* both: 0 is allowed, never */
     case OPT_HEADER_TIMEOUT:
-      if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {
+      if (parse_range(optarg, 0, UINT_MAX, &v)) {
         fprintf(stderr, "outpost broker: --%s wants seconds, not '%s'\n",
                 c == OPT_IDLE_TIMEOUT ? "idle-timeout" : "header-timeout", optarg);
         return 2;
@@ -312,7 +318,7 @@ int broker_main(int argc, char **argv) {
       *(c == OPT_IDLE_TIMEOUT ? &o.http.idle_timeout_s : &o.http.header_timeout_s) = (unsigned)v;
       break;
     case OPT_PER_CLIENT: /* 0 is allowed: no limit */
-      if (parse_size(optarg, &v) || *optarg == '-' || v > UINT_MAX) {
+      if (parse_range(optarg, 0, UINT_MAX, &v)) {
         fprintf(stderr, "outpost broker: --max-connections-per-client wants a count, not '%s'\n",
                 optarg);
         return 2;
@@ -320,7 +326,7 @@ int broker_main(int argc, char **argv) {
       o.http.max_connections_per_client = (unsigned)v;
       break;
     case OPT_CLIENT_RATE: /* 0 is allowed: no limit */
-      if (parse_size(optarg, &v) || *optarg == '-' || v > 1000000) {
+      if (parse_range(optarg, 0, 1000000, &v)) {
         fprintf(stderr,
                 "outpost broker: --client-rate wants 0 to 1000000 events a second, not '%s'\n",
                 optarg);
@@ -329,7 +335,7 @@ int broker_main(int argc, char **argv) {
       o.client_rate = (uint32_t)v;
       break;
     case OPT_CLIENT_BURST:
-      if (parse_size(optarg, &v) || *optarg == '-' || v < 1 || v > 1000000000) {
+      if (parse_range(optarg, 1, 1000000000, &v)) {
         fprintf(stderr, "outpost broker: --client-burst wants 1 to 1000000000 events, not '%s'\n",
                 optarg);
         return 2;
@@ -354,7 +360,7 @@ int broker_main(int argc, char **argv) {
     }
     case OPT_RETENTION_BYTES:
     case OPT_MAX_LOG_BYTES:
-      if (parse_size(optarg, &v) || *optarg == '-') {
+      if (parse_range(optarg, 0, SIZE_MAX, &v)) {
         fprintf(stderr, "outpost broker: --%s wants a number of bytes, not '%s'\n",
                 c == OPT_RETENTION_BYTES ? "retention-bytes" : "max-log-bytes", optarg);
         return 2;
