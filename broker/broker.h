@@ -200,8 +200,13 @@ typedef struct broker_ingress_opts {
   uint32_t client_rate, client_burst;
   int32_t default_ttl;     /* knativebrokerttl given to events without one (default 255) */
   const char *admin_token; /* bearer token for /v1/brokers; NULL: admin API open */
-  unsigned drain_ms;       /* how long stop waits for the log's reports (default 30000) */
-  const char *kafka;       /* the Kafka bootstrap servers, shown by /healthz; NULL: none */
+  /* Who may POST events (broker__senders_load's format: NAME TOKEN
+   * [TYPE-PREFIX...] a line), read at start; NULL: anyone (as Knative's
+   * broker). With it, a POST needs one of its bearer tokens (401
+   * otherwise) and every event of it a type its sender may send (403). */
+  const char *senders_file;
+  unsigned drain_ms; /* how long stop waits for the log's reports (default 30000) */
+  const char *kafka; /* the Kafka bootstrap servers, shown by /healthz; NULL: none */
   /* What this process is (`outpost broker --role`), shown by /healthz:
    * "all" (default), "ingress" (events, no dispatcher) or "dispatcher"
    * (the trigger admin API, no events: POST /<ns>/<broker> is 404 with a

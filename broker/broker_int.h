@@ -65,6 +65,35 @@ void broker__rate_free(broker_rate *r);
  * else the nanoseconds until the client may send again. */
 uint64_t broker__rate_take(broker_rate *r, const httpd_addr *addr, size_t events, uint64_t now_ns);
 
+/* ---- who may POST events (senders.c, --senders-file) ---- */
+
+enum { BROKER_SENDERS_MAX = 256, BROKER_SENDER_TYPES_MAX = 16, BROKER_SENDER_TOKEN_MAX = 255 };
+
+typedef struct broker_sender {
+  char *name;  /* a DNS label, for answers and metrics */
+  char *token; /* its bearer token */
+  char *types[BROKER_SENDER_TYPES_MAX];
+  size_t n_types;          /* prefixes of the types it may send; 0: any type */
+  _Atomic uint64_t events; /* its events the ingress accepted (for /metrics) */
+} broker_sender;
+
+typedef struct broker_senders {
+  broker_sender *v;
+  size_t n;
+} broker_senders;
+
+/* Reads a senders file: one sender a line, `NAME TOKEN [TYPE-PREFIX...]`
+ * (blank lines and lines starting with `#` skipped; names and tokens each
+ * unique). NULL with errbuf saying which line and why on any fault, an
+ * empty file included. Free with broker__senders_free (NULL: nothing). */
+broker_senders *broker__senders_load(const char *path, char *errbuf, size_t errlen);
+void broker__senders_free(broker_senders *s);
+/* The sender whose token token is (NULL: none, or token NULL), compared
+ * with every sender's whatever matches, in constant time for a length. */
+const broker_sender *broker__sender_of(const broker_senders *s, const char *token);
+/* Whether who may send an event of this type (len bytes, no NUL needed). */
+bool broker__sender_allows(const broker_sender *who, const char *type, size_t len);
+
 /* ---- the ingress's two ways from a POST to records (ingress.c, ingress_fast.c) ---- */
 
 /* The checked path: the request's headers (n, names in any case) and body

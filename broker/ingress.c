@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +35,8 @@ enum reason {
   R_METHOD,
   R_OVERLOADED,
   R_RATE,
+  R_UNAUTHORIZED,
+  R_FORBIDDEN,
   R_LOG,
   R_DRAINING,
   R_COUNT
@@ -47,6 +50,8 @@ static const char *const reason_names[R_COUNT] = {"invalid",
                                                   "method_not_allowed",
                                                   "overloaded",
                                                   "rate_limited",
+                                                  "unauthorized",
+                                                  "forbidden",
                                                   "log_unavailable",
                                                   "draining"};
 
@@ -77,8 +82,9 @@ struct broker_ingress {
   _Atomic uint64_t bytes;
   metrics_hist request_hist, append_hist;
   char retry_after[16];
-  broker_rate *rate;     /* opts.client_rate's buckets, or NULL */
-  char allowed_rate[16]; /* WebHook-Allowed-Rate: requests a minute, or "*" */
+  broker_rate *rate;       /* opts.client_rate's buckets, or NULL */
+  broker_senders *senders; /* opts.senders_file's, or NULL: anyone may POST */
+  char allowed_rate[16];   /* WebHook-Allowed-Rate: requests a minute, or "*" */
   struct mount {
     const char *prefix;
     broker_ingress_route_fn fn;
@@ -95,6 +101,7 @@ typedef struct pending {
   broker_ingress *in;
   httpd_req *req;
   entry *e;
+  broker_sender *who; /* NULL without senders */
   size_t events, bytes;
   uint64_t start_ns, append_ns;
 } pending;
@@ -296,6 +303,7 @@ static void on_durable(void *opaque, int status) {
     metrics_hist_observe(&in->append_hist, now - p->append_ns);
     if (status == 0) {
       atomic_fetch_add(&p->e->accepted, p->events);
+      if (p->who) atomic_fetch_add(&p->who->events, p->events);
       atomic_fetch_add(&in->bytes, p->bytes);
       httpd_respond(p->req, 202, NULL, NULL, 0, NULL, 0);
     } else {
@@ -419,9 +427,55 @@ static void lane_flush(void *ctx) {
   broker_log_flush(in->log);
 }
 
-/* Decodes, stamps and appends the events of a POST. Returns true when the
- * request now waits for the log (on_durable answers it). */
-static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t start) {
+/* The sender of a POST by its bearer token, or NULL once it is answered
+ * 401 (RFC 6750's WWW-Authenticate, with invalid_token for a wrong one). */
+static broker_sender *sender_of(broker_ingress *in, httpd_req *req) {
+  const char *token = httpd_bearer(req);
+  const broker_sender *who = broker__sender_of(in->senders, token);
+  if (who) return (broker_sender *)who;
+  atomic_fetch_add(&in->rejected[R_UNAUTHORIZED], 1);
+  const char *h[2] = {"WWW-Authenticate", "Bearer realm=\"outpost\""};
+  if (token) h[1] = "Bearer realm=\"outpost\", error=\"invalid_token\"";
+  httpd_respond_error(req, 401,
+                      token ? "this bearer token is none of this broker's senders'"
+                            : "this broker takes events only from its senders: send "
+                              "Authorization: Bearer <your token>",
+                      NULL, -1, h, 1);
+  return NULL;
+}
+
+/* Whether who may send every event of recs; if not, answers 403 naming
+ * the first it may not (its index when the request was a batch). */
+static bool types_allowed(broker_ingress *in, httpd_req *req, const broker_sender *who,
+                          const broker_batch *recs) {
+  for (size_t i = 0; i < recs->n; i++) {
+    const broker_record *r = &recs->recs[i];
+    for (size_t k = 0; k < r->n_headers; k++) {
+      const ce_kv *h = &r->headers[k];
+      if (h->name_len != 7 || memcmp(h->name, "ce_type", 7) != 0) continue;
+      if (broker__sender_allows(who, h->value, h->value_len)) break;
+      char msg[600];
+      int n = snprintf(msg, sizeof msg,
+                       "sender %s may not send events of type \"%.*s\" (its types:", who->name,
+                       (int)(h->value_len > 200 ? 200 : h->value_len), h->value);
+      for (size_t t = 0; t < who->n_types && n > 0 && (size_t)n < sizeof msg; t++)
+        n += snprintf(msg + n, sizeof msg - (size_t)n, "%s %s*", t ? "," : "", who->types[t]);
+      if (n > 0 && (size_t)n < sizeof msg) snprintf(msg + n, sizeof msg - (size_t)n, ")");
+      const char *ct = httpd_header(req, "Content-Type");
+      bool batch = ct && strncasecmp(ct, "application/cloudevents-batch", 29) == 0;
+      atomic_fetch_add(&in->rejected[R_FORBIDDEN], 1);
+      httpd_respond_error(req, 403, msg, "type", batch ? (int)i : -1, NULL, 0);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Decodes, stamps and appends the events of a POST from who (NULL without
+ * senders). Returns true when the request now waits for the log
+ * (on_durable answers it). */
+static bool post_events(broker_ingress *in, httpd_req *req, entry *e, broker_sender *who,
+                        uint64_t start) {
   size_t nh, body_len;
   const ce_kv *hdrs = httpd_headers(req, &nh);
   const char *body = httpd_body(req, &body_len);
@@ -449,13 +503,15 @@ static bool post_events(broker_ingress *in, httpd_req *req, entry *e, uint64_t s
   } else if (rc < 0) {
     unsigned status = status_for(rc, &r);
     reject(in, req, r, status, err.reason, err.attr, err.index);
+  } else if (who && !types_allowed(in, req, who, &recs)) {
+    rc = -EPERM;
   } else if (in->rate && (wait = rate_take(in, req, events, start))) {
     rate_limited(in, req, wait);
     rc = -EAGAIN;
   } else {
     pending *p = malloc(sizeof *p);
     if (p) {
-      *p = (pending){NULL, NULL, false, in, req, e, events, body_len, start, metrics_now_ns()};
+      *p = (pending){NULL, NULL, false, in, req, e, who, events, body_len, start, metrics_now_ns()};
       /* Listed before the append: the log may report before it returns. */
       pthread_mutex_lock(&in->plock);
       p->next = in->waiting;
@@ -522,6 +578,15 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
     snprintf(labels, sizeof labels, "reason=\"%s\"", reason_names[r]);
     metrics_sample(&b, "outpost_ingress_requests_rejected_total", labels,
                    atomic_load(&in->rejected[r]));
+  }
+  if (in->senders) {
+    metrics_family(&b, "outpost_ingress_sender_events_total", "counter",
+                   "Events accepted from each sender of --senders-file.");
+    for (size_t i = 0; i < in->senders->n; i++) {
+      snprintf(labels, sizeof labels, "sender=\"%s\"", in->senders->v[i].name);
+      metrics_sample(&b, "outpost_ingress_sender_events_total", labels,
+                     atomic_load(&in->senders->v[i].events));
+    }
   }
   metrics_family(&b, "outpost_ingress_header_timeouts_total", "counter",
                  "Requests answered 408 and closed: their head had not come whole within "
@@ -777,6 +842,8 @@ static void handle(void *ctx, httpd_req *req) {
     reject(in, req, R_METHOD, 405, "send events with POST", NULL, -1);
     return;
   }
+  broker_sender *who = NULL;
+  if (in->senders && !(who = sender_of(in, req))) return;
   if (atomic_load(&in->draining)) {
     reject(in, req, R_DRAINING, 503, "the broker is shutting down; retry", NULL, -1);
     return;
@@ -786,7 +853,7 @@ static void handle(void *ctx, httpd_req *req) {
     reject(in, req, R_OVERLOADED, 429, "too many requests waiting for the log; retry", NULL, -1);
     return;
   }
-  if (!post_events(in, req, e, start)) atomic_fetch_sub(&in->inflight, 1);
+  if (!post_events(in, req, e, who, start)) atomic_fetch_sub(&in->inflight, 1);
 }
 
 broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log *log, char *errbuf,
@@ -818,6 +885,12 @@ broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log
     free(in);
     return NULL;
   }
+  if (in->opts.senders_file &&
+      !(in->senders = broker__senders_load(in->opts.senders_file, errbuf, errlen))) {
+    broker__rate_free(in->rate);
+    free(in);
+    return NULL;
+  }
   in->log = log;
   pthread_rwlock_init(&in->lock, NULL);
   pthread_mutex_init(&in->plock, NULL);
@@ -826,6 +899,7 @@ broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log
   in->http = httpd_start(&in->opts.http, handle, in, errbuf, errlen);
   if (!in->http) {
     broker__rate_free(in->rate);
+    broker__senders_free(in->senders);
     pthread_rwlock_destroy(&in->lock);
     pthread_mutex_destroy(&in->plock);
     pthread_mutex_destroy(&in->save_mu);
@@ -848,6 +922,7 @@ static void ingress_free(broker_ingress *in) {
   pthread_mutex_destroy(&in->plock);
   pthread_mutex_destroy(&in->save_mu);
   broker__rate_free(in->rate);
+  broker__senders_free(in->senders);
   free(in);
 }
 

@@ -4,6 +4,7 @@
  * stopped by SIGINT or SIGTERM (in-flight requests are answered first).
  */
 #include "broker/broker.h"
+#include "broker/broker_int.h"
 #include "core/resources.h"
 #include "trigger/dispatcher.h"
 
@@ -36,7 +37,8 @@ enum {
   OPT_HEADER_TIMEOUT,
   OPT_LANE_THREADS,
   OPT_WRITER_COMMITS,
-  OPT_BATCH_POLLS
+  OPT_BATCH_POLLS,
+  OPT_SENDERS_FILE
 };
 
 static void usage(FILE *f) {
@@ -108,6 +110,9 @@ static void usage(FILE *f) {
         "                        pool (see bench/README.md for the measurements)\n"
         "  --admin-token TOKEN   bearer token for the admin APIs (/v1/brokers, /v1/triggers)\n"
         "                        (default $OUTPOST_ADMIN_TOKEN, which other users cannot read)\n"
+        "  --senders-file FILE   who may POST events: lines 'NAME TOKEN [TYPE-PREFIX...]';\n"
+        "                        a POST needs one's bearer token (401), each event a\n"
+        "                        type its sender may send (403). Default: anyone\n"
         "  --triggers-state FILE where triggers applied through /v1/triggers are kept across\n"
         "                        restarts (default: triggers.json beside --data)\n"
         "  --brokers-state FILE  where brokers declared through /v1/brokers are kept across\n"
@@ -184,6 +189,7 @@ int broker_main(int argc, char **argv) {
       {"max-inflight", required_argument, NULL, 'i'},
       {"threads", required_argument, NULL, 't'},
       {"admin-token", required_argument, NULL, 'a'},
+      {"senders-file", required_argument, NULL, OPT_SENDERS_FILE},
       {"kafka", required_argument, NULL, 'k'},
       {"thread-per-connection", no_argument, NULL, 'P'},
       {"epoll", no_argument, NULL, OPT_EPOLL},
@@ -269,6 +275,9 @@ int broker_main(int argc, char **argv) {
     case 'h':
       usage(stdout);
       return 0;
+    case OPT_SENDERS_FILE:
+      o.senders_file = optarg;
+      break;
     case 'a':
       o.admin_token = optarg;
       break;
@@ -456,6 +465,15 @@ int broker_main(int argc, char **argv) {
   if (config && broker_config_load(config, &decls, &n_decls, err, sizeof err)) {
     fprintf(stderr, "outpost broker: %s\n", err);
     return 2;
+  }
+  if (o.senders_file) {
+    broker_senders *senders = broker__senders_load(o.senders_file, err, sizeof err);
+    if (!senders) {
+      fprintf(stderr, "outpost broker: --senders-file %s\n", err);
+      broker_decls_cleanup(decls, n_decls);
+      return 2;
+    }
+    broker__senders_free(senders); /* read again by the ingress */
   }
   if (n_brokers == 0 && n_decls == 0) brokers[n_brokers++] = "default/default";
   broker_decl *all = realloc(decls, (n_decls + n_brokers + 1) * sizeof *all);

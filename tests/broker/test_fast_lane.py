@@ -864,6 +864,105 @@ class LaneCommitsTest(unittest.TestCase):
         self.assertEqual(flushed, 0)
 
 
+class SendersTest(TwoBrokers):
+    """--senders-file: a POST needs a sender's bearer token (401 without
+    one, with another, or with another scheme; WWW-Authenticate as RFC 6750
+    says), and each of its events a type its sender may send (403 naming
+    the first that is not, by index in a batch; a batch all or nothing).
+    Nothing refused is stored; OPTIONS and /healthz stay open; refusals and
+    each sender's events are counted. On both brokers (the lane's POSTs and
+    libmicrohttpd's chunked one)."""
+
+    SENDERS = ("# name token type-prefixes\n"
+               "detector det-token-1 dev.outpost.\n"
+               "shop shop.tok~en/+== com.example.shop. com.example.cart.\n"
+               "admin adm1n\n")
+
+    def setUp(self):
+        d = tempfile.TemporaryDirectory()
+        self.addCleanup(d.cleanup)
+        path = os.path.join(d.name, "senders")
+        with open(path, "w") as f:
+            f.write(self.SENDERS)
+        self.start("--senders-file", path)
+
+    def send(self, c, i, token=None, type_=None, scheme="Bearer", chunked=False):
+        """Event i in binary mode (of type_, else dev.outpost.test) with
+        token, over c: the answer."""
+        extra = [("Authorization", f"{scheme} {token}")] if token else []
+        req = post(i, extra=extra, length=not chunked)
+        if type_:
+            req = req.replace(b"ce-type: dev.outpost.test", b"ce-type: " + type_.encode())
+        if chunked:
+            req = req[:req.index(b"\r\n\r\n")] + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + \
+                b"%x\r\n%s\r\n0\r\n\r\n" % (len(value(i)), value(i))
+        c.send(req)
+        return c.answer()
+
+    def assert_401(self, a, invalid):
+        self.assertEqual(a.status, 401, a.raw)
+        want = 'Bearer realm="outpost"' + (', error="invalid_token"' if invalid else "")
+        self.assertEqual(a.header("WWW-Authenticate"), want, a.raw)
+        self.assertEqual(a.header("Content-Type"), "application/json")
+
+    def test_19_senders(self):
+        for lane, b in self.brokers:
+            with self.subTest(lane):
+                c = self.conn(b)
+                a = self.send(c, 1)
+                self.assert_401(a, invalid=False)
+                self.assertIn(b"send Authorization: Bearer <your token>", a.body)
+                self.assert_401(self.send(c, 2, token="det-token-2"), invalid=True)
+                self.assert_401(self.send(c, 3, token="det-token-1", scheme="Basic"), False)
+                self.assert_401(self.send(c, 4, chunked=True), invalid=False)
+                # The same connection goes on after its refusals.
+                self.assertEqual(self.send(c, 5, token="det-token-1").status, 202)
+                self.assertEqual(self.send(c, 6, token="det-token-1", scheme="bearer").status,
+                                 202, "the scheme in any case")
+                self.assertEqual(self.send(c, 7, token="det-token-1", chunked=True).status, 202)
+                a = self.send(c, 8, token="shop.tok~en/+==")
+                self.assertEqual(a.status, 403, a.raw)
+                self.assertEqual(json.loads(a.body), {
+                    "error": 'sender shop may not send events of type "dev.outpost.test" (its '
+                             'types: com.example.shop.*, com.example.cart.*)',
+                    "attribute": "type"})
+                a = self.send(c, 9, token="shop.tok~en/+==", type_="com.example.shop.order")
+                self.assertEqual(a.status, 202, a.raw)
+                self.assertEqual(self.send(c, 10, token="adm1n", type_="anything").status, 202)
+                # A batch: the second event's type is not the shop's.
+                batch = json.dumps([{"specversion": "1.0", "id": str(100 + k), "source": "/test",
+                                     "type": t} for k, t in
+                                    enumerate(["com.example.cart.add", "dev.outpost.x"])]).encode()
+                c.send(b"POST /default/default HTTP/1.1\r\nHost: x\r\n"
+                       b"Authorization: Bearer shop.tok~en/+==\r\n"
+                       b"Content-Type: application/cloudevents-batch+json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(batch), batch))
+                a = c.answer()
+                self.assertEqual(a.status, 403, a.raw)
+                self.assertEqual(json.loads(a.body)["index"], 1, a.raw)
+                # Structured mode is held to the same types.
+                ev = json.dumps({"specversion": "1.0", "id": "11", "source": "/test",
+                                 "type": "dev.outpost.y"}).encode()
+                c.send(b"POST /default/default HTTP/1.1\r\nHost: x\r\n"
+                       b"Authorization: Bearer shop.tok~en/+==\r\n"
+                       b"Content-Type: application/cloudevents+json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(ev), ev))
+                a = c.answer()
+                self.assertEqual(a.status, 403, a.raw)
+                self.assertNotIn("index", json.loads(a.body))
+                c.send(b"OPTIONS /default/default HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(c.answer().status, 200, "OPTIONS needs no token")
+                c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                text = c.answer().body
+                for reason, n in ((b"unauthorized", 4), (b"forbidden", 3)):
+                    self.assertRegex(text, rb'(?m)^outpost_ingress_requests_rejected_total'
+                                     rb'\{reason="%s"\} %d$' % (reason, n))
+                for sender, n in ((b"detector", 3), (b"shop", 1), (b"admin", 1)):
+                    self.assertRegex(text, rb'(?m)^outpost_ingress_sender_events_total'
+                                     rb'\{sender="%s"\} %d$' % (sender, n))
+                self.assertEqual(sorted(int(i) for i, _ in b.stored()), [5, 6, 7, 9, 10])
+
+
 class FlagsTest(unittest.TestCase):
     """The flags of the lane and of the limits refuse what they cannot do."""
 
@@ -891,6 +990,23 @@ class FlagsTest(unittest.TestCase):
                 with self.subTest(args):
                     p = subprocess.run([OUTPOST, "broker", "--listen", "127.0.0.1:0", "--data",
                                         data, *args], capture_output=True, text=True, timeout=30)
+                    self.assertEqual(p.returncode, 2, p.stderr)
+                    self.assertIn(want, p.stderr)
+            self.assertFalse(os.path.exists(data), "nothing started")
+
+    def test_20_bad_senders_file_exits_2(self):
+        with tempfile.TemporaryDirectory() as d:
+            data, path = os.path.join(d, "broker.db"), os.path.join(d, "senders")
+            for text, want in [(None, f"--senders-file {path}: No such file or directory"),
+                               ("", f"--senders-file {path}: no senders"),
+                               ("a t\nb\n", f"--senders-file {path}:2: want NAME TOKEN")]:
+                with self.subTest(text):
+                    if text is not None:
+                        with open(path, "w") as f:
+                            f.write(text)
+                    p = subprocess.run([OUTPOST, "broker", "--listen", "127.0.0.1:0", "--data",
+                                        data, "--senders-file", path],
+                                       capture_output=True, text=True, timeout=30)
                     self.assertEqual(p.returncode, 2, p.stderr)
                     self.assertIn(want, p.stderr)
             self.assertFalse(os.path.exists(data), "nothing started")

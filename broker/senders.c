@@ -1,0 +1,183 @@
+/*
+ * senders.c — who may POST events to the ingress (--senders-file): each
+ * sender a name, a bearer token and the event types it may send, after
+ * Knative's sender authentication and EventPolicy. Without the file the
+ * ingress is open, as Knative's broker is by default.
+ *
+ * A token is looked for among all the senders' in constant time for a given
+ * token length, so that the time of a refusal tells a client nothing about
+ * how close it came. A sender's types are prefixes of `type`
+ * ("dev.outpost." takes every event Outpost makes); a sender with none may
+ * send any type.
+ */
+#include "broker/broker_int.h"
+#include "core/httpd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { LINE_MAX_ = 4096 };
+
+static bool dns_label(const char *s, size_t n) {
+  if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+      return false;
+  return true;
+}
+
+/* RFC 6750's b64token, so that every token fits an Authorization header. */
+static bool b64token(const char *s, size_t n) {
+  if (n == 0 || n > BROKER_SENDER_TOKEN_MAX) return false;
+  size_t i = 0;
+  for (; i < n && s[i] != '='; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+          (s[i] >= '0' && s[i] <= '9') || strchr("-._~+/", s[i])))
+      return false;
+  if (i == 0) return false;
+  for (; i < n; i++)
+    if (s[i] != '=') return false;
+  return true;
+}
+
+static bool visible(const char *s, size_t n) {
+  if (n == 0 || n > 255) return false;
+  for (size_t i = 0; i < n; i++)
+    if (s[i] <= ' ' || s[i] == 0x7f) return false;
+  return true;
+}
+
+void broker__senders_free(broker_senders *s) {
+  if (!s) return;
+  for (size_t i = 0; i < s->n; i++) {
+    broker_sender *who = &s->v[i];
+    free(who->name);
+    free(who->token);
+    for (size_t k = 0; k < who->n_types; k++) free(who->types[k]);
+  }
+  free(s->v);
+  free(s);
+}
+
+/* The next word of *p (blank-separated), or NULL at the line's end. */
+static char *word(char **p, size_t *len) {
+  char *s = *p + strspn(*p, " \t");
+  if (!*s) return NULL;
+  *len = strcspn(s, " \t");
+  *p = s + *len;
+  return s;
+}
+
+/* One line's sender into *who (zeroed; its strings owned by it). */
+static int parse_line(char *line, broker_sender *who, const char **why) {
+  size_t n = 0;
+  char *p = line, *name = word(&p, &n);
+  if (!dns_label(name, n)) return *why = "a sender's name is a DNS label (a-z, 0-9, -)", -EINVAL;
+  if (!(who->name = strndup(name, n))) return -ENOMEM;
+  char *token = word(&p, &n);
+  if (!token || !b64token(token, n))
+    return *why = "want NAME TOKEN [TYPE-PREFIX...], the token 1-255 characters of"
+                  " A-Z a-z 0-9 - . _ ~ + / then any '='",
+           -EINVAL;
+  if (!(who->token = strndup(token, n))) return -ENOMEM;
+  for (char *t; (t = word(&p, &n));) {
+    if (who->n_types == BROKER_SENDER_TYPES_MAX)
+      return *why = "at most 16 type prefixes a sender", -EINVAL;
+    if (!visible(t, n)) return *why = "a type prefix is 1-255 visible characters", -EINVAL;
+    if (!(who->types[who->n_types] = strndup(t, n))) return -ENOMEM;
+    who->n_types++;
+  }
+  return 0;
+}
+
+/* Whether who differs in name and token from the n senders before it. */
+static int check_unique(const broker_sender *before, size_t n, const broker_sender *who,
+                        const char **why) {
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(before[i].name, who->name) == 0) return *why = "a sender named twice", -EINVAL;
+    if (strcmp(before[i].token, who->token) == 0)
+      return *why = "two senders with one token (which would it be?)", -EINVAL;
+  }
+  return 0;
+}
+
+broker_senders *broker__senders_load(const char *path, char *errbuf, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  broker_senders *s = calloc(1, sizeof *s);
+  char line[LINE_MAX_];
+  const char *why = NULL;
+  int rc = s ? 0 : -ENOMEM;
+  unsigned lineno = 0;
+  while (rc == 0 && fgets(line, sizeof line, f)) {
+    lineno++;
+    size_t len = strlen(line);
+    if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
+      why = "a line of more than 4095 characters";
+      rc = -EINVAL;
+      break;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    char *first = line + strspn(line, " \t");
+    if (!*first || *first == '#') continue;
+    if (s->n == BROKER_SENDERS_MAX) {
+      why = "at most 256 senders";
+      rc = -EINVAL;
+      break;
+    }
+    broker_sender *v = realloc(s->v, (s->n + 1) * sizeof *v);
+    if (!v) {
+      rc = -ENOMEM;
+      break;
+    }
+    s->v = v;
+    broker_sender *who = &v[s->n++];
+    memset(who, 0, sizeof *who);
+    rc = parse_line(line, who, &why);
+    if (rc == 0) rc = check_unique(v, s->n - 1, who, &why);
+  }
+  unsigned at = rc == -EINVAL ? lineno : 0; /* the line at fault */
+  if (rc == 0 && ferror(f)) {
+    why = strerror(errno);
+    rc = -EIO;
+  }
+  fclose(f);
+  if (rc == 0 && s->n == 0) {
+    why = "no senders (a file that lets nobody in is a mistake)";
+    rc = -EINVAL;
+  }
+  if (rc) {
+    if (rc == -ENOMEM)
+      snprintf(errbuf, errlen, "%s: out of memory", path);
+    else if (at)
+      snprintf(errbuf, errlen, "%s:%u: %s", path, at, why);
+    else
+      snprintf(errbuf, errlen, "%s: %s", path, why);
+    broker__senders_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+const broker_sender *broker__sender_of(const broker_senders *s, const char *token) {
+  const broker_sender *found = NULL;
+  if (!token) return NULL;
+  /* Every sender compared, whatever matched first: no early way out. */
+  for (size_t i = 0; i < s->n; i++)
+    if (httpd_same_secret(token, s->v[i].token)) found = &s->v[i];
+  return found;
+}
+
+bool broker__sender_allows(const broker_sender *who, const char *type, size_t len) {
+  if (who->n_types == 0) return true;
+  for (size_t k = 0; k < who->n_types; k++) {
+    size_t n = strlen(who->types[k]);
+    if (n <= len && memcmp(type, who->types[k], n) == 0) return true;
+  }
+  return false;
+}

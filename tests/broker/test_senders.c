@@ -1,0 +1,145 @@
+/*
+ * test_senders.c — broker/senders.c, who may POST events (--senders-file):
+ * a file read whole with its comments, each fault refused with its line and
+ * reason, a token found among all the senders' and nothing else taken for
+ * it, and the type prefixes each sender may send.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "broker/broker_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char path[64];
+
+/* Writes text to a new temporary file; its name in path. */
+static void write_file(const char *text) {
+  snprintf(path, sizeof path, "/tmp/test_senders.XXXXXX");
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  size_t n = strlen(text);
+  assert_int_equal(write(fd, text, n), (ssize_t)n);
+  close(fd);
+}
+
+/* broker__senders_load of text, which must fail with want in its message. */
+static void refused(const char *text, const char *want) {
+  char err[512] = "";
+  write_file(text);
+  broker_senders *s = broker__senders_load(path, err, sizeof err);
+  unlink(path);
+  if (s || !strstr(err, want))
+    fail_msg("file %s: want a refusal with \"%s\", got %s \"%s\"", text, want,
+             s ? "a load and" : "", err);
+  broker__senders_free(s);
+}
+
+static void reads_a_file(void **state) {
+  (void)state;
+  write_file("# who may post\n"
+             "\n"
+             "detector  det-token-1  dev.outpost.\r\n"
+             "  shop\tshop.tok~en/+==  com.example.shop. com.example.cart.\n"
+             "admin adm1n"); /* no newline at the end */
+  char err[512] = "";
+  broker_senders *s = broker__senders_load(path, err, sizeof err);
+  unlink(path);
+  assert_non_null(s);
+  assert_int_equal(s->n, 3);
+  assert_string_equal(s->v[0].name, "detector");
+  assert_string_equal(s->v[0].token, "det-token-1");
+  assert_int_equal(s->v[0].n_types, 1);
+  assert_string_equal(s->v[0].types[0], "dev.outpost.");
+  assert_string_equal(s->v[1].name, "shop");
+  assert_string_equal(s->v[1].token, "shop.tok~en/+==");
+  assert_int_equal(s->v[1].n_types, 2);
+  assert_string_equal(s->v[1].types[1], "com.example.cart.");
+  assert_string_equal(s->v[2].token, "adm1n");
+  assert_int_equal(s->v[2].n_types, 0);
+  broker__senders_free(s);
+  broker__senders_free(NULL);
+}
+
+static void refuses_bad_files(void **state) {
+  (void)state;
+  refused("", "no senders");
+  refused("# only a comment\n\n", "no senders");
+  refused("a t\nShop tok\n", ":2: a sender's name is a DNS label");
+  refused("-a tok\n", ":1: a sender's name is a DNS label");
+  refused("a\n", ":1: want NAME TOKEN");
+  refused("a to#ken\n", ":1: want NAME TOKEN");
+  refused("a =abc\n", ":1: want NAME TOKEN");
+  refused("a ab=c\n", ":1: want NAME TOKEN");
+  refused("a t1\nb t2\na t3\n", ":3: a sender named twice");
+  refused("a t1\nb t1\n", ":2: two senders with one token");
+  refused("a t p1 p2 p3 p4 p5 p6 p7 p8 p9 p10 p11 p12 p13 p14 p15 p16 p17\n",
+          ":1: at most 16 type prefixes");
+  refused("a t dev.\xc3\xa9\n", ":1: a type prefix is 1-255 visible characters");
+  char big[300 * 20 + 1] = "";
+  for (int i = 0; i <= 256; i++) snprintf(big + strlen(big), 20, "s%d t%d\n", i, i);
+  refused(big, ":257: at most 256 senders");
+  char err[256];
+  assert_null(broker__senders_load("/nonexistent/senders", err, sizeof err));
+  assert_string_equal(err, "/nonexistent/senders: No such file or directory");
+}
+
+static void finds_tokens(void **state) {
+  (void)state;
+  write_file("a alpha\nb beta dev.\nc alphabet\n");
+  char err[512] = "";
+  broker_senders *s = broker__senders_load(path, err, sizeof err);
+  unlink(path);
+  assert_non_null(s);
+  assert_ptr_equal(broker__sender_of(s, "alpha"), &s->v[0]);
+  assert_ptr_equal(broker__sender_of(s, "beta"), &s->v[1]);
+  assert_ptr_equal(broker__sender_of(s, "alphabet"), &s->v[2]);
+  /* Nothing that is not a whole token: a part, more, another case, none. */
+  const char * not [] = {"alph", "alphab", "alphabets", "Alpha", "beta ", "", "b"};
+  for (size_t i = 0; i < sizeof not / sizeof *not ; i++)
+    if (broker__sender_of(s, not [i])) fail_msg("\"%s\" taken for a token", not [i]);
+  assert_null(broker__sender_of(s, NULL));
+  broker__senders_free(s);
+}
+
+static void allows_types(void **state) {
+  (void)state;
+  write_file("shop t com.example.shop. com.example.cart.add\nany u\n");
+  char err[512] = "";
+  broker_senders *s = broker__senders_load(path, err, sizeof err);
+  unlink(path);
+  assert_non_null(s);
+  const broker_sender *shop = &s->v[0], *any = &s->v[1];
+#define ALLOWS(who, t) broker__sender_allows(who, t, strlen(t))
+  assert_true(ALLOWS(shop, "com.example.shop.order"));
+  assert_true(ALLOWS(shop, "com.example.shop."));
+  assert_true(ALLOWS(shop, "com.example.cart.add"));
+  assert_true(ALLOWS(shop, "com.example.cart.added"));
+  assert_false(ALLOWS(shop, "com.example.shop"));
+  assert_false(ALLOWS(shop, "com.example.cart.remove"));
+  assert_false(ALLOWS(shop, "dev.outpost.process.exec"));
+  assert_false(ALLOWS(shop, ""));
+  /* The length counts, not a NUL: a type cut short is not allowed. */
+  assert_false(broker__sender_allows(shop, "com.example.shop.order", 10));
+  assert_true(ALLOWS(any, "dev.outpost.process.exec"));
+  assert_true(ALLOWS(any, ""));
+#undef ALLOWS
+  broker__senders_free(s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(reads_a_file),
+      cmocka_unit_test(refuses_bad_files),
+      cmocka_unit_test(finds_tokens),
+      cmocka_unit_test(allows_types),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
