@@ -42,6 +42,9 @@ static void usage(FILE *f) {
         "events, as CloudEvents published to a broker's ingress. See detector/README.md.\n"
         "\n"
         "  --broker-url URL      the ingress, e.g. http://127.0.0.1:8080/default/default\n"
+        "  --ingress-token TOKEN its bearer token, when the broker has --senders-file\n"
+        "                        (default $OUTPOST_INGRESS_TOKEN, which other users\n"
+        "                        cannot read)\n"
         "  --kafka SERVERS       publish straight to Kafka instead (bootstrap servers)\n"
         "  --topic TOPIC         the Kafka topic (with --kafka; the broker's topic is\n"
         "                        knative-broker-<namespace>-<name>)\n"
@@ -169,6 +172,7 @@ static void tokens_free(det_daemon *dd) {
 /* ------------------------------------------------------------ flags */
 
 static const struct option longopts[] = {{"broker-url", required_argument, NULL, 'u'},
+                                         {"ingress-token", required_argument, NULL, 'I'},
                                          {"listen", required_argument, NULL, 'l'},
                                          {"node", required_argument, NULL, 'n'},
                                          {"ring-bytes", required_argument, NULL, 'r'},
@@ -233,6 +237,8 @@ static int parse_flags(int argc, char **argv, det_flags *fl) {
     if (c == '?') return 2;
     if (c == 'u') {
       fl->po.url = optarg;
+    } else if (c == 'I') {
+      fl->po.token = optarg;
     } else if (c == 'l') {
       const char *colon = strrchr(optarg, ':');
       if (!colon || (size_t)(colon - optarg) >= sizeof fl->host || parse_size(colon + 1, &v) ||
@@ -288,6 +294,8 @@ static int parse_flags(int argc, char **argv, det_flags *fl) {
   }
   const char *env_token = getenv("OUTPOST_ADMIN_TOKEN");
   if (!fl->admin_token && env_token && *env_token) fl->admin_token = env_token;
+  const char *env_ingress = getenv("OUTPOST_INGRESS_TOKEN");
+  if (!fl->po.token && env_ingress && *env_ingress) fl->po.token = env_ingress;
   return check_flags(fl);
 }
 
@@ -305,6 +313,11 @@ static int check_flags(det_flags *fl) {
     fprintf(stderr, "outpost detector: --kafka-property needs --kafka\n");
     return 2;
   }
+  for (const char *t = fl->po.token; t && *t; t++)
+    if (*t <= ' ' || *t == 0x7f) {
+      fprintf(stderr, "outpost detector: the ingress token is visible characters only\n");
+      return 2;
+    }
   if (fl->fr_window_ms && fl->fr_window_ms < 10) {
     fprintf(stderr, "outpost detector: --forkrate-window is at least 10 ms\n");
     return 2;

@@ -46,6 +46,7 @@ typedef struct pub_res {
 struct detector_pub {
   detector_pub_opts o;
   char *url;       /* the ingress, or "kafka://<bootstrap>/<topic>" for messages */
+  char *auth;      /* "Bearer <o.token>", or NULL */
   httpc *c;        /* HTTP; NULL with Kafka, or once stopped */
   broker_log *log; /* Kafka; NULL with HTTP, or once stopped */
   char *topic;
@@ -358,7 +359,8 @@ static void wait_result(detector_pub *p, int rc, const char *what,
  * released while waiting). Past the drain deadline of a stop the client is
  * stopped, which ends the request with -ECANCELED. */
 static void send_wait(detector_pub *p, const ce_buf *body) {
-  static const ce_kv hdrs[] = {{"Content-Type", 12, CE_MEDIA_BATCH, sizeof CE_MEDIA_BATCH - 1}};
+  const ce_kv hdrs[] = {{"Content-Type", 12, CE_MEDIA_BATCH, sizeof CE_MEDIA_BATCH - 1},
+                        {"Authorization", 13, p->auth, p->auth ? strlen(p->auth) : 0}};
   long timeout = p->o.timeout_ms;
   uint64_t now = metrics_now_ns();
   if (p->stopping) {
@@ -367,9 +369,9 @@ static void send_wait(detector_pub *p, const ce_buf *body) {
   }
   p->res = (pub_res){.index = -1};
   pthread_mutex_unlock(&p->mu);
-  int rc =
-      p->c ? httpc_send(p->c, "POST", p->url, hdrs, 1, body->data, body->len, timeout, on_done, p)
-           : -ECANCELED;
+  int rc = p->c ? httpc_send(p->c, "POST", p->url, hdrs, p->auth ? 2 : 1, body->data, body->len,
+                             timeout, on_done, p)
+                : -ECANCELED;
   pthread_mutex_lock(&p->mu);
   wait_result(p, rc, "httpc_send", close_http);
 }
@@ -553,6 +555,7 @@ static void pub_free(detector_pub *p) {
   free(p->recs);
   free(p->topic);
   free(p->url);
+  free(p->auth);
   free(p);
 }
 
@@ -579,7 +582,13 @@ detector_pub *detector_pub_start(const detector_pub_opts *o, char *err, size_t e
   } else if (!(p->url = strdup(o->url))) {
     goto fail_alloc;
   }
+  if (!o->topic && o->token) {
+    size_t n = strlen(o->token) + 8;
+    if (!(p->auth = malloc(n))) goto fail_alloc;
+    snprintf(p->auth, n, "Bearer %s", o->token);
+  }
   p->o.url = o->topic ? NULL : p->url;
+  p->o.token = NULL; /* kept as auth */
   p->o.topic = p->topic;
   clock_cond_init(&p->cv); /* the clock metrics_now_ns reads */
   pthread_mutex_init(&p->mu, NULL);

@@ -58,6 +58,8 @@ const char *detector_drop_name(detector_drop why);
 /* Zero in a field means its default. */
 typedef struct detector_pub_opts {
   const char *url;                /* the ingress, "http://127.0.0.1:8080/default/default"; or: */
+  const char *token;              /* with url: its bearer token (the broker's --senders-file);
+                                     NULL: none sent */
   const char *kafka_bootstrap;    /* Kafka bootstrap servers, instead of url */
   const char *topic;              /* the topic, with kafka_bootstrap */
   const char *const *kafka_props; /* "name=value" librdkafka properties (see broker.h) */

@@ -39,6 +39,8 @@ static void usage(FILE *f) {
         "  --state-dir DIR         state files (default outpost-data/post-<tier>)\n"
         "  --config FILE           LabTemplate and NamespacePolicy resources (YAML or JSON)\n"
         "  --broker-token TOKEN    bearer token of the broker's admin API (/v1/triggers)\n"
+        "  --ingress-token TOKEN   bearer token of its ingress (broker --senders-file), for\n"
+        "                          the post's events (passed on to the posts it starts)\n"
         "  --no-register-triggers  do not register the post's triggers at the broker\n"
         "  --trigger-api URL       the trigger admin API (http://host:port) when it is not\n"
         "                          at --broker-url's host (broker --role dispatcher)\n"
@@ -49,7 +51,7 @@ static void usage(FILE *f) {
         "                          on to the posts it starts)\n"
         "  Each token flag may be left out for its environment variable, which other\n"
         "  users cannot read: OUTPOST_ADMIN_TOKEN, OUTPOST_BROKER_TOKEN,\n"
-        "  OUTPOST_DETECTOR_TOKEN, OUTPOST_INTERNAL_TOKEN\n"
+        "  OUTPOST_INGRESS_TOKEN, OUTPOST_DETECTOR_TOKEN, OUTPOST_INTERNAL_TOKEN\n"
         "cluster (the Labs REST API):\n"
         "  --tenant-token T=TOKEN  a tenant's bearer token (repeatable)\n"
         "  --tokens-file FILE      lines 'tenant token'\n"
@@ -127,8 +129,9 @@ int post_pass_tokens(post *p, const char *name, unsigned which) {
     const char *var, *value;
   } toks[] = {{POST_TOK_BROKER, POST_ENV_BROKER, p->cfg.broker_token},
               {POST_TOK_DETECTOR, POST_ENV_DETECTOR, p->cfg.detector_token},
-              {POST_TOK_INTERNAL, POST_ENV_INTERNAL, p->cfg.internal_token}};
-  char *kv[4] = {0};
+              {POST_TOK_INTERNAL, POST_ENV_INTERNAL, p->cfg.internal_token},
+              {POST_TOK_INGRESS, POST_ENV_INGRESS, p->cfg.ingress_token}};
+  char *kv[5] = {0};
   size_t n = 0;
   int rc = 0;
   for (size_t i = 0; i < sizeof toks / sizeof *toks && !rc; i++) {
@@ -520,6 +523,7 @@ static const struct option longopts[] = {{"tier", required_argument, NULL, 't'},
                                          {"max-envs", required_argument, NULL, 'm'},
                                          {"ns-port", required_argument, NULL, 'p'},
                                          {"broker-token", required_argument, NULL, 'B'},
+                                         {"ingress-token", required_argument, NULL, 'g'},
                                          {"no-register-triggers", no_argument, NULL, 'R'},
                                          {"detector-url", required_argument, NULL, 'D'},
                                          {"detector-token", required_argument, NULL, 'K'},
@@ -600,6 +604,9 @@ static int parse_flags(int argc, char **argv, post_cfg *cfg) {
     case 'B':
       cfg->broker_token = optarg;
       break;
+    case 'g':
+      cfg->ingress_token = optarg;
+      break;
     case 'R':
       cfg->no_register_triggers = true;
       break;
@@ -659,6 +666,12 @@ static int parse_flags(int argc, char **argv, post_cfg *cfg) {
   }
   post_secret_env(&cfg->admin_token, POST_ENV_ADMIN);
   post_secret_env(&cfg->broker_token, POST_ENV_BROKER);
+  post_secret_env(&cfg->ingress_token, POST_ENV_INGRESS);
+  for (const char *t = cfg->ingress_token; t && *t; t++)
+    if (*t <= ' ' || *t == 0x7f) {
+      fprintf(stderr, "outpost post: the ingress token is visible characters only\n");
+      return 2;
+    }
   post_secret_env(&cfg->detector_token, POST_ENV_DETECTOR);
   post_secret_env(&cfg->internal_token, POST_ENV_INTERNAL);
   return 0;

@@ -406,7 +406,8 @@ static void cluster_started(post *p) {
   node_flags(p, argv, 14, nsport);
   if (!(p->sup = post_sup_new(p))) return;
   if (!post_sup_add(p->sup, "node", node, health, argv) &&
-      post_pass_tokens(p, node, POST_TOK_BROKER | POST_TOK_DETECTOR | POST_TOK_INTERNAL))
+      post_pass_tokens(p, node,
+                       POST_TOK_BROKER | POST_TOK_DETECTOR | POST_TOK_INTERNAL | POST_TOK_INGRESS))
     post_log(p, "node post %s: its tokens: out of memory", node);
   post_sup_start(p->sup);
 }

@@ -47,6 +47,7 @@ typedef struct post_cfg {
   long max_envs;                 /* node: claimed environments on the node (default 20) */
   uint16_t ns_port;              /* node: the first ns post's port (default: its own + 1) */
   const char *broker_token;      /* bearer token of the broker's admin API (/v1/triggers) */
+  const char *ingress_token;     /* bearer token of the ingress (broker --senders-file) */
   bool no_register_triggers;     /* the post does not register its triggers at the broker */
   const char *detector_url;      /* node: the detector's admin API; NULL: no detector */
   const char *detector_token;    /* node: its bearer token */
@@ -178,7 +179,9 @@ int post_sup_set_log(post_sup *s, const char *name, const char *path);
 #define POST_ENV_BROKER   "OUTPOST_BROKER_TOKEN"   /* --broker-token */
 #define POST_ENV_DETECTOR "OUTPOST_DETECTOR_TOKEN" /* --detector-token */
 #define POST_ENV_INTERNAL "OUTPOST_INTERNAL_TOKEN" /* --internal-token */
-#define POST_SECRET_ENV   POST_ENV_ADMIN, POST_ENV_INTERNAL, POST_ENV_BROKER, POST_ENV_DETECTOR
+#define POST_ENV_INGRESS  "OUTPOST_INGRESS_TOKEN"  /* --ingress-token */
+#define POST_SECRET_ENV                                                                            \
+  POST_ENV_ADMIN, POST_ENV_INTERNAL, POST_ENV_BROKER, POST_ENV_DETECTOR, POST_ENV_INGRESS
 /* Variables with this prefix are secrets too: the Kafka log's passwords
  * (BROKER_KAFKA_ENV_PREFIX in broker/broker.h, where they are read). */
 #define POST_ENV_KAFKA_PREFIX "OUTPOST_KAFKA_"
@@ -191,6 +194,7 @@ void post_secret_env(const char **value, const char *name);
 #define POST_TOK_BROKER   1u
 #define POST_TOK_DETECTOR 2u
 #define POST_TOK_INTERNAL 4u
+#define POST_TOK_INGRESS  8u
 int post_pass_tokens(post *p, const char *name, unsigned which);
 /* Gives child name these "NAME=value" (copied) besides its parent's
  * environment without the secrets, from its next start on. 0 or -ENOENT,

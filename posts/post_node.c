@@ -355,7 +355,7 @@ static void node_started(post *p) {
     if (p->cfg.config) argv[n++] = "--config", argv[n++] = p->cfg.config;
     if (p->cfg.broker_url) argv[n++] = "--broker-url", argv[n++] = p->cfg.broker_url;
     if (!post_sup_add(p->sup, "ns", np->ns[i].name, health, argv) &&
-        post_pass_tokens(p, np->ns[i].name, POST_TOK_INTERNAL))
+        post_pass_tokens(p, np->ns[i].name, POST_TOK_INTERNAL | POST_TOK_INGRESS))
       post_log(p, "ns post %s: its token: out of memory", np->ns[i].name);
   }
   post_sup_start(p->sup);

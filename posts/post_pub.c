@@ -4,8 +4,9 @@
  * order, one at a time (a post emits tens of events a second at most, and
  * order per environment matters more than throughput). A 429, a 5xx or a
  * transport error is retried with backoff (Retry-After honoured) for as long
- * as the post runs; another 4xx means the event itself is refused, so it is
- * dropped and counted. A full queue drops the new event and counts it:
+ * as the post runs, and so are 401 and 403 (the ingress's senders, which an
+ * operator fixes: --ingress-token); another 4xx means the event itself is
+ * refused, so it is dropped and counted. A full queue drops the new event and counts it:
  * publishing must never stall the pool or a request.
  */
 #include "posts/post_int.h"
@@ -14,13 +15,15 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 struct post_pub {
   post *p;
-  char *url; /* NULL: events are counted and freed */
+  char *url;  /* NULL: events are counted and freed */
+  char *auth; /* "Bearer <--ingress-token>", or NULL */
   pthread_t thread;
   bool has_thread;
   pthread_mutex_t mu;
@@ -63,16 +66,24 @@ static int64_t pub_send(post_pub *pub, const ce_event *ev, int64_t backoff) {
     goto done;
   }
   post_answer a;
-  int rc = post_call(pub->p, "POST", pub->url, hdrs.items, hdrs.n, body.data, body.len, 10000, &a);
+  int rc = pub->auth ? ce_headers_add(&hdrs, "Authorization", 13, pub->auth, strlen(pub->auth)) : 0;
+  if (rc) {
+    again = backoff; /* no memory: try again */
+    goto done;
+  }
+  rc = post_call(pub->p, "POST", pub->url, hdrs.items, hdrs.n, body.data, body.len, 10000, &a);
   if (!rc && a.status >= 200 && a.status < 300) {
     atomic_fetch_add(&pub->published, 1);
-  } else if (!rc && a.status != 429 && a.status < 500) {
+  } else if (!rc && a.status != 429 && a.status != 401 && a.status != 403 && a.status < 500) {
     atomic_fetch_add(&pub->rejected, 1);
     post_log(pub->p, "broker refused %s (%ld): %.200s", ce_event_get_str(ev, "type"), a.status,
              a.body.data);
   } else {
     atomic_fetch_add(&pub->retries, 1);
     again = a.retry_after_ms > backoff ? a.retry_after_ms : backoff;
+    if (!rc && (a.status == 401 || a.status == 403) && backoff == 100)
+      post_log(pub->p, "broker refused %s (%ld): %.200s; kept, retrying (--ingress-token?)",
+               ce_event_get_str(ev, "type"), a.status, a.body.data);
   }
   post_answer_cleanup(&a);
 done:
@@ -121,6 +132,12 @@ post_pub *post_pub_new(post *p, const char *url, size_t max_queue) {
   pthread_cond_init(&pub->cv, NULL);
   if (!(pub->q = calloc(max_queue, sizeof *pub->q))) goto fail;
   if (url && !(pub->url = strdup(url))) goto fail;
+  const char *token = p->cfg.ingress_token;
+  if (url && token) {
+    size_t n = strlen(token) + 8;
+    if (!(pub->auth = malloc(n))) goto fail;
+    snprintf(pub->auth, n, "Bearer %s", token);
+  }
   if (pub->url && pthread_create(&pub->thread, NULL, pub_run, pub)) goto fail;
   pub->has_thread = pub->url != NULL;
   return pub;
@@ -162,6 +179,7 @@ void post_pub_free(post_pub *pub) {
   if (pub->n) post_log(pub->p, "%zu events not published at stop", pub->n);
   free(pub->q);
   free(pub->url);
+  free(pub->auth);
   pthread_mutex_destroy(&pub->mu);
   pthread_cond_destroy(&pub->cv);
   free(pub);

@@ -96,6 +96,7 @@ typedef struct run_state {
   /* derived */
   char config[PATH_MAX + 32], tokens[PATH_MAX], logs[PATH_MAX], state[PATH_MAX];
   char admin[2 * TOKEN_BYTES + 1];
+  char senders[PATH_MAX + 16]; /* the broker's --senders-file */
   char ingress[256], detector_url[128];
   uint16_t port[6]; /* broker, detector, run, cluster, node, ns */
   run_tail *tail;
@@ -290,6 +291,19 @@ static int prepare(run_state *rs) {
     snprintf(path, sizeof path, "%s", rs->tokens);
     goto fail;
   }
+  /* The broker takes events from its senders only: Outpost's own
+   * components, with the admin token, and whom the operator adds. */
+  snprintf(text, sizeof text,
+           "# name token [type-prefix...]: who may POST events to the broker's ingress\n"
+           "# (outpost broker --senders-file; no prefix: any type). Made by `outpost run`\n"
+           "# on its first start; add lines to add senders.\n"
+           "outpost %s\n",
+           rs->admin);
+  snprintf(rs->senders, sizeof rs->senders, "%s/senders", rs->data);
+  if ((rc = write_once(rs->senders, text))) {
+    snprintf(path, sizeof path, "%s", rs->senders);
+    goto fail;
+  }
   if (rs->config_arg) {
     snprintf(rs->config, sizeof rs->config, "%s", rs->config_arg);
   } else {
@@ -398,18 +412,20 @@ __attribute__((format(printf, 2, 3))) static void argf(argv_b *a, const char *fm
 #define RUN_BROKER   2u  /* --broker-token */
 #define RUN_INTERNAL 4u  /* --internal-token */
 #define RUN_DETECTOR 8u  /* --detector-token */
-#define RUN_KAFKA    16u /* our OUTPOST_KAFKA_* variables (the Kafka log's passwords) */
+#define RUN_INGRESS  16u /* --ingress-token (the broker's sender "outpost") */
+#define RUN_KAFKA    32u /* our OUTPOST_KAFKA_* variables (the Kafka log's passwords) */
 
 static int add_child(post *p, run_state *rs, const char *tier, const char *name, uint16_t port,
                      argv_b *a, unsigned secrets) {
   static const char *const vars[] = {POST_ENV_ADMIN, POST_ENV_BROKER, POST_ENV_INTERNAL,
-                                     POST_ENV_DETECTOR};
-  char health[128], log[PATH_MAX + 16], kv[4][sizeof rs->admin + 32];
+                                     POST_ENV_DETECTOR, POST_ENV_INGRESS};
+  enum { N_VARS = sizeof vars / sizeof *vars };
+  char health[128], log[PATH_MAX + 16], kv[N_VARS][sizeof rs->admin + 32];
   const char *env[16] = {0};
   size_t n = 0;
   snprintf(health, sizeof health, "http://%s:%u/healthz", rs->host, port);
   snprintf(log, sizeof log, "%s/%s.log", rs->logs, tier);
-  for (size_t i = 0; i < 4; i++)
+  for (size_t i = 0; i < N_VARS; i++)
     if (secrets & (1u << i)) {
       snprintf(kv[n], sizeof kv[n], "%s=%s", vars[i], rs->admin);
       env[n] = kv[n];
@@ -432,6 +448,7 @@ static int add_children(post *p, run_state *rs) {
   argf(&b, "--data=%s/broker/broker.db", rs->data);
   argf(&b, "--triggers-state=%s/broker/triggers.json", rs->data);
   argf(&b, "--config=%s", rs->config);
+  argf(&b, "--senders-file=%s", rs->senders);
   if (rs->kafka) argf(&b, "--kafka=%s", rs->kafka);
   for (size_t i = 0; i < rs->n_props; i++) argf(&b, "--kafka-property=%s", rs->props[i]);
   char dir[PATH_MAX + 16];
@@ -447,7 +464,8 @@ static int add_children(post *p, run_state *rs) {
     argf(&d, "--broker-url=%s", rs->ingress);
     argf(&d, "--node=%s", rs->node);
     argf(&d, "--tokens-file=%s", rs->tokens);
-    if ((rc = add_child(p, rs, "detector", rs->node, rs->port[P_DETECTOR], &d, RUN_ADMIN)) ||
+    if ((rc = add_child(p, rs, "detector", rs->node, rs->port[P_DETECTOR], &d,
+                        RUN_ADMIN | RUN_INGRESS)) ||
         (rc = post_sup_set_fallback(
              p->sup, rs->node, 3, "--no-bpf",
              "the kernel side (eBPF) cannot run on this machine (the reason is in "
@@ -474,7 +492,8 @@ static int add_children(post *p, run_state *rs) {
   /* The posts among themselves use the admin token too (one machine, one
    * operator; kept in the data folder, so adopted posts still match). */
   return add_child(p, rs, "cluster", "cluster", rs->port[P_CLUSTER], &c,
-                   RUN_ADMIN | RUN_BROKER | RUN_INTERNAL | (rs->no_detector ? 0 : RUN_DETECTOR));
+                   RUN_ADMIN | RUN_BROKER | RUN_INTERNAL | RUN_INGRESS |
+                       (rs->no_detector ? 0 : RUN_DETECTOR));
 }
 
 /* ------------------------------------------------------------- banner */
@@ -539,7 +558,7 @@ static void print_banner(run_state *rs, const cJSON *broker, const cJSON *det) {
   printf("\noutpost run: up\n"
          "  Labs REST API      http://%s:%u/v1/labs\n"
          "  tenants' tokens    %s (admin token: %s/admin-token)\n"
-         "  broker ingress     %s\n"
+         "  broker ingress     %s (its senders' tokens: %s)\n"
          "  triggers           http://%s:%u/v1/triggers\n"
          "%s"
          "  detector           %s\n"
@@ -547,8 +566,9 @@ static void print_banner(run_state *rs, const cJSON *broker, const cJSON *det) {
          "  event tail         http://%s:%u/v1/events   (outpost events --data %s)\n"
          "  logs               %s/\n"
          "  stop               Ctrl-C (environments keep their state in the runtime)\n\n",
-         h, rs->port[P_CLUSTER], rs->tokens, rs->data, rs->ingress, h, rs->port[P_BROKER], log_line,
-         det_line, h, rs->port[P_DETECTOR], h, rs->port[P_RUN], rs->data, rs->logs);
+         h, rs->port[P_CLUSTER], rs->tokens, rs->data, rs->ingress, rs->senders, h,
+         rs->port[P_BROKER], log_line, det_line, h, rs->port[P_DETECTOR], h, rs->port[P_RUN],
+         rs->data, rs->logs);
   fflush(stdout);
 }
 

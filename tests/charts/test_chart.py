@@ -255,9 +255,11 @@ def check_ns_posts(docs, namespaces, prefix="outpost-"):
         expect_eq(arg_after(a, "--listen"), [f"0.0.0.0:{8092 + i}"], f"{c['name']}: --listen")
         expect_eq(arg_after(a, "--node-post"), ["http://127.0.0.1:8091"], f"{c['name']}: node post")
         expect_eq([p["containerPort"] for p in c["ports"]], [8092 + i], f"{c['name']}: port")
-        # The posts' internal token (the node post's API) and nothing else.
+        # The posts' internal token (the node post's API) and the ingress
+        # token (its events), nothing else.
         expect_eq([(e["name"], e["valueFrom"]["secretKeyRef"]["key"]) for e in c.get("env", [])],
-                  [("OUTPOST_INTERNAL_TOKEN", "internal-token")], f"{c['name']}: environment")
+                  [("OUTPOST_INTERNAL_TOKEN", "internal-token"),
+                   ("OUTPOST_INGRESS_TOKEN", "ingress-token")], f"{c['name']}: environment")
         expect("envFrom" not in c, f"{c['name']}: no envFrom")
         expect("--internal-token" not in a, f"{c['name']}: --internal-token from the environment",
                a)
@@ -314,7 +316,8 @@ def check_detector(docs, caps=("BPF", "PERFMON", "SYS_RESOURCE"), seccomp="Runti
     expect_eq(a[0], "detector", "detector command")
     expect_eq(arg_after(a, "--listen"), ["0.0.0.0:8085"], "detector --listen")
     expect("--admin-token" not in a, "the detector's admin token from the environment", a)
-    expect_eq(token_env(det[0]), {"OUTPOST_ADMIN_TOKEN": ("t-outpost-auth", "admin-token")},
+    expect_eq(token_env(det[0]), {"OUTPOST_ADMIN_TOKEN": ("t-outpost-auth", "admin-token"),
+                                  "OUTPOST_INGRESS_TOKEN": ("t-outpost-auth", "ingress-token")},
               "the detector's tokens")
     node_post = [c for c in spec["containers"] if c["name"] == "node-post"][0]
     expect_eq(arg_after(node_post["args"], "--detector-url"), ["http://127.0.0.1:8085"],
@@ -335,7 +338,8 @@ def check_env_refs(docs):
                            a)
 
 
-TOKEN_FLAGS = ("--admin-token", "--broker-token", "--detector-token", "--internal-token")
+TOKEN_FLAGS = ("--admin-token", "--broker-token", "--detector-token", "--internal-token",
+               "--ingress-token")
 
 
 def check_no_token_args(docs):
@@ -368,28 +372,32 @@ def token_env(c, auth=None):
 
 
 def check_token_env(docs, ns_posts=1, detector=True, mock=False, auth="t-outpost-auth",
-                    admin="admin-token", internal="internal-token"):
+                    admin="admin-token", internal="internal-token", ingress="ingress-token"):
     """Each container gets, in its environment, exactly the tokens it uses,
     each from the Secret key it had as an argument before: the broker and the
     dispatcher their admin token; the cluster post the admin token as
     OUTPOST_BROKER_TOKEN and OUTPOST_ADMIN_TOKEN, and the internal token;
     the node post OUTPOST_BROKER_TOKEN, OUTPOST_INTERNAL_TOKEN and, with a
     detector, OUTPOST_DETECTOR_TOKEN (the admin key), not OUTPOST_ADMIN_TOKEN;
-    an ns post the internal token only; the detector its admin token."""
+    an ns post the internal token only; the detector its admin token. With
+    broker.senders (ingress not None), the detector and every post the
+    ingress token as OUTPOST_INGRESS_TOKEN too."""
     adm, intl = (auth, admin), (auth, internal)
+    ing = {"OUTPOST_INGRESS_TOKEN": (auth, ingress)} if ingress else {}
     want = {"t-outpost-broker/broker": {"OUTPOST_ADMIN_TOKEN": adm},
             "t-outpost-cluster-post/cluster-post": {"OUTPOST_BROKER_TOKEN": adm,
                                                     "OUTPOST_ADMIN_TOKEN": adm,
-                                                    "OUTPOST_INTERNAL_TOKEN": intl},
+                                                    "OUTPOST_INTERNAL_TOKEN": intl, **ing},
             "t-outpost-node/node-post": {"OUTPOST_BROKER_TOKEN": adm,
                                          "OUTPOST_INTERNAL_TOKEN": intl,
-                                         **({"OUTPOST_DETECTOR_TOKEN": adm} if detector else {})},
-            **{f"t-outpost-node/ns-{i}": {"OUTPOST_INTERNAL_TOKEN": intl}
+                                         **({"OUTPOST_DETECTOR_TOKEN": adm} if detector else {}),
+                                         **ing},
+            **{f"t-outpost-node/ns-{i}": {"OUTPOST_INTERNAL_TOKEN": intl, **ing}
                for i in range(ns_posts)}}
     if not mock:
         want["t-outpost-dispatcher/dispatcher"] = {"OUTPOST_ADMIN_TOKEN": adm}
     if detector:
-        want["t-outpost-node/detector"] = {"OUTPOST_ADMIN_TOKEN": adm}
+        want["t-outpost-node/detector"] = {"OUTPOST_ADMIN_TOKEN": adm, **ing}
     got = {f"{d['metadata']['name']}/{c['name']}": token_env(c, auth)
            for d, spec in pod_specs(docs) for c in containers(spec)}
     differ = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
@@ -500,15 +508,51 @@ def check_services(docs):
 
 def check_secrets(docs):
     auth = one(docs, "Secret", "t-outpost-auth")
-    admin, internal = (base64.b64decode(auth["data"][k]).decode()
-                       for k in ("admin-token", "internal-token"))
+    admin, internal, ingress = (base64.b64decode(auth["data"][k]).decode()
+                                for k in ("admin-token", "internal-token", "ingress-token"))
     expect(re.fullmatch(r"[A-Za-z0-9]{40}", admin), "a random admin token", admin)
     expect(re.fullmatch(r"[A-Za-z0-9]{40}", internal) and internal != admin,
            "a random internal token of its own", internal)
+    expect(re.fullmatch(r"[A-Za-z0-9]{40}", ingress) and ingress not in (admin, internal),
+           "a random ingress token of its own", ingress)
+    senders = one(docs, "Secret", "t-outpost-senders")
+    expect_eq(base64.b64decode(senders["data"]["senders"]).decode().splitlines()[1:],
+              [f"outpost {ingress} dev.outpost."], "the senders file: Outpost's components")
     tenants = one(docs, "Secret", "t-outpost-tenants")
     lines = base64.b64decode(tenants["data"]["tokens"]).decode().splitlines()
     expect_eq([ln.split(" ")[0] for ln in lines], ["alice", "bob"], "tenants")
     expect(all(re.fullmatch(r"[a-z]+ [A-Za-z0-9]{32}", ln) for ln in lines), "tenant lines", lines)
+
+
+def check_senders(docs, sasl, off):
+    """broker.senders: the ingress reads the senders file from its Secret
+    (the chart's, or the one named), mounted read-only for its group; with
+    senders off, no --senders-file, no mount and no ingress token anywhere."""
+    def broker(d):
+        dep = one(d, "Deployment", "t-outpost-broker")
+        spec = dep["spec"]["template"]["spec"]
+        return spec, containers(spec)[0]
+    for d, secret, key in ((docs, "t-outpost-senders", "senders"),
+                           (sasl, "outpost-senders", "senders.txt")):
+        spec, c = broker(d)
+        expect_eq(arg_after(c["args"], "--senders-file"), [f"/etc/outpost/senders/{key}"],
+                  f"{secret}: --senders-file")
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        expect_eq((mounts["senders"]["mountPath"], mounts["senders"].get("readOnly")),
+                  ("/etc/outpost/senders", True), f"{secret}: its mount")
+        vol = {v["name"]: v for v in spec["volumes"]}["senders"]
+        expect_eq(vol["secret"], {"secretName": secret, "defaultMode": 0o440}, "its volume")
+        expect_eq(spec["securityContext"].get("fsGroup"), 65532, "the group that reads it")
+    expect_eq([s["metadata"]["name"] for s in of_kind(sasl, "Secret")
+               if s["metadata"]["name"].endswith("-senders")], [], "no senders Secret made")
+    spec, c = broker(off)
+    expect("--senders-file" not in c["args"], "senders off: no --senders-file", c["args"])
+    expect("senders" not in {v["name"] for v in spec["volumes"]}, "senders off: no volume")
+    expect_eq([f"{d['metadata']['name']}/{c['name']}" for d, spec in pod_specs(off)
+               for c in containers(spec) if "OUTPOST_INGRESS_TOKEN" in token_env(c)], [],
+              "senders off: no ingress token")
+    expect_eq([s["metadata"]["name"] for s in of_kind(off, "Secret")
+               if s["metadata"]["name"].endswith("-senders")], [], "senders off: no Secret")
 
 
 def run_c_strings(path):
@@ -979,20 +1023,29 @@ def get_json(url, token=None, wait=10.0):
 
 
 def check_files_run(outpost, files, sets):
-    """broker.yaml and labs.yaml as rendered start the real components: the
-    broker declares the brokers and applies the triggers; the cluster post
-    lists the templates; each ns post reads its policy."""
+    """broker.yaml, labs.yaml and the senders file as rendered start the real
+    components: the broker declares the brokers and applies the triggers, and
+    takes an event from the components' token only; the cluster post lists
+    the templates; each ns post reads its policy."""
     docs = render(files, sets)
     cm = one(docs, "ConfigMap", "t-outpost-config")
     values = yaml.safe_load(open(files[0])) if files else {}
+    # The chart's own senders file, when it makes one (not with Secrets of yours).
+    made = {s["metadata"]["name"]: s for s in of_kind(docs, "Secret")}
+    senders = made.get("t-outpost-senders")
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in cm["data"].items():
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
+        extra = []
+        if senders:
+            with open(os.path.join(tmp, "senders"), "wb") as f:
+                f.write(base64.b64decode(senders["data"]["senders"]))
+            extra = ["--senders-file", f"{tmp}/senders"]
         port = free_port()
         with daemon([outpost, "broker", "--listen", f"127.0.0.1:{port}", "--data",
                      f"{tmp}/log/broker.db", "--config", f"{tmp}/broker.yaml",
-                     "--admin-token", "T"], f"{tmp}/broker.log") as p:
+                     "--admin-token", "T", *extra], f"{tmp}/broker.log") as p:
             got = get_json(f"http://127.0.0.1:{port}/v1/brokers", "T")
             want = [{"namespace": b.get("namespace", "default"), "name": b["name"]}
                     for b in values.get("eventing", {}).get("brokers",
@@ -1005,6 +1058,21 @@ def check_files_run(outpost, files, sets):
             want_t = sorted(t["metadata"]["name"] for t in values.get("eventing", {})
                             .get("triggers", []))
             expect_eq(names, want_t, "triggers applied")
+            b = (values.get("eventing", {}).get("brokers") or [{"name": "default"}])[0]
+            url = f"http://127.0.0.1:{port}/{b.get('namespace', 'default')}/{b['name']}"
+            event = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/chart",
+                     "ce-type": "dev.outpost.test", "Content-Type": "application/json"}
+            ingress = senders and base64.b64decode(
+                made["t-outpost-auth"]["data"]["ingress-token"]).decode()
+            for token, want in ((None, 401), ("wrong", 401), (ingress, 202)) if senders else ():
+                h = dict(event, **({"Authorization": f"Bearer {token}"} if token else {}))
+                try:
+                    with urllib.request.urlopen(urllib.request.Request(
+                            url, data=b"{}", headers=h, method="POST"), timeout=10) as r:
+                        got = r.status
+                except urllib.error.HTTPError as e:
+                    got = e.code
+                expect_eq(got, want, f"a POST with token {token and token[:4]}...")
             expect(p.poll() is None, "the broker runs", open(f"{tmp}/broker.log").read())
         port = free_port()
         with daemon([outpost, "post", "--tier", "cluster", "--listen", f"127.0.0.1:{port}",
@@ -1087,6 +1155,11 @@ def run_lint(outpost):
           ["--set", "broker.replica=2"], "Additional property replica is not allowed")
     check("lint fails for a namespace name too long", lint_fails, (), KAFKA +
           ["--set", "labs.namespacePrefix=" + "x" * 60 + "-"], "longer than a namespace name")
+    check("lint fails for senders with an auth Secret of yours and none of senders",
+          lint_fails, (), KAFKA + ["--set", "auth.existingSecret=mine"],
+          "broker.senders.enabled with auth.existingSecret needs broker.senders.existingSecret")
+    check("lint --strict: an auth Secret of yours, senders off", lint_ok, (),
+          KAFKA + ["--set", "auth.existingSecret=mine", "--set", "broker.senders.enabled=false"])
 
     docs = render(sets=KAFKA)
     sasl = render((SASL_TLS,))
@@ -1105,12 +1178,15 @@ def run_lint(outpost):
     check("template: each container's token variables", check_token_env, docs)
     check("template: each container's token variables (SASL_SSL, existing Secret)",
           check_token_env, sasl, 2, True, False, "outpost-admin")
+    check("template: each container's token variables (senders off)", check_token_env,
+          render(sets=KAFKA + ["--set", "broker.senders.enabled=false"]), 1, True, False,
+          "t-outpost-auth", "admin-token", "internal-token", None)
     check("template: each container's token variables (mock)", check_token_env,
           render((MOCK,)), 1, True, True)
     check("template: each container's token variables (other Secret keys)", check_token_env,
           render(sets=KAFKA + ["--set", "auth.adminTokenKey=adm", "--set",
-                               "auth.internalTokenKey=int"]), 1, True, False, "t-outpost-auth",
-          "adm", "int")
+                               "auth.internalTokenKey=int", "--set", "auth.ingressTokenKey=ing"]),
+          1, True, False, "t-outpost-auth", "adm", "int", "ing")
     check("template: pods/exec for the node post's Role only", check_exec_rbac, docs,
           ["Role/outpost-labs/t-outpost-node-post"])
     check("template: pods/exec for the node post's Roles only (SASL_SSL)", check_exec_rbac, sasl,
@@ -1122,6 +1198,8 @@ def run_lint(outpost):
     check("template: Services select their pods", check_services, docs)
     check("template: Services select their pods (SASL_SSL)", check_services, sasl)
     check("template: generated Secrets", check_secrets, docs)
+    check("template: the ingress's senders", check_senders, docs, sasl,
+          render(sets=KAFKA + ["--set", "broker.senders.enabled=false"]))
     check("template: defaults mirror outpost run's demo", check_config_defaults, docs)
     check("template: Kafka SASL_SSL and TLS", check_sasl_tls, sasl)
     check("template: no topic configs by default", check_no_topic_configs, docs)

@@ -68,7 +68,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
-from outpost_test import cgroup2_root, ebpf_skip_reason, free_port, parse_metrics, wait_for  # noqa: E402
+from outpost_test import (cgroup2_root, ebpf_skip_reason, free_port, parse_metrics,  # noqa: E402
+                          request, wait_for)
 
 OUTPOST = None
 SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -174,11 +175,11 @@ class FakeIngress:
 class Proc:
     """An `outpost` subcommand; stdout read up to "listening on", stderr to a file."""
 
-    def __init__(self, workdir, tag, args):
+    def __init__(self, workdir, tag, args, env=None):
         self.errpath = os.path.join(workdir, f"{tag}-{time.monotonic_ns()}.stderr")
         self.err = open(self.errpath, "w")
         self.proc = subprocess.Popen([OUTPOST, *args], stdout=subprocess.PIPE, stderr=self.err,
-                                     text=True)
+                                     text=True, env=env)
         self.out = []
         line = self.proc.stdout.readline()
         while line and not line.startswith("listening on"):
@@ -209,7 +210,7 @@ class Proc:
 
 
 class Detector(Proc):
-    def __init__(self, workdir, broker_url, *args, kernel=False):
+    def __init__(self, workdir, broker_url, *args, kernel=False, env=None):
         self.port = free_port()
         flags = ["detector", *(["--broker-url", broker_url] if broker_url else []),
                  "--listen", f"127.0.0.1:{self.port}",
@@ -218,7 +219,7 @@ class Detector(Proc):
             flags += ["--tenant-token", f"{t}={tok}"]
         if not kernel:
             flags.append("--no-bpf")
-        super().__init__(workdir, "detector", flags + list(args))
+        super().__init__(workdir, "detector", flags + list(args), env=env)
 
     def request(self, method, path, body=None, headers=None):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -285,13 +286,13 @@ class Case(unittest.TestCase):
         self.peers.append(s)
         return s
 
-    def broker(self, sub):
+    def broker(self, sub, *extra):
         cfg = os.path.join(self.dir.name, "triggers.json")
         with open(cfg, "w") as f:
             json.dump([trigger("all", f"http://127.0.0.1:{sub.port}/")], f)
         b = Proc(self.dir.name, "broker",
                  ["broker", "--listen", f"127.0.0.1:{self.broker_port}", "--data", self.data,
-                  "--config", cfg, "--broker", "default/default"])
+                  "--config", cfg, "--broker", "default/default", *extra])
         self.procs.append(b)
         return b
 
@@ -303,8 +304,8 @@ class Case(unittest.TestCase):
             self.assertNotIn(what, p.stderr())
         return p
 
-    def detector(self, url=None, *args, kernel=False):
-        d = Detector(self.dir.name, url or self.broker_url, *args, kernel=kernel)
+    def detector(self, url=None, *args, kernel=False, env=None):
+        d = Detector(self.dir.name, url or self.broker_url, *args, kernel=kernel, env=env)
         self.procs.append(d)
         return d
 
@@ -557,6 +558,36 @@ class PublishTest(Case):
         self.assertEqual(m["outpost_detector_buffer_events"], 0)
         self.assertEqual(m["outpost_detector_published_events_total"], 21)
         self.no_drops(d)
+
+    def test_ingress_token(self):
+        """A broker with --senders-file: a detector without a token keeps its
+        events and retries (401); one with the token in OUTPOST_INGRESS_TOKEN
+        or --ingress-token delivers, counted as the sender's."""
+        senders = os.path.join(self.dir.name, "senders")
+        with open(senders, "w") as f:
+            f.write("detector det-secret dev.outpost.\n")
+        sub = self.subscriber()
+        self.broker(sub, "--senders-file", senders)
+        none = self.detector()
+        r, _ = none.post("alice", {"n": 0})
+        self.assertEqual(r.status, 202)
+        env = dict(os.environ, OUTPOST_INGRESS_TOKEN="det-secret")
+        by_env = self.detector(None, env=env)
+        by_flag = self.detector(None, "--ingress-token", "det-secret")
+        ids = []
+        for d in (by_env, by_flag):
+            r, data = d.post("alice", {"n": 1})
+            self.assertEqual(r.status, 202, data)
+            ids.append(json.loads(data)["id"])
+        got = self.wait_until(lambda: len(sub.got()) >= 2 and sub.got(), "2 deliveries")
+        self.assertEqual(sorted(ev["id"] for ev in got), sorted(ids))
+        self.wait_until(lambda: none.metrics()["outpost_detector_retries_total"] >= 2,
+                        "the detector without a token retrying")
+        self.assertEqual(none.metrics()["outpost_detector_buffer_events"], 1)
+        self.assertEqual(len(sub.got()), 2, "nothing of the detector without a token")
+        self.assertIn("401", none.stderr())
+        text = request(self.broker_port, "GET", "/metrics")[1]
+        self.assertIn('outpost_ingress_sender_events_total{sender="detector"} 2', text)
 
     def test_full_buffer_answers_429_and_shutdown_counts_the_rest(self):
         d = self.detector(None, "--max-events", "5", "--drain-ms", "300")  # no broker at all

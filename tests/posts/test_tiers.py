@@ -27,6 +27,7 @@ Usage: test_tiers.py /path/to/outpost /path/to/scripts/podman_service.sh [--refr
 """
 import glob
 import json
+import re
 import os
 import secrets
 import shutil
@@ -50,6 +51,11 @@ IMAGE = "localhost/outpost-lab-c:latest"
 STATE_PREFIX = "/tmp/outpost-test-tiers-"
 TOKENS = {"alice": "tok-alice-" + secrets.token_hex(4), "bob": "tok-bob-" + secrets.token_hex(4)}
 ADMIN = "tok-admin-" + secrets.token_hex(4)
+# The broker takes events from its senders only (--senders-file): the posts,
+# whose token the cluster post gets from OUTPOST_INGRESS_TOKEN and passes on
+# to the node and ns posts it starts, and this test, standing in for a detector.
+POSTS_TOKEN = "tok-posts-" + secrets.token_hex(4)
+DET_TOKEN = "tok-det-" + secrets.token_hex(4)
 QUOTA = 2
 # The node post of its own (test_0_multi_node, test_8_multi_node): a
 # namespace with a template that is never warm, so it costs no container.
@@ -171,14 +177,21 @@ spec:
   onViolation: [alert, recycle]
   quarantineAfter: 2
 """)
+        with open(os.path.join(cls.dir, "senders"), "w") as f:
+            f.write(f"posts {POSTS_TOKEN} dev.outpost.\ndetector {DET_TOKEN} dev.outpost.\n")
         # No triggers here: the posts register theirs (test_0_triggers).
-        cls.broker = subprocess.Popen(
-            [OUTPOST, "broker", "--listen", f"127.0.0.1:{cls.bport}", "--data",
-             os.path.join(cls.dir, "broker.db"), "--broker", "default/default"],
-            stdout=cls.log, stderr=subprocess.STDOUT)
+        cls.broker = cls.start_broker()
         wait_for("the broker", lambda: request(cls.bport, "GET", "/healthz", timeout=2)[0] == 200)
         cls.cluster = cls.start_cluster()
         cls.extra = []  # more processes (test_0_multi_node), stopped by test_8_multi_node
+
+    @classmethod
+    def start_broker(cls):
+        return subprocess.Popen(
+            [OUTPOST, "broker", "--listen", f"127.0.0.1:{cls.bport}", "--data",
+             os.path.join(cls.dir, "broker.db"), "--broker", "default/default",
+             "--senders-file", os.path.join(cls.dir, "senders")],
+            stdout=cls.log, stderr=subprocess.STDOUT)
 
     @classmethod
     def start_cluster(cls):
@@ -192,7 +205,8 @@ spec:
             args += ["--tenant-token", f"{t}={tok}"]
         # The log is a file, not a pipe: children outlive a killed parent and
         # must never block on a pipe nobody reads.
-        proc = subprocess.Popen(args, stdout=cls.log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, stdout=cls.log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, OUTPOST_INGRESS_TOKEN=POSTS_TOKEN))
         wait_for("the cluster post", lambda: health_pid(cls.cport) == proc.pid)
         wait_for("the node post", lambda: health_pid(cls.nport))
         wait_for("the ns post", lambda: health_pid(cls.nsport))
@@ -264,7 +278,8 @@ spec:
     def publish(self, ev_id, tenant, env, ns=NS, **ext):
         h = {"ce-specversion": "1.0", "ce-id": ev_id, "ce-source": f"/nodes/{NODE}/environments/{env}",
              "ce-type": "dev.outpost.process.exec", "ce-namespace": ns, "ce-tenant": tenant,
-             "ce-environment": env, "Content-Type": "application/json"}
+             "ce-environment": env, "Content-Type": "application/json",
+             "Authorization": f"Bearer {DET_TOKEN}"}
         h.update({"ce-" + k: v for k, v in ext.items()})
         st, j, _ = request(self.bport, "POST", "/default/default", body='{"binary":"/bin/nc"}',
                            headers=h)
@@ -351,6 +366,25 @@ spec:
         self.assertEqual(violations(), {"carol": 1})
         st, tr, _ = request(self.bport, "GET", f"/v1/triggers/default/{name}")
         self.assertEqual(tr["status"]["delivered"], 1, tr)
+
+    def test_0_senders(self):
+        """The posts' events reach the broker as its sender "posts": the
+        cluster post's token (from OUTPOST_INGRESS_TOKEN), which it passes on
+        to its node and ns posts. A POST without a token is refused 401, and
+        no post's ever was."""
+        def metric(name):
+            text = request(self.bport, "GET", "/metrics")[1]
+            m = re.search(r"^" + re.escape(name) + r" (\d+)$", text, re.M)
+            return int(m.group(1)) if m else None
+        wait_for("the posts' events counted as theirs",
+                 lambda: metric('outpost_ingress_sender_events_total{sender="posts"}'))
+        st, j, h = request(self.bport, "POST", "/default/default", body="{}", headers={
+            "ce-specversion": "1.0", "ce-id": "no-token", "ce-source": "/x",
+            "ce-type": "dev.outpost.process.exec", "Content-Type": "application/json"})
+        self.assertEqual(st, 401, j)
+        self.assertEqual(metric('outpost_ingress_requests_rejected_total{reason="unauthorized"}'),
+                         1, "only the test's own POST")
+        self.assertEqual(metric('outpost_ingress_requests_rejected_total{reason="forbidden"}'), 0)
 
     def test_0_triggers(self):
         """The posts registered the triggers that feed them at the broker."""
@@ -505,7 +539,8 @@ spec:
         st, j, _ = request(self.bport, "POST", "/default/default", body="{}", headers={
             "ce-specversion": "1.0", "ce-id": "t-1", "ce-source": "/tenants/bob",
             "ce-type": "dev.outpost.tenant.x", "ce-namespace": NS, "ce-tenant": "bob",
-            "ce-severity": "critical", "Content-Type": "application/json"})
+            "ce-severity": "critical", "Content-Type": "application/json",
+            "Authorization": f"Bearer {DET_TOKEN}"})
         self.assertEqual(st, 202)
         # recycle: the node post releases the environment.
         wait_for("bob's lab recycled", lambda: self.env("GET", lab, tenant="bob")[0] == 404)
@@ -571,10 +606,7 @@ spec:
         time.sleep(1)  # a few attempts fail meanwhile
         # The triggers the posts registered are kept by the broker (triggers.json
         # beside --data): the posts do not register them again.
-        type(self).broker = subprocess.Popen(
-            [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.bport}", "--data",
-             os.path.join(self.dir, "broker.db"), "--broker", "default/default"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+        type(self).broker = self.start_broker()
 
         def released():
             db = sqlite3.connect(os.path.join(self.dir, "broker.db"))
@@ -640,7 +672,8 @@ spec:
         for t, tok in TOKENS.items():
             args += ["--tenant-token", f"{t}={tok}"]
         with open(c2log, "ab") as log:
-            cluster2 = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            cluster2 = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                        env=dict(os.environ, OUTPOST_INGRESS_TOKEN=POSTS_TOKEN))
         cls.extra.insert(0, cluster2)
         wait_for("cluster post 2", lambda: health_pid(c2port) == cluster2.pid)
         time.sleep(1)  # a node post of its own would have been started by now

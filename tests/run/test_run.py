@@ -279,11 +279,20 @@ class RunTest(unittest.TestCase):
         r.wait_line("Ctrl-C", timeout=180)
         self.assertIn("kafka (mock)", r.output())
         kafka = request(r.port("broker"), "GET", "/healthz")[1]["kafka"]
+        admin = read(os.path.join(data, "admin-token")).strip()
         eid = "e2e-" + secrets.token_hex(4)
+        event = {"ce-specversion": "1.0", "ce-id": eid, "ce-source": "/e2e", "ce-type": "e2e.test",
+                 "ce-partitionkey": "k1", "Content-Type": "application/json"}
+        # The ingress takes events from its senders only (data/senders): the
+        # admin token is the sender "outpost", which the detector and posts use.
+        self.assertIn(f"its senders' tokens: {data}/senders", r.output())
         c = http.client.HTTPConnection("127.0.0.1", r.port("broker"), timeout=10)
-        c.request("POST", "/default/default", body=b'{"n": 1}', headers={
-            "ce-specversion": "1.0", "ce-id": eid, "ce-source": "/e2e", "ce-type": "e2e.test",
-            "ce-partitionkey": "k1", "Content-Type": "application/json"})
+        c.request("POST", "/default/default", body=b'{"n": 0}', headers=event)
+        a = c.getresponse()
+        body = a.read()
+        self.assertEqual(a.status, 401, body)
+        c.request("POST", "/default/default", body=b'{"n": 1}',
+                  headers=dict(event, Authorization=f"Bearer {admin}"))
         self.assertEqual(c.getresponse().status, 202)
         c.close()
         got = subprocess.run(["kcat", "-C", "-b", kafka, "-t", "knative-broker-default-default",
@@ -295,7 +304,6 @@ class RunTest(unittest.TestCase):
         self.assertEqual(mine[0]["key"], "k1")
         self.assertEqual(json.loads(mine[0]["payload"]), {"n": 1})
         # The tail sees the broker's events too.
-        admin = read(os.path.join(data, "admin-token")).strip()
         deadline = time.monotonic() + 30
         while True:
             st, j, _ = request(r.port("run"), "GET", "/v1/events?type=e2e.&wait=1000", token=admin)

@@ -112,6 +112,13 @@ gets the variables of the tokens it uses, and no other.
       key: {{ .key }}
 {{- end -}}
 
+{{/* --ingress-token of the detector and the posts, with broker.senders only. */}}
+{{- define "outpost.ingressTokenEnv" -}}
+{{- if .Values.broker.senders.enabled -}}
+{{- include "outpost.tokenEnv" (dict "root" . "var" "OUTPOST_INGRESS_TOKEN" "key" .Values.auth.ingressTokenKey) }}
+{{- end -}}
+{{- end -}}
+
 {{/*
 The security context of every container but the detector's: no root, no
 capability, no privilege escalation, a read-only root, the runtime's seccomp
@@ -282,6 +289,10 @@ template (the first failure stops the render, so the message comes once).
 */}}
 {{- define "outpost.validate" -}}
 {{- $k := .Values.kafka -}}
+{{- $s := .Values.broker.senders -}}
+{{- if and $s.enabled .Values.auth.existingSecret (not $s.existingSecret) -}}
+{{- fail (printf "broker.senders.enabled with auth.existingSecret needs broker.senders.existingSecret: the chart cannot write the ingress token of your Secret (its key %s) into a senders file. Name a Secret whose key %s holds the file, with a line \"outpost <that token> dev.outpost.\" for Outpost's components, or set broker.senders.enabled=false (anyone who reaches the ingress may POST)" .Values.auth.ingressTokenKey $s.key) -}}
+{{- end -}}
 {{- if $k.subchart.enabled -}}
 {{- if $k.mock -}}
 {{- fail "kafka.subchart.enabled and kafka.mock=true exclude each other: the mock lives inside the broker pod and would leave the subchart's Kafka unused. Choose one" -}}
