@@ -90,7 +90,7 @@ broker_senders *broker__senders_load(const char *path, char *errbuf, size_t errl
 void broker__senders_free(broker_senders *s);
 /* The sender whose token token is (NULL: none, or token NULL), compared
  * with every sender's whatever matches, in constant time for a length. */
-const broker_sender *broker__sender_of(const broker_senders *s, const char *token);
+broker_sender *broker__sender_of(broker_senders *s, const char *token);
 /* Whether who may send an event of this type (len bytes, no NUL needed). */
 bool broker__sender_allows(const broker_sender *who, const char *type, size_t len);
 

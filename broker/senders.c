@@ -164,8 +164,8 @@ broker_senders *broker__senders_load(const char *path, char *errbuf, size_t errl
   return s;
 }
 
-const broker_sender *broker__sender_of(const broker_senders *s, const char *token) {
-  const broker_sender *found = NULL;
+broker_sender *broker__sender_of(broker_senders *s, const char *token) {
+  broker_sender *found = NULL;
   if (!token) return NULL;
   /* Every sender compared, whatever matched first: no early way out. */
   for (size_t i = 0; i < s->n; i++)

@@ -294,8 +294,12 @@ static int parse_flags(int argc, char **argv, det_flags *fl) {
   }
   const char *env_token = getenv("OUTPOST_ADMIN_TOKEN");
   if (!fl->admin_token && env_token && *env_token) fl->admin_token = env_token;
+  if (fl->po.token && fl->po.kafka_bootstrap) {
+    fprintf(stderr, "outpost detector: --ingress-token is for --broker-url, not --kafka\n");
+    return 2;
+  }
   const char *env_ingress = getenv("OUTPOST_INGRESS_TOKEN");
-  if (!fl->po.token && env_ingress && *env_ingress) fl->po.token = env_ingress;
+  if (!fl->po.token && fl->po.url && env_ingress && *env_ingress) fl->po.token = env_ingress;
   return check_flags(fl);
 }
 

@@ -961,6 +961,15 @@ class SendersTest(TwoBrokers):
                     self.assertRegex(text, rb'(?m)^outpost_ingress_sender_events_total'
                                      rb'\{sender="%s"\} %d$' % (sender, n))
                 self.assertEqual(sorted(int(i) for i, _ in b.stored()), [5, 6, 7, 9, 10])
+                # The token goes nowhere near the log.
+                db = sqlite3.connect(b.data)
+                try:
+                    rows = db.execute("SELECT headers, value FROM records").fetchall()
+                finally:
+                    db.close()
+                self.assertFalse([r for r in rows for col in r
+                                  for tok in (b"det-token-1", b"shop.tok~en", b"adm1n")
+                                  if tok in bytes(col)], "a token in the log")
 
 
 class FlagsTest(unittest.TestCase):

@@ -589,6 +589,16 @@ class PublishTest(Case):
         text = request(self.broker_port, "GET", "/metrics")[1]
         self.assertIn('outpost_ingress_sender_events_total{sender="detector"} 2', text)
 
+    def test_ingress_token_flags(self):
+        for args, why in ((["--broker-url", self.broker_url, "--ingress-token", "a\r\nX: y"],
+                           "the ingress token is visible characters only"),
+                          (["--kafka", "127.0.0.1:1", "--topic", "t", "--ingress-token", "a"],
+                           "--ingress-token is for --broker-url, not --kafka")):
+            r = subprocess.run([OUTPOST, "detector", "--no-bpf", *args], capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(why, r.stderr)
+
     def test_full_buffer_answers_429_and_shutdown_counts_the_rest(self):
         d = self.detector(None, "--max-events", "5", "--drain-ms", "300")  # no broker at all
         codes = [d.post("alice", {"n": i})[0] for i in range(8)]

@@ -300,7 +300,9 @@ spec:
                           (["post", "--tier", "cluster", "--listen", "localhost:8090"], "--listen"),
                           (["post", "--tier", "node", "--trigger-api", "https://h"], "--trigger-api"),
                           (["post", "--tier", "cluster", "--node-post-service", "svc"],
-                           "--node-post-service")):
+                           "--node-post-service"),
+                          (["post", "--tier", "ns", "--namespace", "a", "--ingress-token", "a\nb"],
+                           "the ingress token is visible characters only")):
             r = subprocess.run([OUTPOST, *args], capture_output=True, text=True, timeout=10)
             self.assertEqual(r.returncode, 2, (args, r.stderr))
             self.assertIn(why, r.stderr)
