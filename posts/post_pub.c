@@ -6,8 +6,8 @@
  * transport error is retried with backoff (Retry-After honoured) for as long
  * as the post runs, and so are 401 and 403 (the ingress's senders, which an
  * operator fixes: --ingress-token); another 4xx means the event itself is
- * refused, so it is dropped and counted. A full queue drops the new event and counts it:
- * publishing must never stall the pool or a request.
+ * refused, so it is dropped and counted. A full queue drops the new event
+ * and counts it: publishing must never stall the pool or a request.
  */
 #include "posts/post_int.h"
 

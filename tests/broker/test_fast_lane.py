@@ -899,6 +899,14 @@ class SendersTest(TwoBrokers):
         c.send(req)
         return c.answer()
 
+    def send_json(self, c, media, body):
+        """body (structured or batched mode, as media says) from the shop, over c: the answer."""
+        c.send(b"POST /default/default HTTP/1.1\r\nHost: x\r\n"
+               b"Authorization: Bearer shop.tok~en/+==\r\n"
+               b"Content-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+               % (media.encode(), len(body), body))
+        return c.answer()
+
     def assert_401(self, a, invalid):
         self.assertEqual(a.status, 401, a.raw)
         want = 'Bearer realm="outpost"' + (', error="invalid_token"' if invalid else "")
@@ -933,21 +941,13 @@ class SendersTest(TwoBrokers):
                 batch = json.dumps([{"specversion": "1.0", "id": str(100 + k), "source": "/test",
                                      "type": t} for k, t in
                                     enumerate(["com.example.cart.add", "dev.outpost.x"])]).encode()
-                c.send(b"POST /default/default HTTP/1.1\r\nHost: x\r\n"
-                       b"Authorization: Bearer shop.tok~en/+==\r\n"
-                       b"Content-Type: application/cloudevents-batch+json\r\n"
-                       b"Content-Length: %d\r\n\r\n%s" % (len(batch), batch))
-                a = c.answer()
+                a = self.send_json(c, "application/cloudevents-batch+json", batch)
                 self.assertEqual(a.status, 403, a.raw)
                 self.assertEqual(json.loads(a.body)["index"], 1, a.raw)
                 # Structured mode is held to the same types.
                 ev = json.dumps({"specversion": "1.0", "id": "11", "source": "/test",
                                  "type": "dev.outpost.y"}).encode()
-                c.send(b"POST /default/default HTTP/1.1\r\nHost: x\r\n"
-                       b"Authorization: Bearer shop.tok~en/+==\r\n"
-                       b"Content-Type: application/cloudevents+json\r\n"
-                       b"Content-Length: %d\r\n\r\n%s" % (len(ev), ev))
-                a = c.answer()
+                a = self.send_json(c, "application/cloudevents+json", ev)
                 self.assertEqual(a.status, 403, a.raw)
                 self.assertNotIn("index", json.loads(a.body))
                 c.send(b"OPTIONS /default/default HTTP/1.1\r\nHost: x\r\n\r\n")
