@@ -67,13 +67,21 @@ uint64_t broker__rate_take(broker_rate *r, const httpd_addr *addr, size_t events
 
 /* ---- who may POST events (senders.c, --senders-file) ---- */
 
-enum { BROKER_SENDERS_MAX = 256, BROKER_SENDER_TYPES_MAX = 16, BROKER_SENDER_TOKEN_MAX = 255 };
+enum {
+  BROKER_SENDERS_MAX = 256,
+  BROKER_SENDER_TYPES_MAX = 16,
+  BROKER_SENDER_TO_MAX = 16,
+  BROKER_SENDER_TOKEN_MAX = 255
+};
 
 typedef struct broker_sender {
   char *name;  /* a DNS label, for answers and metrics */
   char *token; /* its bearer token */
   char *types[BROKER_SENDER_TYPES_MAX];
-  size_t n_types;          /* prefixes of the types it may send; 0: any type */
+  size_t n_types; /* prefixes of the types it may send; 0: any type */
+  char *to[BROKER_SENDER_TO_MAX];
+  size_t n_to; /* brokers it may send to: "ns/name", or "ns/" and a star for a namespace's
+                  every broker; 0: every broker */
   _Atomic uint64_t events; /* its events the ingress accepted (for /metrics) */
 } broker_sender;
 
@@ -82,7 +90,8 @@ typedef struct broker_senders {
   size_t n;
 } broker_senders;
 
-/* Reads a senders file: one sender a line, `NAME TOKEN [TYPE-PREFIX...]`
+/* Reads a senders file: one sender a line, `NAME TOKEN [TYPE-PREFIX...]
+ * [to=NS/NAME...]`
  * (blank lines and lines starting with `#` skipped; names and tokens each
  * unique). NULL with errbuf saying which line and why on any fault, an
  * empty file included. Free with broker__senders_free (NULL: nothing). */
@@ -91,6 +100,8 @@ void broker__senders_free(broker_senders *s);
 /* The sender whose token token is (NULL: none, or token NULL), compared
  * with every sender's whatever matches, in constant time for a length. */
 broker_sender *broker__sender_of(broker_senders *s, const char *token);
+/* Whether who may send to broker ns/name. */
+bool broker__sender_to(const broker_sender *who, const char *ns, const char *name);
 /* Whether who may send an event of this type (len bytes, no NUL needed). */
 bool broker__sender_allows(const broker_sender *who, const char *type, size_t len);
 

@@ -443,6 +443,23 @@ static broker_sender *sender_of(broker_ingress *in, httpd_req *req) {
   return NULL;
 }
 
+/* Whether who may send to broker e; if not, answers 403 naming the brokers
+ * it may send to. */
+static bool broker_allowed(broker_ingress *in, httpd_req *req, const broker_sender *who,
+                           const entry *e) {
+  if (broker__sender_to(who, e->ns, e->name)) return true;
+  char msg[600];
+  int n =
+      snprintf(msg, sizeof msg, "sender %s may not send to broker %s/%s (its brokers:", who->name,
+               e->ns, e->name);
+  for (size_t t = 0; t < who->n_to && n > 0 && (size_t)n < sizeof msg; t++)
+    n += snprintf(msg + n, sizeof msg - (size_t)n, "%s %s", t ? "," : "", who->to[t]);
+  if (n > 0 && (size_t)n < sizeof msg) snprintf(msg + n, sizeof msg - (size_t)n, ")");
+  atomic_fetch_add(&in->rejected[R_FORBIDDEN], 1);
+  httpd_respond_error(req, 403, msg, NULL, -1, NULL, 0);
+  return false;
+}
+
 /* Whether who may send every event of recs; if not, answers 403 naming
  * the first it may not (its index when the request was a batch). */
 static bool types_allowed(broker_ingress *in, httpd_req *req, const broker_sender *who,
@@ -842,7 +859,7 @@ static void handle(void *ctx, httpd_req *req) {
     return;
   }
   broker_sender *who = NULL;
-  if (in->senders && !(who = sender_of(in, req))) return;
+  if (in->senders && (!(who = sender_of(in, req)) || !broker_allowed(in, req, who, e))) return;
   if (atomic_load(&in->draining)) {
     reject(in, req, R_DRAINING, 503, "the broker is shutting down; retry", NULL, -1);
     return;

@@ -8,7 +8,9 @@
  * token length, so that the time of a refusal tells a client nothing about
  * how close it came. A sender's types are prefixes of `type`
  * ("dev.outpost." takes every event Outpost makes); a sender with none may
- * send any type.
+ * send any type. Its `to=NS/NAME` words (NS/ and a star: a namespace's
+ * every broker) are the brokers it may send to, as an EventPolicy's `to`; a
+ * sender with none may send to every broker.
  */
 #include "broker/broker_int.h"
 #include "core/httpd.h"
@@ -56,6 +58,7 @@ void broker__senders_free(broker_senders *s) {
     free(who->name);
     free(who->token);
     for (size_t k = 0; k < who->n_types; k++) free(who->types[k]);
+    for (size_t k = 0; k < who->n_to; k++) free(who->to[k]);
   }
   free(s->v);
   free(s);
@@ -70,6 +73,15 @@ static char *word(char **p, size_t *len) {
   return s;
 }
 
+/* "NS/NAME" (n bytes), a broker, or "NS/" and a star, every broker of a
+ * namespace. */
+static bool broker_ref(const char *s, size_t n) {
+  const char *slash = memchr(s, '/', n);
+  if (!slash || !dns_label(s, (size_t)(slash - s))) return false;
+  size_t rest = n - (size_t)(slash - s) - 1;
+  return (rest == 1 && slash[1] == '*') || dns_label(slash + 1, rest);
+}
+
 /* One line's sender into *who (zeroed; its strings owned by it). */
 static int parse_line(char *line, broker_sender *who, const char **why) {
   size_t n = 0;
@@ -78,11 +90,19 @@ static int parse_line(char *line, broker_sender *who, const char **why) {
   if (!(who->name = strndup(name, n))) return -ENOMEM;
   char *token = word(&p, &n);
   if (!token || !b64token(token, n))
-    return *why = "want NAME TOKEN [TYPE-PREFIX...], the token 1-255 characters of"
+    return *why = "want NAME TOKEN [TYPE-PREFIX...] [to=NS/NAME...], the token 1-255 characters of"
                   " A-Z a-z 0-9 - . _ ~ + / then any '='",
            -EINVAL;
   if (!(who->token = strndup(token, n))) return -ENOMEM;
   for (char *t; (t = word(&p, &n));) {
+    if (n > 3 && memcmp(t, "to=", 3) == 0) {
+      if (who->n_to == BROKER_SENDER_TO_MAX) return *why = "at most 16 to= a sender", -EINVAL;
+      if (!broker_ref(t + 3, n - 3))
+        return *why = "to= names a broker, NAMESPACE/NAME or NAMESPACE/* (DNS labels)", -EINVAL;
+      if (!(who->to[who->n_to] = strndup(t + 3, n - 3))) return -ENOMEM;
+      who->n_to++;
+      continue;
+    }
     if (who->n_types == BROKER_SENDER_TYPES_MAX)
       return *why = "at most 16 type prefixes a sender", -EINVAL;
     if (!visible(t, n)) return *why = "a type prefix is 1-255 visible characters", -EINVAL;
@@ -171,6 +191,17 @@ broker_sender *broker__sender_of(broker_senders *s, const char *token) {
   for (size_t i = 0; i < s->n; i++)
     if (httpd_same_secret(token, s->v[i].token)) found = &s->v[i];
   return found;
+}
+
+bool broker__sender_to(const broker_sender *who, const char *ns, const char *name) {
+  if (who->n_to == 0) return true;
+  size_t ns_len = strlen(ns);
+  for (size_t k = 0; k < who->n_to; k++) {
+    const char *to = who->to[k];
+    if (strncmp(to, ns, ns_len) != 0 || to[ns_len] != '/') continue;
+    if (strcmp(to + ns_len + 1, "*") == 0 || strcmp(to + ns_len + 1, name) == 0) return true;
+  }
+  return false;
 }
 
 bool broker__sender_allows(const broker_sender *who, const char *type, size_t len) {

@@ -867,8 +867,9 @@ class LaneCommitsTest(unittest.TestCase):
 class SendersTest(TwoBrokers):
     """--senders-file: a POST needs a sender's bearer token (401 without
     one, with another, or with another scheme; WWW-Authenticate as RFC 6750
-    says), and each of its events a type its sender may send (403 naming
-    the first that is not, by index in a batch; a batch all or nothing).
+    says), a broker its sender may send to (403 naming its brokers), and
+    each of its events a type its sender may send (403 naming the first that
+    is not, by index in a batch; a batch all or nothing).
     Nothing refused is stored; OPTIONS and /healthz stay open; refusals and
     each sender's events are counted. On both brokers (the lane's POSTs and
     libmicrohttpd's chunked one)."""
@@ -876,7 +877,8 @@ class SendersTest(TwoBrokers):
     SENDERS = ("# name token type-prefixes\n"
                "detector det-token-1 dev.outpost.\n"
                "shop shop.tok~en/+== com.example.shop. com.example.cart.\n"
-               "admin adm1n\n")
+               "admin adm1n\n"
+               "teamb tok-b to=team/b\n")
 
     def setUp(self):
         d = tempfile.TemporaryDirectory()
@@ -884,13 +886,14 @@ class SendersTest(TwoBrokers):
         path = os.path.join(d.name, "senders")
         with open(path, "w") as f:
             f.write(self.SENDERS)
-        self.start("--senders-file", path)
+        self.start("--senders-file", path, "--broker", "default/default", "--broker", "team/b")
 
-    def send(self, c, i, token=None, type_=None, scheme="Bearer", chunked=False):
+    def send(self, c, i, token=None, type_=None, scheme="Bearer", chunked=False,
+             path="/default/default"):
         """Event i in binary mode (of type_, else dev.outpost.test) with
-        token, over c: the answer."""
+        token, to path over c: the answer."""
         extra = [("Authorization", f"{scheme} {token}")] if token else []
-        req = post(i, extra=extra, length=not chunked)
+        req = post(i, path=path, extra=extra, length=not chunked)
         if type_:
             req = req.replace(b"ce-type: dev.outpost.test", b"ce-type: " + type_.encode())
         if chunked:
@@ -937,6 +940,14 @@ class SendersTest(TwoBrokers):
                 a = self.send(c, 9, token="shop.tok~en/+==", type_="com.example.shop.order")
                 self.assertEqual(a.status, 202, a.raw)
                 self.assertEqual(self.send(c, 10, token="adm1n", type_="anything").status, 202)
+                # teamb may send to team/b only; the others to every broker.
+                a = self.send(c, 12, token="tok-b")
+                self.assertEqual(a.status, 403, a.raw)
+                self.assertEqual(json.loads(a.body), {
+                    "error": "sender teamb may not send to broker default/default (its brokers: "
+                             "team/b)"})
+                self.assertEqual(self.send(c, 13, token="tok-b", path="/team/b").status, 202)
+                self.assertEqual(self.send(c, 14, token="adm1n", path="/team/b").status, 202)
                 # A batch: the second event's type is not the shop's.
                 batch = json.dumps([{"specversion": "1.0", "id": str(100 + k), "source": "/test",
                                      "type": t} for k, t in
@@ -954,13 +965,13 @@ class SendersTest(TwoBrokers):
                 self.assertEqual(c.answer().status, 200, "OPTIONS needs no token")
                 c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
                 text = c.answer().body
-                for reason, n in ((b"unauthorized", 4), (b"forbidden", 3)):
+                for reason, n in ((b"unauthorized", 4), (b"forbidden", 4)):
                     self.assertRegex(text, rb'(?m)^outpost_ingress_requests_rejected_total'
                                      rb'\{reason="%s"\} %d$' % (reason, n))
-                for sender, n in ((b"detector", 3), (b"shop", 1), (b"admin", 1)):
+                for sender, n in ((b"detector", 3), (b"shop", 1), (b"admin", 2), (b"teamb", 1)):
                     self.assertRegex(text, rb'(?m)^outpost_ingress_sender_events_total'
                                      rb'\{sender="%s"\} %d$' % (sender, n))
-                self.assertEqual(sorted(int(i) for i, _ in b.stored()), [5, 6, 7, 9, 10])
+                self.assertEqual(sorted(int(i) for i, _ in b.stored()), [5, 6, 7, 9, 10, 13, 14])
                 # The token goes nowhere near the log.
                 db = sqlite3.connect(b.data)
                 try:
@@ -968,7 +979,7 @@ class SendersTest(TwoBrokers):
                 finally:
                     db.close()
                 self.assertFalse([r for r in rows for col in r
-                                  for tok in (b"det-token-1", b"shop.tok~en", b"adm1n")
+                                  for tok in (b"det-token-1", b"shop.tok~en", b"adm1n", b"tok-b")
                                   if tok in bytes(col)], "a token in the log")
 
 

@@ -2,7 +2,8 @@
  * test_senders.c — broker/senders.c, who may POST events (--senders-file):
  * a file read whole with its comments, each fault refused with its line and
  * reason, a token found among all the senders' and nothing else taken for
- * it, and the type prefixes each sender may send.
+ * it, the type prefixes each sender may send, and the brokers it may send
+ * to.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -83,6 +84,14 @@ static void refuses_bad_files(void **state) {
   refused("a t p1 p2 p3 p4 p5 p6 p7 p8 p9 p10 p11 p12 p13 p14 p15 p16 p17\n",
           ":1: at most 16 type prefixes");
   refused("a t dev.\xc3\xa9\n", ":1: a type prefix is 1-255 visible characters");
+  refused("a t to=default\n", ":1: to= names a broker");
+  refused("a t to=Default/b\n", ":1: to= names a broker");
+  refused("a t to=ns/\n", ":1: to= names a broker");
+  refused("a t to=ns/b/c\n", ":1: to= names a broker");
+  refused("a t to=ns/**\n", ":1: to= names a broker");
+  refused("a t to=a/1 to=a/2 to=a/3 to=a/4 to=a/5 to=a/6 to=a/7 to=a/8 to=a/9 to=a/10 to=a/11 "
+          "to=a/12 to=a/13 to=a/14 to=a/15 to=a/16 to=a/17\n",
+          ":1: at most 16 to= a sender");
   char big[300 * 20 + 1] = "";
   for (int i = 0; i <= 256; i++) snprintf(big + strlen(big), 20, "s%d t%d\n", i, i);
   refused(big, ":257: at most 256 senders");
@@ -134,12 +143,36 @@ static void allows_types(void **state) {
   broker__senders_free(s);
 }
 
+static void sends_to_brokers(void **state) {
+  (void)state;
+  write_file("shop t com.example. to=shop/default to=team-b/*\nany u dev.\n");
+  char err[512] = "";
+  broker_senders *s = broker__senders_load(path, err, sizeof err);
+  unlink(path);
+  assert_non_null(s);
+  const broker_sender *shop = &s->v[0], *any = &s->v[1];
+  /* to= words are not type prefixes. */
+  assert_int_equal(shop->n_types, 1);
+  assert_int_equal(shop->n_to, 2);
+  assert_string_equal(shop->to[1], "team-b/*");
+  assert_true(broker__sender_to(shop, "shop", "default"));
+  assert_true(broker__sender_to(shop, "team-b", "default"));
+  assert_true(broker__sender_to(shop, "team-b", "other"));
+  assert_false(broker__sender_to(shop, "shop", "other"));
+  assert_false(broker__sender_to(shop, "sho", "default"));
+  assert_false(broker__sender_to(shop, "shop", "defaul"));
+  assert_false(broker__sender_to(shop, "team", "default"));
+  assert_false(broker__sender_to(shop, "default", "default"));
+  assert_true(broker__sender_to(any, "default", "default"));
+  assert_true(broker__sender_to(any, "x", "y"));
+  broker__senders_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(reads_a_file),
-      cmocka_unit_test(refuses_bad_files),
-      cmocka_unit_test(finds_tokens),
-      cmocka_unit_test(allows_types),
+      cmocka_unit_test(reads_a_file),     cmocka_unit_test(refuses_bad_files),
+      cmocka_unit_test(finds_tokens),     cmocka_unit_test(allows_types),
+      cmocka_unit_test(sends_to_brokers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
