@@ -82,12 +82,17 @@ typedef struct broker_sender {
   char *to[BROKER_SENDER_TO_MAX];
   size_t n_to; /* brokers it may send to: "ns/name", or "ns/" and a star for a namespace's
                   every broker; 0: every broker */
-  _Atomic uint64_t events; /* its events the ingress accepted (for /metrics) */
+  /* Its events the ingress accepted (for /metrics): its own count, or, once
+   * the file was read again, the count of the sender of its name before
+   * (which lives on: requests in flight still add to it). */
+  _Atomic uint64_t *events;
+  _Atomic uint64_t own;
 } broker_sender;
 
 typedef struct broker_senders {
   broker_sender *v;
   size_t n;
+  struct broker_senders *replaced; /* the table this one replaced (broker__senders_check) */
 } broker_senders;
 
 /* Reads a senders file: one sender a line, `NAME TOKEN [TYPE-PREFIX...]
@@ -100,6 +105,29 @@ void broker__senders_free(broker_senders *s);
 /* The sender whose token token is (NULL: none, or token NULL), compared
  * with every sender's whatever matches, in constant time for a length. */
 broker_sender *broker__sender_of(broker_senders *s, const char *token);
+/* A senders file kept current: its table is read again when the file
+ * changes (a new inode, size or modification time, as when Kubernetes
+ * updates a mounted Secret), looked at no more than every
+ * BROKER_SENDERS_LOOK_MS. A table replaced stays alive until
+ * broker__senders_close, since requests may still hold its senders. */
+enum { BROKER_SENDERS_LOOK_MS = 2000 };
+typedef struct broker_senders_file broker_senders_file;
+/* NULL with errbuf saying why when the file cannot be read as
+ * broker__senders_load reads it. */
+broker_senders_file *broker__senders_open(const char *path, char *errbuf, size_t errlen);
+void broker__senders_close(broker_senders_file *f);
+/* The table in use (never NULL). */
+broker_senders *broker__senders_current(broker_senders_file *f);
+/* At now_ns (a monotonic clock), the file looked at if it is time, and
+ * read again if it changed: a table that loads replaces the one in use
+ * (each sender goes on with the count of events of the one of its name
+ * before);
+ * one that does not leaves it, and stderr says why. Safe from any thread:
+ * one looks, the others go on. */
+void broker__senders_check(broker_senders_file *f, uint64_t now_ns);
+/* Reloads so far, done and refused. */
+void broker__senders_reloads(broker_senders_file *f, uint64_t *ok, uint64_t *failed);
+
 /* Whether who may send to broker ns/name. */
 bool broker__sender_to(const broker_sender *who, const char *ns, const char *name);
 /* Whether who may send an event of this type (len bytes, no NUL needed). */

@@ -82,9 +82,9 @@ struct broker_ingress {
   _Atomic uint64_t bytes;
   metrics_hist request_hist, append_hist;
   char retry_after[16];
-  broker_rate *rate;       /* opts.client_rate's buckets, or NULL */
-  broker_senders *senders; /* opts.senders_file's, or NULL: anyone may POST */
-  char allowed_rate[16];   /* WebHook-Allowed-Rate: requests a minute, or "*" */
+  broker_rate *rate;            /* opts.client_rate's buckets, or NULL */
+  broker_senders_file *senders; /* opts.senders_file, or NULL: anyone may POST */
+  char allowed_rate[16];        /* WebHook-Allowed-Rate: requests a minute, or "*" */
   struct mount {
     const char *prefix;
     broker_ingress_route_fn fn;
@@ -302,7 +302,7 @@ static void on_durable(void *opaque, int status) {
     metrics_hist_observe(&in->append_hist, now - p->append_ns);
     if (status == 0) {
       atomic_fetch_add(&p->e->accepted, p->events);
-      if (p->who) atomic_fetch_add(&p->who->events, p->events);
+      if (p->who) atomic_fetch_add(p->who->events, p->events);
       atomic_fetch_add(&in->bytes, p->bytes);
       httpd_respond(p->req, 202, NULL, NULL, 0, NULL, 0);
     } else {
@@ -430,7 +430,7 @@ static void lane_flush(void *ctx) {
  * 401 (RFC 6750's WWW-Authenticate, with invalid_token for a wrong one). */
 static broker_sender *sender_of(broker_ingress *in, httpd_req *req) {
   const char *token = httpd_bearer(req);
-  broker_sender *who = broker__sender_of(in->senders, token);
+  broker_sender *who = broker__sender_of(broker__senders_current(in->senders), token);
   if (who) return who;
   atomic_fetch_add(&in->rejected[R_UNAUTHORIZED], 1);
   const char *h[2] = {"WWW-Authenticate", "Bearer realm=\"outpost\""};
@@ -596,13 +596,21 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
                    atomic_load(&in->rejected[r]));
   }
   if (in->senders) {
+    const broker_senders *s = broker__senders_current(in->senders);
     metrics_family(&b, "outpost_ingress_sender_events_total", "counter",
                    "Events accepted from each sender of --senders-file.");
-    for (size_t i = 0; i < in->senders->n; i++) {
-      snprintf(labels, sizeof labels, "sender=\"%s\"", in->senders->v[i].name);
+    for (size_t i = 0; i < s->n; i++) {
+      snprintf(labels, sizeof labels, "sender=\"%s\"", s->v[i].name);
       metrics_sample(&b, "outpost_ingress_sender_events_total", labels,
-                     atomic_load(&in->senders->v[i].events));
+                     atomic_load(s->v[i].events));
     }
+    uint64_t ok, failed;
+    broker__senders_reloads(in->senders, &ok, &failed);
+    metrics_family(&b, "outpost_ingress_senders_reloads_total", "counter",
+                   "Times --senders-file was read again after it changed: ok, or refused (the "
+                   "senders before kept).");
+    metrics_sample(&b, "outpost_ingress_senders_reloads_total", "result=\"ok\"", ok);
+    metrics_sample(&b, "outpost_ingress_senders_reloads_total", "result=\"failed\"", failed);
   }
   metrics_family(&b, "outpost_ingress_header_timeouts_total", "counter",
                  "Requests answered 408 and closed: their head had not come whole within "
@@ -859,7 +867,10 @@ static void handle(void *ctx, httpd_req *req) {
     return;
   }
   broker_sender *who = NULL;
-  if (in->senders && (!(who = sender_of(in, req)) || !broker_allowed(in, req, who, e))) return;
+  if (in->senders) {
+    broker__senders_check(in->senders, start);
+    if (!(who = sender_of(in, req)) || !broker_allowed(in, req, who, e)) return;
+  }
   if (atomic_load(&in->draining)) {
     reject(in, req, R_DRAINING, 503, "the broker is shutting down; retry", NULL, -1);
     return;
@@ -902,7 +913,7 @@ broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log
     return NULL;
   }
   if (in->opts.senders_file &&
-      !(in->senders = broker__senders_load(in->opts.senders_file, errbuf, errlen))) {
+      !(in->senders = broker__senders_open(in->opts.senders_file, errbuf, errlen))) {
     broker__rate_free(in->rate);
     free(in);
     return NULL;
@@ -915,7 +926,7 @@ broker_ingress *broker_ingress_start(const broker_ingress_opts *opts, broker_log
   in->http = httpd_start(&in->opts.http, handle, in, errbuf, errlen);
   if (!in->http) {
     broker__rate_free(in->rate);
-    broker__senders_free(in->senders);
+    broker__senders_close(in->senders);
     pthread_rwlock_destroy(&in->lock);
     pthread_mutex_destroy(&in->plock);
     pthread_mutex_destroy(&in->save_mu);
@@ -938,7 +949,7 @@ static void ingress_free(broker_ingress *in) {
   pthread_mutex_destroy(&in->plock);
   pthread_mutex_destroy(&in->save_mu);
   broker__rate_free(in->rate);
-  broker__senders_free(in->senders);
+  broker__senders_close(in->senders);
   free(in);
 }
 

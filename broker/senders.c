@@ -16,9 +16,12 @@
 #include "core/httpd.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { LINE_MAX_ = 4096 };
 
@@ -53,6 +56,7 @@ static bool visible(const char *s, size_t n) {
 
 void broker__senders_free(broker_senders *s) {
   if (!s) return;
+  broker__senders_free(s->replaced);
   for (size_t i = 0; i < s->n; i++) {
     broker_sender *who = &s->v[i];
     free(who->name);
@@ -181,6 +185,8 @@ broker_senders *broker__senders_load(const char *path, char *errbuf, size_t errl
     broker__senders_free(s);
     return NULL;
   }
+  /* Set once v moves no more (realloc). */
+  for (size_t i = 0; i < s->n; i++) s->v[i].events = &s->v[i].own;
   return s;
 }
 
@@ -211,4 +217,95 @@ bool broker__sender_allows(const broker_sender *who, const char *type, size_t le
     if (n <= len && memcmp(type, who->types[k], n) == 0) return true;
   }
   return false;
+}
+
+/* ---- the file, read again when it changes ---- */
+
+struct broker_senders_file {
+  char *path;
+  _Atomic(broker_senders *) current; /* its replaced ones chained behind it */
+  pthread_mutex_t look;              /* one thread looks at a time */
+  _Atomic uint64_t next_look_ns;
+  struct stat seen; /* the file as last read (or refused) */
+  _Atomic uint64_t ok, failed;
+};
+
+static bool same_file(const struct stat *a, const struct stat *b) {
+  return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+         a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+broker_senders_file *broker__senders_open(const char *path, char *errbuf, size_t errlen) {
+  broker_senders_file *f = calloc(1, sizeof *f);
+  if (!f || !(f->path = strdup(path))) {
+    free(f);
+    snprintf(errbuf, errlen, "out of memory");
+    return NULL;
+  }
+  /* The file's identity before it is read: a change meanwhile is seen at
+   * the first look. */
+  if (stat(path, &f->seen)) memset(&f->seen, 0, sizeof f->seen);
+  broker_senders *s = broker__senders_load(path, errbuf, errlen);
+  if (!s) {
+    free(f->path);
+    free(f);
+    return NULL;
+  }
+  atomic_init(&f->current, s);
+  pthread_mutex_init(&f->look, NULL);
+  return f;
+}
+
+void broker__senders_close(broker_senders_file *f) {
+  if (!f) return;
+  broker__senders_free(atomic_load(&f->current));
+  pthread_mutex_destroy(&f->look);
+  free(f->path);
+  free(f);
+}
+
+broker_senders *broker__senders_current(broker_senders_file *f) {
+  return atomic_load_explicit(&f->current, memory_order_acquire);
+}
+
+void broker__senders_reloads(broker_senders_file *f, uint64_t *ok, uint64_t *failed) {
+  *ok = atomic_load(&f->ok);
+  *failed = atomic_load(&f->failed);
+}
+
+/* Reads the file again into a table that replaces the one in use (f->look
+ * held). */
+static void reload(broker_senders_file *f) {
+  char err[512];
+  broker_senders *old = atomic_load(&f->current);
+  broker_senders *s = broker__senders_load(f->path, err, sizeof err);
+  if (!s) {
+    atomic_fetch_add(&f->failed, 1);
+    fprintf(stderr, "outpost broker: --senders-file %s; still the %zu senders read before\n", err,
+            old->n);
+    return;
+  }
+  for (size_t i = 0; i < s->n; i++)
+    for (size_t k = 0; k < old->n; k++)
+      if (strcmp(s->v[i].name, old->v[k].name) == 0) s->v[i].events = old->v[k].events;
+  s->replaced = old;
+  atomic_store_explicit(&f->current, s, memory_order_release);
+  atomic_fetch_add(&f->ok, 1);
+  fprintf(stderr, "outpost broker: --senders-file %s read again: %zu senders\n", f->path, s->n);
+}
+
+void broker__senders_check(broker_senders_file *f, uint64_t now_ns) {
+  uint64_t due = atomic_load_explicit(&f->next_look_ns, memory_order_relaxed);
+  if (now_ns < due || pthread_mutex_trylock(&f->look)) return;
+  if (now_ns >= atomic_load(&f->next_look_ns)) {
+    atomic_store(&f->next_look_ns, now_ns + (uint64_t)BROKER_SENDERS_LOOK_MS * 1000000u);
+    struct stat st;
+    /* A file gone (a Secret's files between two versions) is looked at
+     * again next time; the table in use stays. */
+    if (stat(f->path, &st) == 0 && !same_file(&st, &f->seen)) {
+      f->seen = st;
+      reload(f);
+    }
+  }
+  pthread_mutex_unlock(&f->look);
 }

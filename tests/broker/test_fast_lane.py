@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -883,10 +884,10 @@ class SendersTest(TwoBrokers):
     def setUp(self):
         d = tempfile.TemporaryDirectory()
         self.addCleanup(d.cleanup)
-        path = os.path.join(d.name, "senders")
-        with open(path, "w") as f:
+        self.path = os.path.join(d.name, "senders")
+        with open(self.path, "w") as f:
             f.write(self.SENDERS)
-        self.start("--senders-file", path, "--broker", "default/default", "--broker", "team/b")
+        self.start("--senders-file", self.path, "--broker", "default/default", "--broker", "team/b")
 
     def send(self, c, i, token=None, type_=None, scheme="Bearer", chunked=False,
              path="/default/default"):
@@ -981,6 +982,65 @@ class SendersTest(TwoBrokers):
                 self.assertFalse([r for r in rows for col in r
                                   for tok in (b"det-token-1", b"shop.tok~en", b"adm1n", b"tok-b")
                                   if tok in bytes(col)], "a token in the log")
+
+
+    def test_21_senders_read_again(self):
+        """The file replaced (a new file renamed over it, as Kubernetes
+        updates a Secret): within --senders-file's look (2 s), at the next
+        POST, the new tokens hold and the old ones do not; a broken file
+        leaves the senders as they were; counted either way. Meanwhile the
+        detector's token, in both files, POSTs without a pause: every event
+        of it is counted once, across the tables."""
+        conns = {lane: self.conn(b) for lane, b in self.brokers}
+        for c in conns.values():
+            self.assertEqual(self.send(c, 1, token="adm1n").status, 202)
+        stop, steady = threading.Event(), {}
+
+        def post_steadily(lane, b):
+            c, n = Conn(b.port), 0
+            try:
+                while not stop.is_set():
+                    n += self.send(c, 1000 + n, token="det-token-1").status == 202
+            finally:
+                c.close()
+                steady[lane] = n
+        threads = [threading.Thread(target=post_steadily, args=lb) for lb in self.brokers]
+        for t in threads:
+            t.start()
+
+        def replace(text):
+            with open(self.path + ".new", "w") as f:
+                f.write(text)
+            os.rename(self.path + ".new", self.path)
+        replace("admin adm2n\ndetector det-token-1 dev.outpost.\n")
+        time.sleep(2.5)
+        for lane, c in conns.items():
+            with self.subTest(lane):
+                # The POST that looks is answered by the new table already.
+                self.assertEqual(self.send(c, 2, token="adm1n").status, 401)
+                self.assertEqual(self.send(c, 3, token="adm2n").status, 202)
+        replace("admin\n")
+        time.sleep(2.5)
+        stop.set()
+        for t in threads:
+            t.join()
+        for lane, c in conns.items():
+            with self.subTest(lane):
+                self.assertEqual(self.send(c, 4, token="adm2n").status, 202, "the file refused")
+                c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                text = c.answer().body
+                for result, n in ((b"ok", 1), (b"failed", 1)):
+                    self.assertRegex(text, rb'(?m)^outpost_ingress_senders_reloads_total'
+                                     rb'\{result="%s"\} %d$' % (result, n))
+                # Counts go on across the reload, each event counted once.
+                self.assertRegex(text, rb'(?m)^outpost_ingress_sender_events_total'
+                                 rb'\{sender="admin"\} 3$')
+                self.assertGreater(steady[lane], 100)
+                self.assertRegex(text, rb'(?m)^outpost_ingress_sender_events_total'
+                                 rb'\{sender="detector"\} %d$' % steady[lane])
+        for lane, b in self.brokers:
+            self.assertIn("read again: 2 senders", b.output())
+            self.assertIn("still the 2 senders read before", b.output())
 
 
 class FlagsTest(unittest.TestCase):

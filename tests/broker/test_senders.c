@@ -2,8 +2,8 @@
  * test_senders.c — broker/senders.c, who may POST events (--senders-file):
  * a file read whole with its comments, each fault refused with its line and
  * reason, a token found among all the senders' and nothing else taken for
- * it, the type prefixes each sender may send, and the brokers it may send
- * to.
+ * it, the type prefixes each sender may send, the brokers it may send to,
+ * and the file read again when it changes, on a clock of the test's own.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +14,7 @@
 
 #include "broker/broker_int.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,11 +169,72 @@ static void sends_to_brokers(void **state) {
   broker__senders_free(s);
 }
 
+/* Replaces the file at path with text, as Kubernetes updates a mounted
+ * Secret: a new file renamed over the old one. */
+static void replace_file(const char *text) {
+  char tmp[80];
+  snprintf(tmp, sizeof tmp, "%s.new", path);
+  FILE *f = fopen(tmp, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  assert_int_equal(rename(tmp, path), 0);
+}
+
+static void reads_again_when_changed(void **state) {
+  (void)state;
+  const uint64_t s = UINT64_C(1000000000), t0 = 100 * s, look = BROKER_SENDERS_LOOK_MS * s / 1000;
+  write_file("a old-a\nb tok-b\n");
+  char err[512] = "";
+  broker_senders_file *f = broker__senders_open(path, err, sizeof err);
+  assert_non_null(f);
+  broker_senders *first = broker__senders_current(f);
+  atomic_store(broker__sender_of(first, "tok-b")->events, 7);
+  broker__senders_check(f, t0); /* the first look: the file as read */
+  assert_ptr_equal(broker__senders_current(f), first);
+  replace_file("a new-a\nb tok-b\nc tok-c dev.\n");
+  broker__senders_check(f, t0 + look / 2); /* not yet time to look */
+  assert_ptr_equal(broker__senders_current(f), first);
+  broker__senders_check(f, t0 + look);
+  broker_senders *second = broker__senders_current(f);
+  assert_ptr_not_equal(second, first);
+  assert_null(broker__sender_of(second, "old-a"));
+  assert_non_null(broker__sender_of(second, "new-a"));
+  assert_non_null(broker__sender_of(second, "tok-c"));
+  /* b's count goes on, one count for both tables (requests in flight may
+   * hold the first one's b); its sender of the first table is still there. */
+  assert_ptr_equal(broker__sender_of(second, "tok-b")->events,
+                   broker__sender_of(first, "tok-b")->events);
+  assert_int_equal(atomic_load(broker__sender_of(second, "tok-b")->events), 7);
+  assert_ptr_equal(broker__sender_of(second, "tok-c")->events,
+                   &broker__sender_of(second, "tok-c")->own);
+  assert_string_equal(broker__sender_of(first, "old-a")->name, "a");
+  /* A broken file, then none: the table in use stays. */
+  replace_file("a\n");
+  broker__senders_check(f, t0 + 2 * look);
+  assert_ptr_equal(broker__senders_current(f), second);
+  unlink(path);
+  broker__senders_check(f, t0 + 3 * look);
+  assert_ptr_equal(broker__senders_current(f), second);
+  uint64_t ok, failed;
+  broker__senders_reloads(f, &ok, &failed);
+  assert_int_equal(ok, 1);
+  assert_int_equal(failed, 1);
+  /* Back, mended: read again. */
+  replace_file("z tok-z\n");
+  broker__senders_check(f, t0 + 4 * look);
+  assert_non_null(broker__sender_of(broker__senders_current(f), "tok-z"));
+  broker__senders_reloads(f, &ok, &failed);
+  assert_int_equal(ok, 2);
+  broker__senders_close(f);
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(reads_a_file),     cmocka_unit_test(refuses_bad_files),
       cmocka_unit_test(finds_tokens),     cmocka_unit_test(allows_types),
-      cmocka_unit_test(sends_to_brokers),
+      cmocka_unit_test(sends_to_brokers), cmocka_unit_test(reads_again_when_changed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
