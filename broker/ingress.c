@@ -575,6 +575,25 @@ static void serve_health(broker_ingress *in, httpd_req *req) {
   httpd_respond_json(req, 200, o);
 }
 
+/* The senders' counts and the file's reloads, with --senders-file. */
+static void render_senders(broker_ingress *in, ce_buf *b) {
+  const broker_senders *s = broker__senders_current(in->senders);
+  char labels[96];
+  metrics_family(b, "outpost_ingress_sender_events_total", "counter",
+                 "Events accepted from each sender of --senders-file.");
+  for (size_t i = 0; i < s->n; i++) {
+    snprintf(labels, sizeof labels, "sender=\"%s\"", s->v[i].name);
+    metrics_sample(b, "outpost_ingress_sender_events_total", labels, atomic_load(s->v[i].events));
+  }
+  uint64_t ok, failed;
+  broker__senders_reloads(in->senders, &ok, &failed);
+  metrics_family(b, "outpost_ingress_senders_reloads_total", "counter",
+                 "Times --senders-file was read again after it changed: ok, or refused (the "
+                 "senders before kept).");
+  metrics_sample(b, "outpost_ingress_senders_reloads_total", "result=\"ok\"", ok);
+  metrics_sample(b, "outpost_ingress_senders_reloads_total", "result=\"failed\"", failed);
+}
+
 static void render_metrics(broker_ingress *in, httpd_req *req) {
   ce_buf b;
   ce_buf_init(&b);
@@ -595,23 +614,7 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
     metrics_sample(&b, "outpost_ingress_requests_rejected_total", labels,
                    atomic_load(&in->rejected[r]));
   }
-  if (in->senders) {
-    const broker_senders *s = broker__senders_current(in->senders);
-    metrics_family(&b, "outpost_ingress_sender_events_total", "counter",
-                   "Events accepted from each sender of --senders-file.");
-    for (size_t i = 0; i < s->n; i++) {
-      snprintf(labels, sizeof labels, "sender=\"%s\"", s->v[i].name);
-      metrics_sample(&b, "outpost_ingress_sender_events_total", labels,
-                     atomic_load(s->v[i].events));
-    }
-    uint64_t ok, failed;
-    broker__senders_reloads(in->senders, &ok, &failed);
-    metrics_family(&b, "outpost_ingress_senders_reloads_total", "counter",
-                   "Times --senders-file was read again after it changed: ok, or refused (the "
-                   "senders before kept).");
-    metrics_sample(&b, "outpost_ingress_senders_reloads_total", "result=\"ok\"", ok);
-    metrics_sample(&b, "outpost_ingress_senders_reloads_total", "result=\"failed\"", failed);
-  }
+  if (in->senders) render_senders(in, &b);
   metrics_family(&b, "outpost_ingress_header_timeouts_total", "counter",
                  "Requests answered 408 and closed: their head had not come whole within "
                  "--header-timeout.");
