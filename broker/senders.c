@@ -1,8 +1,10 @@
 /*
  * senders.c — who may POST events to the ingress (--senders-file): each
- * sender a name, a bearer token and the event types it may send, after
- * Knative's sender authentication and EventPolicy. Without the file the
- * ingress is open, as Knative's broker is by default.
+ * sender a name, a bearer token, the event types it may send and the
+ * brokers it may send to, after Knative's sender authentication and
+ * EventPolicy. Without the file the ingress is open, as Knative's broker is
+ * by default. The file is read again when it changes, so that tokens rotate
+ * without a restart (the end of this file).
  *
  * A token is looked for among all the senders' in constant time for a given
  * token length, so that the time of a refusal tells a client nothing about
