@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -443,20 +442,29 @@ static broker_sender *sender_of(broker_ingress *in, httpd_req *req) {
   return NULL;
 }
 
+enum { FORBIDDEN_MAX = 600 };
+
+/* Counts and answers 403: msg (FORBIDDEN_MAX bytes, n written) goes on
+ * with the sender's items, each followed by star, and a ")". */
+static void forbid(broker_ingress *in, httpd_req *req, char *msg, int n, char *const *items,
+                   size_t count, const char *star, const char *attr, int index) {
+  for (size_t t = 0; t < count && n > 0 && n < FORBIDDEN_MAX; t++)
+    n += snprintf(msg + n, FORBIDDEN_MAX - (size_t)n, "%s %s%s", t ? "," : "", items[t], star);
+  if (n > 0 && n < FORBIDDEN_MAX) snprintf(msg + n, FORBIDDEN_MAX - (size_t)n, ")");
+  atomic_fetch_add(&in->rejected[R_FORBIDDEN], 1);
+  httpd_respond_error(req, 403, msg, attr, index, NULL, 0);
+}
+
 /* Whether who may send to broker e; if not, answers 403 naming the brokers
  * it may send to. */
 static bool broker_allowed(broker_ingress *in, httpd_req *req, const broker_sender *who,
                            const entry *e) {
   if (broker__sender_to(who, e->ns, e->name)) return true;
-  char msg[600];
+  char msg[FORBIDDEN_MAX];
   int n =
       snprintf(msg, sizeof msg, "sender %s may not send to broker %s/%s (its brokers:", who->name,
                e->ns, e->name);
-  for (size_t t = 0; t < who->n_to && n > 0 && (size_t)n < sizeof msg; t++)
-    n += snprintf(msg + n, sizeof msg - (size_t)n, "%s %s", t ? "," : "", who->to[t]);
-  if (n > 0 && (size_t)n < sizeof msg) snprintf(msg + n, sizeof msg - (size_t)n, ")");
-  atomic_fetch_add(&in->rejected[R_FORBIDDEN], 1);
-  httpd_respond_error(req, 403, msg, NULL, -1, NULL, 0);
+  forbid(in, req, msg, n, who->to, who->n_to, "", NULL, -1);
   return false;
 }
 
@@ -470,17 +478,13 @@ static bool types_allowed(broker_ingress *in, httpd_req *req, const broker_sende
       const ce_kv *h = &r->headers[k];
       if (h->name_len != 7 || memcmp(h->name, "ce_type", 7) != 0) continue;
       if (broker__sender_allows(who, h->value, h->value_len)) break;
-      char msg[600];
+      char msg[FORBIDDEN_MAX];
       int n = snprintf(msg, sizeof msg,
                        "sender %s may not send events of type \"%.*s\" (its types:", who->name,
                        (int)(h->value_len > 200 ? 200 : h->value_len), h->value);
-      for (size_t t = 0; t < who->n_types && n > 0 && (size_t)n < sizeof msg; t++)
-        n += snprintf(msg + n, sizeof msg - (size_t)n, "%s %s*", t ? "," : "", who->types[t]);
-      if (n > 0 && (size_t)n < sizeof msg) snprintf(msg + n, sizeof msg - (size_t)n, ")");
       const char *ct = httpd_header(req, "Content-Type");
-      bool batch = ct && strncasecmp(ct, "application/cloudevents-batch", 29) == 0;
-      atomic_fetch_add(&in->rejected[R_FORBIDDEN], 1);
-      httpd_respond_error(req, 403, msg, "type", batch ? (int)i : -1, NULL, 0);
+      bool batch = ce_http_mode(ct, ct ? strlen(ct) : 0) == CE_MODE_BATCH;
+      forbid(in, req, msg, n, who->types, who->n_types, "*", "type", batch ? (int)i : -1);
       return false;
     }
   }

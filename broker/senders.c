@@ -16,6 +16,7 @@
  */
 #include "broker/broker_int.h"
 #include "core/httpd.h"
+#include "core/resources.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -26,14 +27,6 @@
 #include <sys/stat.h>
 
 enum { LINE_MAX_ = 4096 };
-
-static bool dns_label(const char *s, size_t n) {
-  if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return false;
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-      return false;
-  return true;
-}
 
 /* RFC 6750's b64token, so that every token fits an Authorization header. */
 static bool b64token(const char *s, size_t n) {
@@ -83,16 +76,17 @@ static char *word(char **p, size_t *len) {
  * namespace. */
 static bool broker_ref(const char *s, size_t n) {
   const char *slash = memchr(s, '/', n);
-  if (!slash || !dns_label(s, (size_t)(slash - s))) return false;
+  if (!slash || !res_valid_dns_label(s, (size_t)(slash - s))) return false;
   size_t rest = n - (size_t)(slash - s) - 1;
-  return (rest == 1 && slash[1] == '*') || dns_label(slash + 1, rest);
+  return (rest == 1 && slash[1] == '*') || res_valid_dns_label(slash + 1, rest);
 }
 
 /* One line's sender into *who (zeroed; its strings owned by it). */
 static int parse_line(char *line, broker_sender *who, const char **why) {
   size_t n = 0;
   char *p = line, *name = word(&p, &n);
-  if (!dns_label(name, n)) return *why = "a sender's name is a DNS label (a-z, 0-9, -)", -EINVAL;
+  if (!res_valid_dns_label(name, n))
+    return *why = "a sender's name is a DNS label (a-z, 0-9, -)", -EINVAL;
   if (!(who->name = strndup(name, n))) return -ENOMEM;
   char *token = word(&p, &n);
   if (!token || !b64token(token, n))

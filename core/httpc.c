@@ -123,6 +123,12 @@ static bool is_token(const char *s, size_t n) {
   return true;
 }
 
+bool httpc_token_ok(const char *token) {
+  for (const char *t = token; t && *t; t++)
+    if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f) return false;
+  return true;
+}
+
 /* An absolute http(s) URL that libcurl parses; checked here so that a bad
  * URL is the caller's -EINVAL now rather than an error in a callback. */
 static bool url_ok(const char *url) {

@@ -79,6 +79,11 @@ typedef struct httpc_result {
 /* Called exactly once per accepted request, on the client's thread. */
 typedef void (*httpc_done)(void *opaque, const httpc_result *res);
 
+/* Whether a bearer token can be sent as "Authorization: Bearer <token>"
+ * as it is: visible ASCII characters only, no space (NULL or empty: true,
+ * nothing to refuse). For the flags that take one. */
+bool httpc_token_ok(const char *token);
+
 /* Starts a client and its thread. opts NULL: the defaults. Returns NULL with
  * a message in errbuf on failure. */
 httpc *httpc_start(const httpc_opts *opts, char *errbuf, size_t errlen);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/httpc.h"
 #include "core/metrics.h"
 #include "core/resources.h"
 #include "detector/daemon.h"
@@ -317,11 +318,10 @@ static int check_flags(det_flags *fl) {
     fprintf(stderr, "outpost detector: --kafka-property needs --kafka\n");
     return 2;
   }
-  for (const char *t = fl->po.token; t && *t; t++)
-    if (*t <= ' ' || *t == 0x7f) {
-      fprintf(stderr, "outpost detector: the ingress token is visible characters only\n");
-      return 2;
-    }
+  if (!httpc_token_ok(fl->po.token)) {
+    fprintf(stderr, "outpost detector: the ingress token is visible characters only\n");
+    return 2;
+  }
   if (fl->fr_window_ms && fl->fr_window_ms < 10) {
     fprintf(stderr, "outpost detector: --forkrate-window is at least 10 ms\n");
     return 2;

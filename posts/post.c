@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/httpc.h"
 #include "core/metrics.h"
 #include "core/resources.h"
 
@@ -667,11 +668,10 @@ static int parse_flags(int argc, char **argv, post_cfg *cfg) {
   post_secret_env(&cfg->admin_token, POST_ENV_ADMIN);
   post_secret_env(&cfg->broker_token, POST_ENV_BROKER);
   post_secret_env(&cfg->ingress_token, POST_ENV_INGRESS);
-  for (const char *t = cfg->ingress_token; t && *t; t++)
-    if (*t <= ' ' || *t == 0x7f) {
-      fprintf(stderr, "outpost post: the ingress token is visible characters only\n");
-      return 2;
-    }
+  if (!httpc_token_ok(cfg->ingress_token)) {
+    fprintf(stderr, "outpost post: the ingress token is visible characters only\n");
+    return 2;
+  }
   post_secret_env(&cfg->detector_token, POST_ENV_DETECTOR);
   post_secret_env(&cfg->internal_token, POST_ENV_INTERNAL);
   return 0;

@@ -44,17 +44,23 @@ static void refused(const char *text, const char *want) {
   broker__senders_free(s);
 }
 
-static void reads_a_file(void **state) {
-  (void)state;
-  write_file("# who may post\n"
-             "\n"
-             "detector  det-token-1  dev.outpost.\r\n"
-             "  shop\tshop.tok~en/+==  com.example.shop. com.example.cart.\n"
-             "admin adm1n"); /* no newline at the end */
+/* broker__senders_load of text, which must load. */
+static broker_senders *loaded(const char *text) {
   char err[512] = "";
+  write_file(text);
   broker_senders *s = broker__senders_load(path, err, sizeof err);
   unlink(path);
-  assert_non_null(s);
+  if (!s) fail_msg("file %s: refused: %s", text, err);
+  return s;
+}
+
+static void reads_a_file(void **state) {
+  (void)state;
+  broker_senders *s = loaded("# who may post\n"
+                             "\n"
+                             "detector  det-token-1  dev.outpost.\r\n"
+                             "  shop\tshop.tok~en/+==  com.example.shop. com.example.cart.\n"
+                             "admin adm1n"); /* no newline at the end */
   assert_int_equal(s->n, 3);
   assert_string_equal(s->v[0].name, "detector");
   assert_string_equal(s->v[0].token, "det-token-1");
@@ -103,11 +109,7 @@ static void refuses_bad_files(void **state) {
 
 static void finds_tokens(void **state) {
   (void)state;
-  write_file("a alpha\nb beta dev.\nc alphabet\n");
-  char err[512] = "";
-  broker_senders *s = broker__senders_load(path, err, sizeof err);
-  unlink(path);
-  assert_non_null(s);
+  broker_senders *s = loaded("a alpha\nb beta dev.\nc alphabet\n");
   assert_ptr_equal(broker__sender_of(s, "alpha"), &s->v[0]);
   assert_ptr_equal(broker__sender_of(s, "beta"), &s->v[1]);
   assert_ptr_equal(broker__sender_of(s, "alphabet"), &s->v[2]);
@@ -121,11 +123,7 @@ static void finds_tokens(void **state) {
 
 static void allows_types(void **state) {
   (void)state;
-  write_file("shop t com.example.shop. com.example.cart.add\nany u\n");
-  char err[512] = "";
-  broker_senders *s = broker__senders_load(path, err, sizeof err);
-  unlink(path);
-  assert_non_null(s);
+  broker_senders *s = loaded("shop t com.example.shop. com.example.cart.add\nany u\n");
   const broker_sender *shop = &s->v[0], *any = &s->v[1];
 #define ALLOWS(who, t) broker__sender_allows(who, t, strlen(t))
   assert_true(ALLOWS(shop, "com.example.shop.order"));
@@ -146,11 +144,7 @@ static void allows_types(void **state) {
 
 static void sends_to_brokers(void **state) {
   (void)state;
-  write_file("shop t com.example. to=shop/default to=team-b/*\nany u dev.\n");
-  char err[512] = "";
-  broker_senders *s = broker__senders_load(path, err, sizeof err);
-  unlink(path);
-  assert_non_null(s);
+  broker_senders *s = loaded("shop t com.example. to=shop/default to=team-b/*\nany u dev.\n");
   const broker_sender *shop = &s->v[0], *any = &s->v[1];
   /* to= words are not type prefixes. */
   assert_int_equal(shop->n_types, 1);
