@@ -14,11 +14,23 @@ import subprocess
 import time
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that
+    this process has not been given before: the kernel may hand the port it
+    just gave back again, and a test that asks for several ports before
+    starting anything on them would then start two servers on one (seen:
+    test_tiers' cluster post answering at its ns post's port, which the ns
+    post never got)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def binary_headers(i, **extra):
