@@ -325,7 +325,7 @@ static int fill_labels(posts_env_info *info, const cJSON *labels) {
 }
 
 int posts__k8s_pod_info(posts_env_info *info, const cJSON *pod) {
-  const cJSON *md = get(pod, "metadata"), *c, *term;
+  const cJSON *md = get(pod, "metadata"), *c, *cs, *term;
   const char *name = cJSON_GetStringValue(get(md, "name"));
   const char *kns = cJSON_GetStringValue(get(md, "namespace"));
   if (!name || !kns || strlen(kns) + strlen(name) + 2 > sizeof info->id) return -EPROTO;
@@ -335,9 +335,19 @@ int posts__k8s_pod_info(posts_env_info *info, const cJSON *pod) {
       posts__strdup(&info->image, cJSON_GetStringValue(get(c, "image"))) < 0)
     return -ENOMEM;
   info->state = pod_state(pod);
-  term = get(get(lab_item(get(get(pod, "status"), "containerStatuses")), "state"), "terminated");
+  cs = lab_item(get(get(pod, "status"), "containerStatuses"));
+  term = get(get(cs, "state"), "terminated");
   if (info->state == POSTS_ENV_EXITED && cJSON_IsNumber(get(term, "exitCode")))
     info->exit_code = get(term, "exitCode")->valueint;
+  /* No pid: the pod's uid and the running container's id say where its
+   * cgroup is on its node. "containerd://<id>", "cri-o://<id>"... */
+  const char *uid = cJSON_GetStringValue(get(md, "uid"));
+  const char *cid = cJSON_GetStringValue(get(cs, "containerID"));
+  const char *sep = cid ? strstr(cid, "://") : NULL;
+  if ((uid && posts__strdup(&info->pod_uid, uid) < 0) ||
+      (sep && sep[3] && get(get(cs, "state"), "running") &&
+       posts__strdup(&info->container_id, sep + 3) < 0))
+    return -ENOMEM;
   info->created = posts__parse_time(cJSON_GetStringValue(get(md, "creationTimestamp")));
   return 0;
 }

@@ -286,6 +286,16 @@ void post_watch_metrics(post_watch *w, ce_buf *out);
  * named in why (may be NULL), "" otherwise. */
 char *post_watch_policy_json(const pool_template *t, char *why, size_t whylen);
 
+/* The cgroup2 directory of a pod's container (Kubernetes, where there is no
+ * pid to read it from), found under root (the cgroup2 mount) by the names
+ * the kubelet and the container runtime give: a directory named after the
+ * pod's uid, at most seven levels down, holding one named after
+ * the container's id. 0 and the path in out; -ENOENT when there is no such
+ * pod, or the pod has no such container (not yet started); -EINVAL for a uid
+ * or an id not made of hex digits (and '-') or letters and digits. */
+int post_watch_pod_cgroup(const char *root, const char *uid, const char *cid, char *out,
+                          size_t size);
+
 /* ---------------------------------------------------------- helpers */
 
 int64_t post_now_ms(void);

@@ -16,6 +16,7 @@
 #include "posts/post_int.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -32,6 +33,10 @@
 #define WATCH_TIMEOUT_MS   5000
 #define WATCH_QUEUE        1024 /* past it, the next reconcile does the work */
 #define WATCH_FAILING      256  /* environments whose failure was logged */
+/* How deep under the cgroup2 mount a pod's directory may be: the kubelet's
+ * kubepods, a QoS class, the pod, under a --cgroup-root that may itself be
+ * nested (kind's kubelet.slice inside a node container's). */
+#define POD_CGROUP_DEPTH 6
 
 typedef struct watch_op {
   bool gone; /* false: claimed */
@@ -166,6 +171,72 @@ static int cgroup_of(const post_watch *w, int pid, char *out, size_t size) {
   return rc;
 }
 
+/* A pod's cgroup directory is named after its uid by the kubelet:
+ * "pod<uid>" with the cgroupfs driver, "<parent>-pod<uid, '-' as '_'>.slice"
+ * with the systemd driver. Its containers' directories are named after their
+ * ids by the container runtime: "<id>" (containerd, cgroupfs),
+ * "cri-containerd-<id>.scope", "crio-<id>.scope" (not CRI-O's
+ * "crio-conmon-<id>.scope", its monitor's), "crio-<id>", "docker-<id>.scope". */
+static bool is_pod_dir(const char *name, const char *uid, const char *uid_) {
+  size_t n = strlen(name), u = strlen(uid_);
+  if (!strncmp(name, "pod", 3) && !strcmp(name + 3, uid)) return true;
+  return n > u + 10 && !strcmp(name + n - 6, ".slice") && !strncmp(name + n - 6 - u, uid_, u) &&
+         !strncmp(name + n - 10 - u, "-pod", 4);
+}
+
+static bool is_container_dir(const char *name, const char *cid) {
+  static const char *const prefixes[] = {"", "cri-containerd-", "crio-", "docker-"};
+  size_t cl = strlen(cid);
+  for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
+    size_t pl = strlen(prefixes[i]);
+    const char *rest = name + pl;
+    if (!strncmp(name, prefixes[i], pl) && !strncmp(rest, cid, cl) &&
+        (!rest[cl] || !strcmp(rest + cl, ".scope")))
+      return true;
+  }
+  return false;
+}
+
+/* Depth-first under path (len bytes of size): 1 and the container's
+ * directory in path when found, 0 when not, a negative errno. The pod's
+ * directory ends the search either way: a pod is in one place. */
+static int pod_walk(char *path, size_t len, size_t size, int depth, const char *uid,
+                    const char *uid_, const char *cid) {
+  DIR *d = opendir(path);
+  if (!d) return depth ? 0 : -errno; /* a directory gone meanwhile: not there */
+  int rc = 0;
+  for (struct dirent *de; rc == 0 && (de = readdir(d));) {
+    if (de->d_type != DT_DIR || de->d_name[0] == '.') continue;
+    if (snprintf(path + len, size - len, "/%s", de->d_name) >= (int)(size - len)) continue;
+    size_t sub = len + 1 + strlen(de->d_name);
+    if (depth >= 0 && is_pod_dir(path + len + 1, uid, uid_)) {
+      rc = pod_walk(path, sub, size, -1, uid, uid_, cid);
+      rc = rc ? rc : -ENOENT; /* the pod, without that container */
+    } else if (depth < 0) {
+      rc = is_container_dir(path + len + 1, cid);
+    } else if (depth < POD_CGROUP_DEPTH) {
+      rc = pod_walk(path, sub, size, depth + 1, uid, uid_, cid);
+    }
+  }
+  closedir(d);
+  if (rc != 1) path[len] = '\0';
+  return rc;
+}
+
+int post_watch_pod_cgroup(const char *root, const char *uid, const char *cid, char *out,
+                          size_t size) {
+  char uid_[64];
+  size_t ul = strlen(uid), cl = strlen(cid);
+  /* A uid and an id of what they are made of, and nothing that walks. */
+  if (!ul || ul >= sizeof uid_ || strspn(uid, "0123456789abcdefABCDEF-") != ul || !cl || cl > 128 ||
+      strspn(cid, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != cl)
+    return -EINVAL;
+  for (size_t i = 0; i <= ul; i++) uid_[i] = uid[i] == '-' ? '_' : uid[i];
+  if (snprintf(out, size, "%s", root) >= (int)size) return -ENAMETOOLONG;
+  int rc = pod_walk(out, strlen(out), size, 0, uid, uid_, cid);
+  return rc == 1 ? 0 : rc ? rc : -ENOENT;
+}
+
 /* ------------------------------------------------------------- calls */
 
 /* A failure of one environment, logged the first time only: a reconcile
@@ -216,17 +287,27 @@ static long watch_call(post_watch *w, const char *method, const char *path, cons
   return status;
 }
 
-/* The pid of e's main process, 0 when it cannot be had (said why). */
-static int env_pid(post_watch *w, const post_watch_env *e) {
+/* The cgroup2 directory of e into cg: read from its main process's
+ * /proc/PID/cgroup, or on Kubernetes (no pid) found by its pod's uid and its
+ * container's id. False when it cannot be had (said why). */
+static bool env_cgroup(post_watch *w, const post_watch_env *e, char *cg, size_t size) {
   posts_env_info info = {0};
   posts_err err = {0};
-  int rc = posts_env_inspect(w->rt, e->id, &info, &err), pid = info.pid;
-  posts_env_info_cleanup(&info);
-  if (rc && rc != -ENOENT) /* gone: the pool will say so */
+  int rc = posts_env_inspect(w->rt, e->id, &info, &err), found = -1;
+  if (rc && rc != -ENOENT) { /* gone: the pool will say so */
     env_failed(w, e->name, "inspect: %s", err.msg);
-  else if (!rc && !pid)
+  } else if (!rc && info.pid) {
+    if ((found = cgroup_of(w, info.pid, cg, size)))
+      env_failed(w, e->name, "cgroup of pid %d: %s", info.pid, strerror(-found));
+  } else if (!rc && info.pod_uid && info.container_id) {
+    if ((found = post_watch_pod_cgroup(w->cgroot, info.pod_uid, info.container_id, cg, size)))
+      env_failed(w, e->name, "no cgroup of pod %s's container %.12s under %s: %s", info.pod_uid,
+                 info.container_id, w->cgroot, strerror(-found));
+  } else if (!rc) {
     env_failed(w, e->name, "not running");
-  return rc ? 0 : pid;
+  }
+  posts_env_info_cleanup(&info);
+  return found == 0;
 }
 
 /* PUTs body at path; true when the detector took it. A refusal is logged
@@ -242,12 +323,7 @@ static bool env_put(post_watch *w, const post_watch_env *e, const char *path, co
 /* Registers e and then its policy; true when the detector has both. */
 static bool env_register(post_watch *w, const post_watch_env *e) {
   char cg[PATH_MAX], path[160];
-  int pid = env_pid(w, e), rc;
-  if (!pid) return false;
-  if ((rc = cgroup_of(w, pid, cg, sizeof cg))) {
-    env_failed(w, e->name, "cgroup of pid %d: %s", pid, strerror(-rc));
-    return false;
-  }
+  if (!env_cgroup(w, e, cg, sizeof cg)) return false;
   cJSON *body = cJSON_CreateObject();
   cJSON_AddStringToObject(body, "cgroupPath", cg);
   cJSON_AddStringToObject(body, "tenant", e->tenant);

@@ -64,6 +64,8 @@ void posts_env_info_cleanup(posts_env_info *info) {
   free(info->name);
   free(info->owner);
   free(info->image);
+  free(info->pod_uid);
+  free(info->container_id);
   memset(info, 0, sizeof *info);
 }
 

@@ -102,11 +102,18 @@ typedef struct posts_env_info {
   char *owner; /* set by posts_env_claim; "" while unclaimed */
   char *image;
   posts_env_state state;
-  int exit_code;       /* of the command, once exited; else 0 (and always 0
-                          from posts_env_list: inspect for it) */
-  int pid;             /* the main process's pid (in this host's pid namespace)
-                          while running, else 0; always 0 from posts_env_list:
-                          inspect for it. Where the detector reads the cgroup. */
+  int exit_code; /* of the command, once exited; else 0 (and always 0
+                    from posts_env_list: inspect for it) */
+  int pid;       /* the main process's pid (in this host's pid namespace)
+                    while running, else 0; always 0 from posts_env_list:
+                    inspect for it. Where the detector reads the cgroup. */
+  char *pod_uid; /* Kubernetes (no pid there): the pod's metadata.uid and
+                    its lab container's id while it runs (containerStatuses'
+                    containerID without "containerd://" or the like), from
+                    which the node finds the container's cgroup
+                    (post_watch_pod_cgroup). NULL on other runtimes, and
+                    container_id NULL until the container runs. */
+  char *container_id;
   int64_t created;     /* unix seconds */
   posts_label *labels; /* the spec's labels (the runtime's own are hidden) */
   size_t n_labels;

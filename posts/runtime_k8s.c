@@ -50,8 +50,10 @@
  *     lost.
  *   - States: a deletionTimestamp is REMOVING; else phase Pending is CREATED,
  *     Running RUNNING, Succeeded and Failed EXITED (the exit code from the
- *     container's terminated state). No pid: the detector would find a pod's
- *     cgroup from the node's side, which is not done.
+ *     container's terminated state). No pid: the info carries the pod's uid
+ *     and, while it runs, the lab container's id (its status' containerID
+ *     without the scheme), by which the node post finds the container's
+ *     cgroup on its node (post_watch_pod_cgroup) for the detector.
  *   - start: a pod starts by itself once scheduled, so create makes it and
  *     start waits until it runs (start_timeout_ms, default 2 minutes;
  *     negative: start only checks that the pod exists), so that the pool's

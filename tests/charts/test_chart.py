@@ -303,8 +303,14 @@ def check_detector(docs, caps=("BPF", "PERFMON", "SYS_RESOURCE"), seccomp="Runti
             for m in det[0]["volumeMounts"] if "hostPath" in vols[m["name"]]}
     expect_eq(host, {"/sys/kernel/btf": ("/sys/kernel/btf", True),
                      "/sys/fs/cgroup": ("/sys/fs/cgroup", True)}, "host paths, read-only")
+    # The node post reads the cgroup tree too (a pod's container cgroup, for
+    # the detector), at the same path; no other container has a host path.
+    node_post = [c for c in spec["containers"] if c["name"] == "node-post"][0]
+    expect_eq({m["mountPath"]: (vols[m["name"]]["hostPath"]["path"], m.get("readOnly"))
+               for m in node_post["volumeMounts"] if "hostPath" in vols[m["name"]]},
+              {"/sys/fs/cgroup": ("/sys/fs/cgroup", True)}, "the node post's host path, read-only")
     for c in spec["containers"]:
-        if c["name"] != "detector":
+        if c["name"] not in ("detector", "node-post"):
             for m in c.get("volumeMounts", []):
                 expect("hostPath" not in vols[m["name"]], f"{c['name']}: no host path", m)
     for d, s in pod_specs(docs):
@@ -712,6 +718,7 @@ def check_no_detector():
     expect(not spec.get("hostPID"), "no hostPID without the detector")
     expect_eq([c["name"] for c in spec["containers"]], ["node-post", "ns-0"], "containers")
     expect("--detector-url" not in spec["containers"][0]["args"], "no --detector-url")
+    expect(not any("hostPath" in v for v in spec["volumes"]), "no host path without the detector")
     check_token_env(docs, detector=False)
 
 

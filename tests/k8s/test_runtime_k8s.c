@@ -4,6 +4,7 @@
  * Two groups, two CTest entries:
  *   --offline   no cluster needed: kubeconfig and in-cluster configuration,
  *               what is refused before any request, a refused connection,
+ *               a pod's uid and its container's id read from its status,
  *               and the watch's recovery against a scripted fake API server
  *               (a stream the server ends, a bookmark, 410 Gone and the
  *               difference reported after listing again, the stop flag);
@@ -285,6 +286,63 @@ static void in_cluster(void **state) {
 
 static int ignore_change(void *arg, posts_watch_type type, const posts_env_info *info) {
   return 0;
+}
+
+/* A pod's uid, and its lab container's id while it runs: where the node
+ * post finds the pod's cgroup (no pid on Kubernetes). */
+static void pod_ids(void **state) {
+  (void)state;
+  static const struct {
+    const char *what, *status, *cid;
+  } cases[] = {
+      {"Running, containerd",
+       "{\"phase\":\"Running\",\"containerStatuses\":[{\"name\":\"sidecar\",\"containerID\":"
+       "\"containerd://bad\",\"state\":{\"running\":{}}},{\"name\":\"lab\",\"containerID\":"
+       "\"containerd://0a1b\",\"state\":{\"running\":{}}}]}",
+       "0a1b"},
+      {"Running, CRI-O",
+       "{\"phase\":\"Running\",\"containerStatuses\":[{\"name\":\"lab\",\"containerID\":"
+       "\"cri-o://c0ffee\",\"state\":{\"running\":{}}}]}",
+       "c0ffee"},
+      {"terminated: no container runs",
+       "{\"phase\":\"Failed\",\"containerStatuses\":[{\"name\":\"lab\",\"containerID\":"
+       "\"containerd://0a1b\",\"state\":{\"terminated\":{\"exitCode\":3}}}]}",
+       NULL},
+      {"waiting: not started",
+       "{\"phase\":\"Pending\",\"containerStatuses\":[{\"name\":\"lab\",\"state\":{\"waiting\":"
+       "{}}}]}",
+       NULL},
+      {"an id without a scheme",
+       "{\"phase\":\"Running\",\"containerStatuses\":[{\"name\":\"lab\",\"containerID\":"
+       "\"0a1b\",\"state\":{\"running\":{}}}]}",
+       NULL},
+      {"an empty id",
+       "{\"phase\":\"Running\",\"containerStatuses\":[{\"name\":\"lab\",\"containerID\":"
+       "\"containerd://\",\"state\":{\"running\":{}}}]}",
+       NULL},
+      {"no status yet", "{}", NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char text[1024];
+    posts_env_info info = {0};
+    snprintf(text, sizeof text,
+             "{\"metadata\":{\"name\":\"p\",\"namespace\":\"n\",\"uid\":\"5e0c7e1a-0b3f\"},"
+             "\"spec\":{\"containers\":[{\"name\":\"lab\",\"image\":\"i\"}]},\"status\":%s}",
+             cases[i].status);
+    cJSON *pod = cJSON_Parse(text);
+    assert_non_null(pod);
+    if (posts__k8s_pod_info(&info, pod)) fail_msg("%s: not read", cases[i].what);
+    if (!info.pod_uid || strcmp(info.pod_uid, "5e0c7e1a-0b3f"))
+      fail_msg("%s: pod_uid %s", cases[i].what, info.pod_uid ? info.pod_uid : "NULL");
+    if (cases[i].cid ? !info.container_id || strcmp(info.container_id, cases[i].cid)
+                     : info.container_id != NULL)
+      fail_msg("%s: container_id %s, want %s", cases[i].what,
+               info.container_id ? info.container_id : "NULL",
+               cases[i].cid ? cases[i].cid : "NULL");
+    assert_int_equal(info.pid, 0);
+    posts_env_info_cleanup(&info);
+    cJSON_Delete(pod);
+  }
 }
 
 /* What is refused before any request: no server answers here (port 1). */
@@ -684,6 +742,9 @@ static void lifecycle(void **state) {
   EXPECT_STR(posts_env_state_name(info.state), "created"); /* Pending: no kubelet here */
   assert_int_equal(info.pid, 0);
   assert_int_equal(info.exit_code, 0);
+  /* The uid the API server gave it; no container id until it runs. */
+  assert_true(info.pod_uid && strlen(info.pod_uid) == 36);
+  assert_null(info.container_id);
   EXPECT_STR(posts_env_info_label(&info, "tenant"), "alice");
   EXPECT_STR(posts_env_info_label(&info, SUITE), "runtime_k8s");
   assert_null(posts_env_info_label(&info, "outpost.runtime/namespace"));
@@ -1298,9 +1359,13 @@ static int live_teardown(void **state) {
 
 int main(int argc, char **argv) {
   const struct CMUnitTest offline[] = {
-      cmocka_unit_test(kubeconfig_parsing), cmocka_unit_test(kubeconfig_errors),
-      cmocka_unit_test(in_cluster),         cmocka_unit_test(refused_locally),
-      cmocka_unit_test(watch_recovers),     cmocka_unit_test(watch_stops),
+      cmocka_unit_test(kubeconfig_parsing),
+      cmocka_unit_test(kubeconfig_errors),
+      cmocka_unit_test(in_cluster),
+      cmocka_unit_test(refused_locally),
+      cmocka_unit_test(watch_recovers),
+      cmocka_unit_test(watch_stops),
+      cmocka_unit_test(pod_ids),
   };
   const struct CMUnitTest live[] = {
       cmocka_unit_test(ping),

@@ -4,6 +4,7 @@ A test finds this module with
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 """
 import http.client
+import http.server
 import json
 import os
 import re
@@ -11,7 +12,9 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
+import urllib.parse
 
 
 _HANDED_OUT = set()
@@ -85,6 +88,48 @@ def wait_for(what, fn, timeout=30, step=0.05):
         if time.monotonic() > end:
             raise AssertionError(f"timed out ({timeout} s) waiting for {what}")
         time.sleep(step)
+
+
+class Subscriber:
+    """An HTTP subscriber on 127.0.0.1 that keeps every CloudEvent delivered
+    to it (binary mode: its ce- headers, percent-decoded, and "data", the
+    body's bytes) and answers 200."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.events = []
+        sub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                ev = {k[3:].lower(): urllib.parse.unquote(v) for k, v in self.headers.items()
+                      if k.lower().startswith("ce-")}
+                ev["data"] = body
+                with sub.lock:
+                    sub.events.append(ev)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def got(self, pred):
+        """The events kept so far that pred accepts."""
+        with self.lock:
+            return [ev for ev in self.events if pred(ev)]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def cgroup2_root():

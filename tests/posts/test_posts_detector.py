@@ -15,7 +15,6 @@ Needs root, eBPF (BTF) and a cgroup2 mount, podman and the lab image
 Usage: test_posts_detector.py /path/to/outpost /path/to/scripts/podman_service.sh
 """
 import glob
-import http.server
 import json
 import os
 import re
@@ -25,16 +24,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
-import urllib.parse
 
 import test_tiers as T
 from test_tiers import containers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from outpost_test import cgroup2_root, ebpf_skip_reason, free_port, health_pid, request, wait_for  # noqa: E402
+from outpost_test import Subscriber, cgroup2_root, ebpf_skip_reason, free_port, health_pid, request, wait_for  # noqa: E402
 
 OUTPOST = PODMAN_SERVICE = None
 NS = "detp-t" + secrets.token_hex(3)
@@ -47,45 +44,6 @@ TOKEN = "tok-alice-" + secrets.token_hex(4)
 ADMIN = "tok-admin-" + secrets.token_hex(4)
 DETECTOR_TOKEN = "tok-det-" + secrets.token_hex(4)
 RECONCILE_S = 3  # post_watch.c: WATCH_RECONCILE_MS
-
-
-class Subscriber:
-    """Keeps every CloudEvent the broker delivers to it (binary mode)."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.lock = threading.Lock()
-        self.events = []
-        sub = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                ev = {k[3:].lower(): urllib.parse.unquote(v) for k, v in self.headers.items()
-                      if k.lower().startswith("ce-")}
-                ev["data"] = body
-                with sub.lock:
-                    sub.events.append(ev)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def got(self, pred):
-        with self.lock:
-            return [ev for ev in self.events if pred(ev)]
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def remove_leftovers():
