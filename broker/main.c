@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Long options without a short letter. */
 enum {
@@ -38,7 +39,9 @@ enum {
   OPT_LANE_THREADS,
   OPT_WRITER_COMMITS,
   OPT_BATCH_POLLS,
-  OPT_SENDERS_FILE
+  OPT_SENDERS_FILE,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY
 };
 
 static void usage(FILE *f) {
@@ -114,6 +117,9 @@ static void usage(FILE *f) {
         "                        [to=NS/NAME...]'; a POST needs one's bearer token (401),\n"
         "                        a broker and types its sender may send (403). Default:\n"
         "                        anyone\n"
+        "  --tls-cert FILE       serve HTTPS (TLS 1.2, 1.3) with this PEM certificate chain\n"
+        "  --tls-key FILE        and its PEM private key; read at start. Without the fast\n"
+        "                        lane: every connection is libmicrohttpd's\n"
         "  --triggers-state FILE where triggers applied through /v1/triggers are kept across\n"
         "                        restarts (default: triggers.json beside --data)\n"
         "  --brokers-state FILE  where brokers declared through /v1/brokers are kept across\n"
@@ -191,6 +197,8 @@ int broker_main(int argc, char **argv) {
       {"threads", required_argument, NULL, 't'},
       {"admin-token", required_argument, NULL, 'a'},
       {"senders-file", required_argument, NULL, OPT_SENDERS_FILE},
+      {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+      {"tls-key", required_argument, NULL, OPT_TLS_KEY},
       {"kafka", required_argument, NULL, 'k'},
       {"thread-per-connection", no_argument, NULL, 'P'},
       {"epoll", no_argument, NULL, OPT_EPOLL},
@@ -278,6 +286,12 @@ int broker_main(int argc, char **argv) {
       return 0;
     case OPT_SENDERS_FILE:
       o.senders_file = optarg;
+      break;
+    case OPT_TLS_CERT:
+      o.http.tls_cert_file = optarg;
+      break;
+    case OPT_TLS_KEY:
+      o.http.tls_key_file = optarg;
       break;
     case 'a':
       o.admin_token = optarg;
@@ -422,6 +436,22 @@ int broker_main(int argc, char **argv) {
                     " --epoll, --poll or --thread-per-connection\n");
     return 2;
   }
+  if (!o.http.tls_cert_file != !o.http.tls_key_file) {
+    fprintf(stderr, "outpost broker: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  const char *tls_files[] = {o.http.tls_cert_file, o.http.tls_key_file};
+  for (size_t i = 0; i < 2; i++)
+    if (tls_files[i] && access(tls_files[i], R_OK)) {
+      fprintf(stderr, "outpost broker: %s %s: %s\n", i ? "--tls-key" : "--tls-cert", tls_files[i],
+              strerror(errno));
+      return 2;
+    }
+  if (lane == 1 && o.http.tls_cert_file) {
+    fprintf(stderr, "outpost broker: --fast-lane serves plain HTTP; with --tls-cert every"
+                    " connection is libmicrohttpd's\n");
+    return 2;
+  }
   if (lane == 0 || o.http.model != HTTPD_HYBRID_POOL) o.http.fast_lane = false;
   if (kafka && max_log) {
     fprintf(stderr, "outpost broker: --max-log-bytes is for the embedded log; a Kafka cluster's"
@@ -459,6 +489,7 @@ int broker_main(int argc, char **argv) {
   const char *env_token = getenv("OUTPOST_ADMIN_TOKEN");
   if (!o.admin_token && env_token && *env_token) o.admin_token = env_token;
   o.http.host = host;
+  const char *scheme = o.http.tls_cert_file ? "https" : "http";
   /* Every declaration, from the file and the flags, is checked before anything starts. */
   char err[512], where[600];
   broker_decl *decls = NULL;
@@ -560,7 +591,7 @@ int broker_main(int argc, char **argv) {
               add == -EREMOTEIO ? "the cluster refused it, as said above" : strerror(-add));
       rc = 1;
     } else {
-      printf("broker %s/%s: POST http://%s:%u/%s/%s\n", d->ns, d->name, host,
+      printf("broker %s/%s: POST %s://%s:%u/%s/%s\n", d->ns, d->name, scheme, host,
              broker_ingress_port(in), d->ns, d->name);
     }
   }
@@ -619,8 +650,8 @@ int broker_main(int argc, char **argv) {
     broker_kafka_mock_stop(mock);
     return rc;
   }
-  printf("listening on http://%s:%u (log: %s, role: %s)\n", host, broker_ingress_port(in), where,
-         o.role ? o.role : "all");
+  printf("listening on %s://%s:%u (log: %s, role: %s)\n", scheme, host, broker_ingress_port(in),
+         where, o.role ? o.role : "all");
   fflush(stdout);
   int sig = 0;
   sigwait(&sigs, &sig);

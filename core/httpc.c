@@ -92,6 +92,12 @@ void httpc_opts_init(httpc_opts *o) {
   o->max_response_headers = 100;
   o->max_response_header_bytes = 64 * 1024;
   o->connect_timeout_ms = 5000;
+  o->ca_file = httpc_ca_file();
+}
+
+const char *httpc_ca_file(void) {
+  const char *f = getenv("OUTPOST_CA_FILE");
+  return f && *f ? f : NULL;
 }
 
 static int64_t now_us(void) {
@@ -527,6 +533,7 @@ static int setup(httpc *c, xfer *x) {
   SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_response_body);
   SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   SET(CURLOPT_HTTPHEADER, x->slist);
+  if (o->ca_file) SET(CURLOPT_CAINFO, o->ca_file);
   if (posts) {
     /* POST semantics (a body with its Content-Length), under the caller's
      * method. An empty PUT or PATCH still says Content-Length: 0. */
@@ -675,6 +682,7 @@ httpc *httpc_start(const httpc_opts *opts, char *errbuf, size_t errlen) {
   if (!o->max_response_headers) o->max_response_headers = def.max_response_headers;
   if (!o->max_response_header_bytes) o->max_response_header_bytes = def.max_response_header_bytes;
   if (o->connect_timeout_ms <= 0) o->connect_timeout_ms = def.connect_timeout_ms;
+  if (!o->ca_file) o->ca_file = def.ca_file;
 
   /* libcurl counts these calls; they are thread-safe in builds that say so
    * (CURL_VERSION_THREADSAFE, 7.84 and later), as Debian 12's does. */

@@ -36,9 +36,18 @@ typedef struct httpc_opts {
   size_t max_response_headers;      /* header count (default 100); past it -EMSGSIZE */
   size_t max_response_header_bytes; /* bytes of all header lines (default 64 KiB) */
   long connect_timeout_ms;          /* TCP and TLS set-up (default 5000) */
+  const char *ca_file;              /* PEM certificates of the CAs that HTTPS peers are
+                                       verified with, instead of libcurl's bundle file
+                                       (default httpc_ca_file(): $OUTPOST_CA_FILE) */
 } httpc_opts;
 
 void httpc_opts_init(httpc_opts *o);
+
+/* $OUTPOST_CA_FILE, or NULL when unset or empty: the CA file every HTTP
+ * client of Outpost's uses (a private CA that signed an ingress's
+ * certificate, say). libcurl's CA directory, where it has one (Debian's
+ * /etc/ssl/certs), is still looked in. */
+const char *httpc_ca_file(void);
 
 /* How a request ended. Everything it points to is valid during the done
  * callback only. */

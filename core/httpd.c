@@ -25,6 +25,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -468,6 +469,27 @@ void httpd__close(httpd *h, int fd) {
   close(fd);
 }
 
+/* libmicrohttpd's messages (a TLS handshake that failed, a client that
+ * spoke plain HTTP to HTTPS, a connection it could not take) to stderr, at
+ * most HTTPD_LOG_PER_S a second and then a count of those not shown: a
+ * client must not be able to fill the log. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  httpd *h = cls;
+  int64_t now = clock_mono_ms() / 1000, was = atomic_load(&h->log_second);
+  if (now != was && atomic_compare_exchange_strong(&h->log_second, &was, now)) {
+    uint64_t hidden = atomic_exchange(&h->log_hidden, 0);
+    atomic_store(&h->log_shown, 0);
+    if (hidden) fprintf(stderr, "libmicrohttpd: %llu more messages\n", (unsigned long long)hidden);
+  }
+  if (atomic_fetch_add(&h->log_shown, 1) >= HTTPD_LOG_PER_S) {
+    atomic_fetch_add(&h->log_hidden, 1);
+    return;
+  }
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  fprintf(stderr, "libmicrohttpd: %s%s", msg, strchr(msg, '\n') ? "" : "\n");
+}
+
 /* One libmicrohttpd daemon: listening on sa, or, with sa NULL, served only
  * the connections given to it (MHD_add_connection); its notices go to
  * note. */
@@ -482,8 +504,16 @@ static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const httpd_soc
   /* The pool: the headers plus a read buffer. */
   size_t mem =
       (h->opts.max_header_bytes ? h->opts.max_header_bytes : HTTPD_HEADER_BYTES) + 8 * 1024;
-  struct MHD_OptionItem opt[5];
+  struct MHD_OptionItem opt[9];
   size_t n = 0;
+  opt[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, h};
+  if (h->tls_cert) {
+    flags |= MHD_USE_TLS;
+    opt[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+    opt[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+    opt[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTPD_TLS_PRIORITIES};
+  }
   /* A thread pool only for the pool models (the option warns otherwise). */
   if (!per_conn)
     opt[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
@@ -583,8 +613,8 @@ static int hybrid_start(httpd *h, const httpd_sockaddr *sa, char *errbuf, size_t
   if (h->d2 && fast && pthread_create(&h->acceptor, NULL, acceptor, h) == 0) return 0;
   httpd__fast_stop(h->fast);
   h->fast = NULL;
-  snprintf(errbuf, errlen, "cannot start the HTTP server's threads on %s:%u", h->opts.host,
-           h->opts.port);
+  snprintf(errbuf, errlen, "cannot start the HTTP server's threads on %s:%u%s", h->opts.host,
+           h->opts.port, h->tls_cert ? " (or the TLS certificate and key do not load)" : "");
   if (h->d2) MHD_stop_daemon(h->d2);
   if (h->d) MHD_stop_daemon(h->d);
   close(h->lfd);
@@ -617,8 +647,32 @@ static httpd *start_failed(httpd *h) {
   pthread_cond_destroy(&h->heads_cv);
   pthread_mutex_destroy(&h->heads_mu);
   httpd__clients_free(h->clients);
+  free(h->tls_cert);
+  free(h->tls_key);
   free(h);
   return NULL;
+}
+
+/* The text of a PEM file of at most 1 MiB into *out (malloc'd); 0, or -1
+ * with the reason in errbuf. */
+static int read_pem(const char *what, const char *path, char **out, char *errbuf, size_t errlen) {
+  FILE *f = fopen(path, "re");
+  char *buf = f ? malloc(HTTPD_PEM_MAX + 1) : NULL;
+  size_t n = buf ? fread(buf, 1, HTTPD_PEM_MAX + 1, f) : 0;
+  int err = errno;
+  if (f) fclose(f);
+  if (!buf || n == 0 || n > HTTPD_PEM_MAX || !strstr(buf, "-----BEGIN ")) {
+    snprintf(errbuf, errlen, "TLS %s '%s': %s", what, path,
+             !f                  ? strerror(err)
+             : !buf              ? "out of memory"
+             : n > HTTPD_PEM_MAX ? "larger than 1 MiB"
+                                 : "not a PEM file");
+    free(buf);
+    return -1;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  return 0;
 }
 
 httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, char *errbuf,
@@ -640,6 +694,15 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
     snprintf(errbuf, errlen, "out of memory");
     return start_failed(h);
   }
+  if (!h->opts.tls_cert_file != !h->opts.tls_key_file) {
+    snprintf(errbuf, errlen, "TLS needs both a certificate and its key");
+    return start_failed(h);
+  }
+  if (h->opts.tls_cert_file &&
+      (read_pem("certificate", h->opts.tls_cert_file, &h->tls_cert, errbuf, errlen) ||
+       read_pem("key", h->opts.tls_key_file, &h->tls_key, errbuf, errlen)))
+    return start_failed(h);
+  if (h->tls_cert) h->opts.fast_lane = false; /* the lane reads plain sockets */
   httpd_sockaddr sa;
   if (listen_addr(h->opts.host ? h->opts.host : "127.0.0.1", h->opts.port, &sa)) {
     snprintf(errbuf, errlen, "bad listen address '%s' (an IPv4 or IPv6 address is expected)",
@@ -658,8 +721,8 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
     h->note_d = (httpd_note){h, &h->n_own, true};
     h->d = daemon_start(h, flags, &sa, &h->note_d);
     if (!h->d) {
-      snprintf(errbuf, errlen, "cannot listen on %s:%u: %s", h->opts.host, h->opts.port,
-               strerror(errno));
+      snprintf(errbuf, errlen, "cannot listen on %s:%u: %s%s", h->opts.host, h->opts.port,
+               strerror(errno), h->tls_cert ? " (or the TLS certificate and key do not load)" : "");
       return start_failed(h);
     }
   }
@@ -722,6 +785,8 @@ void httpd_stop(httpd *h) {
   pthread_cond_destroy(&h->heads_cv);
   pthread_mutex_destroy(&h->heads_mu);
   httpd__clients_free(h->clients);
+  free(h->tls_cert);
+  free(h->tls_key);
   free(h);
 }
 

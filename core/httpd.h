@@ -101,6 +101,11 @@ typedef struct httpd_opts {
    * looks (epoll_wait that waits for nothing) for requests that came in
    * meanwhile, which join it (default 3; 0: a batch is one epoll_wait). */
   unsigned batch_polls;
+  /* HTTPS: the server's certificate chain and its private key, PEM files
+   * (both or neither), read once at start. TLS 1.2 and 1.3 only. The fast
+   * lane reads plain sockets, so with TLS every connection goes to
+   * libmicrohttpd (fast_lane is ignored). NULL: plain HTTP. */
+  const char *tls_cert_file, *tls_key_file;
 } httpd_opts;
 
 void httpd_opts_init(httpd_opts *o);

@@ -75,7 +75,13 @@ struct httpd {
   _Atomic uint64_t header_timeouts; /* both the lane's and libmicrohttpd's */
   /* Connections closed as they came (httpd_refused). */
   _Atomic uint64_t refused_max, refused_client;
-  httpd_clients *clients; /* with max_connections_per_client, else NULL */
+  httpd_clients *clients;   /* with max_connections_per_client, else NULL */
+  char *tls_cert, *tls_key; /* the PEM files' text (TLS), else NULL */
+  /* libmicrohttpd's messages shown in the current second, and since its
+   * start (mhd_log). */
+  _Atomic int64_t log_second;
+  _Atomic unsigned log_shown;
+  _Atomic uint64_t log_hidden;
 };
 
 enum { MAX_EXTRA = 8 };
@@ -152,6 +158,11 @@ void httpd__close(httpd *h, int fd);
  * head and body are longer is libmicrohttpd's. And the head's limit when
  * httpd_opts.max_header_bytes is 0 (httpd_opts_init sets it to the same). */
 enum { HTTPD_FAST_PEEK = 16 * 1024, HTTPD_HEADER_BYTES = 16 * 1024 };
+
+/* TLS (opts.tls_cert_file): a PEM file's most bytes, and GnuTLS's
+ * priorities: its defaults, without what came before TLS 1.2. */
+enum { HTTPD_PEM_MAX = 1024 * 1024, HTTPD_LOG_PER_S = 5 };
+#define HTTPD_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 /* One header line of a request the lane parsed: pointers into its bytes. */
 typedef struct httpd__line {

@@ -9,6 +9,7 @@
 #include "posts/run_int.h"
 
 #include "core/clock.h"
+#include "core/httpc.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -315,6 +316,7 @@ int post_events_main(int argc, char **argv) {
   snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
   struct curl_slist *hdrs = curl_slist_append(NULL, auth);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+  if (httpc_ca_file()) curl_easy_setopt(h, CURLOPT_CAINFO, httpc_ca_file());
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(WAIT_MAX_MS + 10000));
   struct timespec t0;

@@ -13,6 +13,7 @@ DEB_PKGS=(
   kcat python3-kafka
   python3-yaml  # tests/charts: reads the manifests `helm template` renders
   bpftool  # detector: vmlinux.h and BPF skeletons are generated with it at build time
+  openssl  # tests/broker/test_ingress_tls: a CA and certificates of its own
 )
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

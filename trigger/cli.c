@@ -6,6 +6,8 @@
  */
 #include "trigger/dispatcher.h"
 
+#include "core/httpc.h"
+
 #include <curl/curl.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -69,6 +71,7 @@ static int call(const char *method, const char *url, const char *token, const ch
   ce_buf out;
   ce_buf_init(&out);
   curl_easy_setopt(h, CURLOPT_URL, url);
+  if (httpc_ca_file()) curl_easy_setopt(h, CURLOPT_CAINFO, httpc_ca_file());
   curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);

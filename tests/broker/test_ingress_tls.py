@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""`outpost broker --tls-cert FILE --tls-key FILE`: the ingress over HTTPS,
+on 127.0.0.1, with a CA and certificates the test makes with openssl.
+
+  - binary, structured and batched events POSTed over TLS (1.2 and 1.3)
+    get 202 and reach a subscriber through a trigger as they were sent;
+    keep-alive holds; a bad event gets 400 naming the attribute;
+  - a client that does not trust the CA refuses the server; plain HTTP to
+    the port gets no HTTP answer, the broker serves on, and what
+    libmicrohttpd says of such clients is bounded in the log;
+  - `outpost detector` publishes to the HTTPS ingress with OUTPOST_CA_FILE,
+    and without it keeps its event and says why (the certificate);
+  - the flags: one without the other, a missing file, --fast-lane, a file
+    that is not PEM, a certificate with another's key.
+
+Usage: test_ingress_tls.py /path/to/outpost
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from outpost_test import Subscriber, free_port, wait_for  # noqa: E402
+
+OUTPOST = None
+DIR = None
+EVENT = {"ce-specversion": "1.0", "ce-source": "/tls/test", "ce-type": "dev.test.tls",
+         "Content-Type": "text/plain"}
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_pki(d):
+    """A CA, a server certificate it signed for 127.0.0.1, and a second,
+    self-signed certificate whose key does not match the first."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt", "-days", "2",
+            "-subj", "/CN=outpost test CA")
+    openssl("req", *ec, "-keyout", f"{d}/srv.key", "-out", f"{d}/srv.csr", "-subj", "/CN=127.0.0.1")
+    with open(f"{d}/ext", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", f"{d}/srv.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
+            "-CAcreateserial", "-out", f"{d}/srv.crt", "-days", "2", "-extfile", f"{d}/ext")
+    openssl("req", "-x509", *ec, "-keyout", f"{d}/other.key", "-out", f"{d}/other.crt", "-days",
+            "2", "-subj", "/CN=other")
+
+
+def context(version=None, trust=True):
+    ctx = ssl.create_default_context(cafile=f"{DIR}/ca.crt" if trust else None)
+    if version:
+        ctx.minimum_version = ctx.maximum_version = version
+    return ctx
+
+
+class TlsBroker(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sub = Subscriber()
+        cls.port = free_port()
+        with open(f"{DIR}/broker.yaml", "w") as f:
+            f.write(f"""\
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: to-test}}
+spec:
+  broker: default
+  subscriber: {{uri: "http://127.0.0.1:{cls.sub.port}/"}}
+""")
+        cls.err = open(f"{DIR}/broker.stderr", "w+")
+        cls.broker = subprocess.Popen(
+            [OUTPOST, "broker", "--listen", f"127.0.0.1:{cls.port}", "--data", f"{DIR}/b.db",
+             "--config", f"{DIR}/broker.yaml", "--tls-cert", f"{DIR}/srv.crt", "--tls-key",
+             f"{DIR}/srv.key"], stdout=subprocess.PIPE, stderr=cls.err, text=True)
+        lines = []
+        for line in cls.broker.stdout:
+            lines.append(line)
+            if line.startswith("listening on"):
+                break
+        assert lines and lines[-1].startswith(f"listening on https://127.0.0.1:{cls.port}"), lines
+        assert f"POST https://127.0.0.1:{cls.port}/default/default" in "".join(lines), lines
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.broker.send_signal(signal.SIGTERM)
+        rc = cls.broker.wait(timeout=60)
+        cls.broker.stdout.close()
+        cls.sub.stop()
+        cls.err.close()
+        assert rc == 0, f"the broker exited {rc}"
+
+    def conn(self, **kw):
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=context(**kw),
+                                           timeout=10)
+
+    def post(self, c, body, headers):
+        c.request("POST", "/default/default", body=body, headers=headers)
+        r = c.getresponse()
+        return r.status, r.read()
+
+    def post_once(self, body, headers):
+        c = self.conn()
+        try:
+            return self.post(c, body, headers)
+        finally:
+            c.close()
+
+    def received(self, source):
+        return self.sub.got(lambda e: e.get("source") == source)
+
+    def test_modes_over_tls(self):
+        """Binary, structured and a batch: 202, and delivered as sent."""
+        src = "/tls/modes"
+        c = self.conn()
+        st, _ = self.post(c, b"binary data", {**EVENT, "ce-id": "b1", "ce-source": src})
+        self.assertEqual(st, 202)
+        ev = {"specversion": "1.0", "id": "s1", "source": src, "type": "dev.test.tls",
+              "datacontenttype": "application/json", "data": {"n": 1}}
+        st, _ = self.post(c, json.dumps(ev), {"Content-Type": "application/cloudevents+json"})
+        self.assertEqual(st, 202)
+        batch = [{**ev, "id": "m1"}, {**ev, "id": "m2"}]
+        st, _ = self.post(c, json.dumps(batch),
+                          {"Content-Type": "application/cloudevents-batch+json"})
+        self.assertEqual(st, 202)
+        c.close()
+        got = wait_for("the four events at the subscriber",
+                       lambda: len(self.received(src)) == 4 and self.received(src))
+        by_id = {e["id"]: e for e in got}
+        self.assertEqual(set(by_id), {"b1", "s1", "m1", "m2"})
+        self.assertEqual(by_id["b1"]["data"], b"binary data")
+        self.assertEqual(json.loads(by_id["m2"]["data"]), {"n": 1})
+
+    def test_keep_alive_and_versions(self):
+        """One TLS connection for many requests, on TLS 1.2 and on 1.3."""
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            c = self.conn(version=version)
+            c.connect()
+            sock = c.sock
+            self.assertEqual(sock.version(), {ssl.TLSVersion.TLSv1_2: "TLSv1.2",
+                                              ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version])
+            for i in range(20):
+                st, _ = self.post(c, b"x", {**EVENT, "ce-id": f"k{version}-{i}"})
+                self.assertEqual(st, 202)
+            self.assertIs(c.sock, sock, "the connection was kept")
+            c.close()
+
+    def test_bad_event_over_tls(self):
+        st, body = self.post_once(b"x", {**EVENT, "ce-specversion": "0.3", "ce-id": "bad"})
+        self.assertEqual(st, 400)
+        self.assertEqual(json.loads(body)["attribute"], "specversion", body)
+
+    def test_untrusted_client_refuses(self):
+        """The certificate served is the one given: a client without its CA
+        refuses it."""
+        c = self.conn(trust=False)
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            c.request("GET", "/healthz")
+        c.close()
+
+    def test_plain_http_gets_nothing(self):
+        """Plain HTTP to the HTTPS port: no HTTP answer; the broker goes on
+        serving; libmicrohttpd's complaints are at most 5 lines a second."""
+        self.err.seek(0, os.SEEK_END)
+        start = self.err.tell()
+        t0 = time.monotonic()
+        for _ in range(40):
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            with self.assertRaises((http.client.RemoteDisconnected, http.client.BadStatusLine,
+                                    ConnectionResetError)):
+                c.request("GET", "/healthz")
+                c.getresponse()
+            c.close()
+        took = time.monotonic() - t0
+        st, _ = self.post_once(b"x", {**EVENT, "ce-id": "after-plain"})
+        self.assertEqual(st, 202)
+        self.err.seek(start)
+        lines = [l for l in self.err.read().splitlines() if l.startswith("libmicrohttpd:")]
+        self.assertTrue(lines, "libmicrohttpd said nothing of 40 plain-HTTP clients")
+        self.assertLessEqual(len(lines), 6 * (int(took) + 2), lines)
+
+    def test_detector_publishes_over_tls(self):
+        """OUTPOST_CA_FILE: the detector (core/httpc) trusts the CA; without
+        it, it keeps the event and says the certificate is the problem."""
+        for trust in (True, False):
+            env = dict(os.environ)
+            env.pop("OUTPOST_CA_FILE", None)
+            if trust:
+                env["OUTPOST_CA_FILE"] = f"{DIR}/ca.crt"
+            dport = free_port()
+            src_tenant = "alice" if trust else "bob"
+            with open(f"{DIR}/det-{trust}.stderr", "w+") as err:
+                det = subprocess.Popen(
+                    [OUTPOST, "detector", "--no-bpf", "--broker-url",
+                     f"https://127.0.0.1:{self.port}/default/default", "--listen",
+                     f"127.0.0.1:{dport}", "--node", "tls-node", "--tenant-token",
+                     f"{src_tenant}=tok-{src_tenant}", "--batch-ms", "5"],
+                    stdout=subprocess.DEVNULL, stderr=err, env=env)
+                try:
+                    def post():
+                        c = http.client.HTTPConnection("127.0.0.1", dport, timeout=5)
+                        try:
+                            c.request("POST", f"/v1/tenants/{src_tenant}/events",
+                                      body=json.dumps({"type": "tls-check"}),
+                                      headers={"Authorization": f"Bearer tok-{src_tenant}",
+                                               "Content-Type": "application/json"})
+                            return c.getresponse().status == 202
+                        except OSError:
+                            return False
+                        finally:
+                            c.close()
+                    wait_for("the detector takes a tenant event", post)
+                    arrived = lambda: self.sub.got(  # noqa: E731
+                        lambda e: e.get("tenant") == src_tenant)
+                    if trust:
+                        wait_for("the detector's event at the subscriber", arrived)
+                    else:
+                        def said():
+                            err.seek(0)
+                            return "certificate" in err.read().lower()
+                        wait_for("the detector saying why it cannot publish", said)
+                        time.sleep(1)
+                        self.assertEqual(arrived(), [])
+                finally:
+                    det.send_signal(signal.SIGTERM)
+                    det.wait(timeout=30)
+
+
+class Flags(unittest.TestCase):
+    def run_broker(self, *args):
+        r = subprocess.run([OUTPOST, "broker", "--listen", f"127.0.0.1:{free_port()}", "--data",
+                            f"{DIR}/flags.db", *args], capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stderr
+
+    def test_refused(self):
+        cert, key = f"{DIR}/srv.crt", f"{DIR}/srv.key"
+        with open(f"{DIR}/not.pem", "w") as f:
+            f.write("not a certificate\n")
+        for args, code, says in (
+                (["--tls-cert", cert], 2, "--tls-cert and --tls-key go together"),
+                (["--tls-key", key], 2, "--tls-cert and --tls-key go together"),
+                (["--tls-cert", f"{DIR}/missing.crt", "--tls-key", key], 2,
+                 "--tls-cert " + f"{DIR}/missing.crt: No such file"),
+                (["--tls-cert", cert, "--tls-key", key, "--fast-lane"], 2,
+                 "--fast-lane serves plain HTTP"),
+                (["--tls-cert", f"{DIR}/not.pem", "--tls-key", key], 1, "not a PEM file"),
+                (["--tls-cert", cert, "--tls-key", f"{DIR}/other.key"], 1,
+                 "the TLS certificate and key do not load")):
+            with self.subTest(args=args):
+                rc, err = self.run_broker(*args)
+                self.assertEqual(rc, code, err)
+                self.assertIn(says, err)
+
+
+if __name__ == "__main__":
+    OUTPOST = sys.argv.pop(1)
+    DIR = tempfile.mkdtemp(prefix="outpost-tls-")
+    try:
+        make_pki(DIR)
+        unittest.main(verbosity=2)
+    finally:
+        shutil.rmtree(DIR, ignore_errors=True)
