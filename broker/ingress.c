@@ -634,6 +634,14 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
                  past_max);
   metrics_sample(&b, "outpost_ingress_connections_refused_total", "limit=\"per_client\"",
                  past_client);
+  uint64_t tls_ok, tls_failed;
+  if (httpd_tls_reloads(in->http, &tls_ok, &tls_failed)) {
+    metrics_family(&b, "outpost_ingress_tls_reloads_total", "counter",
+                   "Times --tls-cert and --tls-key were read again after they changed, by "
+                   "result (failed: the pair served before is still served).");
+    metrics_sample(&b, "outpost_ingress_tls_reloads_total", "result=\"ok\"", tls_ok);
+    metrics_sample(&b, "outpost_ingress_tls_reloads_total", "result=\"failed\"", tls_failed);
+  }
   metrics_family(&b, "outpost_ingress_accepted_bytes_total", "counter",
                  "Body bytes of accepted requests.");
   metrics_sample(&b, "outpost_ingress_accepted_bytes_total", NULL, atomic_load(&in->bytes));

@@ -507,10 +507,10 @@ static struct MHD_Daemon *daemon_start(httpd *h, unsigned flags, const httpd_soc
   struct MHD_OptionItem opt[9];
   size_t n = 0;
   opt[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, h};
-  if (h->tls_cert) {
+  if (h->tls) {
     flags |= MHD_USE_TLS;
-    opt[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
-    opt[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+    opt[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)httpd__tls_retrieve};
     opt[n++] =
         (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTPD_TLS_PRIORITIES};
   }
@@ -614,7 +614,7 @@ static int hybrid_start(httpd *h, const httpd_sockaddr *sa, char *errbuf, size_t
   httpd__fast_stop(h->fast);
   h->fast = NULL;
   snprintf(errbuf, errlen, "cannot start the HTTP server's threads on %s:%u%s", h->opts.host,
-           h->opts.port, h->tls_cert ? " (or the TLS certificate and key do not load)" : "");
+           h->opts.port, h->tls ? " (TLS)" : "");
   if (h->d2) MHD_stop_daemon(h->d2);
   if (h->d) MHD_stop_daemon(h->d);
   close(h->lfd);
@@ -647,32 +647,9 @@ static httpd *start_failed(httpd *h) {
   pthread_cond_destroy(&h->heads_cv);
   pthread_mutex_destroy(&h->heads_mu);
   httpd__clients_free(h->clients);
-  free(h->tls_cert);
-  free(h->tls_key);
+  httpd__tls_free(h->tls);
   free(h);
   return NULL;
-}
-
-/* The text of a PEM file of at most 1 MiB into *out (malloc'd); 0, or -1
- * with the reason in errbuf. */
-static int read_pem(const char *what, const char *path, char **out, char *errbuf, size_t errlen) {
-  FILE *f = fopen(path, "re");
-  char *buf = f ? malloc(HTTPD_PEM_MAX + 1) : NULL;
-  size_t n = buf ? fread(buf, 1, HTTPD_PEM_MAX + 1, f) : 0;
-  int err = errno;
-  if (f) fclose(f);
-  if (!buf || n == 0 || n > HTTPD_PEM_MAX || !strstr(buf, "-----BEGIN ")) {
-    snprintf(errbuf, errlen, "TLS %s '%s': %s", what, path,
-             !f                  ? strerror(err)
-             : !buf              ? "out of memory"
-             : n > HTTPD_PEM_MAX ? "larger than 1 MiB"
-                                 : "not a PEM file");
-    free(buf);
-    return -1;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  return 0;
 }
 
 httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, char *errbuf,
@@ -698,11 +675,16 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
     snprintf(errbuf, errlen, "TLS needs both a certificate and its key");
     return start_failed(h);
   }
-  if (h->opts.tls_cert_file &&
-      (read_pem("certificate", h->opts.tls_cert_file, &h->tls_cert, errbuf, errlen) ||
-       read_pem("key", h->opts.tls_key_file, &h->tls_key, errbuf, errlen)))
-    return start_failed(h);
-  if (h->tls_cert) h->opts.fast_lane = false; /* the lane reads plain sockets */
+  if (h->opts.tls_cert_file) {
+    h->tls = httpd__tls_new(h->opts.tls_cert_file, h->opts.tls_key_file, errbuf, errlen);
+    if (!h->tls) return start_failed(h);
+    /* Known before listening: no handshake can come before it is served. */
+    if (h->opts.port && httpd__tls_listen(h->tls, h->opts.port)) {
+      snprintf(errbuf, errlen, "too many TLS servers in this process");
+      return start_failed(h);
+    }
+    h->opts.fast_lane = false; /* the lane reads plain sockets */
+  }
   httpd_sockaddr sa;
   if (listen_addr(h->opts.host ? h->opts.host : "127.0.0.1", h->opts.port, &sa)) {
     snprintf(errbuf, errlen, "bad listen address '%s' (an IPv4 or IPv6 address is expected)",
@@ -722,9 +704,14 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
     h->d = daemon_start(h, flags, &sa, &h->note_d);
     if (!h->d) {
       snprintf(errbuf, errlen, "cannot listen on %s:%u: %s%s", h->opts.host, h->opts.port,
-               strerror(errno), h->tls_cert ? " (or the TLS certificate and key do not load)" : "");
+               strerror(errno), h->tls ? " (TLS)" : "");
       return start_failed(h);
     }
+  }
+  if (h->tls && !h->opts.port && httpd__tls_listen(h->tls, httpd_port(h))) {
+    snprintf(errbuf, errlen, "too many TLS servers in this process");
+    httpd_stop(h);
+    return NULL;
   }
   /* Without it every bodiless answer is built afresh (still correct). */
   h->empty = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -751,6 +738,11 @@ unsigned httpd_fast_connections(const httpd *h) {
 void httpd_connections(const httpd *h, unsigned *poll, unsigned *epoll) {
   *poll = atomic_load(&h->n_poll);
   *epoll = atomic_load(&h->n_epoll);
+}
+
+bool httpd_tls_reloads(const httpd *h, uint64_t *ok, uint64_t *failed) {
+  httpd__tls_reloads(h->tls, ok, failed);
+  return h->tls != NULL;
 }
 
 void httpd_refused(const httpd *h, uint64_t *max, uint64_t *per_client) {
@@ -785,8 +777,7 @@ void httpd_stop(httpd *h) {
   pthread_cond_destroy(&h->heads_cv);
   pthread_mutex_destroy(&h->heads_mu);
   httpd__clients_free(h->clients);
-  free(h->tls_cert);
-  free(h->tls_key);
+  httpd__tls_free(h->tls);
   free(h);
 }
 

@@ -102,7 +102,9 @@ typedef struct httpd_opts {
    * meanwhile, which join it (default 3; 0: a batch is one epoll_wait). */
   unsigned batch_polls;
   /* HTTPS: the server's certificate chain and its private key, PEM files
-   * (both or neither), read once at start. TLS 1.2 and 1.3 only. The fast
+   * (both or neither), read at start and again when they change (looked at
+   * by a handshake at most every 2 s: core/httpd_tls.c). TLS 1.2 and 1.3
+   * only. The fast
    * lane reads plain sockets, so with TLS every connection goes to
    * libmicrohttpd (fast_lane is ignored). NULL: plain HTTP. */
   const char *tls_cert_file, *tls_key_file;
@@ -128,6 +130,10 @@ uint64_t httpd_header_timeouts(const httpd *h);
  * the start: past max_connections (*max) and past
  * max_connections_per_client (*per_client). */
 void httpd_refused(const httpd *h, uint64_t *max, uint64_t *per_client);
+/* With TLS: true, and the times its certificate and key were read again
+ * after their files changed (*ok) and were not, leaving the pair served
+ * before (*failed). Without: false. */
+bool httpd_tls_reloads(const httpd *h, uint64_t *ok, uint64_t *failed);
 /* Stops serving and frees. Requests still waiting for an answer must have
  * been answered before; answers not yet written are given up to 5 s to go
  * out. httpd_stop(NULL) does nothing. */

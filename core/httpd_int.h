@@ -9,6 +9,8 @@
 #include "core/ce_int.h"
 #include "core/httpd.h"
 
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,6 +48,10 @@ typedef struct httpd_note {
   bool accepts;
 } httpd_note;
 
+/* TLS's certificate and key, read again when their files change
+ * (httpd_tls.c). */
+typedef struct httpd_tls httpd_tls;
+
 struct httpd {
   struct MHD_Daemon *d;
   /* HTTPD_HYBRID_POOL: d polls with poll(2), d2 with epoll, and the
@@ -75,8 +81,8 @@ struct httpd {
   _Atomic uint64_t header_timeouts; /* both the lane's and libmicrohttpd's */
   /* Connections closed as they came (httpd_refused). */
   _Atomic uint64_t refused_max, refused_client;
-  httpd_clients *clients;   /* with max_connections_per_client, else NULL */
-  char *tls_cert, *tls_key; /* the PEM files' text (TLS), else NULL */
+  httpd_clients *clients; /* with max_connections_per_client, else NULL */
+  httpd_tls *tls;         /* with opts.tls_cert_file, else NULL */
   /* libmicrohttpd's messages shown in the current second, and since its
    * start (mhd_log). */
   _Atomic int64_t log_second;
@@ -161,8 +167,20 @@ enum { HTTPD_FAST_PEEK = 16 * 1024, HTTPD_HEADER_BYTES = 16 * 1024 };
 
 /* TLS (opts.tls_cert_file): a PEM file's most bytes, and GnuTLS's
  * priorities: its defaults, without what came before TLS 1.2. */
-enum { HTTPD_PEM_MAX = 1024 * 1024, HTTPD_LOG_PER_S = 5 };
+enum { HTTPD_PEM_MAX = 1024 * 1024, HTTPD_LOG_PER_S = 5, HTTPD_TLS_LOOK_MS = 2000 };
 #define HTTPD_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+/* The pair of the files, loaded and checked; NULL with the reason. */
+httpd_tls *httpd__tls_new(const char *cert_file, const char *key_file, char *errbuf, size_t errlen);
+/* Serves handshakes on port (the process's servers are told apart by it);
+ * -ENOSPC past 16 TLS servers in the process. */
+int httpd__tls_listen(httpd_tls *t, uint16_t port);
+/* libmicrohttpd's MHD_OPTION_HTTPS_CERT_CALLBACK: the served pair, read
+ * again first when HTTPD_TLS_LOOK_MS have passed and the files changed. */
+gnutls_certificate_retrieve_function2 httpd__tls_retrieve;
+/* Reloads that took and that failed since the start. */
+void httpd__tls_reloads(const httpd_tls *t, uint64_t *ok, uint64_t *failed);
+void httpd__tls_free(httpd_tls *t);
 
 /* One header line of a request the lane parsed: pointers into its bytes. */
 typedef struct httpd__line {

@@ -10,6 +10,11 @@ on 127.0.0.1, with a CA and certificates the test makes with openssl.
     libmicrohttpd says of such clients is bounded in the log;
   - `outpost detector` publishes to the HTTPS ingress with OUTPOST_CA_FILE,
     and without it keeps its event and says why (the certificate);
+  - a renewed certificate, swapped in as the kubelet updates a mounted
+    Secret (a `..data` symlink replaced), is served to new connections
+    within seconds, without a restart, and a connection made before goes
+    on; a swap to a certificate with another's key is refused and the one
+    before is still served; both counted and said;
   - the flags: one without the other, a missing file, --fast-lane, a file
     that is not PEM, a certificate with another's key.
 
@@ -40,19 +45,48 @@ def openssl(*args):
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
+EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+
+
+def server_cert(d, name):
+    """d/name.crt and d/name.key: a certificate for 127.0.0.1 the CA signed."""
+    openssl("req", *EC, "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr", "-subj",
+            "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+            f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/{name}.crt", "-days", "2",
+            "-extfile", f"{d}/ext")
+
+
 def make_pki(d):
     """A CA, a server certificate it signed for 127.0.0.1, and a second,
     self-signed certificate whose key does not match the first."""
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt", "-days", "2",
+    openssl("req", "-x509", *EC, "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt", "-days", "2",
             "-subj", "/CN=outpost test CA")
-    openssl("req", *ec, "-keyout", f"{d}/srv.key", "-out", f"{d}/srv.csr", "-subj", "/CN=127.0.0.1")
     with open(f"{d}/ext", "w") as f:
         f.write("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", f"{d}/srv.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
-            "-CAcreateserial", "-out", f"{d}/srv.crt", "-days", "2", "-extfile", f"{d}/ext")
-    openssl("req", "-x509", *ec, "-keyout", f"{d}/other.key", "-out", f"{d}/other.crt", "-days",
+    server_cert(d, "srv")
+    openssl("req", "-x509", *EC, "-keyout", f"{d}/other.key", "-out", f"{d}/other.crt", "-days",
             "2", "-subj", "/CN=other")
+
+
+def secret_swap(d, crt, key):
+    """The files of a mounted Secret as the kubelet writes them: tls.crt and
+    tls.key are symlinks through ..data, a symlink to a directory of this
+    version, replaced in one rename."""
+    gen = f"{d}/..gen{time.monotonic_ns()}"
+    os.mkdir(gen)
+    shutil.copy(crt, f"{gen}/tls.crt")
+    shutil.copy(key, f"{gen}/tls.key")
+    os.symlink(os.path.basename(gen), f"{d}/..data_tmp")
+    os.rename(f"{d}/..data_tmp", f"{d}/..data")
+    for f in ("tls.crt", "tls.key"):
+        if not os.path.islink(f"{d}/{f}"):
+            os.symlink(f"..data/{f}", f"{d}/{f}")
+
+
+def der(pem_file):
+    with open(pem_file) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
 
 
 def context(version=None, trust=True):
@@ -77,10 +111,14 @@ spec:
   subscriber: {{uri: "http://127.0.0.1:{cls.sub.port}/"}}
 """)
         cls.err = open(f"{DIR}/broker.stderr", "w+")
+        cls.secret = f"{DIR}/secret"
+        os.mkdir(cls.secret)
+        secret_swap(cls.secret, f"{DIR}/srv.crt", f"{DIR}/srv.key")
         cls.broker = subprocess.Popen(
             [OUTPOST, "broker", "--listen", f"127.0.0.1:{cls.port}", "--data", f"{DIR}/b.db",
-             "--config", f"{DIR}/broker.yaml", "--tls-cert", f"{DIR}/srv.crt", "--tls-key",
-             f"{DIR}/srv.key"], stdout=subprocess.PIPE, stderr=cls.err, text=True)
+             "--config", f"{DIR}/broker.yaml", "--tls-cert", f"{cls.secret}/tls.crt",
+             "--tls-key", f"{cls.secret}/tls.key"], stdout=subprocess.PIPE, stderr=cls.err,
+            text=True)
         lines = []
         for line in cls.broker.stdout:
             lines.append(line)
@@ -234,6 +272,53 @@ spec:
                     det.wait(timeout=30)
 
 
+    def served(self):
+        """The certificate a new connection is given (DER)."""
+        c = self.conn()
+        c.connect()
+        try:
+            return c.sock.getpeercert(binary_form=True)
+        finally:
+            c.close()
+
+    def metric(self, name):
+        c = self.conn()
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+        return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name))
+
+    def test_z_renewed_certificate(self):
+        """Last (it changes the broker's certificate): a renewal served without
+        a restart; a bad one refused."""
+        self.assertEqual(self.served(), der(f"{DIR}/srv.crt"))
+        before = self.conn()
+        st, _ = self.post(before, b"x", {**EVENT, "ce-id": "before-renewal"})
+        self.assertEqual(st, 202)
+        server_cert(DIR, "renewed")
+        secret_swap(self.secret, f"{DIR}/renewed.crt", f"{DIR}/renewed.key")
+        t0 = time.monotonic()
+        wait_for("the renewed certificate served",
+                 lambda: self.served() == der(f"{DIR}/renewed.crt"), timeout=15, step=0.2)
+        print(f"\n  renewed certificate served {time.monotonic() - t0:.1f} s after the swap")
+        st, _ = self.post(before, b"x", {**EVENT, "ce-id": "after-renewal"})
+        self.assertEqual(st, 202, "a connection made before the renewal goes on")
+        before.close()
+        self.assertEqual(self.metric('outpost_ingress_tls_reloads_total{result="ok"}'), 1)
+        # A certificate with a key that is not its own: refused, the renewed one kept.
+        secret_swap(self.secret, f"{DIR}/srv.crt", f"{DIR}/other.key")
+        wait_for("the bad pair refused",
+                 lambda: self.metric('outpost_ingress_tls_reloads_total{result="failed"}') == 1,
+                 timeout=15, step=0.2)
+        self.assertEqual(self.served(), der(f"{DIR}/renewed.crt"))
+        st, _ = self.post_once(b"x", {**EVENT, "ce-id": "after-bad-swap"})
+        self.assertEqual(st, 202)
+        self.err.seek(0)
+        text = self.err.read()
+        self.assertIn("TLS certificate read again from", text)
+        self.assertIn("do not match; still serving the certificate read before", text)
+
+
 class Flags(unittest.TestCase):
     def run_broker(self, *args):
         r = subprocess.run([OUTPOST, "broker", "--listen", f"127.0.0.1:{free_port()}", "--data",
@@ -253,7 +338,7 @@ class Flags(unittest.TestCase):
                  "--fast-lane serves plain HTTP"),
                 (["--tls-cert", f"{DIR}/not.pem", "--tls-key", key], 1, "not a PEM file"),
                 (["--tls-cert", cert, "--tls-key", f"{DIR}/other.key"], 1,
-                 "the TLS certificate and key do not load")):
+                 "The certificate and the given key do not match")):
             with self.subTest(args=args):
                 rc, err = self.run_broker(*args)
                 self.assertEqual(rc, code, err)
