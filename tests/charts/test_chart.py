@@ -257,7 +257,9 @@ def check_ns_posts(docs, namespaces, prefix="outpost-"):
         expect_eq([p["containerPort"] for p in c["ports"]], [8092 + i], f"{c['name']}: port")
         # The posts' internal token (the node post's API) and the ingress
         # token (its events), nothing else.
-        expect_eq([(e["name"], e["valueFrom"]["secretKeyRef"]["key"]) for e in c.get("env", [])],
+        # (OUTPOST_CA_FILE, with broker.tls, is a path: check_broker_tls.)
+        expect_eq([(e["name"], e["valueFrom"]["secretKeyRef"]["key"]) for e in c.get("env", [])
+                   if e["name"] != "OUTPOST_CA_FILE"],
                   [("OUTPOST_INTERNAL_TOKEN", "internal-token"),
                    ("OUTPOST_INGRESS_TOKEN", "ingress-token")], f"{c['name']}: environment")
         expect("envFrom" not in c, f"{c['name']}: no envFrom")
@@ -265,6 +267,10 @@ def check_ns_posts(docs, namespaces, prefix="outpost-"):
                a)
         for m in c["volumeMounts"]:
             v = vols[m["name"]]
+            if m["name"] == "broker-ca":  # a CA's certificate, public (broker.tls)
+                expect_eq(list(v["secret"]["items"]), [{"key": "ca.crt", "path": "ca.crt"}],
+                          f"{c['name']}: only the CA's certificate of that Secret")
+                continue
             expect("secret" not in v and "projected" not in v and "hostPath" not in v,
                    f"{c['name']}: mounts no secret, token or host path", v)
         expect(not any("ADMIN" in x for x in a), f"{c['name']}: not the admin token", a)
@@ -988,11 +994,78 @@ def notes(files, sets):
         return yaml.safe_load(r.stdout)["notes"]
 
 
+def check_broker_tls(plain, tls, other_ca, mock_tls):
+    """broker.tls.secret: the broker serves HTTPS from the Secret, its probes
+    ask over HTTPS, and every container that publishes to it has an https
+    URL and OUTPOST_CA_FILE with the CA mounted; without it, none of that."""
+    def broker_c(docs):
+        spec = one(docs, "Deployment", "t-outpost-broker")["spec"]["template"]["spec"]
+        return spec, [c for c in spec["containers"] if c["name"] == "broker"][0]
+
+    def publishers(docs):
+        return [(d, spec, c) for d, spec in pod_specs(docs) for c in containers(spec)
+                if arg_after(c.get("args", []), "--broker-url")]
+
+    spec, b = broker_c(plain)
+    expect("--tls-cert" not in b["args"], "no --tls-cert by default", b["args"])
+    expect("scheme" not in b["livenessProbe"]["httpGet"], "plain probes by default")
+    for d, _, c in publishers(plain):
+        expect(arg_after(c["args"], "--broker-url")[0].startswith("http://"),
+               f"{c['name']}: http by default", c["args"])
+        expect("OUTPOST_CA_FILE" not in [e["name"] for e in c.get("env", [])],
+               f"{c['name']}: no CA by default")
+
+    spec, b = broker_c(tls)
+    expect_eq((arg_after(b["args"], "--tls-cert"), arg_after(b["args"], "--tls-key")),
+              (["/etc/outpost/tls/tls.crt"], ["/etc/outpost/tls/tls.key"]), "the broker's TLS files")
+    expect("--no-fast-lane" not in b["args"] and "--fast-lane" not in b["args"],
+           "no lane flag with TLS (the broker turns the lane off itself)", b["args"])
+    for probe in ("livenessProbe", "readinessProbe"):
+        expect_eq(b[probe]["httpGet"].get("scheme"), "HTTPS", f"the broker's {probe}")
+    vols = {v["name"]: v for v in spec["volumes"]}
+    mount = [m for m in b["volumeMounts"] if m["name"] == "tls"]
+    expect_eq([(m["mountPath"], m.get("readOnly")) for m in mount], [("/etc/outpost/tls", True)],
+              "the TLS Secret mounted read-only")
+    expect_eq(vols["tls"]["secret"], {"secretName": "outpost-tls", "defaultMode": 0o440,
+                                      "items": [{"key": "tls.crt", "path": "tls.crt"},
+                                                {"key": "tls.key", "path": "tls.key"}]},
+              "the TLS volume: the Secret's two keys, the broker's group only")
+    expect("OUTPOST_CA_FILE" not in [e["name"] for e in b.get("env", [])],
+           "the broker itself needs no CA")
+    pubs = publishers(tls)
+    expect_eq(sorted(c["name"] for _, _, c in pubs), ["cluster-post", "detector", "node-post",
+                                                       "ns-0"], "the containers that publish")
+    for docs, ca_secret, ca_key in ((tls, "outpost-tls", "ca.crt"), (other_ca, "my-ca", "root.pem")):
+        for d, pspec, c in publishers(docs):
+            url = arg_after(c["args"], "--broker-url")[0]
+            expect_eq(url, "https://t-outpost-broker.outpost.svc.cluster.local:80/default/default",
+                      f"{c['name']}: the broker's https URL (its port said: 80 is not https's)")
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            expect_eq(env.get("OUTPOST_CA_FILE"), "/etc/outpost/broker-ca/ca.crt",
+                      f"{c['name']}: OUTPOST_CA_FILE")
+            m = [m for m in c["volumeMounts"] if m["name"] == "broker-ca"]
+            expect_eq([(x["mountPath"], x.get("readOnly")) for x in m],
+                      [("/etc/outpost/broker-ca", True)], f"{c['name']}: the CA mounted")
+            v = {v["name"]: v for v in pspec["volumes"]}["broker-ca"]["secret"]
+            expect_eq((v["secretName"], v["items"]), (ca_secret, [{"key": ca_key, "path": "ca.crt"}]),
+                      f"{c['name']}: the CA's Secret and key")
+    node = one(mock_tls, "DaemonSet", "t-outpost-node")["spec"]["template"]["spec"]["containers"][0]
+    expect_eq(arg_after(node["args"], "--trigger-api"),
+              ["https://t-outpost-broker.outpost.svc.cluster.local:80"],
+              "the mock's trigger API (the broker) over https too")
+    text = notes((), KAFKA + ["--set", "broker.tls.secret=outpost-tls"])
+    for want in ("--cacert outpost-ca.crt",
+                 "https://t-outpost-broker.outpost.svc.cluster.local:8080/default/default",
+                 "get secret outpost-tls", 'Authorization: Bearer $INGRESS_TOKEN'):
+        expect(want in text, "NOTES.txt says how to POST over HTTPS", text, want)
+
+
 def check_notes():
     text = notes((), KAFKA)
     for want in ("kubectl -n outpost port-forward svc/t-outpost-cluster-post 8090:80",
                  "get secret t-outpost-auth", "http://127.0.0.1:8090/v1/labs",
                  "curl -i -X POST http://127.0.0.1:8080/default/default",
+                 'Authorization: Bearer $INGRESS_TOKEN',
                  "trigger dispatcher: 1 pod", "outpost-labs"):
         expect(want in text, "NOTES.txt says it", text, want)
     expect("MOCK" in notes((MOCK,), ()), "NOTES.txt warns about the mock")
@@ -1224,6 +1297,11 @@ def run_lint(outpost):
     check("template: no detector", check_no_detector)
     check("template: detector without hostPID", check_no_host_pid)
     check("NOTES.txt", check_notes)
+    check("template: the broker over HTTPS (broker.tls)", check_broker_tls, docs,
+          render(sets=KAFKA + ["--set", "broker.tls.secret=outpost-tls"]),
+          render(sets=KAFKA + ["--set", "broker.tls.secret=outpost-tls", "--set",
+                               "broker.tls.caSecret=my-ca", "--set", "broker.tls.caKey=root.pem"]),
+          render((MOCK,), ["--set", "broker.tls.secret=outpost-tls"]))
     kdocs = render(sets=SUBCHART)
     check("template: no Kafka objects unless the subchart is enabled", check_no_kafka, docs, sasl,
           render((MOCK,)))

@@ -62,20 +62,53 @@ app.kubernetes.io/component: {{ .c }}
 {{- printf "%s.%s.svc.%s" (include "outpost.cname" .) .root.Release.Namespace .root.Values.clusterDomain -}}
 {{- end -}}
 
+{{/* The broker's Service as a URL: https with broker.tls.secret; the port
+left out where it is the scheme's own. */}}
+{{- define "outpost.brokerBase" -}}
+{{- $tls := not (empty .Values.broker.tls.secret) -}}
+{{- $p := int .Values.broker.service.port -}}
+{{- $port := "" -}}
+{{- if ne $p (ternary 443 80 $tls) -}}{{- $port = printf ":%d" $p -}}{{- end -}}
+{{- printf "%s://%s%s" (ternary "https" "http" $tls) (include "outpost.host" (dict "root" . "c" "broker")) $port -}}
+{{- end -}}
+
 {{/* The broker the detector and the posts publish to: the first declared. */}}
 {{- define "outpost.brokerUrl" -}}
 {{- $b := first .Values.eventing.brokers -}}
-{{- $port := "" -}}
-{{- if ne (int .Values.broker.service.port) 80 -}}{{- $port = printf ":%d" (int .Values.broker.service.port) -}}{{- end -}}
-{{- printf "http://%s%s/%s/%s" (include "outpost.host" (dict "root" . "c" "broker")) $port $b.namespace $b.name -}}
+{{- printf "%s/%s/%s" (include "outpost.brokerBase" .) $b.namespace $b.name -}}
+{{- end -}}
+
+{{/*
+With broker.tls.secret, what a container that calls the broker needs to
+verify it: OUTPOST_CA_FILE (every HTTP client of Outpost's reads it), and the
+CA certificate mounted there from broker.tls.caSecret (default: the TLS
+Secret itself, whose ca.crt cert-manager writes), key broker.tls.caKey.
+*/}}
+{{- define "outpost.brokerCaEnv" -}}
+{{- if .Values.broker.tls.secret -}}
+- name: OUTPOST_CA_FILE
+  value: /etc/outpost/broker-ca/ca.crt
+{{- end -}}
+{{- end -}}
+{{- define "outpost.brokerCaMount" -}}
+{{- if .Values.broker.tls.secret -}}
+- {name: broker-ca, mountPath: /etc/outpost/broker-ca, readOnly: true}
+{{- end -}}
+{{- end -}}
+{{- define "outpost.brokerCaVolume" -}}
+{{- if .Values.broker.tls.secret -}}
+- name: broker-ca
+  secret:
+    secretName: {{ .Values.broker.tls.caSecret | default .Values.broker.tls.secret }}
+    items:
+      - {key: {{ .Values.broker.tls.caKey }}, path: ca.crt}
+{{- end -}}
 {{- end -}}
 
 {{/* The trigger admin API: the dispatcher, or the one broker with kafka.mock. */}}
 {{- define "outpost.triggerApi" -}}
 {{- if .Values.kafka.mock -}}
-{{- $port := "" -}}
-{{- if ne (int .Values.broker.service.port) 80 -}}{{- $port = printf ":%d" (int .Values.broker.service.port) -}}{{- end -}}
-{{- printf "http://%s%s" (include "outpost.host" (dict "root" . "c" "broker")) $port -}}
+{{- include "outpost.brokerBase" . -}}
 {{- else -}}
 {{- printf "http://%s:%d" (include "outpost.host" (dict "root" . "c" "dispatcher")) (int .Values.dispatcher.service.port) -}}
 {{- end -}}
@@ -140,12 +173,12 @@ seccompProfile:
 {{/* Probes on a named port: /healthz (liveness) and /readyz (readiness). */}}
 {{- define "outpost.probes" -}}
 livenessProbe:
-  httpGet: {path: /healthz, port: {{ .port }}}
+  httpGet: {path: /healthz, port: {{ .port }}{{ with .scheme }}, scheme: {{ . }}{{ end }}}
   periodSeconds: 10
   timeoutSeconds: 3
   failureThreshold: 6
 readinessProbe:
-  httpGet: {path: /readyz, port: {{ .port }}}
+  httpGet: {path: /readyz, port: {{ .port }}{{ with .scheme }}, scheme: {{ . }}{{ end }}}
   periodSeconds: 5
   timeoutSeconds: 3
   failureThreshold: 3
