@@ -5,14 +5,19 @@ attribute, 404, 405, OPTIONS, 413, 415, 431, TTL), keep-alive, the admin
 API, /metrics, and the crash test: concurrent clients, `kill -9` mid-way,
 restart, and every event that got a 202 is in the log exactly as posted.
 
-Usage: [OUTPOST_BROKER_ARGS=...] test_ingress.py /path/to/outpost
+With OUTPOST_TEST_TLS=1 every broker serves HTTPS (--tls-cert, --tls-key,
+a CA made with openssl) and every request of the suite goes over TLS.
+
+Usage: [OUTPOST_BROKER_ARGS=...] [OUTPOST_TEST_TLS=1] test_ingress.py /path/to/outpost
 """
 import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -21,13 +26,15 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from outpost_test import (binary_headers, free_port, parse_metrics, unpack_headers,  # noqa: E402
-                          wait_for)
+from outpost_test import (binary_headers, free_port, make_ca, parse_metrics,  # noqa: E402
+                          server_cert, unpack_headers, wait_for)
 
 OUTPOST = None
 # More flags for every broker the tests start: CTest runs the suite once per
 # HTTP thread model (OUTPOST_BROKER_ARGS=--thread-per-connection).
 EXTRA = os.environ.get("OUTPOST_BROKER_ARGS", "").split()
+# With OUTPOST_TEST_TLS: the client side of HTTPS (set in __main__).
+TLS = None
 
 
 class Broker:
@@ -46,6 +53,8 @@ class Broker:
             raise RuntimeError("outpost broker did not start")
 
     def conn(self):
+        if TLS:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=TLS)
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
 
     def request(self, method, path, body=None, headers=None):
@@ -616,4 +625,15 @@ class CrashTest(unittest.TestCase):
 
 if __name__ == "__main__":
     OUTPOST = sys.argv.pop(1)
-    unittest.main(verbosity=2)
+    pki = None
+    if os.environ.get("OUTPOST_TEST_TLS"):
+        pki = tempfile.mkdtemp(prefix="outpost-ingress-tls-")
+        make_ca(pki)
+        server_cert(pki, "srv")
+        EXTRA += ["--tls-cert", f"{pki}/srv.crt", "--tls-key", f"{pki}/srv.key"]
+        TLS = ssl.create_default_context(cafile=f"{pki}/ca.crt")
+    try:
+        unittest.main(verbosity=2)
+    finally:
+        if pki:
+            shutil.rmtree(pki, ignore_errors=True)

@@ -33,7 +33,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from outpost_test import Subscriber, free_port, wait_for  # noqa: E402
+from outpost_test import Subscriber, free_port, make_ca, server_cert, wait_for  # noqa: E402
 
 OUTPOST = None
 DIR = None
@@ -41,32 +41,15 @@ EVENT = {"ce-specversion": "1.0", "ce-source": "/tls/test", "ce-type": "dev.test
          "Content-Type": "text/plain"}
 
 
-def openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-
-
-def server_cert(d, name):
-    """d/name.crt and d/name.key: a certificate for 127.0.0.1 the CA signed."""
-    openssl("req", *EC, "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr", "-subj",
-            "/CN=127.0.0.1")
-    openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.crt", "-CAkey",
-            f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/{name}.crt", "-days", "2",
-            "-extfile", f"{d}/ext")
-
-
 def make_pki(d):
-    """A CA, a server certificate it signed for 127.0.0.1, and a second,
-    self-signed certificate whose key does not match the first."""
-    openssl("req", "-x509", *EC, "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt", "-days", "2",
-            "-subj", "/CN=outpost test CA")
-    with open(f"{d}/ext", "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
+    """A CA, a server certificate it signed for 127.0.0.1 (srv), and a second,
+    self-signed certificate whose key does not match the first (other)."""
+    make_ca(d)
     server_cert(d, "srv")
-    openssl("req", "-x509", *EC, "-keyout", f"{d}/other.key", "-out", f"{d}/other.crt", "-days",
-            "2", "-subj", "/CN=other")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{d}/other.key", "-out",
+                    f"{d}/other.crt", "-days", "2", "-subj", "/CN=other"],
+                   check=True, capture_output=True)
 
 
 def secret_swap(d, crt, key):

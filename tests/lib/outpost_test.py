@@ -132,6 +132,32 @@ class Subscriber:
         self.server.server_close()
 
 
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+_EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+
+
+def make_ca(d):
+    """A test CA in directory d (ca.crt, ca.key), made with openssl, valid
+    two days."""
+    _openssl("req", "-x509", *_EC, "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt", "-days", "2",
+             "-subj", "/CN=outpost test CA")
+    with open(f"{d}/ext", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+
+
+def server_cert(d, name):
+    """d/name.crt and d/name.key: a P-256 certificate for 127.0.0.1 that the
+    CA of make_ca(d) signed."""
+    _openssl("req", *_EC, "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr", "-subj",
+             "/CN=127.0.0.1")
+    _openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+             f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/{name}.crt", "-days", "2",
+             "-extfile", f"{d}/ext")
+
+
 def cgroup2_root():
     """The cgroup2 mount point, or None."""
     with open("/proc/self/mountinfo") as f:
