@@ -91,18 +91,7 @@ fill() {
 # wrk_run PORT LOG: warm-up, then the measured run; sets $result to the Lua
 # done() line. Fails when wrk fails or any request failed.
 wrk_run() {
-  local url="http://127.0.0.1:$1/" what secs
-  result=
-  for what in warmup measured; do
-    secs=$warmup
-    [ "$what" = measured ] && secs=$duration
-    if ! wrk -t"$wrk_threads" -c"$connections" -d"${secs}s" -s "$lua" "$url" >"$2.$what" 2>&1; then
-      echo "  wrk failed ($what):" >&2
-      indent <"$2.$what" >&2
-      return 1
-    fi
-  done
-  wrk_result "$2.measured" delivery
+  wrk_runs "http://127.0.0.1:$1/" "$2" delivery
 }
 
 # trigger_yaml MODE SUBSCRIBER-PORT: the Trigger; every event matches it.

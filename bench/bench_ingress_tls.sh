@@ -44,62 +44,6 @@ echo "subjectAltName=IP:127.0.0.1" >"$pki/ext"
 openssl x509 -req -in "$pki/srv.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
   -out "$pki/srv.crt" -days 2 -extfile "$pki/ext" 2>/dev/null
 
-# load URL LOG: warm-up, then the measured run; sets $result.
-load() {
-  local what secs
-  for what in warmup measured; do
-    secs=$warmup
-    [ "$what" = measured ] && secs=$duration
-    if ! wrk -t"$wrk_threads" -c"$connections" -d"${secs}s" -s "$lua" "$1" >"$2.$what" 2>&1; then
-      echo "  wrk failed ($what):" >&2
-      indent <"$2.$what" >&2
-      return 1
-    fi
-  done
-  wrk_result "$2.measured" ingress
-}
-
-# nginx_tls DIR: nginx answering 202 over TLS 1.2/1.3 with the certificate;
-# sets nginx_pid and nginx_port. Its ciphers are OpenSSL's defaults.
-nginx_tls() {
-  local dir=$1 i
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  nginx_port=$(free_port)
-  cat >"$dir/nginx.conf" <<EOF
-worker_processes 2;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$nginx_port ssl;
-    ssl_certificate $pki/srv.crt;
-    ssl_certificate_key $pki/srv.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / { return 202; }
-  }
-}
-EOF
-  "$nginx_bin" -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log" >"$dir/stdout" 2>&1 &
-  nginx_pid=$!
-  for ((i = 0; i < 100; i++)); do
-    curl -s -o /dev/null --cacert "$pki/ca.crt" "https://127.0.0.1:$nginx_port/" && return 0
-    sleep 0.1
-  done
-  echo "  nginx (TLS) did not start:" >&2
-  indent <"$dir/error.log" >&2
-  return 1
-}
-
 # broker_tls DIR: `outpost broker` over TLS; sets broker_pid and broker_port.
 broker_tls() {
   local dir=$1 i
@@ -129,13 +73,14 @@ failed=0
 one() { # KIND ROUND
   local kind=$1 r=$2 dir="$work/$1" url rc=0
   case $kind in
-  nginx_tls) nginx_tls "$dir" && url="https://127.0.0.1:$nginx_port/default/default" ;;
+  nginx_tls) nginx_up "$dir" 202 "$pki/srv.crt" "$pki/srv.key" &&
+    url="https://127.0.0.1:$nginx_port/default/default" ;;
   broker_tls) broker_tls "$dir" && url="https://127.0.0.1:$broker_port/default/default" ;;
   nginx_plain) nginx_up "$dir" 202 && url="http://127.0.0.1:$nginx_port/default/default" ;;
   broker_plain) broker_up "$dir" --data "$dir/broker.db" &&
     url="http://127.0.0.1:$broker_port/default/default" ;;
   esac
-  if [ -n "${url:-}" ] && load "$url" "$dir/wrk"; then
+  if [ -n "${url:-}" ] && wrk_runs "$url" "$dir/wrk" ingress; then
     rps[$kind.$r]=$(field "$result" rps)
   else
     rps[$kind.$r]=-

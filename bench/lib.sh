@@ -253,19 +253,47 @@ wrk_result() {
   fi
 }
 
+# wrk_runs URL LOG TAG: a warm-up of $warmup s, then the measured run of
+# $duration s, both wrk -t$wrk_threads -c$connections -s $lua against URL
+# (each run's output in LOG.warmup, LOG.measured); sets $result to the TAG
+# line of the measured run (wrk_result). Fails when wrk fails or any request
+# failed.
+wrk_runs() {
+  local what secs
+  result=
+  for what in warmup measured; do
+    secs=$warmup
+    [ "$what" = measured ] && secs=$duration
+    if ! wrk -t"$wrk_threads" -c"$connections" -d"${secs}s" -s "$lua" "$1" >"$2.$what" 2>&1; then
+      echo "  wrk failed ($what):" >&2
+      indent <"$2.$what" >&2
+      return 1
+    fi
+  done
+  wrk_result "$2.measured" "$3"
+}
+
 # --- nginx -------------------------------------------------------------------
 
-# start_nginx DIR STATUS: our own nginx on a free port, answering every
-# request with STATUS and an empty body, everything it writes in DIR; sets
-# nginx_pid and nginx_port.
+# start_nginx DIR STATUS [CERT KEY]: our own nginx on a free port, answering
+# every request with STATUS and an empty body, everything it writes in DIR;
+# with CERT and KEY (PEM files), over TLS 1.2 and 1.3 only. Sets nginx_pid
+# and nginx_port.
 start_nginx() {
-  local dir=$1 status=$2
+  local dir=$1 status=$2 cert=${3:-} key=${4:-} listen i
   rm -rf "$dir"
   mkdir -p "$dir"
   nginx_port=$(free_port) || {
     echo "  no free port" >&2
     return 1
   }
+  listen="listen 127.0.0.1:$nginx_port;"
+  if [ -n "$cert" ]; then
+    listen="listen 127.0.0.1:$nginx_port ssl;
+    ssl_certificate $cert;
+    ssl_certificate_key $key;
+    ssl_protocols TLSv1.2 TLSv1.3;"
+  fi
   # Nothing goes to /var/log, /var/lib or /run, and no system config is read.
   cat >"$dir/nginx.conf" <<EOF
 worker_processes 2;
@@ -284,26 +312,34 @@ http {
   # would count against it; the broker keeps connections open.
   keepalive_requests 1000000;
   server {
-    listen 127.0.0.1:$nginx_port;
+    $listen
     location / { return $status; }
   }
 }
 EOF
   "$nginx_bin" -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log" >"$dir/stdout" 2>&1 &
   nginx_pid=$!
-  wait_http "$nginx_pid" "$nginx_port" && return 0
+  if [ -z "$cert" ]; then
+    wait_http "$nginx_pid" "$nginx_port" && return 0
+  else
+    for ((i = 0; i < 100; i++)); do
+      kill -0 "$nginx_pid" 2>/dev/null || break
+      curl -sk -o /dev/null "https://127.0.0.1:$nginx_port/" && return 0
+      sleep 0.1
+    done
+  fi
   kill -TERM "$nginx_pid" 2>/dev/null || true
   wait "$nginx_pid" 2>/dev/null || true
   nginx_pid=
   return 1
 }
 
-# nginx_up DIR STATUS: start_nginx, trying other ports when the one found
-# free was taken before nginx bound it.
+# nginx_up DIR STATUS [CERT KEY]: start_nginx, trying other ports when the
+# one found free was taken before nginx bound it.
 nginx_up() {
   local try
   for try in 1 2 3 4 5; do
-    start_nginx "$1" "$2" && return 0
+    start_nginx "$@" && return 0
     if ((try == 5)) || ! grep -q 'Address already in use' "$1/error.log" 2>/dev/null; then
       echo "  nginx did not start:" >&2
       cat "$1/stdout" "$1/error.log" 2>/dev/null | sed 's/^/    /' >&2

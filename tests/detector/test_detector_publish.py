@@ -64,11 +64,10 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
-from outpost_test import (cgroup2_root, ebpf_skip_reason, free_port, parse_metrics,  # noqa: E402
+from outpost_test import (Subscriber, cgroup2_root, ebpf_skip_reason, free_port, parse_metrics,  # noqa: E402
                           request, wait_for)
 
 OUTPOST = None
@@ -79,50 +78,6 @@ TOKENS = {"alice": "alice-token", "bob": "bob-token"}
 
 
 # ---------------------------------------------------------------- peers
-
-class Subscriber:
-    """An HTTP subscriber on 127.0.0.1 that keeps every CloudEvent it gets
-    (binary mode, as the dispatcher delivers) and answers 200."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.lock = threading.Lock()
-        self.events = []
-        sub = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                ev = {k[3:].lower(): urllib.parse.unquote(v) for k, v in self.headers.items()
-                      if k.lower().startswith("ce-")}
-                ev["datacontenttype"] = self.headers.get("Content-Type")
-                ev["data"] = body
-                with sub.lock:
-                    sub.events.append(ev)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self.server = Server(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def got(self, pred=lambda ev: True):
-        with self.lock:
-            return [ev for ev in self.events if pred(ev)]
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 class FakeIngress:
     """A scripted broker ingress: script(n, events) gives the nth request's

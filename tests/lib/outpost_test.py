@@ -92,7 +92,8 @@ def wait_for(what, fn, timeout=30, step=0.05):
 
 class Subscriber:
     """An HTTP subscriber on 127.0.0.1 that keeps every CloudEvent delivered
-    to it (binary mode: its ce- headers, percent-decoded, and "data", the
+    to it (binary mode, as the dispatcher delivers: its ce- headers,
+    percent-decoded, "datacontenttype" from Content-Type, and "data", the
     body's bytes) and answers 200."""
 
     def __init__(self):
@@ -108,6 +109,7 @@ class Subscriber:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 ev = {k[3:].lower(): urllib.parse.unquote(v) for k, v in self.headers.items()
                       if k.lower().startswith("ce-")}
+                ev["datacontenttype"] = self.headers.get("Content-Type")
                 ev["data"] = body
                 with sub.lock:
                     sub.events.append(ev)
@@ -118,11 +120,14 @@ class Subscriber:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def got(self, pred):
+    def got(self, pred=lambda ev: True):
         """The events kept so far that pred accepts."""
         with self.lock:
             return [ev for ev in self.events if pred(ev)]
