@@ -3,16 +3,19 @@
 // encodes events in binary and in structured mode and POSTs them; every
 // one must get 202, and /metrics must count each as accepted. A transport
 // of our own sends the SDK's message, because the SDK's httpTransport does
-// not report the status code.
+// not report the status code. Twice: over HTTP, and over HTTPS (the broker
+// with --tls-cert and --tls-key, a CA made with openssl that the transport
+// trusts).
 //
 // Usage: node emitter.mjs /path/to/outpost
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import { CloudEvent, emitterFor, Mode } from "cloudevents";
 
@@ -28,10 +31,31 @@ function freePort() {
   });
 }
 
-function transport(url) {
+// A CA and a certificate it signed for 127.0.0.1, in dir (openssl).
+function makePki(dir) {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  const ssl = (...args) => execFileSync("openssl", args, { stdio: "ignore" });
+  ssl("req", "-x509", ...ec, "-keyout", join(dir, "ca.key"), "-out", join(dir, "ca.crt"),
+      "-days", "2", "-subj", "/CN=emitter test CA");
+  ssl("req", ...ec, "-keyout", join(dir, "srv.key"), "-out", join(dir, "srv.csr"),
+      "-subj", "/CN=127.0.0.1");
+  writeFileSync(join(dir, "ext"), "subjectAltName=IP:127.0.0.1\n");
+  ssl("x509", "-req", "-in", join(dir, "srv.csr"), "-CA", join(dir, "ca.crt"), "-CAkey",
+      join(dir, "ca.key"), "-CAcreateserial", "-out", join(dir, "srv.crt"), "-days", "2",
+      "-extfile", join(dir, "ext"));
+  return readFileSync(join(dir, "ca.crt"));
+}
+
+// http, or https trusting ca.
+function client(ca) {
+  return ca ? { mod: https, opts: { ca } } : { mod: http, opts: {} };
+}
+
+function transport(url, ca) {
+  const { mod, opts } = client(ca);
   return (message) =>
     new Promise((resolve, reject) => {
-      const req = http.request(url, { method: "POST", headers: message.headers }, (res) => {
+      const req = mod.request(url, { ...opts, method: "POST", headers: message.headers }, (res) => {
         let body = "";
         res.setEncoding("utf8");
         res.on("data", (c) => (body += c));
@@ -42,9 +66,10 @@ function transport(url) {
     });
 }
 
-function get(url) {
+function get(url, ca) {
+  const { mod, opts } = client(ca);
   return new Promise((resolve, reject) => {
-    http.get(url, (res) => {
+    mod.get(url, opts, (res) => {
       let body = "";
       res.on("data", (c) => (body += c));
       res.on("end", () => resolve(body));
@@ -64,35 +89,42 @@ const events = [
                    datacontenttype: "application/octet-stream" }),
 ];
 
-test("the SDK's emitter gets 202 in binary and structured mode", async () => {
+async function emitAll(tls) {
   const dir = mkdtempSync(join(tmpdir(), "outpost-emitter-"));
   const port = await freePort();
+  const ca = tls ? makePki(dir) : null;
+  const tlsArgs = tls ? ["--tls-cert", join(dir, "srv.crt"), "--tls-key", join(dir, "srv.key")] : [];
+  const scheme = tls ? "https" : "http";
   const broker = spawn(outpost, ["broker", "--listen", `127.0.0.1:${port}`, "--data",
-                                 join(dir, "broker.db")], { stdio: ["ignore", "pipe", "inherit"] });
+                                 join(dir, "broker.db"), ...tlsArgs],
+                       { stdio: ["ignore", "pipe", "inherit"] });
   try {
     await new Promise((resolve, reject) => {
       let out = "";
       broker.stdout.on("data", (c) => {
         out += c;
-        if (out.includes("listening on")) resolve();
+        if (out.includes(`listening on ${scheme}://`)) resolve();
       });
       broker.on("exit", (code) => reject(new Error(`outpost broker exited with ${code}`)));
     });
-    const url = `http://127.0.0.1:${port}/default/default`;
+    const url = `${scheme}://127.0.0.1:${port}/default/default`;
     let sent = 0;
     for (const mode of [Mode.BINARY, Mode.STRUCTURED]) {
-      const emit = emitterFor(transport(url), { mode });
+      const emit = emitterFor(transport(url, ca), { mode });
       for (const ev of events) {
         const res = await emit(ev);
         assert.equal(res.status, 202, `${mode} ${ev.subject ?? ev.datacontenttype}: ${res.body}`);
         sent++;
       }
     }
-    const metrics = await get(`http://127.0.0.1:${port}/metrics`);
+    const metrics = await get(`${scheme}://127.0.0.1:${port}/metrics`, ca);
     assert.match(metrics, new RegExp(
       `^outpost_ingress_events_accepted_total\\{broker="default/default"\\} ${sent}$`, "m"));
   } finally {
     broker.kill("SIGTERM");
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}
+
+test("the SDK's emitter gets 202 in binary and structured mode", () => emitAll(false));
+test("the SDK's emitter gets 202 over HTTPS too", () => emitAll(true));
