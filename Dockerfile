@@ -15,7 +15,7 @@ FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config clang bpftool \
-      libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev librdkafka-dev \
+      libcjson-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev librdkafka-dev \
       libbpf-dev libsqlite3-dev libyaml-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -31,7 +31,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libcurl4 libcjson1 librdkafka1 libbpf1 libsqlite3-0 libyaml-0-2 \
+      libmicrohttpd12 libgnutls30 libcurl4 libcjson1 librdkafka1 libbpf1 libsqlite3-0 libyaml-0-2 \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/outpost /usr/local/bin/outpost

@@ -7,7 +7,7 @@ set -euo pipefail
 # Debian packages: toolchain, the six required libraries, and the tools tests use.
 DEB_PKGS=(
   build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
-  libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev librdkafka-dev
+  libcjson-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev librdkafka-dev
   libbpf-dev libcmocka-dev libsqlite3-dev libyaml-dev
   ca-certificates git python3
   kcat python3-kafka
