@@ -15,16 +15,15 @@
  * sender with none may send to every broker.
  */
 #include "broker/broker_int.h"
+#include "core/file_watch.h"
 #include "core/httpd.h"
 #include "core/resources.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 enum { LINE_MAX_ = 4096 };
 
@@ -220,16 +219,9 @@ bool broker__sender_allows(const broker_sender *who, const char *type, size_t le
 struct broker_senders_file {
   char *path;
   _Atomic(broker_senders *) current; /* its replaced ones chained behind it */
-  pthread_mutex_t look;              /* one thread looks at a time */
-  _Atomic uint64_t next_look_ns;
-  struct stat seen; /* the file as last read (or refused) */
+  file_watch watch;
   _Atomic uint64_t ok, failed;
 };
-
-static bool same_file(const struct stat *a, const struct stat *b) {
-  return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-         a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
 
 broker_senders_file *broker__senders_open(const char *path, char *errbuf, size_t errlen) {
   broker_senders_file *f = calloc(1, sizeof *f);
@@ -238,24 +230,24 @@ broker_senders_file *broker__senders_open(const char *path, char *errbuf, size_t
     snprintf(errbuf, errlen, "out of memory");
     return NULL;
   }
-  /* The file's identity before it is read: a change meanwhile is seen at
-   * the first look. */
-  if (stat(path, &f->seen)) memset(&f->seen, 0, sizeof f->seen);
+  /* Watched before it is read: a change meanwhile is seen at the first look. */
+  file_watch_init(&f->watch, (const char *const *)&f->path, 1,
+                  (uint64_t)BROKER_SENDERS_LOOK_MS * 1000000u);
   broker_senders *s = broker__senders_load(path, errbuf, errlen);
   if (!s) {
+    file_watch_destroy(&f->watch);
     free(f->path);
     free(f);
     return NULL;
   }
   atomic_init(&f->current, s);
-  pthread_mutex_init(&f->look, NULL);
   return f;
 }
 
 void broker__senders_close(broker_senders_file *f) {
   if (!f) return;
   broker__senders_free(atomic_load(&f->current));
-  pthread_mutex_destroy(&f->look);
+  file_watch_destroy(&f->watch);
   free(f->path);
   free(f);
 }
@@ -269,7 +261,7 @@ void broker__senders_reloads(broker_senders_file *f, uint64_t *ok, uint64_t *fai
   *failed = atomic_load(&f->failed);
 }
 
-/* Reads the file again into a table that replaces the one in use (f->look
+/* Reads the file again into a table that replaces the one in use (f->watch
  * held). */
 static void reload(broker_senders_file *f) {
   char err[512];
@@ -291,17 +283,7 @@ static void reload(broker_senders_file *f) {
 }
 
 void broker__senders_check(broker_senders_file *f, uint64_t now_ns) {
-  uint64_t due = atomic_load_explicit(&f->next_look_ns, memory_order_relaxed);
-  if (now_ns < due || pthread_mutex_trylock(&f->look)) return;
-  if (now_ns >= atomic_load(&f->next_look_ns)) {
-    atomic_store(&f->next_look_ns, now_ns + (uint64_t)BROKER_SENDERS_LOOK_MS * 1000000u);
-    struct stat st;
-    /* A file gone (a Secret's files between two versions) is looked at
-     * again next time; the table in use stays. */
-    if (stat(f->path, &st) == 0 && !same_file(&st, &f->seen)) {
-      f->seen = st;
-      reload(f);
-    }
-  }
-  pthread_mutex_unlock(&f->look);
+  if (!file_watch_changed(&f->watch, now_ns)) return;
+  reload(f);
+  file_watch_done(&f->watch);
 }

@@ -10,8 +10,8 @@
  * small table of the process's TLS servers (a port is one server's).
  *
  * A handshake looks at the files at most every HTTPD_TLS_LOOK_MS, one
- * thread at a time: a new inode, size or modification time of either
- * makes it read both again. A pair that loads (a certificate chain and the
+ * thread at a time (core/file_watch.h): a new inode, size or modification
+ * time of either makes it read both again. A pair that loads (a certificate chain and the
  * key that belongs to its first certificate) is published with one atomic
  * store; one that does not leaves the served pair as it was, and stderr
  * says why. Replaced pairs live until the server stops: a handshake under
@@ -20,6 +20,7 @@
 #include "core/httpd_int.h"
 
 #include "core/clock.h"
+#include "core/file_watch.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 enum { TLS_CHAIN_MAX = 16, TLS_SERVERS_MAX = 16 };
 
@@ -42,20 +42,10 @@ typedef struct tls_pair {
   struct tls_pair *older; /* freed at stop */
 } tls_pair;
 
-/* What identifies a file's version: a changed one has another. */
-typedef struct file_id {
-  dev_t dev;
-  ino_t ino;
-  off_t size;
-  struct timespec mtime;
-} file_id;
-
 struct httpd_tls {
   char *cert_file, *key_file;
-  _Atomic(tls_pair *) cur;
-  pthread_mutex_t mu; /* one look at the files at a time; cur's list */
-  _Atomic int64_t next_look_ms;
-  file_id cert_id, key_id;
+  _Atomic(tls_pair *) cur; /* its replaced ones chained behind it */
+  file_watch watch;
   uint16_t port;
   _Atomic uint64_t reloads_ok, reloads_failed;
 };
@@ -64,18 +54,6 @@ static pthread_mutex_t servers_mu = PTHREAD_MUTEX_INITIALIZER;
 static httpd_tls *servers[TLS_SERVERS_MAX];
 
 /* ------------------------------------------------------------- loading */
-
-static int file_id_of(const char *path, file_id *id) {
-  struct stat st;
-  if (stat(path, &st)) return -errno;
-  *id = (file_id){st.st_dev, st.st_ino, st.st_size, st.st_mtim};
-  return 0;
-}
-
-static bool same_id(const file_id *a, const file_id *b) {
-  return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-         a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
-}
 
 /* A PEM file of at most HTTPD_PEM_MAX bytes into d (gnutls_free'd). */
 static int read_pem(const char *what, const char *path, gnutls_datum_t *d, char *why,
@@ -146,15 +124,10 @@ static tls_pair *pair_load(const httpd_tls *t, char *why, size_t whylen) {
   return p;
 }
 
-/* Reads the files again if they changed since the last look; with mu. */
-static void look(httpd_tls *t) {
-  file_id c, k;
+/* Reads the files again, which changed (t->watch held). */
+static void reload(httpd_tls *t) {
   char why[512];
-  if (file_id_of(t->cert_file, &c) || file_id_of(t->key_file, &k)) return; /* mid-swap */
-  if (same_id(&c, &t->cert_id) && same_id(&k, &t->key_id)) return;
   tls_pair *p = pair_load(t, why, sizeof why);
-  t->cert_id = c; /* a pair that failed is not tried again until it changes */
-  t->key_id = k;
   if (!p) {
     size_t n = strlen(why);
     if (n && why[n - 1] == '.') why[n - 1] = '\0'; /* GnuTLS's sentences end with one */
@@ -192,11 +165,9 @@ int httpd__tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_r
   (void)req_ca_rdn, (void)nreqs, (void)pk_algos, (void)pk_algos_length;
   httpd_tls *t = server_of(session);
   if (!t) return -1;
-  int64_t now = clock_mono_ms();
-  if (now >= atomic_load(&t->next_look_ms) && !pthread_mutex_trylock(&t->mu)) {
-    atomic_store(&t->next_look_ms, now + HTTPD_TLS_LOOK_MS);
-    look(t);
-    pthread_mutex_unlock(&t->mu);
+  if (file_watch_changed(&t->watch, (uint64_t)clock_mono_us() * 1000u)) {
+    reload(t);
+    file_watch_done(&t->watch);
   }
   tls_pair *p = atomic_load(&t->cur);
   *pcert = p->certs;
@@ -210,21 +181,21 @@ int httpd__tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_r
 httpd_tls *httpd__tls_new(const char *cert_file, const char *key_file, char *errbuf,
                           size_t errlen) {
   httpd_tls *t = calloc(1, sizeof *t);
-  if (t) pthread_mutex_init(&t->mu, NULL);
   if (!t || !(t->cert_file = strdup(cert_file)) || !(t->key_file = strdup(key_file))) {
     snprintf(errbuf, errlen, "out of memory");
-    httpd__tls_free(t);
+    if (t) free(t->cert_file);
+    free(t);
     return NULL;
   }
-  file_id_of(cert_file, &t->cert_id);
-  file_id_of(key_file, &t->key_id);
+  /* Watched before they are read: a change meanwhile is seen at the first look. */
+  const char *files[] = {t->cert_file, t->key_file};
+  file_watch_init(&t->watch, files, 2, (uint64_t)HTTPD_TLS_LOOK_MS * 1000000u);
   tls_pair *p = pair_load(t, errbuf, errlen);
   if (!p) {
     httpd__tls_free(t);
     return NULL;
   }
   atomic_store(&t->cur, p);
-  atomic_store(&t->next_look_ms, clock_mono_ms() + HTTPD_TLS_LOOK_MS);
   return t;
 }
 
@@ -245,7 +216,7 @@ void httpd__tls_free(httpd_tls *t) {
     if (servers[i] == t) servers[i] = NULL;
   pthread_mutex_unlock(&servers_mu);
   pair_free(atomic_load(&t->cur));
-  pthread_mutex_destroy(&t->mu);
+  file_watch_destroy(&t->watch);
   free(t->cert_file);
   free(t->key_file);
   free(t);
