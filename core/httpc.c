@@ -135,6 +135,13 @@ bool httpc_token_ok(const char *token) {
   return true;
 }
 
+char *httpc_bearer(const char *token) {
+  size_t n = strlen(token) + sizeof "Bearer ";
+  char *v = malloc(n);
+  if (v) snprintf(v, n, "Bearer %s", token);
+  return v;
+}
+
 /* An absolute http(s) URL that libcurl parses; checked here so that a bad
  * URL is the caller's -EINVAL now rather than an error in a callback. */
 static bool url_ok(const char *url) {

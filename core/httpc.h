@@ -93,6 +93,10 @@ typedef void (*httpc_done)(void *opaque, const httpc_result *res);
  * nothing to refuse). For the flags that take one. */
 bool httpc_token_ok(const char *token);
 
+/* The value of an Authorization header for token: "Bearer <token>", a new
+ * string the caller frees; NULL when out of memory. */
+char *httpc_bearer(const char *token);
+
 /* Starts a client and its thread. opts NULL: the defaults. Returns NULL with
  * a message in errbuf on failure. */
 httpc *httpc_start(const httpc_opts *opts, char *errbuf, size_t errlen);

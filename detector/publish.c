@@ -582,11 +582,7 @@ detector_pub *detector_pub_start(const detector_pub_opts *o, char *err, size_t e
   } else if (!(p->url = strdup(o->url))) {
     goto fail_alloc;
   }
-  if (!o->topic && o->token) {
-    size_t n = strlen(o->token) + 8;
-    if (!(p->auth = malloc(n))) goto fail_alloc;
-    snprintf(p->auth, n, "Bearer %s", o->token);
-  }
+  if (!o->topic && o->token && !(p->auth = httpc_bearer(o->token))) goto fail_alloc;
   p->o.url = o->topic ? NULL : p->url;
   p->o.token = NULL; /* kept as auth */
   p->o.topic = p->topic;

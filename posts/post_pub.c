@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -133,11 +132,7 @@ post_pub *post_pub_new(post *p, const char *url, size_t max_queue) {
   if (!(pub->q = calloc(max_queue, sizeof *pub->q))) goto fail;
   if (url && !(pub->url = strdup(url))) goto fail;
   const char *token = p->cfg.ingress_token;
-  if (url && token) {
-    size_t n = strlen(token) + 8;
-    if (!(pub->auth = malloc(n))) goto fail;
-    snprintf(pub->auth, n, "Bearer %s", token);
-  }
+  if (url && token && !(pub->auth = httpc_bearer(token))) goto fail;
   if (pub->url && pthread_create(&pub->thread, NULL, pub_run, pub)) goto fail;
   pub->has_thread = pub->url != NULL;
   return pub;
