@@ -68,7 +68,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
 from outpost_test import (Subscriber, cgroup2_root, ebpf_skip_reason, free_port, parse_metrics,  # noqa: E402
-                          request, wait_for)
+                          request, serve, wait_for)
 
 OUTPOST = None
 SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -110,12 +110,7 @@ class FakeIngress:
             def log_message(self, *args):
                 pass
 
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self.server = Server(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(self.port, Handler)
         self.url = f"http://127.0.0.1:{self.port}/default/default"
 
     def got(self):

@@ -90,6 +90,20 @@ def wait_for(what, fn, timeout=30, step=0.05):
         time.sleep(step)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve(port, handler):
+    """A threaded HTTP server of handler (a BaseHTTPRequestHandler class) on
+    127.0.0.1:port, serving from a daemon thread; stop it with shutdown() and
+    server_close()."""
+    server = _Server(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 class Subscriber:
     """An HTTP subscriber on 127.0.0.1 that keeps every CloudEvent delivered
     to it (binary mode, as the dispatcher delivers: its ce- headers,
@@ -120,12 +134,7 @@ class Subscriber:
             def log_message(self, *args):
                 pass
 
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self.server = Server(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(self.port, Handler)
 
     def got(self, pred=lambda ev: True):
         """The events kept so far that pred accepts."""
