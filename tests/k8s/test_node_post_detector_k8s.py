@@ -195,9 +195,13 @@ spec:
               "the detector watches the pod's container's cgroup, the one the kubelet made")
         check((got["tenant"], got["namespace"], got["template"]) == ("alice", NS, TPL),
               f"with the claim's tenant, namespace and template ({got})")
-        st, pol, _ = request(dport, "GET", f"/v1/environments/{name}/policy", token=ADMIN)
-        check(st == 200 and pol["policy"]["forbiddenBinaries"] == ["/usr/bin/perl"],
-              f"and the template's policy ({st} {pol})")
+        # The node post registers the environment, then its policy: wait for both.
+        def own_policy():
+            st, pol, _ = request(dport, "GET", f"/v1/environments/{name}/policy", token=ADMIN)
+            return st == 200 and pol["source"] == "own" and pol
+        pol = wait_for(f"{name}'s policy at the detector", own_policy, timeout=10, step=0.05)
+        check(pol["policy"]["forbiddenBinaries"] == ["/usr/bin/perl"],
+              f"and the template's policy ({pol})")
 
         check(kubelet.exec("true") == 0, "an allowed command in the pod's container runs")
         check(kubelet.exec("perl", "-e", "1") == -signal.SIGKILL,

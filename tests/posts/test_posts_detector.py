@@ -206,9 +206,12 @@ spec:
         # The environment's own cgroup, as podman placed it: where exec'd
         # processes run.
         self.assertEqual(env["cgroupId"], container_cgroup(lab, "alice"), env)
-        st, pol, _ = request(self.dport, "GET", f"/v1/environments/{lab}/policy",
-                             token=DETECTOR_TOKEN)
-        self.assertEqual((st, pol["source"]), (200, "own"), pol)
+        # Registered, then its policy put: the policy may come a moment later.
+        def own_policy():
+            st, pol, _ = request(self.dport, "GET", f"/v1/environments/{lab}/policy",
+                                 token=DETECTOR_TOKEN)
+            return st == 200 and pol["source"] == "own" and pol
+        pol = wait_for(f"{lab}'s policy at the detector", own_policy, timeout=timeout, step=0.02)
         self.assertEqual((pol["policy"]["forbiddenBinaries"], pol["policy"]["forbiddenPaths"]),
                          (["/usr/bin/perl"], ["/etc/shadow"]), pol)
 
