@@ -3,6 +3,7 @@
  * the trigger dispatcher as one process, configured by flags and a file,
  * stopped by SIGINT or SIGTERM (in-flight requests are answered first).
  */
+#define _DEFAULT_SOURCE /* realpath */
 #include "broker/broker.h"
 #include "broker/broker_int.h"
 #include "core/resources.h"
@@ -133,6 +134,35 @@ static void usage(FILE *f) {
         "                        assigned by Outpost, a second would deliver twice;\n"
         "                        POST of events is 404)\n",
         f);
+}
+
+/* Whether paths a and b name the same file: the same inode when both
+ * exist, else the same absolute path (a state file made at the first start
+ * does not exist yet). */
+static bool same_file(const char *a, const char *b) {
+  struct stat sa, sb;
+  if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  const char *paths[2] = {a, b};
+  char dirs[2][PATH_MAX];
+  const char *names[2];
+  for (int i = 0; i < 2; i++) {
+    const char *slash = strrchr(paths[i], '/');
+    char dir[PATH_MAX];
+    if (!slash)
+      snprintf(dir, sizeof dir, ".");
+    else
+      snprintf(dir, sizeof dir, "%.*s", slash == paths[i] ? 1 : (int)(slash - paths[i]), paths[i]);
+    names[i] = slash ? slash + 1 : paths[i];
+    if (!realpath(dir, dirs[i])) return false;
+  }
+  return strcmp(dirs[0], dirs[1]) == 0 && strcmp(names[0], names[1]) == 0;
+}
+
+/* path's default: name in the directory of --data's file. */
+static void beside(const char *data, const char *name, char *out, size_t len) {
+  const char *slash = strrchr(data, '/');
+  snprintf(out, len, "%.*s%s%s", slash ? (int)(slash - data) : 0, data, slash ? "/" : "", name);
 }
 
 static int parse_size(const char *s, size_t *out) {
@@ -490,6 +520,30 @@ int broker_main(int argc, char **argv) {
   if (!o.admin_token && env_token && *env_token) o.admin_token = env_token;
   o.http.host = host;
   const char *scheme = o.http.tls_cert_file ? "https" : "http";
+  /* The state files are the broker's to rewrite: a --config there would be
+   * overwritten by the first change through the admin API. */
+  char state_buf[PATH_MAX], brokers_buf[PATH_MAX];
+  if (!state) {
+    beside(data, "triggers.json", state_buf, sizeof state_buf);
+    state = state_buf;
+  }
+  if (!o.brokers_state) {
+    beside(data, "brokers.json", brokers_buf, sizeof brokers_buf);
+    o.brokers_state = brokers_buf;
+  }
+  if (config && (same_file(config, state) || same_file(config, o.brokers_state))) {
+    fprintf(stderr,
+            "outpost broker: --config %s is the broker's own state file (%s); the admin API"
+            " would overwrite it. Name it otherwise, or move the state with --triggers-state"
+            " / --brokers-state (default: beside --data)\n",
+            config, same_file(config, state) ? "--triggers-state" : "--brokers-state");
+    return 2;
+  }
+  if (same_file(state, o.brokers_state)) {
+    fprintf(stderr, "outpost broker: --triggers-state and --brokers-state are the same file %s\n",
+            state);
+    return 2;
+  }
   /* Every declaration, from the file and the flags, is checked before anything starts. */
   char err[512], where[600];
   broker_decl *decls = NULL;
@@ -568,13 +622,6 @@ int broker_main(int argc, char **argv) {
     snprintf(where, sizeof where, "embedded %s", data);
   }
   o.kafka = kafka;
-  char brokers_buf[PATH_MAX];
-  if (!o.brokers_state) {
-    const char *slash = strrchr(data, '/');
-    snprintf(brokers_buf, sizeof brokers_buf, "%.*s%sbrokers.json", slash ? (int)(slash - data) : 0,
-             data, slash ? "/" : "");
-    o.brokers_state = brokers_buf;
-  }
   broker_ingress *in = log ? broker_ingress_start(&o, log, err, sizeof err) : NULL;
   int rc = in ? 0 : 1;
   if (!in) fprintf(stderr, "outpost broker: %s\n", err);
@@ -613,13 +660,6 @@ int broker_main(int argc, char **argv) {
     dopts.log = log;
     dopts.topic_for = topic_for;
     dopts.topic_ctx = in;
-    char state_buf[PATH_MAX];
-    if (!state) {
-      const char *slash = strrchr(data, '/');
-      snprintf(state_buf, sizeof state_buf, "%.*s%striggers.json", slash ? (int)(slash - data) : 0,
-               data, slash ? "/" : "");
-      state = state_buf;
-    }
     dopts.state_path = state;
     char sdir[PATH_MAX];
     snprintf(sdir, sizeof sdir, "%s", state);

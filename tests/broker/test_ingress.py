@@ -340,6 +340,42 @@ class ConfigTest(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("/nonexistent.yaml", p.stderr)
 
+    def test_config_is_not_a_state_file(self):
+        """The state files are rewritten by the admin API: a --config that is
+        one of them (by default beside --data; as named, through another
+        path, or existing already) stops the start before anything is read
+        or written, and the file is left as it was."""
+        d = self.dir.name
+        with open(self.config, "w") as f:
+            f.write("apiVersion: eventing.knative.dev/v1\nkind: Broker\n"
+                    "metadata: {namespace: a, name: b}\n")
+        cases = [
+            (["--config", os.path.join(d, "triggers.json")], "--triggers-state"),
+            (["--config", os.path.join(d, "sub", "..", "brokers.json")], "--brokers-state"),
+            (["--config", self.config, "--triggers-state", self.config], "--triggers-state"),
+            (["--config", self.config, "--brokers-state", os.path.join(d, ".", "outpost.yaml")],
+             "--brokers-state"),
+            (["--triggers-state", os.path.join(d, "s.json"), "--brokers-state",
+              os.path.join(d, "s.json")], "the same file"),
+        ]
+        os.mkdir(os.path.join(d, "sub"))
+        with open(os.path.join(d, "triggers.json"), "w") as f:
+            f.write("[]")
+        for args, want in cases:
+            with open(self.config, "rb") as f:
+                before = f.read()
+            p = subprocess.run([OUTPOST, "broker", "--listen", "127.0.0.1:0", "--data", self.data,
+                                *args], capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 2, (args, p.stdout, p.stderr))
+            self.assertIn(want, p.stderr, args)
+            with open(self.config, "rb") as f:
+                self.assertEqual(f.read(), before)
+        self.assertFalse(os.path.exists(self.data), "nothing started")
+        # Beside one another, as the chart and `outpost run` place them: fine.
+        b = Broker(self.data, "--config", self.config,
+                   "--triggers-state", os.path.join(d, "triggers.json"))
+        self.assertEqual(b.stop(), 0)
+
     def test_api_brokers_kept_across_restarts(self):
         """A broker declared through PUT /v1/brokers is there after a restart
         (brokers.json beside --data); one DELETEd is not; the configuration's

@@ -237,7 +237,7 @@ class Case(unittest.TestCase):
         return s
 
     def broker(self, sub, *extra):
-        cfg = os.path.join(self.dir.name, "triggers.json")
+        cfg = os.path.join(self.dir.name, "config.json")
         with open(cfg, "w") as f:
             json.dump([trigger("all", f"http://127.0.0.1:{sub.port}/")], f)
         b = Proc(self.dir.name, "broker",

@@ -312,7 +312,7 @@ class DispatcherCase(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory(prefix="outpost-dispatcher-")
         self.data = os.path.join(self.dir.name, "broker.db")
-        self.config = os.path.join(self.dir.name, "triggers.json")
+        self.config = os.path.join(self.dir.name, "config.json")  # triggers.json is the state file
         self.brokers, self.subs = [], []
 
     def tearDown(self):
@@ -348,8 +348,14 @@ class DispatcherCase(unittest.TestCase):
         return b
 
     def wait_until(self, pred, what, timeout=30.0):
-        """Polls pred until it is true; fails the test after timeout (seconds)."""
-        return wait_for(what, pred, timeout)
+        """Polls pred until it is true; fails the test after timeout (seconds),
+        with the tail of each broker's log, which CI shows."""
+        try:
+            return wait_for(what, pred, timeout)
+        except AssertionError as e:
+            logs = "".join(f"\n--- broker on {b.port} (stderr, last 3000 bytes):\n"
+                           f"{b.stderr()[-3000:]}" for b in self.brokers)
+            raise AssertionError(f"{e}{logs}") from None
 
     def settle(self, b, events, timeout=30.0):
         """Waits until the dispatcher has read `events` records and has no
