@@ -641,6 +641,11 @@ static void render_metrics(broker_ingress *in, httpd_req *req) {
                    "result (failed: the pair served before is still served).");
     metrics_sample(&b, "outpost_ingress_tls_reloads_total", "result=\"ok\"", tls_ok);
     metrics_sample(&b, "outpost_ingress_tls_reloads_total", "result=\"failed\"", tls_failed);
+    metrics_family(&b, "outpost_ingress_plain_http_on_tls_total", "counter",
+                   "Connections that sent a plain HTTP request to the HTTPS port: answered 400 "
+                   "and closed.");
+    metrics_sample(&b, "outpost_ingress_plain_http_on_tls_total", NULL,
+                   httpd_plain_on_tls(in->http));
   }
   metrics_family(&b, "outpost_ingress_accepted_bytes_total", "counter",
                  "Body bytes of accepted requests.");

@@ -286,23 +286,34 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
   return req;
 }
 
-void httpd__head_timeout_answer(httpd *h, int fd) {
-  atomic_fetch_add(&h->header_timeouts, 1); /* counted before the client can see it */
-  char body[128], msg[384];
-  int bl = snprintf(body, sizeof body,
-                    "{\"error\":\"the request's head did not come whole within %u s\"}\n",
-                    h->opts.header_timeout_s);
+/* Writes a closing answer (status line, JSON body) to fd, as far as the
+ * socket takes it at once, then drops what the client sent (as much as is
+ * there now, at most 64 KiB), so that the close after this sends the answer
+ * and a FIN, not a reset that may overtake it. */
+static void close_answer(int fd, const char *status, const char *body) {
+  char msg[512];
   int n = snprintf(msg, sizeof msg,
-                   "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-                   "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
-                   bl, body);
+                   "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                   status, strlen(body), body);
   if (n > 0 && (size_t)n < sizeof msg) (void)!send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-  /* What came of the head is dropped (as much as is there now, at most 64
-   * KiB), so that the close after this sends the answer and a FIN, not a
-   * reset that may overtake it. */
   char sink[4096];
   for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
   }
+}
+
+void httpd__head_timeout_answer(httpd *h, int fd) {
+  atomic_fetch_add(&h->header_timeouts, 1); /* counted before the client can see it */
+  char body[128];
+  snprintf(body, sizeof body, "{\"error\":\"the request's head did not come whole within %u s\"}\n",
+           h->opts.header_timeout_s);
+  close_answer(fd, "408 Request Timeout", body);
+}
+
+void httpd__plain_on_tls_answer(httpd *h, int fd) {
+  atomic_fetch_add(&h->plain_on_tls, 1);
+  close_answer(fd, "400 Bad Request",
+               "{\"error\":\"this port serves HTTPS: a plain HTTP request was sent to it\"}\n");
 }
 
 /* Once a second: each head of libmicrohttpd's past header_timeout_s gets
@@ -609,7 +620,8 @@ static int hybrid_start(httpd *h, const httpd_sockaddr *sa, char *errbuf, size_t
   h->note_d2 = (httpd_note){h, &h->n_epoll, false};
   h->d = daemon_start(h, MHD_USE_POLL_INTERNAL_THREAD, NULL, &h->note_d);
   h->d2 = h->d ? daemon_start(h, MHD_USE_EPOLL_INTERNAL_THREAD, NULL, &h->note_d2) : NULL;
-  bool fast = !h->opts.fast_lane || (h->d2 && httpd__fast_start(h, h->opts.fast_threads));
+  bool lane = h->opts.fast_lane || h->tls;
+  bool fast = !lane || (h->d2 && httpd__fast_start(h, h->tls ? 1 : h->opts.fast_threads));
   if (h->d2 && fast && pthread_create(&h->acceptor, NULL, acceptor, h) == 0) return 0;
   httpd__fast_stop(h->fast);
   h->fast = NULL;
@@ -683,7 +695,8 @@ httpd *httpd_start(const httpd_opts *opts, httpd_handler handler, void *ctx, cha
       snprintf(errbuf, errlen, "too many TLS servers in this process");
       return start_failed(h);
     }
-    h->opts.fast_lane = false; /* the lane reads plain sockets */
+    /* The lane reads plain sockets: it only sorts connections (httpd_fast.c). */
+    h->opts.fast_lane = false;
   }
   httpd_sockaddr sa;
   if (listen_addr(h->opts.host ? h->opts.host : "127.0.0.1", h->opts.port, &sa)) {
@@ -738,6 +751,10 @@ unsigned httpd_fast_connections(const httpd *h) {
 void httpd_connections(const httpd *h, unsigned *poll, unsigned *epoll) {
   *poll = atomic_load(&h->n_poll);
   *epoll = atomic_load(&h->n_epoll);
+}
+
+uint64_t httpd_plain_on_tls(const httpd *h) {
+  return atomic_load(&h->plain_on_tls);
 }
 
 bool httpd_tls_reloads(const httpd *h, uint64_t *ok, uint64_t *failed) {

@@ -104,9 +104,10 @@ typedef struct httpd_opts {
   /* HTTPS: the server's certificate chain and its private key, PEM files
    * (both or neither), read at start and again when they change (looked at
    * by a handshake at most every 2 s: core/httpd_tls.c). TLS 1.2 and 1.3
-   * only. The fast
-   * lane reads plain sockets, so with TLS every connection goes to
-   * libmicrohttpd (fast_lane is ignored). NULL: plain HTTP. */
+   * only. Every request is libmicrohttpd's (fast_lane is ignored); on
+   * HTTPD_HYBRID_POOL the lane's threads only sort new connections by their
+   * first bytes: a TLS handshake goes to libmicrohttpd, a plain HTTP request
+   * is answered 400 (httpd_plain_on_tls). NULL: plain HTTP. */
   const char *tls_cert_file, *tls_key_file;
 } httpd_opts;
 
@@ -134,6 +135,9 @@ void httpd_refused(const httpd *h, uint64_t *max, uint64_t *per_client);
  * after their files changed (*ok) and were not, leaving the pair served
  * before (*failed). Without: false. */
 bool httpd_tls_reloads(const httpd *h, uint64_t *ok, uint64_t *failed);
+/* With TLS on HTTPD_HYBRID_POOL: connections whose first bytes were a
+ * plain HTTP request, answered 400 and closed, since the start. */
+uint64_t httpd_plain_on_tls(const httpd *h);
 /* Stops serving and frees. Requests still waiting for an answer must have
  * been answered before; answers not yet written are given up to 5 s to go
  * out. httpd_stop(NULL) does nothing. */

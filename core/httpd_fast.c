@@ -20,6 +20,10 @@
  * eventfd write per resume, allocation and locks per request) was about a
  * third of the broker's CPU (bench/README.md).
  *
+ * With TLS (httpd_opts.tls_cert_file) the lane serves nothing: one of its
+ * threads sorts new connections by their first bytes (sort_tls), a
+ * handshake to libmicrohttpd, plain HTTP to a 400.
+ *
  * Edge-triggered epoll: a connection with an answer pending is not read;
  * data that arrives meanwhile (a pipelined request) is looked at once the
  * answer has gone.
@@ -258,11 +262,44 @@ static void hand_over(fworker *w, fconn *c) {
   free(c);
 }
 
+/* With TLS: sorts a new connection by its first bytes. A TLS record (a
+ * ClientHello's first byte is 22, a handshake record) goes to
+ * libmicrohttpd; so does anything that is not the start of an HTTP request
+ * line, for GnuTLS to refuse. A request line's method and its space (a
+ * client that took https:// for http://) is answered 400 and closed, as
+ * nginx does, rather than left to a handshake that fails with no answer. */
+static void sort_tls(fworker *w, fconn *c) {
+  char b[24];
+  ssize_t n = recv(c->fd, b, sizeof b, MSG_PEEK);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    close_conn(w, c);
+    return;
+  }
+  if (n < 0) return;
+  ssize_t i = 0; /* the method's length: HTTP's methods are capitals (22 is not one) */
+  while (i < n && b[i] >= 'A' && b[i] <= 'Z') i++;
+  if (i > 0 && i == n && (size_t)n < sizeof b) {
+    c->last = mono_ms(); /* the method still coming: the next edge says more */
+    c->head_since = c->head_since ? c->head_since : c->last;
+    return;
+  }
+  if (i > 0 && i < n && b[i] == ' ') {
+    httpd__plain_on_tls_answer(w->h, c->fd);
+    close_conn(w, c);
+    return;
+  }
+  hand_over(w, c);
+}
+
 /* Serves what the connection has: one request taken (then its answer is
  * awaited), more awaited, or the connection handed over or closed. */
 static void serve(fworker *w, fconn *c) {
   httpd *h = w->h;
   c->readable = false;
+  if (h->tls) {
+    sort_tls(w, c);
+    return;
+  }
   ssize_t n = recv(c->fd, w->peek, HTTPD_FAST_PEEK, MSG_PEEK);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
     close_conn(w, c);

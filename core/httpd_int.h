@@ -68,7 +68,7 @@ struct httpd {
   httpd_handler handler;
   void *ctx;
   _Atomic bool stopping;   /* streamed answers end at their next call */
-  httpd_fast *fast;        /* HTTPD_HYBRID_POOL with fast_lane (httpd_fast.c) */
+  httpd_fast *fast;        /* HTTPD_HYBRID_POOL with fast_lane or TLS (httpd_fast.c) */
   _Atomic unsigned n_fast; /* connections of the fast lane */
   /* header_timeout_s on libmicrohttpd's connections: the requests whose
    * head is still coming (linked from their request line to their first
@@ -79,6 +79,7 @@ struct httpd {
   bool sweeper_on;
   pthread_t sweeper;
   _Atomic uint64_t header_timeouts; /* both the lane's and libmicrohttpd's */
+  _Atomic uint64_t plain_on_tls;    /* plain HTTP on a TLS port (the lane's sorting) */
   /* Connections closed as they came (httpd_refused). */
   _Atomic uint64_t refused_max, refused_client;
   httpd_clients *clients; /* with max_connections_per_client, else NULL */
@@ -140,6 +141,9 @@ void httpd__to_mhd(httpd *h, int fd, const httpd_sockaddr *peer);
  * its 408 to fd, as far as the socket takes it at once (the caller closes
  * the connection next). */
 void httpd__head_timeout_answer(httpd *h, int fd);
+/* Counts a plain HTTP request on a TLS server's port (httpd_plain_on_tls)
+ * and writes its 400 to fd, likewise. */
+void httpd__plain_on_tls_answer(httpd *h, int fd);
 
 /* max_connections_per_client (httpd_clients.c): each client's open
  * connections, and the client each open socket counts for. An address is

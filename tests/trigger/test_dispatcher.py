@@ -353,9 +353,21 @@ class DispatcherCase(unittest.TestCase):
         try:
             return wait_for(what, pred, timeout)
         except AssertionError as e:
-            logs = "".join(f"\n--- broker on {b.port} (stderr, last 3000 bytes):\n"
-                           f"{b.stderr()[-3000:]}" for b in self.brokers)
-            raise AssertionError(f"{e}{logs}") from None
+            raise AssertionError(f"{e}{self.diagnosis()}") from None
+
+    def diagnosis(self):
+        """Each broker's log (its tail), and the dispatcher's metrics of those
+        still running."""
+        out = []
+        for b in self.brokers:
+            out.append(f"\n--- broker on {b.port} (stderr, last 3000 bytes):\n{b.stderr()[-3000:]}")
+            if b.proc.poll() is None:
+                try:
+                    out.append("".join(f"  {n}{ls} {v}\n" for n, ls, v in b.metrics()
+                                       if n.startswith(("outpost_dispatcher", "outpost_trigger"))))
+                except OSError as err:
+                    out.append(f"  /metrics: {err}\n")
+        return "".join(out)
 
     def settle(self, b, events, timeout=30.0):
         """Waits until the dispatcher has read `events` records and has no
