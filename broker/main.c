@@ -120,7 +120,7 @@ static void usage(FILE *f) {
         "                        anyone\n"
         "  --tls-cert FILE       serve HTTPS (TLS 1.2, 1.3) with this PEM certificate chain\n"
         "  --tls-key FILE        and its PEM private key; read at start. Without the fast\n"
-        "                        lane: every connection is libmicrohttpd's\n"
+        "                        lane: every request is libmicrohttpd's\n"
         "  --triggers-state FILE where triggers applied through /v1/triggers are kept across\n"
         "                        restarts (default: triggers.json beside --data)\n"
         "  --brokers-state FILE  where brokers declared through /v1/brokers are kept across\n"
@@ -479,7 +479,7 @@ int broker_main(int argc, char **argv) {
     }
   if (lane == 1 && o.http.tls_cert_file) {
     fprintf(stderr, "outpost broker: --fast-lane serves plain HTTP; with --tls-cert every"
-                    " connection is libmicrohttpd's\n");
+                    " request is libmicrohttpd's\n");
     return 2;
   }
   if (lane == 0 || o.http.model != HTTPD_HYBRID_POOL) o.http.fast_lane = false;
