@@ -668,6 +668,12 @@ int broker_main(int argc, char **argv) {
       *ss = '\0';
       mkdir(sdir, 0750);
     }
+    /* Held until every trigger of the configuration and of the state file is
+     * in place: each gets the log's backlog (records read before the last
+     * was applied would otherwise be done for the ones applied so far). */
+    dopts.held = true;
+    const char *pause = getenv("OUTPOST_TEST_APPLY_PAUSE_MS");
+    if (pause && parse_range(pause, 1, 10000, &v) == 0) dopts.apply_pause_ms = (int)v;
     disp = trigger_dispatcher_start(&dopts, err, sizeof err);
     if (disp && config) rc = trigger_dispatcher_load(disp, config, err, sizeof err) ? 2 : 0;
     if (disp && rc == 0) {
@@ -676,8 +682,10 @@ int broker_main(int argc, char **argv) {
       if (kept < 0) rc = 2;
       if (kept > 0) printf("%d trigger(s) restored from %s\n", kept, state);
     }
-    if (disp && rc == 0)
+    if (disp && rc == 0) {
+      trigger_dispatcher_release(disp);
       broker_ingress_mount(in, "/v1/triggers", serve_triggers, trigger_metrics, disp);
+    }
     if (!disp || rc) {
       fprintf(stderr, "outpost broker: %s\n", err);
       rc = rc ? rc : 1;

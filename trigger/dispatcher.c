@@ -704,7 +704,7 @@ static void *deliver_main(void *arg) {
   trigger_dispatcher *d = arg;
   pthread_mutex_lock(&d->lock);
   while (!d->stopping) {
-    take_inboxes(d);
+    if (!d->held) take_inboxes(d);
     dlv *x;
     while ((x = shift(&d->done, &d->done_tail))) ended(d, x);
     uint64_t now = metrics_now_ns();
@@ -719,7 +719,7 @@ static void *deliver_main(void *arg) {
     release(d);
     if (d->done || (d->n_heap && d->heap[0]->due_ns <= metrics_now_ns())) continue;
     bool inbox = false;
-    for (consumer *c = d->consumers; c && !inbox; c = c->next)
+    for (consumer *c = d->held ? NULL : d->consumers; c && !inbox; c = c->next)
       for (int32_t i = 0; i < c->n_parts && !inbox; i++) inbox = c->parts[i].inbox != NULL;
     if (inbox) continue;
     /* Sleep until a report, a record, or the next timer. */
@@ -916,6 +916,7 @@ trigger_dispatcher *trigger_dispatcher_start(const trigger_dispatcher_opts *opts
   d->opts = *opts;
   d->opts.group_prefix = d->group_prefix;
   d->opts.state_path = d->state_path;
+  d->held = opts->held;
   if (!d->opts.window) d->opts.window = 256;
   if (d->opts.timeout_ms <= 0) d->opts.timeout_ms = 30000;
   if (d->opts.sink_retry_max_ms <= 0) d->opts.sink_retry_max_ms = 60000;
@@ -934,6 +935,13 @@ trigger_dispatcher *trigger_dispatcher_start(const trigger_dispatcher_opts *opts
     return NULL;
   }
   return d;
+}
+
+void trigger_dispatcher_release(trigger_dispatcher *d) {
+  pthread_mutex_lock(&d->lock);
+  d->held = false;
+  pthread_cond_signal(&d->cond);
+  pthread_mutex_unlock(&d->lock);
 }
 
 void dispatcher__consumer_free(consumer *c) {

@@ -71,6 +71,16 @@ typedef struct trigger_dispatcher_opts {
   const char *state_path;     /* where triggers applied through the admin API are kept
                                  across restarts (NULL: not kept); see
                                  trigger_dispatcher_restore */
+  bool held;                  /* start holding: records are read but matched to no trigger
+                                 (so none is done, none committed) until
+                                 trigger_dispatcher_release. For a start: every trigger of
+                                 the configuration and the state file applied first, each
+                                 gets the log's backlog */
+  int apply_pause_ms;         /* for tests only: a pause in each apply, after a new
+                                 consumer's readers start and before its trigger is in
+                                 place, which widens the window a race there would need
+                                 (0: none; `outpost broker` takes it from
+                                 OUTPOST_TEST_APPLY_PAUSE_MS) */
 } trigger_dispatcher_opts;
 
 void trigger_dispatcher_opts_init(trigger_dispatcher_opts *o);
@@ -79,6 +89,10 @@ void trigger_dispatcher_opts_init(trigger_dispatcher_opts *o);
  * errbuf on failure. */
 trigger_dispatcher *trigger_dispatcher_start(const trigger_dispatcher_opts *opts, char *errbuf,
                                              size_t errlen);
+
+/* Ends the hold of opts.held (nothing when not held): the records read
+ * meanwhile are matched to the triggers applied by then. */
+void trigger_dispatcher_release(trigger_dispatcher *d);
 
 /* Applies a Trigger resource (a cJSON object, as core/resources.h reads
  * it; copied): creates the trigger, or replaces the one of the same

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 void dispatcher__entry_free(tentry *t) {
@@ -94,9 +95,15 @@ static int consumer_make(trigger_dispatcher *d, const char *ns, const char *name
   return 0;
 }
 
-/* The consumer of tr's broker, made when it is the broker's first trigger. */
-static int consumer_for(trigger_dispatcher *d, const trigger *tr, consumer **out,
+/* The consumer of tr's broker, made when it is the broker's first trigger
+ * (*made true). A new consumer's readers have started, but it is not listed
+ * yet: the caller lists it in the same hold of d->lock that puts its first
+ * trigger in its index, so that the delivery thread never takes a record
+ * of it with no trigger there to match (the record would be done, and its
+ * position committed, without a delivery). */
+static int consumer_for(trigger_dispatcher *d, const trigger *tr, consumer **out, bool *made,
                         trigger_err *err) {
+  *made = false;
   pthread_mutex_lock(&d->lock);
   *out = find_consumer(d, tr->ns, tr->broker);
   pthread_mutex_unlock(&d->lock);
@@ -115,10 +122,7 @@ static int consumer_for(trigger_dispatcher *d, const trigger *tr, consumer **out
              tr->broker, topic, strerror(-rc));
     return rc;
   }
-  pthread_mutex_lock(&d->lock);
-  (*out)->next = d->consumers;
-  d->consumers = *out;
-  pthread_mutex_unlock(&d->lock);
+  *made = true;
   return 0;
 }
 
@@ -162,9 +166,19 @@ static int apply(trigger_dispatcher *d, const cJSON *res, bool api, trigger_err 
   t->applied = true;
   t->api = api;
   pthread_mutex_lock(&d->admin);
-  int rc = consumer_for(d, tr, &t->c, err);
+  bool made;
+  int rc = consumer_for(d, tr, &t->c, &made, err);
+  if (rc == 0 && d->opts.apply_pause_ms > 0) {
+    struct timespec pause = {d->opts.apply_pause_ms / 1000,
+                             (long)(d->opts.apply_pause_ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+  }
   if (rc == 0) {
     pthread_mutex_lock(&d->lock);
+    if (made) { /* listed with its first trigger (or none, if that fails: as after a delete) */
+      t->c->next = d->consumers;
+      d->consumers = t->c;
+    }
     tentry *old = find_entry(d, tr->ns, tr->name);
     t->st = stats_for(d, tr->ns, tr->name);
     rc = t->st ? trigger_index_add(t->c->ix, tr) : -ENOMEM;

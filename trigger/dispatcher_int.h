@@ -95,6 +95,7 @@ struct trigger_dispatcher {
   pthread_cond_t idle; /* log appends under way reached 0 */
   pthread_t thread;
   bool stopping;
+  bool held; /* opts.held until trigger_dispatcher_release: inboxes not taken */
   consumer *consumers;
   tentry *entries;
   tstats *stats;

@@ -214,13 +214,14 @@ class Broker:
     """`outpost broker` on a free port; stdout read up to "listening on",
     stderr (the dispatcher's log, sanitizer reports) kept in a file."""
 
-    def __init__(self, workdir, *args, tag="broker"):
+    def __init__(self, workdir, *args, tag="broker", env=None):
         self.port = free_port()
         self.errpath = os.path.join(workdir, f"{tag}-{self.port}.stderr")
         self.err = open(self.errpath, "w")
         self.proc = subprocess.Popen(
             [OUTPOST, "broker", "--listen", f"127.0.0.1:{self.port}", *args],
-            stdout=subprocess.PIPE, stderr=self.err, text=True)
+            stdout=subprocess.PIPE, stderr=self.err, text=True,
+            env={**os.environ, **(env or {})})
         self.bootstrap = None
         line = self.proc.stdout.readline()
         while line and not line.startswith("listening on"):
@@ -337,13 +338,13 @@ class DispatcherCase(unittest.TestCase):
         self.subs.append(s)
         return s.start() if start else s
 
-    def broker(self, triggers=(), *args, data=True):
+    def broker(self, triggers=(), *args, data=True, env=None):
         """A broker with these triggers in its --config (and the default broker)."""
         with open(self.config, "w") as f:
             json.dump(list(triggers), f)
         extra = ["--data", self.data] if data else []
         b = Broker(self.dir.name, *extra, "--config", self.config, "--broker", "default/default",
-                   *args)
+                   *args, env=env)
         self.brokers.append(b)
         return b
 
@@ -981,6 +982,60 @@ class RestartTest(DispatcherCase):
         self.assertEqual(sub.ids("alo", since=since), ["after"])
         self.assertEqual(self.outcome(b3, "alo", "delivered"), 1)
 
+    def test_every_trigger_gets_the_backlog_after_a_restart(self):
+        """Events accepted while a broker's triggers could not deliver are
+        each trigger's after a restart: the log's backlog is not read, and
+        its position not committed, before every trigger of the
+        configuration and of the state file is in place, and a new
+        consumer's records are not taken before its first trigger is. A
+        broker's triggers share its consumer. The restart pauses 20 ms in
+        each apply (OUTPOST_TEST_APPLY_PAUSE_MS), between the consumer's
+        start and the trigger's entry, where the race was (CI lost events
+        there once); without the hold, or with the consumer listed before its
+        trigger, records are done for no trigger or only the first few, and
+        this fails."""
+        sub = self.subscriber(start=False)  # refused: every delivery backs off
+        names = [f"t{i}" for i in range(60)]
+        slow = {"retry": 100000, "backoffPolicy": "linear", "backoffDelay": "PT0.2S"}
+        tr = [trigger(n, sub.url(n), {"type": "bk"}, delivery=slow) for n in names]
+        b1 = self.broker(tr)
+        ids = [f"bk-{i}" for i in range(4)]
+        for i in ids:
+            b1.post(i, "bk")
+        self.wait_until(lambda: b1.metric("outpost_dispatcher_records_total", kind="event") == 4
+                        and (b1.metric("outpost_trigger_retries_total") or 0) >= 240,
+                        "every delivery backing off")
+        self.assertEqual(b1.kill(), -signal.SIGKILL)
+        self.assertEqual(committed(self.data), 0)
+        sub.start()
+        b2 = self.broker(tr, env={"OUTPOST_TEST_APPLY_PAUSE_MS": "20"})
+        self.wait_until(lambda: all(len(sub.ids(n)) >= 4 for n in names),
+                        "the backlog at every trigger", timeout=60)
+        self.settle(b2, 4)
+        for n in names:
+            self.assertEqual(sorted(sub.ids(n)), ids, n)
+        self.wait_until(lambda: committed(self.data) == 4, "position 4 committed")
+
+    def test_first_trigger_through_the_api_gets_the_kept_events(self):
+        """A broker's first trigger, applied through the API while the broker
+        runs, starts its consumer at the broker's committed position (none:
+        the log's first record), and every record read from there is
+        matched to it: the consumer is listed for the delivery thread in the
+        same step that puts the trigger in its index. The 20 ms pause in the
+        apply (OUTPOST_TEST_APPLY_PAUSE_MS) lets the new consumer read the
+        events first; listed before its trigger, they were done for nobody."""
+        sub = self.subscriber()
+        b = self.broker([], env={"OUTPOST_TEST_APPLY_PAUSE_MS": "20"})
+        ids = [f"kept-{i}" for i in range(3)]
+        for i in ids:
+            b.post(i, "kept")
+        r, body = b.request("PUT", "/v1/triggers",
+                            json.dumps(trigger("first", sub.url("first"), {"type": "kept"})))
+        self.assertEqual(r.status, 200, body)
+        self.wait_until(lambda: len(sub.got("first")) >= 3, "the three kept events")
+        self.settle(b, 3)
+        self.assertEqual(sorted(sub.ids("first")), ids)
+
     def test_stop_with_deliveries_under_way_and_redelivery_after_restart(self):
         healthy = threading.Event()
 
@@ -1005,7 +1060,7 @@ class RestartTest(DispatcherCase):
         self.assertEqual(committed(self.data), 0, "nothing committed that was not done")
         healthy.set()
         since = time.monotonic()
-        b2 = self.broker(tr)
+        b2 = self.broker(tr, env={"OUTPOST_TEST_APPLY_PAUSE_MS": "20"})  # the race, widened
         self.wait_until(lambda: self.outcome(b2, "u", "delivered") == 2,
                         "both delivered after restart")
         self.assertEqual(sorted(sub.ids("u", since=since)), ["backing-off", "hanging"])
