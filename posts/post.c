@@ -206,6 +206,7 @@ static void call_done(void *opaque, const httpc_result *res) {
   call_slot *s = opaque;
   post_answer *out = s->out;
   out->error = res->error;
+  snprintf(out->why, sizeof out->why, "%s", res->error ? res->error_text : "");
   out->status = res->status;
   out->retry_after_ms = res->retry_after_ms;
   if (!res->error && ce_buf_append(&out->body, res->body, res->body_len)) out->error = -ENOMEM;

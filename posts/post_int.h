@@ -108,7 +108,8 @@ extern const post_tier post_tier_cluster, post_tier_node, post_tier_ns;
 
 /* An answer of post_call. body is NUL-terminated. */
 typedef struct post_answer {
-  int error; /* 0 or httpc's transport error */
+  int error;     /* 0 or httpc's transport error */
+  char why[160]; /* with error: libcurl's text ("SSL certificate problem: ..."), else "" */
   long status;
   ce_buf body;
   int64_t retry_after_ms;

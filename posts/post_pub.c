@@ -80,6 +80,9 @@ static int64_t pub_send(post_pub *pub, const ce_event *ev, int64_t backoff) {
   } else {
     atomic_fetch_add(&pub->retries, 1);
     again = a.retry_after_ms > backoff ? a.retry_after_ms : backoff;
+    if (rc && backoff == 100) /* the first of a run of failures */
+      post_log(pub->p, "cannot reach the broker at %s (%s); %s kept, retrying", pub->url,
+               a.why[0] ? a.why : strerror(-rc), ce_event_get_str(ev, "type"));
     if (!rc && (a.status == 401 || a.status == 403) && backoff == 100)
       post_log(pub->p, "broker refused %s (%ld): %.200s; kept, retrying (--ingress-token?)",
                ce_event_get_str(ev, "type"), a.status, a.body.data);

@@ -114,7 +114,7 @@ static int trig_put(post_trig *t, char *why, size_t whylen) {
   int rc = post_call_token(t->p, "PUT", t->url, t->p->cfg.broker_token, t->triggers,
                            TRIG_TIMEOUT_MS, &a);
   if (rc)
-    snprintf(why, whylen, "%s", strerror(-rc));
+    snprintf(why, whylen, "%s", a.why[0] ? a.why : strerror(-rc));
   else if (a.status != 200)
     snprintf(why, whylen, "%ld %.200s", a.status, a.body.data);
   rc = rc ? rc : a.status == 200 ? 0 : -EIO;

@@ -275,7 +275,7 @@ static long watch_call(post_watch *w, const char *method, const char *path, cons
   long status = rc ? rc : a.status;
   if (rc && !w->down)
     post_log(w->p, "detector at %s unreachable (%s); it will be caught up when it is back", w->url,
-             strerror(-rc));
+             a.why[0] ? a.why : strerror(-rc));
   if (!rc && w->down) post_log(w->p, "detector at %s reachable again", w->url);
   w->down = rc != 0;
   bool ok = status >= 200 && status < 300;

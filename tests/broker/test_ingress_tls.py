@@ -11,6 +11,9 @@ on 127.0.0.1, with a CA and certificates the test makes with openssl.
     libmicrohttpd says of such clients is bounded in the log;
   - `outpost detector` publishes to the HTTPS ingress with OUTPOST_CA_FILE,
     and without it keeps its event and says why (the certificate);
+  - a post (the cluster post) registers its triggers at the HTTPS admin
+    API with OUTPOST_CA_FILE, and without it says why (libcurl's text, not
+    errno's "Protocol error") and registers none;
   - a renewed certificate, swapped in as the kubelet updates a mounted
     Secret (a `..data` symlink replaced), is served to new connections
     within seconds, without a restart, and a connection made before goes
@@ -255,6 +258,55 @@ spec:
         lines = [l for l in self.err.read().splitlines() if l.startswith("libmicrohttpd:")]
         self.assertTrue(lines, "libmicrohttpd said nothing of 40 clients")
         self.assertLessEqual(len(lines), 6 * (int(took) + 2), lines)
+
+    def triggers(self):
+        c = self.conn()
+        try:
+            c.request("GET", "/v1/triggers")
+            return json.loads(c.getresponse().read())
+        finally:
+            c.close()
+
+    def test_post_registers_its_triggers_over_tls(self):
+        """A post (the cluster post; no podman needed) registers its triggers
+        at the HTTPS broker's admin API with OUTPOST_CA_FILE; without it, it
+        says the certificate is the problem and registers none."""
+        with open(f"{DIR}/labs.yaml", "w") as f:
+            f.write("apiVersion: outpost.dev/v1\nkind: LabTemplate\nmetadata: {name: t-lab}\n"
+                    "spec: {image: localhost/outpost-lab-t:latest}\n")
+        mine = lambda: [t for t in self.triggers()  # noqa: E731
+                        if "cluster" in json.dumps(t.get("metadata", {}))]
+        self.assertEqual(mine(), [])
+        for trust in (False, True):
+            env = {k: v for k, v in os.environ.items() if k != "OUTPOST_CA_FILE"}
+            if trust:
+                env["OUTPOST_CA_FILE"] = f"{DIR}/ca.crt"
+            os.makedirs(f"{DIR}/post-{trust}", exist_ok=True)
+            with open(f"{DIR}/post-{trust}.log", "w+") as log:
+                post = subprocess.Popen(
+                    [OUTPOST, "post", "--tier", "cluster", "--listen",
+                     f"127.0.0.1:{free_port()}", "--config", f"{DIR}/labs.yaml", "--node-post",
+                     "http://127.0.0.1:1", "--admin-token", "tok-post-admin", "--state-dir",
+                     f"{DIR}/post-{trust}", "--broker-url",
+                     f"https://127.0.0.1:{self.port}/default/default"],
+                    stdout=log, stderr=subprocess.STDOUT, env=env)
+                try:
+                    if trust:
+                        got = wait_for("the cluster post's triggers at the broker", mine)
+                        for t in got:
+                            self.assertTrue(t["spec"]["subscriber"]["uri"].startswith("http"), t)
+                    else:
+                        def said():
+                            log.seek(0)
+                            return "certificate" in log.read().lower()
+                        wait_for("the post saying why it cannot register", said)
+                        self.assertEqual(mine(), [])
+                except AssertionError as e:
+                    log.seek(0)
+                    raise AssertionError(f"{e}\n--- the post's log:\n{log.read()[-3000:]}") from None
+                finally:
+                    post.send_signal(signal.SIGTERM)
+                    self.assertEqual(post.wait(timeout=30), 0)
 
     def test_detector_publishes_over_tls(self):
         """OUTPOST_CA_FILE: the detector (core/httpc) trusts the CA; without
