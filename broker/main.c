@@ -531,12 +531,16 @@ int broker_main(int argc, char **argv) {
     beside(data, "brokers.json", brokers_buf, sizeof brokers_buf);
     o.brokers_state = brokers_buf;
   }
-  if (config && (same_file(config, state) || same_file(config, o.brokers_state))) {
+  const char *clash = !config                              ? NULL
+                      : same_file(config, state)           ? "--triggers-state"
+                      : same_file(config, o.brokers_state) ? "--brokers-state"
+                                                           : NULL;
+  if (clash) {
     fprintf(stderr,
             "outpost broker: --config %s is the broker's own state file (%s); the admin API"
             " would overwrite it. Name it otherwise, or move the state with --triggers-state"
             " / --brokers-state (default: beside --data)\n",
-            config, same_file(config, state) ? "--triggers-state" : "--brokers-state");
+            config, clash);
     return 2;
   }
   if (same_file(state, o.brokers_state)) {
